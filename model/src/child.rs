@@ -1,0 +1,402 @@
+//! The child runtime: the child side of the protocol, from boot to exit, sans-IO.
+//!
+//! ```text
+//!  Booting ──start: send Handshake──▶ AwaitingSpec ──SpawnSpec──▶ Serving
+//!                                         │                          │
+//!                                  cancel / parent EOF      cancel / parent EOF / actor failure
+//!                                         ▼                          ▼
+//!                                       Cancelling: in-flight work and own nursery finish
+//!                                         │ all done
+//!                                         ▼
+//!                     send CancelAck (if the parent asked) ──▶ Exiting ──▶ exit
+//! ```
+//!
+//! The child acknowledges a cancel only after its in-flight work has finished and its own
+//! nursery (if it supervises children) has closed. EOF on the parent channel without a cancel
+//! means the parent is gone: the child cancels itself.
+
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::flaw::{Flaw, Flaws};
+use crate::id::RequestId;
+use crate::wire::{FrameError, Message, PROTOCOL_VERSION, RemoteError, RemoteErrorKind, Role};
+
+/// Where the child runtime is, named for what it waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ChildPhase {
+    /// Not started.
+    Booting,
+    /// Handshake sent; waiting for the spawn spec.
+    AwaitingSpec,
+    /// Running its actor and serving requests.
+    Serving,
+    /// Stopping: waiting for in-flight work and its own nursery to finish.
+    Cancelling,
+    /// Acked; waiting for the parent's EOF before exiting (only with flaw F4).
+    AwaitingParentEof,
+    /// The exit command is out.
+    Exited,
+}
+
+impl fmt::Display for ChildPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Why the child is stopping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum StopCause {
+    /// The parent sent a cancel: acknowledge when done.
+    ParentCancel,
+    /// The parent channel reached EOF: the parent is gone; no ack is possible.
+    ParentGone,
+    /// The actor failed; the failure was reported.
+    ActorFailed,
+    /// The parent sent something that broke the protocol.
+    ProtocolError,
+}
+
+/// An order from the child runtime to its driver.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ChildCommand {
+    /// Send this message to the parent.
+    Send(Message),
+    /// Run the actor's main function (run-to-result); report with `handle_main_done`.
+    StartMain {
+        /// The actor to run.
+        actor: String,
+    },
+    /// Start the actor (daemon); it serves requests until cancelled.
+    StartActor {
+        /// The actor to run.
+        actor: String,
+    },
+    /// Run one request on the actor; report with `handle_work_done`.
+    StartRequest {
+        /// The request's id.
+        id: RequestId,
+        /// Its payload.
+        payload: Vec<u8>,
+    },
+    /// Ask in-flight work to stop at its next checkpoint.
+    InterruptWork,
+    /// Tear down the child's own nursery; report with `handle_subtree_closed`.
+    TeardownSubtree,
+    /// Exit the process (or return from the thread) with this code.
+    Exit(i32),
+}
+
+/// The child side of the protocol.
+///
+/// # Calling contract
+///
+/// Call [`ChildRuntime::start`] once, then feed what happens (`handle_message`,
+/// `handle_parent_eof`, `handle_work_done`, ...). After each call drain
+/// [`ChildRuntime::poll_command`] and execute in order. After `Exit` nothing more is accepted.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ChildRuntime {
+    phase: ChildPhase,
+    pid: u32,
+    flaws: Flaws,
+    max_in_flight: u32,
+    role: Option<Role>,
+    in_flight: Vec<RequestId>,
+    main_running: bool,
+    subtree_open: bool,
+    stop: Option<StopCause>,
+    acked: bool,
+    served_after_ack: u32,
+    commands: VecDeque<ChildCommand>,
+}
+
+/// An input the child runtime cannot take in its current phase.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChildInputError {
+    /// The input's name.
+    pub input: &'static str,
+    /// The phase it arrived in.
+    pub phase: ChildPhase,
+}
+
+impl fmt::Display for ChildInputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "child runtime input {} is not valid while {}",
+            self.input, self.phase
+        )
+    }
+}
+
+impl core::error::Error for ChildInputError {}
+
+type Accepted = Result<(), ChildInputError>;
+
+impl ChildRuntime {
+    /// A runtime for a child with this pid (0 for thread children).
+    pub fn new(pid: u32, flaws: Flaws, max_in_flight: u32) -> Self {
+        ChildRuntime {
+            phase: ChildPhase::Booting,
+            pid,
+            flaws,
+            max_in_flight,
+            role: None,
+            in_flight: Vec::new(),
+            main_running: false,
+            subtree_open: false,
+            stop: None,
+            acked: false,
+            served_after_ack: 0,
+            commands: VecDeque::new(),
+        }
+    }
+
+    /// Where it is.
+    pub fn phase(&self) -> ChildPhase {
+        self.phase
+    }
+
+    /// Why it is stopping, if it is.
+    pub fn stop_cause(&self) -> Option<StopCause> {
+        self.stop
+    }
+
+    /// Requests started after the cancel-ack went out (property 1: must stay zero).
+    pub fn served_after_ack(&self) -> u32 {
+        self.served_after_ack
+    }
+
+    /// The next command for the driver.
+    pub fn poll_command(&mut self) -> Option<ChildCommand> {
+        self.commands.pop_front()
+    }
+
+    /// Boots: sends the handshake.
+    pub fn start(&mut self) -> Accepted {
+        self.expect(self.phase == ChildPhase::Booting, "start")?;
+        self.phase = ChildPhase::AwaitingSpec;
+        let pid = self.pid;
+        self.send(Message::Handshake {
+            version: PROTOCOL_VERSION,
+            pid,
+        });
+        Ok(())
+    }
+
+    /// The child opened its own nursery: a cancel must close it before acknowledging.
+    pub fn supervise(&mut self) -> Accepted {
+        self.expect(self.phase == ChildPhase::Serving, "supervise")?;
+        self.subtree_open = true;
+        Ok(())
+    }
+
+    /// A message arrived from the parent.
+    pub fn handle_message(&mut self, message: Message) -> Accepted {
+        self.expect(self.accepts_input(), "message")?;
+        match (self.phase, message) {
+            (ChildPhase::AwaitingSpec, Message::SpawnSpec { actor, role }) => {
+                self.role = Some(role);
+                self.phase = ChildPhase::Serving;
+                if role == Role::RunToResult {
+                    self.main_running = true;
+                    self.commands.push_back(ChildCommand::StartMain { actor });
+                } else {
+                    self.commands.push_back(ChildCommand::StartActor { actor });
+                }
+            }
+            (ChildPhase::AwaitingSpec | ChildPhase::Serving, Message::Cancel) => {
+                self.begin_stop(StopCause::ParentCancel);
+            }
+            (ChildPhase::Serving, Message::Request { id, payload }) => self.on_request(id, payload),
+            (
+                ChildPhase::Cancelling | ChildPhase::AwaitingParentEof,
+                Message::Request { id, .. },
+            ) => {
+                let err = refused("the actor is cancelling and takes no new requests");
+                self.send(Message::Reply {
+                    id,
+                    result: Err(err),
+                });
+            }
+            // A second cancel while stopping changes nothing.
+            (ChildPhase::Cancelling | ChildPhase::AwaitingParentEof, Message::Cancel) => {}
+            (_, _) => self.begin_stop(StopCause::ProtocolError),
+        }
+        Ok(())
+    }
+
+    /// A frame from the parent did not decode: stop, as for a broken channel.
+    pub fn handle_malformed(&mut self, err: FrameError) -> Accepted {
+        self.expect(self.accepts_input(), "malformed")?;
+        let _ = err;
+        self.begin_stop(StopCause::ProtocolError);
+        Ok(())
+    }
+
+    /// The parent channel reached EOF.
+    pub fn handle_parent_eof(&mut self) -> Accepted {
+        self.expect(
+            self.phase != ChildPhase::Exited && self.phase != ChildPhase::Booting,
+            "parent_eof",
+        )?;
+        match self.phase {
+            ChildPhase::AwaitingParentEof => self.exit(),
+            ChildPhase::Serving | ChildPhase::AwaitingSpec
+                if self.flaws.has(Flaw::NoSelfCancelOnParentEof) => {}
+            ChildPhase::Serving | ChildPhase::AwaitingSpec => {
+                self.begin_stop(StopCause::ParentGone)
+            }
+            _ => {
+                // Already stopping; the ack can no longer be delivered.
+                if self.stop == Some(StopCause::ParentCancel) {
+                    self.stop = Some(StopCause::ParentGone);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A request finished on the actor.
+    pub fn handle_work_done(
+        &mut self,
+        id: RequestId,
+        result: Result<Vec<u8>, RemoteError>,
+    ) -> Accepted {
+        let pos = self.in_flight.iter().position(|r| *r == id);
+        let Some(pos) = pos.filter(|_| self.phase != ChildPhase::Exited) else {
+            return Err(ChildInputError {
+                input: "work_done",
+                phase: self.phase,
+            });
+        };
+        self.in_flight.remove(pos);
+        self.send(Message::Reply { id, result });
+        self.maybe_finish();
+        Ok(())
+    }
+
+    /// The run-to-result main function returned.
+    pub fn handle_main_done(&mut self, result: Result<Vec<u8>, RemoteError>) -> Accepted {
+        self.expect(
+            self.main_running && self.phase != ChildPhase::Exited,
+            "main_done",
+        )?;
+        self.main_running = false;
+        self.send(Message::Finished { result });
+        self.maybe_finish();
+        Ok(())
+    }
+
+    /// The actor failed outside any request: report it, then stop.
+    pub fn handle_actor_failed(&mut self, err: RemoteError) -> Accepted {
+        self.expect(
+            matches!(self.phase, ChildPhase::Serving | ChildPhase::Cancelling),
+            "actor_failed",
+        )?;
+        self.main_running = false;
+        self.send(Message::Failed(err));
+        self.begin_stop(StopCause::ActorFailed);
+        Ok(())
+    }
+
+    /// The child's own nursery closed.
+    pub fn handle_subtree_closed(&mut self) -> Accepted {
+        self.expect(self.subtree_open, "subtree_closed")?;
+        self.subtree_open = false;
+        self.maybe_finish();
+        Ok(())
+    }
+
+    fn accepts_input(&self) -> bool {
+        !matches!(self.phase, ChildPhase::Booting | ChildPhase::Exited)
+    }
+
+    fn on_request(&mut self, id: RequestId, payload: Vec<u8>) {
+        if self.in_flight.len() >= self.max_in_flight as usize {
+            let err = refused("too many requests in flight");
+            self.send(Message::Reply {
+                id,
+                result: Err(err),
+            });
+            return;
+        }
+        if self.acked {
+            self.served_after_ack += 1;
+        }
+        self.in_flight.push(id);
+        self.commands
+            .push_back(ChildCommand::StartRequest { id, payload });
+    }
+
+    fn begin_stop(&mut self, cause: StopCause) {
+        if self.stop.is_some() {
+            return;
+        }
+        self.stop = Some(cause);
+        self.phase = ChildPhase::Cancelling;
+        if !self.in_flight.is_empty() || self.main_running {
+            self.commands.push_back(ChildCommand::InterruptWork);
+        }
+        if self.subtree_open {
+            self.commands.push_back(ChildCommand::TeardownSubtree);
+        }
+        self.maybe_finish();
+    }
+
+    fn maybe_finish(&mut self) {
+        let idle = self.in_flight.is_empty() && !self.main_running && !self.subtree_open;
+        if self.phase != ChildPhase::Cancelling || !idle {
+            return;
+        }
+        match self.stop {
+            Some(StopCause::ParentCancel) => {
+                self.acked = true;
+                self.send(Message::CancelAck);
+                if self.flaws.has(Flaw::MutualWaitAtTeardown) {
+                    self.phase = ChildPhase::AwaitingParentEof;
+                } else {
+                    self.exit();
+                }
+            }
+            _ => self.exit(),
+        }
+    }
+
+    fn exit(&mut self) {
+        let code = match self.stop {
+            Some(StopCause::ActorFailed) => 1,
+            Some(StopCause::ProtocolError) => 2,
+            _ => 0,
+        };
+        self.phase = ChildPhase::Exited;
+        self.commands.push_back(ChildCommand::Exit(code));
+    }
+
+    fn send(&mut self, message: Message) {
+        self.commands.push_back(ChildCommand::Send(message));
+    }
+
+    fn expect(&self, ok: bool, input: &'static str) -> Accepted {
+        if ok {
+            Ok(())
+        } else {
+            Err(ChildInputError {
+                input,
+                phase: self.phase,
+            })
+        }
+    }
+}
+
+fn refused(why: &str) -> RemoteError {
+    RemoteError {
+        kind: RemoteErrorKind::Refused,
+        message: why.into(),
+    }
+}

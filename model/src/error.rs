@@ -1,0 +1,292 @@
+//! Typed errors: each says which child, what happened, who started it, and what to do.
+
+use alloc::string::String;
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::{ChildId, RequestId};
+use crate::method::MethodRefused;
+use crate::wire::{FrameError, RemoteError};
+
+/// How a process ended, as the reap reported it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ExitStatus {
+    /// It called exit with this code.
+    Exited(i32),
+    /// A signal with this number ended it.
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// Whether it exited with code zero.
+    pub fn success(self) -> bool {
+        self == ExitStatus::Exited(0)
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Exited(code) => write!(f, "exit code {code}"),
+            ExitStatus::Signaled(sig) => write!(f, "signal {sig}"),
+        }
+    }
+}
+
+/// Who started the stopping of a child or of a whole nursery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Initiator {
+    /// The user asked for it (cancel or hard stop of one child).
+    User,
+    /// The nursery: its body ended, or a sibling failed (one cancels all).
+    Nursery,
+    /// SIGINT reached the supervising process.
+    Interrupt,
+    /// The supervisor itself: a timeout expired or the child broke the protocol.
+    Supervisor,
+    /// The child: it failed, closed its channel or exited by itself.
+    Child,
+}
+
+impl fmt::Display for Initiator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Initiator::User => "the user",
+            Initiator::Nursery => "the nursery",
+            Initiator::Interrupt => "SIGINT",
+            Initiator::Supervisor => "the supervisor",
+            Initiator::Child => "the child",
+        })
+    }
+}
+
+/// What went wrong with one child.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ChildErrorKind {
+    /// The spawn method could not start it.
+    LaunchFailed(String),
+    /// It exited before its handshake.
+    BootFailed(ExitStatus),
+    /// No handshake arrived within the boot timeout; it was stopped hard.
+    BootTimedOut,
+    /// Its handshake carried another protocol version.
+    VersionMismatch {
+        /// The version it announced.
+        got: u16,
+    },
+    /// It exited by itself while it was expected to serve.
+    Died(ExitStatus),
+    /// Its actor failed; the remote error is attached.
+    Remote(RemoteError),
+    /// It sent a malformed frame or a message out of order.
+    Protocol(ProtocolViolation),
+    /// It was killed but its exit was not seen within the reap timeout.
+    ReapTimedOut,
+}
+
+/// A message a child may not send where it sent it, or a frame that did not decode.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ProtocolViolation {
+    /// The frame did not decode.
+    Malformed(FrameError),
+    /// A message that this state does not allow.
+    Unexpected {
+        /// The message's name.
+        message: String,
+        /// The state the child was in.
+        phase: String,
+    },
+    /// A reply to a request that was never sent or already answered.
+    UnknownReply(RequestId),
+}
+
+impl fmt::Display for ProtocolViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolViolation::Malformed(e) => write!(f, "malformed frame: {e}"),
+            ProtocolViolation::Unexpected { message, phase } => {
+                write!(f, "unexpected {message} while {phase}")
+            }
+            ProtocolViolation::UnknownReply(id) => write!(f, "reply to unknown {id}"),
+        }
+    }
+}
+
+/// One child's error, reported to the nursery's caller exactly once.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChildError {
+    /// Which child.
+    pub child: ChildId,
+    /// Its actor name.
+    pub name: String,
+    /// What happened.
+    pub kind: ChildErrorKind,
+    /// Who started the chain of events that ended here.
+    pub initiator: Initiator,
+}
+
+impl fmt::Display for ChildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let who = alloc::format!("{} `{}`", self.child, self.name);
+        match &self.kind {
+            ChildErrorKind::LaunchFailed(why) => write!(
+                f,
+                "{who} could not be launched: {why}; check the spawn method and system limits"
+            ),
+            ChildErrorKind::BootFailed(status) => write!(
+                f,
+                "{who} died during boot ({status}) before its handshake; run it alone to see \
+                 why it fails to start"
+            ),
+            ChildErrorKind::BootTimedOut => write!(
+                f,
+                "{who} sent no handshake within the boot timeout and was stopped; raise the \
+                 boot timeout or find what blocks its start-up"
+            ),
+            ChildErrorKind::VersionMismatch { got } => write!(
+                f,
+                "{who} speaks protocol version {got}, not {}; rebuild parent and child from the \
+                 same harrow version",
+                crate::wire::PROTOCOL_VERSION
+            ),
+            ChildErrorKind::Died(status) => write!(
+                f,
+                "{who} exited by itself ({status}) while it should have been serving; look at \
+                 its own output for the cause"
+            ),
+            ChildErrorKind::Remote(err) => write!(f, "{who} failed: {err}"),
+            ChildErrorKind::Protocol(v) => write!(
+                f,
+                "{who} broke the protocol ({v}) and was torn down; parent and child must use the \
+                 same codec"
+            ),
+            ChildErrorKind::ReapTimedOut => write!(
+                f,
+                "{who} was killed but did not exit within the reap timeout (stuck in the \
+                 kernel?); it is reported and left to init"
+            ),
+        }?;
+        write!(f, " (initiated by {})", self.initiator)
+    }
+}
+
+impl core::error::Error for ChildError {}
+
+/// Why `spawn` was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SpawnError {
+    /// The nursery is tearing down or closed and takes no new children.
+    NurseryClosing,
+    /// The nursery has already held its maximum number of children.
+    CapacityExhausted {
+        /// The limit in force.
+        max: u32,
+    },
+    /// The spawn method cannot work in the caller's situation.
+    MethodRefused(MethodRefused),
+    /// The command queue to the driver is full: the driver is not draining it.
+    Backlogged,
+    /// A live child of this nursery already has this instance name.
+    NameTaken(String),
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpawnError::NurseryClosing => {
+                f.write_str("spawn refused: the nursery is tearing down; open a new nursery")
+            }
+            SpawnError::CapacityExhausted { max } => write!(
+                f,
+                "spawn refused: the nursery has held its limit of {max} children; raise \
+                 `Limits::max_children` or use several nurseries"
+            ),
+            SpawnError::MethodRefused(r) => r.fmt(f),
+            SpawnError::Backlogged => f.write_str(
+                "spawn refused: the driver has not drained the protocol's command queue; \
+                 poll commands after every input",
+            ),
+            SpawnError::NameTaken(name) => write!(
+                f,
+                "spawn refused: a live child is already named `{name}`; pick a unique name"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for SpawnError {}
+
+/// Why a user operation on one child (request, cancel, hard stop) was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ChildOpError {
+    /// No child has this id in this nursery.
+    UnknownChild(ChildId),
+    /// The child is not serving (still booting, or stopping); the state is named.
+    NotServing {
+        /// Which child.
+        child: ChildId,
+        /// Its current phase.
+        phase: String,
+    },
+    /// The child already has the maximum number of requests awaiting replies.
+    TooManyInFlight {
+        /// Which child.
+        child: ChildId,
+        /// The limit in force.
+        max: u32,
+    },
+    /// The child has already finished; there is nothing to stop.
+    AlreadyFinished(ChildId),
+    /// The command queue to the driver is full: the driver is not draining it.
+    Backlogged,
+}
+
+impl fmt::Display for ChildOpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChildOpError::UnknownChild(c) => write!(f, "{c} does not belong to this nursery"),
+            ChildOpError::NotServing { child, phase } => write!(
+                f,
+                "{child} is {phase}, not serving; wait for its handshake, or stop sending once \
+                 it is cancelled"
+            ),
+            ChildOpError::TooManyInFlight { child, max } => write!(
+                f,
+                "{child} already has {max} requests awaiting replies; wait for some replies \
+                 or raise `Limits::max_in_flight`"
+            ),
+            ChildOpError::AlreadyFinished(c) => write!(f, "{c} has already finished"),
+            ChildOpError::Backlogged => f.write_str(
+                "refused: the driver has not drained the protocol's command queue; poll \
+                 commands after every input",
+            ),
+        }
+    }
+}
+
+impl core::error::Error for ChildOpError {}
+
+/// A driver input that does not fit the child's current state: a driver bug, never a panic.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct InputError {
+    /// Which child the input was for.
+    pub child: ChildId,
+    /// The input's name.
+    pub input: String,
+    /// The phase it arrived in.
+    pub phase: String,
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "driver input {} is not valid for {} while {}; the driver fed an event the \
+             protocol did not ask for",
+            self.input, self.child, self.phase
+        )
+    }
+}
+
+impl core::error::Error for InputError {}

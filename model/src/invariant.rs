@@ -1,0 +1,198 @@
+//! The safety properties (1–6 of DESIGN.md) in per-step form: named predicates over a state.
+//!
+//! The supervisor checks them after every transition in debug builds. With no flaw switched
+//! on a violation is a protocol bug and panics; with a flaw on it is recorded, and the
+//! checkers report it as the flaw found.
+
+use alloc::format;
+use alloc::string::String;
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ChildError, ChildErrorKind};
+use crate::method::SpawnMethod;
+use crate::supervisor::{Outcome, Phase, Supervisor};
+
+/// One named safety predicate over a supervisor state.
+#[derive(Clone, Copy, Debug)]
+pub struct Invariant {
+    /// The predicate's name.
+    pub name: &'static str,
+    /// The DESIGN.md property it is the per-step form of.
+    pub property: u8,
+    /// `Err` with a sentence naming the child and what is wrong.
+    pub check: fn(&Supervisor) -> Result<(), String>,
+}
+
+/// A broken invariant: which one, and what was seen.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Violation {
+    /// The predicate's name.
+    pub invariant: String,
+    /// The DESIGN.md property number.
+    pub property: u8,
+    /// What was seen.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "property {} ({}): {}",
+            self.property, self.invariant, self.detail
+        )
+    }
+}
+
+/// Every supervisor invariant.
+pub const SUPERVISOR: [Invariant; 6] = [
+    Invariant {
+        name: "handshake_before_request",
+        property: 1,
+        check: handshake_before_request,
+    },
+    Invariant {
+        name: "graceful_before_forceful",
+        property: 2,
+        check: graceful_before_forceful,
+    },
+    Invariant {
+        name: "reaped_at_most_once",
+        property: 3,
+        check: reaped_at_most_once,
+    },
+    Invariant {
+        name: "abandoned_threads_counted",
+        property: 4,
+        check: abandoned_threads_counted,
+    },
+    Invariant {
+        name: "every_error_reported_once",
+        property: 5,
+        check: every_error_reported_once,
+    },
+    Invariant {
+        name: "registry_holds_only_live",
+        property: 6,
+        check: registry_holds_only_live,
+    },
+];
+
+/// Runs every supervisor invariant; the first failure is returned.
+pub fn check_supervisor(s: &Supervisor) -> Result<(), Violation> {
+    for inv in SUPERVISOR {
+        (inv.check)(s).map_err(|detail| Violation {
+            invariant: inv.name.into(),
+            property: inv.property,
+            detail,
+        })?;
+    }
+    Ok(())
+}
+
+/// Property 1: handshake before any request, one spawn spec, no request after cancel.
+fn handshake_before_request(s: &Supervisor) -> Result<(), String> {
+    for (i, c) in s.children.iter().enumerate() {
+        let l = &c.life;
+        if l.requests_sent > 0 && !l.handshake_done {
+            return Err(format!("child#{i} was sent a request before its handshake"));
+        }
+        if l.specs_sent > 1 {
+            return Err(format!("child#{i} was sent {} spawn specs", l.specs_sent));
+        }
+        if l.requests_at_cancel.is_some_and(|n| n != l.requests_sent) {
+            return Err(format!("child#{i} was sent a request after its cancel"));
+        }
+    }
+    Ok(())
+}
+
+/// Property 2: no kill or abandon of a connected child before a graceful attempt.
+fn graceful_before_forceful(s: &Supervisor) -> Result<(), String> {
+    for (i, c) in s.children.iter().enumerate() {
+        let l = &c.life;
+        let forced = l.kill_sent || matches!(l.outcome, Some(Outcome::Abandoned(_)));
+        let allowed =
+            l.cancel_sent || l.channel_seen_closed || l.user_hard_stop || !l.handshake_done;
+        if forced && !allowed {
+            return Err(format!(
+                "child#{i} was stopped forcefully before any cancel was attempted"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Property 3: every child reaped at most once, and never signalled after it.
+fn reaped_at_most_once(s: &Supervisor) -> Result<(), String> {
+    for (i, c) in s.children.iter().enumerate() {
+        let l = &c.life;
+        if l.reaps > 1 {
+            return Err(format!("child#{i} was reaped {} times", l.reaps));
+        }
+        if l.method == SpawnMethod::Thread && l.kill_sent {
+            return Err(format!("thread child#{i} was sent a signal"));
+        }
+    }
+    Ok(())
+}
+
+/// Property 4: an abandoned thread is never also joined, and every abandonment is counted.
+fn abandoned_threads_counted(s: &Supervisor) -> Result<(), String> {
+    for (i, c) in s.children.iter().enumerate() {
+        let l = &c.life;
+        if matches!(l.outcome, Some(Outcome::Abandoned(_))) && l.reaps > 0 {
+            return Err(format!("thread child#{i} was both abandoned and joined"));
+        }
+    }
+    Ok(())
+}
+
+/// Property 5: every recorded child error was emitted to the user once, none twice.
+fn every_error_reported_once(s: &Supervisor) -> Result<(), String> {
+    if s.errors_emitted != s.errors.len() {
+        return Err(format!(
+            "{} errors recorded but {} emitted",
+            s.errors.len(),
+            s.errors_emitted
+        ));
+    }
+    // A child can fail remotely more than once, but it dies (or is given up on) only once.
+    for (i, a) in s.errors.iter().enumerate() {
+        let terminal = |e: &ChildError| {
+            !matches!(
+                e.kind,
+                ChildErrorKind::Remote(_) | ChildErrorKind::Protocol(_)
+            )
+        };
+        if terminal(a)
+            && s.errors[..i]
+                .iter()
+                .any(|b| b.child == a.child && terminal(b))
+        {
+            return Err(format!(
+                "{} has two terminal errors; the second: {a}",
+                a.child
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Property 6: the registry returns no child that is known to be dead.
+fn registry_holds_only_live(s: &Supervisor) -> Result<(), String> {
+    for (name, id) in &s.registry {
+        let Some(c) = s.children.get(id.0 as usize) else {
+            return Err(format!("registry entry `{name}` names unknown {id}"));
+        };
+        if c.life.phase.known_dead() || c.life.phase == Phase::Launching {
+            return Err(format!(
+                "registry entry `{name}` returns {id}, which is {}",
+                c.life.phase
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,815 @@
+//! One child's lifecycle on the parent side: a pure machine from launch to its final outcome.
+//!
+//! ```text
+//!  Launching ──launched──▶ AwaitingHandshake ──handshake──▶ Serving
+//!      │                      │   │    │                      │  │
+//!   failed          exit ─────┘   │  boot timeout         cancel  EOF / bad frame
+//!      ▼                          │    │                      ▼  ▼
+//!    Done              EOF / bad frame  │          AwaitingCancelAck ──ack / EOF──▶ AwaitingExit
+//!                                 │    │               │ ack timeout                 │ grace over
+//!                                 ▼    ▼               ▼                             ▼
+//!                            AwaitingExit    hard stop: Kill ──▶ AwaitingKilledExit (reap bound)
+//!                                                       Abandon ──▶ Done (thread leaked, counted)
+//!
+//!  any waiting state ──exit observed──▶ AwaitingReap ──reaped──▶ Draining ──EOF / drain bound──▶ Done
+//! ```
+//!
+//! Every state that waits on the child has a deadline, except `AwaitingReap`, whose answer the
+//! driver gives synchronously. A forceful stop (kill or abandon) of a connected child happens
+//! only after a cancel was sent, its channel was seen closed, or the user asked for it.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ChildErrorKind, ExitStatus, Initiator, ProtocolViolation};
+use crate::flaw::{Flaw, Flaws};
+use crate::id::RequestId;
+use crate::method::{HardStop, SpawnMethod};
+use crate::policy::Timeouts;
+use crate::time::Timestamp;
+use crate::wire::{Message, PROTOCOL_VERSION, RemoteError, Role};
+
+/// Where a child is in its life, named for what the supervisor is waiting for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Phase {
+    /// The launch command is out; waiting for the driver to say it started.
+    Launching,
+    /// Started; waiting for its handshake, its death, or the boot timeout.
+    AwaitingHandshake,
+    /// Connected and serving requests.
+    Serving,
+    /// Cancel sent; waiting for the ack, its exit, or the ack timeout.
+    AwaitingCancelAck,
+    /// Acked or channel closed; waiting for its exit within the grace.
+    AwaitingExit,
+    /// SIGKILL sent; waiting for its exit within the reap bound.
+    AwaitingKilledExit,
+    /// Exit seen; the reap command is out.
+    AwaitingReap,
+    /// Reaped; reading late messages until end-of-file or the drain bound.
+    Draining,
+    /// Finished; the outcome is final.
+    Done,
+}
+
+impl Phase {
+    /// Every phase, in lifecycle order.
+    pub const ALL: [Phase; 9] = [
+        Phase::Launching,
+        Phase::AwaitingHandshake,
+        Phase::Serving,
+        Phase::AwaitingCancelAck,
+        Phase::AwaitingExit,
+        Phase::AwaitingKilledExit,
+        Phase::AwaitingReap,
+        Phase::Draining,
+        Phase::Done,
+    ];
+
+    /// Whether the child is known to be dead, doomed by SIGKILL, or given up on.
+    pub fn known_dead(self) -> bool {
+        matches!(
+            self,
+            Phase::AwaitingKilledExit | Phase::AwaitingReap | Phase::Draining | Phase::Done
+        )
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Phase::Launching => "launching",
+            Phase::AwaitingHandshake => "awaiting its handshake",
+            Phase::Serving => "serving",
+            Phase::AwaitingCancelAck => "awaiting its cancel-ack",
+            Phase::AwaitingExit => "awaiting its exit",
+            Phase::AwaitingKilledExit => "awaiting its exit after SIGKILL",
+            Phase::AwaitingReap => "awaiting its reap",
+            Phase::Draining => "draining its channel",
+            Phase::Done => "done",
+        };
+        f.write_str(s)
+    }
+}
+
+/// Why a child was stopped forcefully.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ForceReason {
+    /// The user asked for a hard stop.
+    UserHardStop,
+    /// No handshake within the boot timeout, or a stop was asked for before it.
+    BeforeHandshake,
+    /// The cancel was not acknowledged in time.
+    CancelAckTimedOut,
+    /// It acked or closed its channel but did not exit within the grace.
+    GraceExpired,
+}
+
+/// How a child's life ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The launch failed; no process or thread existed.
+    LaunchFailed,
+    /// It exited (or its thread returned) without being forced.
+    Exited(ExitStatus),
+    /// It was killed; the reap reported this status.
+    Killed {
+        /// Why it was killed.
+        reason: ForceReason,
+        /// What the reap reported.
+        status: ExitStatus,
+    },
+    /// Its thread was abandoned and leaked on purpose.
+    Abandoned(ForceReason),
+    /// It was killed but its exit never came within the reap bound.
+    Unreaped,
+}
+
+/// One input to a child's lifecycle.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Input {
+    /// The driver started it.
+    Launched,
+    /// The driver could not start it.
+    LaunchFailed(String),
+    /// A decoded message arrived from it.
+    Message(Message),
+    /// A frame from it did not decode.
+    Malformed(crate::wire::FrameError),
+    /// Its channel reached end-of-file.
+    ChannelClosed,
+    /// Its process exited or its thread returned (pidfd readable, thread finished).
+    ExitObserved,
+    /// The reap (or join) finished with this status.
+    Reaped(ExitStatus),
+    /// Its deadline passed.
+    Deadline,
+    /// Someone asked it to stop gracefully.
+    Cancel(Initiator),
+    /// The user asked for a forceful stop.
+    HardStop,
+    /// The user wants to send it a request.
+    Request(RequestId, Vec<u8>),
+}
+
+impl Input {
+    /// A short name for tables and errors.
+    pub fn name(&self) -> String {
+        match self {
+            Input::Launched => "Launched".into(),
+            Input::LaunchFailed(_) => "LaunchFailed".into(),
+            Input::Message(m) => alloc::format!("Message({})", m.name()),
+            Input::Malformed(_) => "Malformed".into(),
+            Input::ChannelClosed => "ChannelClosed".into(),
+            Input::ExitObserved => "ExitObserved".into(),
+            Input::Reaped(_) => "Reaped".into(),
+            Input::Deadline => "Deadline".into(),
+            Input::Cancel(_) => "Cancel".into(),
+            Input::HardStop => "HardStop".into(),
+            Input::Request(..) => "Request".into(),
+        }
+    }
+}
+
+/// What the supervisor must do as a result of one lifecycle step.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Action {
+    /// Send this message on the child's channel.
+    Send(Message),
+    /// Send the spawn spec (the supervisor fills in the actor name).
+    SendSpawnSpec,
+    /// Close our end of the child's channel.
+    CloseChannel,
+    /// SIGKILL the child (and its process group) through its pidfd.
+    Kill,
+    /// Abandon the thread: detach it and leak its context.
+    Abandon,
+    /// Reap the child (or join its thread) exactly once.
+    Reap,
+    /// Put the child's name in the registry.
+    Register,
+    /// Take the child's name out of the registry.
+    Deregister,
+    /// The child is connected and ready for requests.
+    Ready,
+    /// A reply for the user.
+    Reply(RequestId, Result<Vec<u8>, RemoteError>),
+    /// A run-to-result child's result for the user.
+    Finished(Result<Vec<u8>, RemoteError>),
+    /// An error to report to the user exactly once.
+    Error(ChildErrorKind, Initiator),
+    /// The child's life is over with this outcome.
+    Outcome(Outcome),
+}
+
+/// Why an input was refused by the lifecycle.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Refusal {
+    /// The input makes no sense in this phase (a driver bug).
+    Invalid,
+    /// A request while the child is not serving.
+    NotServing,
+    /// A request beyond the in-flight limit.
+    TooManyInFlight,
+    /// The child is done.
+    Finished,
+}
+
+/// The per-child settings a step needs from its supervisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StepContext {
+    /// The timeout policy.
+    pub timeouts: Timeouts,
+    /// Switched-on flaws (none in the shipped protocol).
+    pub flaws: Flaws,
+    /// The in-flight request limit.
+    pub max_in_flight: u32,
+}
+
+/// One child's lifecycle state, with the facts the invariants are checked against.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Lifecycle {
+    /// Where it is.
+    pub phase: Phase,
+    /// How it was started.
+    pub method: SpawnMethod,
+    /// Daemon or run-to-result.
+    pub role: Role,
+    /// When the current wait ends, if it is bounded.
+    pub deadline: Option<Timestamp>,
+    /// Whether our end of its channel is open.
+    pub channel_open: bool,
+    /// Whether its handshake arrived.
+    pub handshake_done: bool,
+    /// Whether a cancel was sent.
+    pub cancel_sent: bool,
+    /// Whether its cancel-ack arrived.
+    pub ack_received: bool,
+    /// Whether its channel was seen at end-of-file or broken.
+    pub channel_seen_closed: bool,
+    /// Whether the user asked for a hard stop.
+    pub user_hard_stop: bool,
+    /// Whether SIGKILL was sent.
+    pub kill_sent: bool,
+    /// Whether its exit was observed.
+    pub exit_observed: bool,
+    /// How many reaps happened (must end at exactly one for a launched process).
+    pub reaps: u8,
+    /// Spawn specs sent (at most one).
+    pub specs_sent: u8,
+    /// Requests sent on its channel so far.
+    pub requests_sent: u32,
+    /// `requests_sent` when the cancel went out; no request may follow a cancel.
+    pub requests_at_cancel: Option<u32>,
+    /// Whether a run-to-result child delivered its result.
+    pub result_delivered: bool,
+    /// Requests awaiting replies.
+    pub in_flight: Vec<RequestId>,
+    /// Who started stopping it.
+    pub stop_initiator: Option<Initiator>,
+    /// Why it was forced, if it was.
+    pub force: Option<ForceReason>,
+    /// Its final outcome, once done.
+    pub outcome: Option<Outcome>,
+    /// Whether it died before its handshake (reported as a boot failure at reap).
+    pub boot_failed: bool,
+}
+
+type Step = Result<Vec<Action>, Refusal>;
+
+impl Lifecycle {
+    /// A lifecycle for a child whose launch command is being issued.
+    pub fn new(method: SpawnMethod, role: Role) -> Self {
+        Lifecycle {
+            phase: Phase::Launching,
+            method,
+            role,
+            deadline: None,
+            channel_open: false,
+            handshake_done: false,
+            cancel_sent: false,
+            ack_received: false,
+            channel_seen_closed: false,
+            user_hard_stop: false,
+            kill_sent: false,
+            exit_observed: false,
+            reaps: 0,
+            specs_sent: 0,
+            requests_sent: 0,
+            requests_at_cancel: None,
+            result_delivered: false,
+            in_flight: Vec::new(),
+            stop_initiator: None,
+            force: None,
+            outcome: None,
+            boot_failed: false,
+        }
+    }
+
+    /// Whether nothing more will happen: done, and our end of its channel closed.
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Done && !self.channel_open
+    }
+
+    /// Whether a stop (graceful or forced) has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.stop_initiator.is_some() || self.phase > Phase::Serving
+    }
+
+    /// Applies one input at `now`; on refusal the state is unchanged.
+    pub fn step(&mut self, now: Timestamp, input: Input, cx: &StepContext) -> Step {
+        let mut next = self.clone();
+        let mut out = Vec::new();
+        next.apply(now, input, cx, &mut out)?;
+        *self = next;
+        Ok(out)
+    }
+
+    fn apply(
+        &mut self,
+        now: Timestamp,
+        input: Input,
+        cx: &StepContext,
+        out: &mut Vec<Action>,
+    ) -> Result<(), Refusal> {
+        match input {
+            Input::Launched => self.on_launched(now, cx, out),
+            Input::LaunchFailed(why) => self.on_launch_failed(why, out),
+            Input::Message(msg) => self.on_message(now, msg, cx, out),
+            Input::Malformed(err) => {
+                self.on_violation(now, ProtocolViolation::Malformed(err), cx, out)
+            }
+            Input::ChannelClosed => self.on_channel_closed(now, cx, out),
+            Input::ExitObserved => self.on_exit(cx, out),
+            Input::Reaped(status) => self.on_reaped(now, status, cx, out),
+            Input::Deadline => self.on_deadline(now, cx, out),
+            Input::Cancel(who) => self.on_cancel(now, who, cx, out),
+            Input::HardStop => self.on_hard_stop(now, cx, out),
+            Input::Request(id, payload) => self.on_request(id, payload, cx, out),
+        }
+    }
+
+    fn on_launched(
+        &mut self,
+        now: Timestamp,
+        cx: &StepContext,
+        out: &mut Vec<Action>,
+    ) -> Result<(), Refusal> {
+        if self.phase != Phase::Launching {
+            return Err(Refusal::Invalid);
+        }
+        self.phase = Phase::AwaitingHandshake;
+        self.channel_open = true;
+        self.specs_sent += 1;
+        out.push(Action::SendSpawnSpec);
+        if self.stop_initiator.is_some() {
+            // A stop asked for while launching: nothing is connected, so stop hard now.
+            let reason = if self.user_hard_stop {
+                ForceReason::UserHardStop
+            } else {
+                ForceReason::BeforeHandshake
+            };
+            self.force_stop(now, reason, cx, out);
+        }
+        Ok(())
+    }
+
+    fn on_launch_failed(&mut self, why: String, out: &mut Vec<Action>) -> Result<(), Refusal> {
+        if self.phase != Phase::Launching {
+            return Err(Refusal::Invalid);
+        }
+        self.phase = Phase::Done;
+        self.deadline = None;
+        self.outcome = Some(Outcome::LaunchFailed);
+        out.push(Action::Error(
+            ChildErrorKind::LaunchFailed(why),
+            Initiator::Child,
+        ));
+        out.push(Action::Outcome(Outcome::LaunchFailed));
+        Ok(())
+    }
+
+    fn on_message(
+        &mut self,
+        now: Timestamp,
+        msg: Message,
+        cx: &StepContext,
+        out: &mut Vec<Action>,
+    ) -> Result<(), Refusal> {
+        match (self.phase, msg) {
+            (Phase::Launching | Phase::Done, _) if !self.channel_open => Err(Refusal::Invalid),
+            (Phase::AwaitingHandshake, Message::Handshake { version, .. }) => {
+                self.on_handshake(now, version, cx, out);
+                Ok(())
+            }
+            (Phase::AwaitingHandshake, other) => {
+                let v = self.unexpected(&other);
+                self.on_violation(now, v, cx, out)
+            }
+            (_, Message::Reply { id, result }) => self.on_reply(now, id, result, cx, out),
+            (_, Message::Finished { result })
+                if self.role == Role::RunToResult && !self.result_delivered =>
+            {
+                self.on_finished(now, result, cx, out);
+                Ok(())
+            }
+            (_, Message::Failed(err)) => {
+                out.push(Action::Error(ChildErrorKind::Remote(err), Initiator::Child));
+                Ok(())
+            }
+            (Phase::AwaitingCancelAck, Message::CancelAck) => {
+                self.on_ack(now, cx, out);
+                Ok(())
+            }
+            (_, other) => {
+                let v = self.unexpected(&other);
+                self.on_violation(now, v, cx, out)
+            }
+        }
+    }
+
+    fn unexpected(&self, msg: &Message) -> ProtocolViolation {
+        ProtocolViolation::Unexpected {
+            message: msg.name().to_string(),
+            phase: self.phase.to_string(),
+        }
+    }
+
+    fn on_handshake(
+        &mut self,
+        now: Timestamp,
+        version: u16,
+        cx: &StepContext,
+        out: &mut Vec<Action>,
+    ) {
+        if version != PROTOCOL_VERSION {
+            out.push(Action::Error(
+                ChildErrorKind::VersionMismatch { got: version },
+                Initiator::Supervisor,
+            ));
+            self.stop_initiator.get_or_insert(Initiator::Supervisor);
+            self.force_stop(now, ForceReason::BeforeHandshake, cx, out);
+            return;
+        }
+        self.handshake_done = true;
+        self.phase = Phase::Serving;
+        self.deadline = None;
+        out.push(Action::Register);
+        out.push(Action::Ready);
+    }
+
+    fn on_reply(
+        &mut self,
+        now: Timestamp,
+        id: RequestId,
+        result: Result<Vec<u8>, RemoteError>,
+        cx: &StepContext,
+        out: &mut Vec<Action>,
+    ) -> Result<(), Refusal> {
+        match self.in_flight.iter().position(|r| *r == id) {
+            Some(i) => {
+                self.in_flight.remove(i);
+                out.push(Action::Reply(id, result));
+                Ok(())
+            }
+            None => self.on_violation(now, ProtocolViolation::UnknownReply(id), cx, out),
+        }
+    }
+
+    fn on_finished(
+        &mut self,
+        now: Timestamp,
+        result: Result<Vec<u8>, RemoteError>,
+        cx: &StepContext,
+        out: &mut Vec<Action>,
+    ) {
+        self.result_delivered = true;
+        if let Err(err) = &result {
+            out.push(Action::Error(
+                ChildErrorKind::Remote(err.clone()),
+                Initiator::Child,
+            ));
+        }
+        out.push(Action::Finished(result));
+        // tractor's cancel_on_completion: a run-to-result child is cancelled once it has answered.
+        if self.phase == Phase::Serving {
+            self.begin_cancel(now, Initiator::Supervisor, cx, out);
+        }
+    }
+
+    fn on_ack(&mut self, now: Timestamp, cx: &StepContext, out: &mut Vec<Action>) {
+        self.ack_received = true;
+        self.phase = Phase::AwaitingExit;
+        if cx.flaws.has(Flaw::MutualWaitAtTeardown) {
+            // The flaw: keep our end open until the child exits, and wait for that unbounded.
+            self.deadline = None;
+            return;
+        }
+        self.close_channel(out);
+        self.deadline = Some(now + cx.timeouts.grace(self.method));
+    }
+
+    fn on_violation(
+        &mut self,
+        now: Timestamp,
+        v: ProtocolViolation,
+        cx: &StepContext,
+        out: &mut Vec<Action>,
+    ) -> Result<(), Refusal> {
+        if !self.channel_open {
+            return Err(Refusal::Invalid);
+        }
+        out.push(Action::Error(
+            ChildErrorKind::Protocol(v),
+            Initiator::Supervisor,
+        ));
+        self.stop_initiator.get_or_insert(Initiator::Supervisor);
+        // The stream is out of step: nothing more on it can be trusted. Closing our end is the
+        // graceful stop (the child sees EOF and cancels itself); the grace bounds it.
+        self.channel_seen_closed = true;
+        self.close_channel(out);
+        if matches!(
+            self.phase,
+            Phase::AwaitingHandshake | Phase::Serving | Phase::AwaitingCancelAck
+        ) {
+            self.await_exit(now, cx);
+        }
+        Ok(())
+    }
+
+    fn on_channel_closed(
+        &mut self,
+        now: Timestamp,
+        cx: &StepContext,
+        out: &mut Vec<Action>,
+    ) -> Result<(), Refusal> {
+        if !self.channel_open || self.phase == Phase::Launching {
+            return Err(Refusal::Invalid);
+        }
+        self.channel_seen_closed = true;
+        self.close_channel(out);
+        match self.phase {
+            Phase::AwaitingHandshake | Phase::Serving | Phase::AwaitingCancelAck => {
+                self.stop_initiator.get_or_insert(Initiator::Child);
+                self.await_exit(now, cx);
+            }
+            Phase::Draining => self.finish(out),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_exit(&mut self, cx: &StepContext, out: &mut Vec<Action>) -> Result<(), Refusal> {
+        match self.phase {
+            Phase::Launching | Phase::Done | Phase::Draining => return Err(Refusal::Invalid),
+            // A second readiness report of the same exit: the reap is already out.
+            Phase::AwaitingReap => return Ok(()),
+            Phase::AwaitingHandshake if cx.flaws.has(Flaw::NoHandshakeOrDeathRace) => return Ok(()),
+            Phase::AwaitingHandshake => self.boot_failed = true,
+            _ => {}
+        }
+        self.exit_observed = true;
+        self.phase = Phase::AwaitingReap;
+        self.deadline = None;
+        self.deregister(cx, out);
+        out.push(Action::Reap);
+        Ok(())
+    }
+
+    fn on_reaped(
+        &mut self,
+        now: Timestamp,
+        status: ExitStatus,
+        cx: &StepContext,
+        out: &mut Vec<Action>,
+    ) -> Result<(), Refusal> {
+        if self.phase != Phase::AwaitingReap {
+            return Err(Refusal::Invalid);
+        }
+        self.reaps += 1;
+        if self.boot_failed {
+            out.push(Action::Error(
+                ChildErrorKind::BootFailed(status),
+                Initiator::Child,
+            ));
+        } else if !self.cancel_sent
+            && !self.kill_sent
+            && !self.channel_seen_closed
+            && !self.result_delivered
+        {
+            out.push(Action::Error(
+                ChildErrorKind::Died(status),
+                Initiator::Child,
+            ));
+        }
+        self.outcome = Some(match self.force {
+            Some(reason) => Outcome::Killed { reason, status },
+            None => Outcome::Exited(status),
+        });
+        if self.channel_open {
+            self.phase = Phase::Draining;
+            self.deadline = if cx.flaws.has(Flaw::UnboundedPeerDrain) {
+                None
+            } else {
+                Some(now + cx.timeouts.drain)
+            };
+        } else {
+            self.finish(out);
+        }
+        Ok(())
+    }
+
+    fn on_deadline(
+        &mut self,
+        now: Timestamp,
+        cx: &StepContext,
+        out: &mut Vec<Action>,
+    ) -> Result<(), Refusal> {
+        match self.deadline {
+            Some(at) if at <= now => {}
+            // Not due (or none armed): a harmless early wake-up.
+            _ => return Ok(()),
+        }
+        self.deadline = None;
+        match self.phase {
+            Phase::AwaitingHandshake => {
+                out.push(Action::Error(
+                    ChildErrorKind::BootTimedOut,
+                    Initiator::Supervisor,
+                ));
+                self.stop_initiator.get_or_insert(Initiator::Supervisor);
+                self.force_stop(now, ForceReason::BeforeHandshake, cx, out);
+            }
+            Phase::AwaitingCancelAck if cx.flaws.has(Flaw::NoEscalation) => {}
+            Phase::AwaitingCancelAck => {
+                self.force_stop(now, ForceReason::CancelAckTimedOut, cx, out)
+            }
+            Phase::AwaitingExit => self.force_stop(now, ForceReason::GraceExpired, cx, out),
+            Phase::AwaitingKilledExit => {
+                out.push(Action::Error(
+                    ChildErrorKind::ReapTimedOut,
+                    Initiator::Supervisor,
+                ));
+                self.close_channel(out);
+                self.outcome = Some(Outcome::Unreaped);
+                self.finish(out);
+            }
+            Phase::Draining => {
+                self.close_channel(out);
+                self.finish(out);
+            }
+            _ => return Err(Refusal::Invalid),
+        }
+        Ok(())
+    }
+
+    fn on_cancel(
+        &mut self,
+        now: Timestamp,
+        who: Initiator,
+        cx: &StepContext,
+        out: &mut Vec<Action>,
+    ) -> Result<(), Refusal> {
+        match self.phase {
+            Phase::Launching => {
+                self.stop_initiator.get_or_insert(who);
+            }
+            Phase::AwaitingHandshake => {
+                // No connected channel to cancel over: stopping hard is the only way.
+                self.stop_initiator.get_or_insert(who);
+                self.force_stop(now, ForceReason::BeforeHandshake, cx, out);
+            }
+            Phase::Serving => self.begin_cancel(now, who, cx, out),
+            Phase::Done => return Err(Refusal::Finished),
+            // Already stopping: cancelling again changes nothing.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_hard_stop(
+        &mut self,
+        now: Timestamp,
+        cx: &StepContext,
+        out: &mut Vec<Action>,
+    ) -> Result<(), Refusal> {
+        match self.phase {
+            Phase::Done => Err(Refusal::Finished),
+            Phase::Launching => {
+                self.user_hard_stop = true;
+                self.stop_initiator.get_or_insert(Initiator::User);
+                Ok(())
+            }
+            Phase::AwaitingHandshake
+            | Phase::Serving
+            | Phase::AwaitingCancelAck
+            | Phase::AwaitingExit => {
+                self.user_hard_stop = true;
+                self.stop_initiator.get_or_insert(Initiator::User);
+                self.force_stop(now, ForceReason::UserHardStop, cx, out);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        id: RequestId,
+        payload: Vec<u8>,
+        cx: &StepContext,
+        out: &mut Vec<Action>,
+    ) -> Result<(), Refusal> {
+        match self.phase {
+            Phase::Serving if !self.cancel_sent => {}
+            Phase::Done => return Err(Refusal::Finished),
+            _ => return Err(Refusal::NotServing),
+        }
+        if self.in_flight.len() >= cx.max_in_flight as usize {
+            return Err(Refusal::TooManyInFlight);
+        }
+        self.in_flight.push(id);
+        self.requests_sent += 1;
+        out.push(Action::Send(Message::Request { id, payload }));
+        Ok(())
+    }
+
+    fn begin_cancel(
+        &mut self,
+        now: Timestamp,
+        who: Initiator,
+        cx: &StepContext,
+        out: &mut Vec<Action>,
+    ) {
+        self.stop_initiator.get_or_insert(who);
+        self.cancel_sent = true;
+        self.requests_at_cancel = Some(self.requests_sent);
+        self.phase = Phase::AwaitingCancelAck;
+        self.deadline = Some(now + cx.timeouts.cancel_ack);
+        out.push(Action::Send(Message::Cancel));
+    }
+
+    fn await_exit(&mut self, now: Timestamp, cx: &StepContext) {
+        self.phase = Phase::AwaitingExit;
+        self.deadline = Some(now + cx.timeouts.grace(self.method));
+    }
+
+    /// Kills or abandons, by method. Callers have established that force is allowed.
+    fn force_stop(
+        &mut self,
+        now: Timestamp,
+        reason: ForceReason,
+        cx: &StepContext,
+        out: &mut Vec<Action>,
+    ) {
+        self.force = Some(reason);
+        match self.method.hard_stop() {
+            HardStop::Kill => {
+                self.kill_sent = true;
+                self.deregister(cx, out);
+                out.push(Action::Kill);
+                self.phase = Phase::AwaitingKilledExit;
+                self.deadline = Some(now + cx.timeouts.reap);
+            }
+            HardStop::Abandon => {
+                self.deregister(cx, out);
+                if !cx.flaws.has(Flaw::NoChannelAbortOnAbandon) {
+                    self.close_channel(out);
+                }
+                out.push(Action::Abandon);
+                self.outcome = Some(Outcome::Abandoned(reason));
+                self.phase = Phase::Done;
+                self.deadline = None;
+                out.push(Action::Outcome(Outcome::Abandoned(reason)));
+            }
+        }
+    }
+
+    fn deregister(&mut self, cx: &StepContext, out: &mut Vec<Action>) {
+        // The flaw: a child that was forced keeps its registry entry.
+        if self.force.is_some() && cx.flaws.has(Flaw::NoDeregistrationOnKill) {
+            return;
+        }
+        if !out.contains(&Action::Deregister) {
+            out.push(Action::Deregister);
+        }
+    }
+
+    fn close_channel(&mut self, out: &mut Vec<Action>) {
+        if self.channel_open {
+            self.channel_open = false;
+            out.push(Action::CloseChannel);
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<Action>) {
+        self.phase = Phase::Done;
+        self.deadline = None;
+        if let Some(outcome) = self.outcome {
+            out.push(Action::Outcome(outcome));
+        }
+    }
+}

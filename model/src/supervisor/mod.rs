@@ -1,0 +1,674 @@
+//! The supervisor: the parent side of the protocol, one nursery and a lifecycle per child.
+
+mod lifecycle;
+mod report;
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use serde::{Deserialize, Serialize};
+
+pub use lifecycle::{Action, ForceReason, Input, Lifecycle, Outcome, Phase, Refusal, StepContext};
+pub use report::{ChildSummary, TeardownCause, TeardownReport};
+
+use crate::error::{ChildError, ChildOpError, ExitStatus, Initiator, InputError, SpawnError};
+use crate::flaw::{Flaw, Flaws};
+use crate::id::{ChildId, RequestId};
+use crate::invariant::{self, Violation};
+use crate::method::{Situation, SpawnMethod};
+use crate::policy::{Limits, PolicyError, Timeouts};
+use crate::time::Timestamp;
+use crate::wire::{DEFAULT_MAX_FRAME, FrameError, Message, RemoteError, Role};
+
+/// Everything a supervisor is configured with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SupervisorConfig {
+    /// The timeout policy.
+    pub timeouts: Timeouts,
+    /// Table and queue bounds.
+    pub limits: Limits,
+    /// Switched-on flaws; [`Flaws::NONE`] in the shipped protocol.
+    pub flaws: Flaws,
+    /// The frame size limit used on every channel.
+    pub max_frame: u32,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        SupervisorConfig {
+            timeouts: Timeouts::default(),
+            limits: Limits::default(),
+            flaws: Flaws::NONE,
+            max_frame: DEFAULT_MAX_FRAME,
+        }
+    }
+}
+
+/// What to spawn: a named instance of a registered actor, by a method, in a role.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SpawnSpec {
+    /// The instance name, unique among the nursery's live children; the registry key.
+    pub name: String,
+    /// The registered actor to run.
+    pub actor: String,
+    /// How to start it.
+    pub method: SpawnMethod,
+    /// Daemon or run-to-result.
+    pub role: Role,
+}
+
+/// An order for the driver; it executes them in the order polled.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Command {
+    /// Start the child, then call `handle_launched` or `handle_launch_failed`.
+    Launch {
+        /// Which child.
+        child: ChildId,
+        /// The actor to run.
+        actor: String,
+        /// How to start it.
+        method: SpawnMethod,
+    },
+    /// Encode and send a message on the child's channel.
+    Send {
+        /// Which child.
+        child: ChildId,
+        /// What to send.
+        message: Message,
+    },
+    /// Close our end of the child's channel; feed nothing more from it.
+    CloseChannel {
+        /// Which child.
+        child: ChildId,
+    },
+    /// SIGKILL the child and its process group, through its pidfd.
+    Kill {
+        /// Which child.
+        child: ChildId,
+    },
+    /// Detach the thread child and leak its context; count it.
+    Abandon {
+        /// Which child.
+        child: ChildId,
+    },
+    /// Reap the exited child (or join its thread), then call `handle_reaped`.
+    Reap {
+        /// Which child.
+        child: ChildId,
+    },
+}
+
+impl Command {
+    /// The child the command is for.
+    pub fn child(&self) -> ChildId {
+        match self {
+            Command::Launch { child, .. }
+            | Command::Send { child, .. }
+            | Command::CloseChannel { child }
+            | Command::Kill { child }
+            | Command::Abandon { child }
+            | Command::Reap { child } => *child,
+        }
+    }
+}
+
+/// News for the nursery's user.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Event {
+    /// The child completed its handshake; requests may go to it.
+    Ready(ChildId),
+    /// A reply to a request.
+    Reply {
+        /// From which child.
+        child: ChildId,
+        /// The request answered.
+        id: RequestId,
+        /// Its result.
+        result: Result<Vec<u8>, RemoteError>,
+    },
+    /// A run-to-result child's result.
+    Finished {
+        /// Which child.
+        child: ChildId,
+        /// Its result.
+        result: Result<Vec<u8>, RemoteError>,
+    },
+    /// A child error, reported exactly once.
+    Failed(ChildError),
+    /// The nursery has closed; nothing more will happen.
+    Closed(TeardownReport),
+}
+
+/// Whether teardown for `cause` should cancel a child in this state now.
+fn wants_cancel(life: &Lifecycle, cause: TeardownCause) -> bool {
+    if life.is_stopping() || life.phase == Phase::Done {
+        return false;
+    }
+    // A clean body exit waits for run-to-result children to deliver their result.
+    cause.is_error() || life.role != Role::RunToResult || life.result_delivered
+}
+
+/// Where the nursery is in its own life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NurseryPhase {
+    /// Accepting spawns; the body runs.
+    Open,
+    /// Every child is being stopped; no spawns.
+    TearingDown,
+    /// Every child has finished; the report is out.
+    Closed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ChildRecord {
+    pub(crate) name: String,
+    pub(crate) actor: String,
+    pub(crate) life: Lifecycle,
+    pub(crate) spawned_at: Timestamp,
+    pub(crate) stop_started_at: Option<Timestamp>,
+    pub(crate) finished_at: Option<Timestamp>,
+}
+
+/// The parent side of the protocol: one nursery of children, sans-IO.
+///
+/// # Calling contract
+///
+/// Feed inputs as they happen: the user's calls (`spawn`, `request`, `cancel`, `hard_stop`,
+/// `begin_teardown`) and the driver's reports (`handle_*`). After each input, drain
+/// [`Supervisor::poll_command`] and execute the commands in order, feeding back what they
+/// produce (`Launch` → `handle_launched`, `Reap` → `handle_reaped`); drain
+/// [`Supervisor::poll_event`] for the user; then sleep until [`Supervisor::poll_deadline`] or
+/// the next input, and call [`Supervisor::handle_timeout`] when the deadline passes. `now`
+/// must never go backwards. Nothing here blocks, reads a clock or does IO.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Supervisor {
+    pub(crate) config: SupervisorConfig,
+    pub(crate) children: Vec<ChildRecord>,
+    pub(crate) registry: BTreeMap<String, ChildId>,
+    pub(crate) phase: NurseryPhase,
+    pub(crate) cause: Option<TeardownCause>,
+    pub(crate) teardown_started: Option<Timestamp>,
+    pub(crate) errors: Vec<ChildError>,
+    pub(crate) errors_emitted: usize,
+    commands: VecDeque<Command>,
+    events: VecDeque<Event>,
+    next_request: u64,
+    now: Timestamp,
+    violation: Option<Violation>,
+}
+
+impl Supervisor {
+    /// A supervisor with an open, empty nursery.
+    pub fn new(config: SupervisorConfig) -> Result<Self, PolicyError> {
+        config.timeouts.validate()?;
+        Ok(Supervisor {
+            config,
+            children: Vec::new(),
+            registry: BTreeMap::new(),
+            phase: NurseryPhase::Open,
+            cause: None,
+            teardown_started: None,
+            errors: Vec::new(),
+            errors_emitted: 0,
+            commands: VecDeque::new(),
+            events: VecDeque::new(),
+            next_request: 0,
+            now: Timestamp::ZERO,
+            violation: None,
+        })
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &SupervisorConfig {
+        &self.config
+    }
+
+    /// Starts a child; the `Launch` command follows in `poll_command`.
+    pub fn spawn(
+        &mut self,
+        now: Timestamp,
+        spec: SpawnSpec,
+        situation: &Situation,
+    ) -> Result<ChildId, SpawnError> {
+        self.advance(now);
+        if self.phase != NurseryPhase::Open {
+            return Err(SpawnError::NurseryClosing);
+        }
+        let max = self.config.limits.max_children;
+        if self.children.len() >= max as usize {
+            return Err(SpawnError::CapacityExhausted { max });
+        }
+        if self.commands.len() >= self.config.limits.max_queued as usize {
+            return Err(SpawnError::Backlogged);
+        }
+        if !self.config.flaws.has(Flaw::ForkFromBusyProcess) {
+            spec.method
+                .check(situation)
+                .map_err(SpawnError::MethodRefused)?;
+        }
+        if self
+            .children
+            .iter()
+            .any(|c| c.name == spec.name && !c.life.is_finished())
+        {
+            return Err(SpawnError::NameTaken(spec.name));
+        }
+        let child = ChildId(self.children.len() as u32);
+        let mut life = Lifecycle::new(spec.method, spec.role);
+        if !self.config.flaws.has(Flaw::NoHandshakeOrDeathRace) {
+            life.deadline = Some(now + self.config.timeouts.boot);
+        }
+        self.children.push(ChildRecord {
+            name: spec.name,
+            actor: spec.actor.clone(),
+            life,
+            spawned_at: now,
+            stop_started_at: None,
+            finished_at: None,
+        });
+        self.commands.push_back(Command::Launch {
+            child,
+            actor: spec.actor,
+            method: spec.method,
+        });
+        self.check();
+        Ok(child)
+    }
+
+    /// Sends a request to a serving child; the reply arrives as [`Event::Reply`].
+    pub fn request(
+        &mut self,
+        now: Timestamp,
+        child: ChildId,
+        payload: Vec<u8>,
+    ) -> Result<RequestId, ChildOpError> {
+        self.advance(now);
+        self.user_guard(child)?;
+        let id = RequestId(self.next_request);
+        self.step(child, Input::Request(id, payload))
+            .map_err(|r| self.op_error(child, r))?;
+        self.next_request += 1;
+        Ok(id)
+    }
+
+    /// Asks one child to stop gracefully; escalation follows its timeouts.
+    pub fn cancel(&mut self, now: Timestamp, child: ChildId) -> Result<(), ChildOpError> {
+        self.advance(now);
+        self.user_guard(child)?;
+        self.step(child, Input::Cancel(Initiator::User))
+            .map_err(|r| self.op_error(child, r))
+    }
+
+    /// Stops one child forcefully now: SIGKILL, or abandonment for a thread.
+    pub fn hard_stop(&mut self, now: Timestamp, child: ChildId) -> Result<(), ChildOpError> {
+        self.advance(now);
+        self.user_guard(child)?;
+        self.step(child, Input::HardStop)
+            .map_err(|r| self.op_error(child, r))
+    }
+
+    /// Starts tearing the nursery down; idempotent, but an error cause upgrades a clean one.
+    pub fn begin_teardown(&mut self, now: Timestamp, cause: TeardownCause) {
+        self.advance(now);
+        self.teardown(cause);
+        self.check();
+    }
+
+    /// SIGINT reached this process: tear the whole nursery down.
+    pub fn handle_interrupt(&mut self, now: Timestamp) {
+        self.begin_teardown(now, TeardownCause::Interrupted);
+    }
+
+    /// The driver started the child.
+    pub fn handle_launched(&mut self, now: Timestamp, child: ChildId) -> Result<(), InputError> {
+        self.driver_input(now, child, Input::Launched)
+    }
+
+    /// The driver could not start the child; `why` says what the system said.
+    pub fn handle_launch_failed(
+        &mut self,
+        now: Timestamp,
+        child: ChildId,
+        why: String,
+    ) -> Result<(), InputError> {
+        self.driver_input(now, child, Input::LaunchFailed(why))
+    }
+
+    /// A message arrived from the child.
+    pub fn handle_message(
+        &mut self,
+        now: Timestamp,
+        child: ChildId,
+        message: Message,
+    ) -> Result<(), InputError> {
+        self.driver_input(now, child, Input::Message(message))
+    }
+
+    /// A frame from the child did not decode.
+    pub fn handle_malformed(
+        &mut self,
+        now: Timestamp,
+        child: ChildId,
+        err: FrameError,
+    ) -> Result<(), InputError> {
+        self.driver_input(now, child, Input::Malformed(err))
+    }
+
+    /// The child's channel reached end-of-file.
+    pub fn handle_channel_closed(
+        &mut self,
+        now: Timestamp,
+        child: ChildId,
+    ) -> Result<(), InputError> {
+        self.driver_input(now, child, Input::ChannelClosed)
+    }
+
+    /// The child's process exited or its thread returned; a `Reap` command follows.
+    pub fn handle_exit(&mut self, now: Timestamp, child: ChildId) -> Result<(), InputError> {
+        self.driver_input(now, child, Input::ExitObserved)
+    }
+
+    /// The reap (or join) ordered by a `Reap` command finished.
+    pub fn handle_reaped(
+        &mut self,
+        now: Timestamp,
+        child: ChildId,
+        status: ExitStatus,
+    ) -> Result<(), InputError> {
+        self.driver_input(now, child, Input::Reaped(status))
+    }
+
+    /// Time has reached `now`: every deadline at or before it fires.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.advance(now);
+        let due: Vec<ChildId> = self
+            .children
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.life.deadline.is_some_and(|d| d <= self.now))
+            .map(|(i, _)| ChildId(i as u32))
+            .collect();
+        for child in due {
+            // A due deadline is valid in every phase that arms one; a refusal would be a
+            // protocol bug, which the invariant check below reports.
+            let _ = self.step(child, Input::Deadline);
+        }
+        self.check();
+    }
+
+    /// The next command for the driver.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    /// The next event for the user.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The earliest deadline, if any wait is bounded right now.
+    pub fn poll_deadline(&self) -> Option<Timestamp> {
+        self.children.iter().filter_map(|c| c.life.deadline).min()
+    }
+
+    /// The live child registered under `name`; never a child known to be dead.
+    pub fn lookup(&self, name: &str) -> Option<ChildId> {
+        self.registry.get(name).copied()
+    }
+
+    /// The nursery's phase.
+    pub fn phase(&self) -> NurseryPhase {
+        self.phase
+    }
+
+    /// Whether the nursery has closed.
+    pub fn is_closed(&self) -> bool {
+        self.phase == NurseryPhase::Closed
+    }
+
+    /// How many children it has held.
+    pub fn child_count(&self) -> usize {
+        self.children.len()
+    }
+
+    /// One child's lifecycle, for inspection.
+    pub fn lifecycle(&self, child: ChildId) -> Option<&Lifecycle> {
+        self.children.get(child.0 as usize).map(|c| &c.life)
+    }
+
+    /// One child's instance name.
+    pub fn name(&self, child: ChildId) -> Option<&str> {
+        self.children.get(child.0 as usize).map(|c| c.name.as_str())
+    }
+
+    /// Every child error so far, in the order reported.
+    pub fn errors(&self) -> &[ChildError] {
+        &self.errors
+    }
+
+    /// The first invariant violation seen (only possible with a flaw switched on).
+    pub fn violation(&self) -> Option<&Violation> {
+        self.violation.as_ref()
+    }
+
+    /// The teardown report so far (final once the nursery is closed).
+    pub fn report(&self) -> TeardownReport {
+        report::build(self)
+    }
+
+    fn advance(&mut self, now: Timestamp) {
+        debug_assert!(now >= self.now, "time went backwards: {now} < {}", self.now);
+        self.now = self.now.max(now);
+    }
+
+    fn user_guard(&self, child: ChildId) -> Result<(), ChildOpError> {
+        if child.0 as usize >= self.children.len() {
+            return Err(ChildOpError::UnknownChild(child));
+        }
+        if self.commands.len() >= self.config.limits.max_queued as usize {
+            return Err(ChildOpError::Backlogged);
+        }
+        Ok(())
+    }
+
+    fn op_error(&self, child: ChildId, r: Refusal) -> ChildOpError {
+        match r {
+            Refusal::TooManyInFlight => ChildOpError::TooManyInFlight {
+                child,
+                max: self.config.limits.max_in_flight,
+            },
+            Refusal::Finished => ChildOpError::AlreadyFinished(child),
+            Refusal::NotServing | Refusal::Invalid => {
+                let phase = self.children[child.0 as usize].life.phase.to_string();
+                ChildOpError::NotServing { child, phase }
+            }
+        }
+    }
+
+    fn driver_input(
+        &mut self,
+        now: Timestamp,
+        child: ChildId,
+        input: Input,
+    ) -> Result<(), InputError> {
+        self.advance(now);
+        let Some(rec) = self.children.get(child.0 as usize) else {
+            return Err(InputError {
+                child,
+                input: input.name(),
+                phase: "unknown".to_string(),
+            });
+        };
+        let (name, phase) = (input.name(), rec.life.phase.to_string());
+        let result = self.step(child, input).map_err(|_| InputError {
+            child,
+            input: name,
+            phase,
+        });
+        self.check();
+        result
+    }
+
+    fn context(&self) -> StepContext {
+        StepContext {
+            timeouts: self.config.timeouts,
+            flaws: self.config.flaws,
+            max_in_flight: self.config.limits.max_in_flight,
+        }
+    }
+
+    /// Steps one child's lifecycle and carries out what it asks for.
+    fn step(&mut self, child: ChildId, input: Input) -> Result<(), Refusal> {
+        let cx = self.context();
+        let now = self.now;
+        let rec = &mut self.children[child.0 as usize];
+        let was_stopping = rec.life.is_stopping();
+        let actions = rec.life.step(now, input, &cx)?;
+        if !was_stopping && rec.life.is_stopping() {
+            rec.stop_started_at = Some(now);
+        }
+        for action in actions {
+            self.absorb(child, action);
+        }
+        self.after_step(child);
+        Ok(())
+    }
+
+    fn absorb(&mut self, child: ChildId, action: Action) {
+        let rec = &mut self.children[child.0 as usize];
+        match action {
+            Action::Send(message) => self.commands.push_back(Command::Send { child, message }),
+            Action::SendSpawnSpec => {
+                let message = Message::SpawnSpec {
+                    actor: rec.actor.clone(),
+                    role: rec.life.role,
+                };
+                self.commands.push_back(Command::Send { child, message });
+            }
+            Action::CloseChannel => self.commands.push_back(Command::CloseChannel { child }),
+            Action::Kill => self.commands.push_back(Command::Kill { child }),
+            Action::Abandon => self.commands.push_back(Command::Abandon { child }),
+            Action::Reap => self.commands.push_back(Command::Reap { child }),
+            Action::Register => {
+                self.registry.insert(rec.name.clone(), child);
+            }
+            Action::Deregister => {
+                if self.registry.get(&rec.name) == Some(&child) {
+                    self.registry.remove(&rec.name);
+                }
+            }
+            Action::Ready => self.events.push_back(Event::Ready(child)),
+            Action::Reply(id, result) => self.events.push_back(Event::Reply { child, id, result }),
+            Action::Finished(result) => self.events.push_back(Event::Finished { child, result }),
+            Action::Error(kind, initiator) => self.report_error(child, kind, initiator),
+            Action::Outcome(_) => {}
+        }
+    }
+
+    fn report_error(
+        &mut self,
+        child: ChildId,
+        kind: crate::error::ChildErrorKind,
+        initiator: Initiator,
+    ) {
+        let name = self.children[child.0 as usize].name.clone();
+        let err = ChildError {
+            child,
+            name,
+            kind,
+            initiator,
+        };
+        self.errors.push(err.clone());
+        self.errors_emitted += 1;
+        self.events.push_back(Event::Failed(err));
+    }
+
+    fn after_step(&mut self, child: ChildId) {
+        let now = self.now;
+        let rec = &mut self.children[child.0 as usize];
+        if rec.life.is_finished() && rec.finished_at.is_none() {
+            rec.finished_at = Some(now);
+        }
+        let failed = self.errors.iter().any(|e| e.child == child);
+        if failed && self.cause.is_none_or(|c| !c.is_error()) {
+            self.teardown(TeardownCause::ChildFailed(child));
+        }
+        if self.phase == NurseryPhase::TearingDown {
+            if self.config.flaws.has(Flaw::SerialTeardown) {
+                self.cancel_next_serially();
+            }
+            self.close_if_done();
+        }
+    }
+
+    fn teardown(&mut self, cause: TeardownCause) {
+        match self.phase {
+            NurseryPhase::Closed => return,
+            NurseryPhase::TearingDown if !cause.is_error() => return,
+            NurseryPhase::TearingDown if self.cause.is_some_and(|c| c.is_error()) => return,
+            _ => {}
+        }
+        self.phase = NurseryPhase::TearingDown;
+        self.cause = Some(cause);
+        self.teardown_started.get_or_insert(self.now);
+        if self.config.flaws.has(Flaw::SerialTeardown) {
+            self.cancel_next_serially();
+        } else {
+            // Every cancel goes out in this one step, at one `now`: one shared deadline.
+            for i in 0..self.children.len() {
+                self.cancel_for_teardown(ChildId(i as u32), cause);
+            }
+        }
+        self.close_if_done();
+    }
+
+    fn cancel_for_teardown(&mut self, child: ChildId, cause: TeardownCause) {
+        if wants_cancel(&self.children[child.0 as usize].life, cause) {
+            // Cancel is valid in every phase `wants_cancel` admits.
+            let _ = self.step(child, Input::Cancel(cause.initiator()));
+        }
+    }
+
+    fn cancel_next_serially(&mut self) {
+        let busy = self
+            .children
+            .iter()
+            .any(|c| c.life.is_stopping() && !c.life.is_finished());
+        let Some(cause) = self.cause else { return };
+        if busy {
+            return;
+        }
+        let next = self
+            .children
+            .iter()
+            .position(|c| wants_cancel(&c.life, cause));
+        if let Some(i) = next {
+            self.cancel_for_teardown(ChildId(i as u32), cause);
+        }
+    }
+
+    fn close_if_done(&mut self) {
+        if self.phase == NurseryPhase::TearingDown
+            && self.children.iter().all(|c| c.life.is_finished())
+        {
+            self.phase = NurseryPhase::Closed;
+            let report = report::build(self);
+            self.events.push_back(Event::Closed(report));
+        }
+    }
+
+    /// Checks the per-step invariants; a violation with no flaw on is a protocol bug.
+    fn check(&mut self) {
+        if !cfg!(debug_assertions) || self.violation.is_some() {
+            return;
+        }
+        if let Err(v) = invariant::check_supervisor(self) {
+            assert!(
+                !self.config.flaws.is_none(),
+                "protocol invariant violated: {v}"
+            );
+            self.violation = Some(v);
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! The `harrow` command.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Checkers, scenarios and tools for harrow's protocol.
