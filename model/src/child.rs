@@ -400,3 +400,195 @@ fn refused(why: &str) -> RemoteError {
         message: why.into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn drain(c: &mut ChildRuntime) -> Vec<ChildCommand> {
+        core::iter::from_fn(|| c.poll_command()).collect()
+    }
+
+    fn serving(role: Role, flaws: Flaws) -> ChildRuntime {
+        let mut c = ChildRuntime::new(42, flaws, 2);
+        c.start().unwrap();
+        c.handle_message(Message::SpawnSpec {
+            actor: "echo".into(),
+            role,
+        })
+        .unwrap();
+        drain(&mut c);
+        c
+    }
+
+    fn send(m: Message) -> ChildCommand {
+        ChildCommand::Send(m)
+    }
+
+    #[test]
+    fn start_sends_the_handshake_with_version_and_pid() {
+        let mut c = ChildRuntime::new(42, Flaws::NONE, 2);
+        c.start().unwrap();
+        assert_eq!(
+            drain(&mut c),
+            vec![send(Message::Handshake {
+                version: PROTOCOL_VERSION,
+                pid: 42
+            })]
+        );
+        assert_eq!(
+            c.start(),
+            Err(ChildInputError {
+                input: "start",
+                phase: ChildPhase::AwaitingSpec
+            })
+        );
+    }
+
+    #[test]
+    fn the_spec_starts_a_daemon_or_a_main() {
+        let mut c = ChildRuntime::new(1, Flaws::NONE, 2);
+        c.start().unwrap();
+        drain(&mut c);
+        c.handle_message(Message::SpawnSpec {
+            actor: "a".into(),
+            role: Role::RunToResult,
+        })
+        .unwrap();
+        assert_eq!(
+            drain(&mut c),
+            vec![ChildCommand::StartMain { actor: "a".into() }]
+        );
+        assert_eq!(c.phase(), ChildPhase::Serving);
+    }
+
+    #[test]
+    fn requests_run_and_reply_and_the_limit_refuses_more() {
+        let mut c = serving(Role::Daemon, Flaws::NONE);
+        for i in 0..3 {
+            c.handle_message(Message::Request {
+                id: RequestId(i),
+                payload: vec![],
+            })
+            .unwrap();
+        }
+        let cmds = drain(&mut c);
+        assert!(matches!(
+            cmds[2],
+            ChildCommand::Send(Message::Reply {
+                id: RequestId(2),
+                result: Err(_)
+            })
+        ));
+        c.handle_work_done(RequestId(0), Ok(vec![1])).unwrap();
+        assert_eq!(
+            drain(&mut c),
+            vec![send(Message::Reply {
+                id: RequestId(0),
+                result: Ok(vec![1])
+            })]
+        );
+        assert!(
+            c.handle_work_done(RequestId(0), Ok(vec![])).is_err(),
+            "a request completes once"
+        );
+    }
+
+    #[test]
+    fn cancel_acks_only_after_in_flight_work_finishes() {
+        let mut c = serving(Role::Daemon, Flaws::NONE);
+        c.handle_message(Message::Request {
+            id: RequestId(1),
+            payload: vec![],
+        })
+        .unwrap();
+        drain(&mut c);
+        c.handle_message(Message::Cancel).unwrap();
+        assert_eq!(drain(&mut c), vec![ChildCommand::InterruptWork]);
+        c.handle_message(Message::Request {
+            id: RequestId(2),
+            payload: vec![],
+        })
+        .unwrap();
+        assert!(matches!(
+            drain(&mut c)[..],
+            [ChildCommand::Send(Message::Reply { result: Err(_), .. })]
+        ));
+        c.handle_work_done(RequestId(1), Ok(vec![])).unwrap();
+        let cmds = drain(&mut c);
+        assert_eq!(cmds[1..], [send(Message::CancelAck), ChildCommand::Exit(0)]);
+        assert_eq!(c.served_after_ack(), 0);
+    }
+
+    #[test]
+    fn cancel_with_an_own_nursery_tears_it_down_first() {
+        let mut c = serving(Role::Daemon, Flaws::NONE);
+        c.supervise().unwrap();
+        c.handle_message(Message::Cancel).unwrap();
+        assert_eq!(drain(&mut c), vec![ChildCommand::TeardownSubtree]);
+        c.handle_subtree_closed().unwrap();
+        assert_eq!(
+            drain(&mut c),
+            vec![send(Message::CancelAck), ChildCommand::Exit(0)]
+        );
+    }
+
+    #[test]
+    fn parent_eof_means_the_parent_is_gone_and_the_child_cancels_itself() {
+        let mut c = serving(Role::Daemon, Flaws::NONE);
+        c.handle_parent_eof().unwrap();
+        assert_eq!(drain(&mut c), vec![ChildCommand::Exit(0)]);
+        assert_eq!(c.stop_cause(), Some(StopCause::ParentGone));
+    }
+
+    #[test]
+    fn flaw_f14_keeps_serving_after_parent_eof() {
+        let mut c = serving(Role::Daemon, Flaws::only(Flaw::NoSelfCancelOnParentEof));
+        c.handle_parent_eof().unwrap();
+        assert!(drain(&mut c).is_empty());
+        assert_eq!(c.phase(), ChildPhase::Serving);
+    }
+
+    #[test]
+    fn flaw_f4_waits_for_parent_eof_after_the_ack() {
+        let mut c = serving(Role::Daemon, Flaws::only(Flaw::MutualWaitAtTeardown));
+        c.handle_message(Message::Cancel).unwrap();
+        assert_eq!(drain(&mut c), vec![send(Message::CancelAck)]);
+        assert_eq!(c.phase(), ChildPhase::AwaitingParentEof);
+        c.handle_parent_eof().unwrap();
+        assert_eq!(drain(&mut c), vec![ChildCommand::Exit(0)]);
+    }
+
+    #[test]
+    fn main_result_is_sent_and_actor_failure_reports_then_exits_nonzero() {
+        let mut c = serving(Role::RunToResult, Flaws::NONE);
+        c.handle_main_done(Ok(vec![7])).unwrap();
+        assert_eq!(
+            drain(&mut c),
+            vec![send(Message::Finished {
+                result: Ok(vec![7])
+            })]
+        );
+        let err = refused("x");
+        c.handle_actor_failed(err.clone()).unwrap();
+        assert_eq!(
+            drain(&mut c),
+            vec![send(Message::Failed(err)), ChildCommand::Exit(1)]
+        );
+        assert!(
+            c.handle_message(Message::Cancel).is_err(),
+            "nothing is accepted after exit"
+        );
+    }
+
+    #[test]
+    fn a_protocol_error_from_the_parent_stops_the_child() {
+        let mut c = serving(Role::Daemon, Flaws::NONE);
+        c.handle_message(Message::CancelAck).unwrap();
+        assert_eq!(drain(&mut c), vec![ChildCommand::Exit(2)]);
+        let mut d = serving(Role::Daemon, Flaws::NONE);
+        d.handle_malformed(FrameError::UnknownTag(0)).unwrap();
+        assert_eq!(drain(&mut d), vec![ChildCommand::Exit(2)]);
+    }
+}

@@ -813,3 +813,7 @@ impl Lifecycle {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "lifecycle_tests.rs"]
+mod tests;

@@ -284,10 +284,8 @@ impl Supervisor {
         payload: Vec<u8>,
     ) -> Result<RequestId, ChildOpError> {
         self.advance(now);
-        self.user_guard(child)?;
         let id = RequestId(self.next_request);
-        self.step(child, Input::Request(id, payload))
-            .map_err(|r| self.op_error(child, r))?;
+        self.user_op(child, Input::Request(id, payload))?;
         self.next_request += 1;
         Ok(id)
     }
@@ -295,17 +293,13 @@ impl Supervisor {
     /// Asks one child to stop gracefully; escalation follows its timeouts.
     pub fn cancel(&mut self, now: Timestamp, child: ChildId) -> Result<(), ChildOpError> {
         self.advance(now);
-        self.user_guard(child)?;
-        self.step(child, Input::Cancel(Initiator::User))
-            .map_err(|r| self.op_error(child, r))
+        self.user_op(child, Input::Cancel(Initiator::User))
     }
 
     /// Stops one child forcefully now: SIGKILL, or abandonment for a thread.
     pub fn hard_stop(&mut self, now: Timestamp, child: ChildId) -> Result<(), ChildOpError> {
         self.advance(now);
-        self.user_guard(child)?;
-        self.step(child, Input::HardStop)
-            .map_err(|r| self.op_error(child, r))
+        self.user_op(child, Input::HardStop)
     }
 
     /// Starts tearing the nursery down; idempotent, but an error cause upgrades a clean one.
@@ -462,14 +456,16 @@ impl Supervisor {
         self.now = self.now.max(now);
     }
 
-    fn user_guard(&self, child: ChildId) -> Result<(), ChildOpError> {
+    fn user_op(&mut self, child: ChildId, input: Input) -> Result<(), ChildOpError> {
         if child.0 as usize >= self.children.len() {
             return Err(ChildOpError::UnknownChild(child));
         }
         if self.commands.len() >= self.config.limits.max_queued as usize {
             return Err(ChildOpError::Backlogged);
         }
-        Ok(())
+        let result = self.step(child, input).map_err(|r| self.op_error(child, r));
+        self.check();
+        result
     }
 
     fn op_error(&self, child: ChildId, r: Refusal) -> ChildOpError {
@@ -672,3 +668,6 @@ impl Supervisor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,593 @@
+//! One test per lifecycle transition.
+
+use alloc::string::ToString;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use super::*;
+use crate::wire::{FrameError, RemoteErrorKind};
+
+const T0: Timestamp = Timestamp::from_millis(100);
+
+fn cx_with(flaws: Flaws) -> StepContext {
+    StepContext {
+        timeouts: Timeouts::default(),
+        flaws,
+        max_in_flight: 2,
+    }
+}
+
+fn cx() -> StepContext {
+    cx_with(Flaws::NONE)
+}
+
+fn ok(l: &mut Lifecycle, input: Input) -> Vec<Action> {
+    ok_with(l, input, &cx())
+}
+
+fn ok_with(l: &mut Lifecycle, input: Input, cx: &StepContext) -> Vec<Action> {
+    let name = input.name();
+    l.step(T0, input, cx)
+        .unwrap_or_else(|r| panic!("{name} refused in {:?}: {r:?}", l.phase))
+}
+
+fn handshake() -> Input {
+    Input::Message(Message::Handshake {
+        version: PROTOCOL_VERSION,
+        pid: 7,
+    })
+}
+
+fn err(msg: &str) -> RemoteError {
+    RemoteError {
+        kind: RemoteErrorKind::Error,
+        message: msg.to_string(),
+    }
+}
+
+/// A lifecycle driven to `phase` by the usual path, for a child of `method` and `role`.
+fn at_with(phase: Phase, method: SpawnMethod, role: Role, cx: &StepContext) -> Lifecycle {
+    let mut l = Lifecycle::new(method, role);
+    l.deadline = Some(T0 + cx.timeouts.boot);
+    let path: Vec<Input> = match phase {
+        Phase::Launching => vec![],
+        Phase::AwaitingHandshake => vec![Input::Launched],
+        Phase::Serving => vec![Input::Launched, handshake()],
+        Phase::AwaitingCancelAck => {
+            vec![Input::Launched, handshake(), Input::Cancel(Initiator::User)]
+        }
+        Phase::AwaitingExit => vec![
+            Input::Launched,
+            handshake(),
+            Input::Cancel(Initiator::User),
+            Input::Message(Message::CancelAck),
+        ],
+        Phase::AwaitingKilledExit => vec![Input::Launched, handshake(), Input::HardStop],
+        Phase::AwaitingReap => vec![Input::Launched, handshake(), Input::ExitObserved],
+        Phase::Draining => vec![
+            Input::Launched,
+            handshake(),
+            Input::HardStop,
+            Input::ExitObserved,
+            Input::Reaped(ExitStatus::Signaled(9)),
+        ],
+        Phase::Done => vec![Input::LaunchFailed("no".into())],
+    };
+    for input in path {
+        ok_with(&mut l, input, cx);
+    }
+    assert_eq!(l.phase, phase, "the path did not reach {phase:?}");
+    l
+}
+
+fn at(phase: Phase) -> Lifecycle {
+    at_with(phase, SpawnMethod::Fork, Role::Daemon, &cx())
+}
+
+fn errors(actions: &[Action]) -> Vec<&ChildErrorKind> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Error(k, _) => Some(k),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn launching_launched_sends_the_spec_and_awaits_the_handshake() {
+    let mut l = at(Phase::Launching);
+    let out = ok(&mut l, Input::Launched);
+    assert_eq!(out, vec![Action::SendSpawnSpec]);
+    assert_eq!(l.phase, Phase::AwaitingHandshake);
+    assert!(l.channel_open);
+    assert_eq!(l.specs_sent, 1);
+}
+
+#[test]
+fn launching_failed_is_done_with_an_error() {
+    let mut l = at(Phase::Launching);
+    let out = ok(&mut l, Input::LaunchFailed("EAGAIN".into()));
+    assert_eq!(
+        errors(&out),
+        vec![&ChildErrorKind::LaunchFailed("EAGAIN".into())]
+    );
+    assert_eq!(l.phase, Phase::Done);
+    assert!(l.is_finished());
+    assert_eq!(l.outcome, Some(Outcome::LaunchFailed));
+}
+
+#[test]
+fn launching_cancel_is_remembered_and_stops_hard_at_launch() {
+    let mut l = at(Phase::Launching);
+    assert!(ok(&mut l, Input::Cancel(Initiator::Nursery)).is_empty());
+    let out = ok(&mut l, Input::Launched);
+    assert!(out.contains(&Action::Kill));
+    assert_eq!(l.phase, Phase::AwaitingKilledExit);
+    assert_eq!(l.force, Some(ForceReason::BeforeHandshake));
+}
+
+#[test]
+fn handshake_registers_and_serves() {
+    let mut l = at(Phase::AwaitingHandshake);
+    let out = ok(&mut l, handshake());
+    assert_eq!(out, vec![Action::Register, Action::Ready]);
+    assert_eq!(l.phase, Phase::Serving);
+    assert_eq!(l.deadline, None);
+}
+
+#[test]
+fn handshake_with_another_version_is_refused_and_killed() {
+    let mut l = at(Phase::AwaitingHandshake);
+    let out = ok(
+        &mut l,
+        Input::Message(Message::Handshake {
+            version: 99,
+            pid: 1,
+        }),
+    );
+    assert_eq!(
+        errors(&out),
+        vec![&ChildErrorKind::VersionMismatch { got: 99 }]
+    );
+    assert!(out.contains(&Action::Kill));
+    assert_eq!(l.phase, Phase::AwaitingKilledExit);
+}
+
+#[test]
+fn death_before_handshake_is_a_boot_failure_with_its_status() {
+    let mut l = at(Phase::AwaitingHandshake);
+    let out = ok(&mut l, Input::ExitObserved);
+    assert!(out.contains(&Action::Reap));
+    assert_eq!(l.phase, Phase::AwaitingReap);
+    let out = ok(&mut l, Input::Reaped(ExitStatus::Exited(3)));
+    assert_eq!(
+        errors(&out),
+        vec![&ChildErrorKind::BootFailed(ExitStatus::Exited(3))]
+    );
+    assert_eq!(
+        l.phase,
+        Phase::Draining,
+        "our end is still open, so late bytes are drained"
+    );
+}
+
+#[test]
+fn flaw_f8_ignores_death_before_handshake() {
+    let cx = cx_with(Flaws::only(Flaw::NoHandshakeOrDeathRace));
+    let mut l = at_with(
+        Phase::AwaitingHandshake,
+        SpawnMethod::Fork,
+        Role::Daemon,
+        &cx,
+    );
+    assert!(ok_with(&mut l, Input::ExitObserved, &cx).is_empty());
+    assert_eq!(l.phase, Phase::AwaitingHandshake);
+}
+
+#[test]
+fn boot_timeout_kills_a_process_and_abandons_a_thread() {
+    let mut l = at(Phase::AwaitingHandshake);
+    let late = l.deadline.unwrap();
+    let out = l.step(late, Input::Deadline, &cx()).unwrap();
+    assert_eq!(errors(&out), vec![&ChildErrorKind::BootTimedOut]);
+    assert!(out.contains(&Action::Kill));
+    assert_eq!(l.deadline, Some(late + Timeouts::default().reap));
+
+    let mut t = at_with(
+        Phase::AwaitingHandshake,
+        SpawnMethod::Thread,
+        Role::Daemon,
+        &cx(),
+    );
+    let out = t.step(late, Input::Deadline, &cx()).unwrap();
+    assert!(out.contains(&Action::Abandon) && out.contains(&Action::CloseChannel));
+    assert!(t.is_finished());
+}
+
+#[test]
+fn a_deadline_that_is_not_due_changes_nothing() {
+    let mut l = at(Phase::AwaitingHandshake);
+    let before = l.clone();
+    assert!(l.step(T0, Input::Deadline, &cx()).unwrap().is_empty());
+    assert_eq!(l, before);
+    let mut s = at(Phase::Serving);
+    assert!(ok(&mut s, Input::Deadline).is_empty());
+}
+
+#[test]
+fn eof_before_handshake_waits_for_exit_within_the_grace() {
+    let mut l = at(Phase::AwaitingHandshake);
+    let out = ok(&mut l, Input::ChannelClosed);
+    assert_eq!(out, vec![Action::CloseChannel]);
+    assert_eq!(l.phase, Phase::AwaitingExit);
+    assert_eq!(l.deadline, Some(T0 + Timeouts::default().kill_grace));
+}
+
+#[test]
+fn a_message_before_the_handshake_is_a_protocol_violation() {
+    let mut l = at(Phase::AwaitingHandshake);
+    let out = ok(&mut l, Input::Message(Message::CancelAck));
+    assert!(matches!(errors(&out)[..], [ChildErrorKind::Protocol(_)]));
+    assert!(out.contains(&Action::CloseChannel));
+    assert_eq!(l.phase, Phase::AwaitingExit);
+}
+
+#[test]
+fn a_request_before_the_handshake_is_refused() {
+    let mut l = at(Phase::AwaitingHandshake);
+    let before = l.clone();
+    assert_eq!(
+        l.step(T0, Input::Request(RequestId(1), vec![]), &cx()),
+        Err(Refusal::NotServing)
+    );
+    assert_eq!(l, before, "a refusal leaves the state unchanged");
+}
+
+#[test]
+fn serving_request_is_sent_and_tracked_up_to_the_limit() {
+    let mut l = at(Phase::Serving);
+    let out = ok(&mut l, Input::Request(RequestId(1), vec![5]));
+    assert_eq!(
+        out,
+        vec![Action::Send(Message::Request {
+            id: RequestId(1),
+            payload: vec![5]
+        })]
+    );
+    ok(&mut l, Input::Request(RequestId(2), vec![]));
+    assert_eq!(
+        l.step(T0, Input::Request(RequestId(3), vec![]), &cx()),
+        Err(Refusal::TooManyInFlight)
+    );
+    assert_eq!(l.in_flight, vec![RequestId(1), RequestId(2)]);
+}
+
+#[test]
+fn serving_reply_is_delivered_once() {
+    let mut l = at(Phase::Serving);
+    ok(&mut l, Input::Request(RequestId(1), vec![]));
+    let reply = Input::Message(Message::Reply {
+        id: RequestId(1),
+        result: Ok(vec![9]),
+    });
+    assert_eq!(
+        ok(&mut l, reply.clone()),
+        vec![Action::Reply(RequestId(1), Ok(vec![9]))]
+    );
+    let out = ok(&mut l, reply);
+    assert!(matches!(
+        errors(&out)[..],
+        [ChildErrorKind::Protocol(ProtocolViolation::UnknownReply(_))]
+    ));
+}
+
+#[test]
+fn run_to_result_finished_delivers_and_cancels() {
+    let mut l = at_with(Phase::Serving, SpawnMethod::Exec, Role::RunToResult, &cx());
+    let out = ok(
+        &mut l,
+        Input::Message(Message::Finished {
+            result: Ok(vec![1]),
+        }),
+    );
+    assert_eq!(
+        out,
+        vec![Action::Finished(Ok(vec![1])), Action::Send(Message::Cancel)]
+    );
+    assert_eq!(l.phase, Phase::AwaitingCancelAck);
+    assert_eq!(l.stop_initiator, Some(Initiator::Supervisor));
+}
+
+#[test]
+fn run_to_result_failure_is_an_error_and_a_result() {
+    let mut l = at_with(Phase::Serving, SpawnMethod::Exec, Role::RunToResult, &cx());
+    let out = ok(
+        &mut l,
+        Input::Message(Message::Finished {
+            result: Err(err("assert 0")),
+        }),
+    );
+    assert_eq!(errors(&out), vec![&ChildErrorKind::Remote(err("assert 0"))]);
+    assert!(out.contains(&Action::Finished(Err(err("assert 0")))));
+}
+
+#[test]
+fn a_daemon_may_not_send_finished() {
+    let mut l = at(Phase::Serving);
+    let out = ok(
+        &mut l,
+        Input::Message(Message::Finished { result: Ok(vec![]) }),
+    );
+    assert!(matches!(errors(&out)[..], [ChildErrorKind::Protocol(_)]));
+    assert_eq!(l.phase, Phase::AwaitingExit);
+}
+
+#[test]
+fn serving_failed_is_reported_and_the_child_keeps_its_state() {
+    let mut l = at(Phase::Serving);
+    let out = ok(&mut l, Input::Message(Message::Failed(err("x"))));
+    assert_eq!(errors(&out), vec![&ChildErrorKind::Remote(err("x"))]);
+    assert_eq!(l.phase, Phase::Serving);
+}
+
+#[test]
+fn serving_cancel_sends_cancel_under_the_ack_deadline() {
+    let mut l = at(Phase::Serving);
+    let out = ok(&mut l, Input::Cancel(Initiator::Nursery));
+    assert_eq!(out, vec![Action::Send(Message::Cancel)]);
+    assert_eq!(l.phase, Phase::AwaitingCancelAck);
+    assert_eq!(l.deadline, Some(T0 + Duration::from_millis(500)));
+    assert_eq!(l.stop_initiator, Some(Initiator::Nursery));
+}
+
+#[test]
+fn serving_hard_stop_kills_and_deregisters() {
+    let mut l = at(Phase::Serving);
+    let out = ok(&mut l, Input::HardStop);
+    assert_eq!(out, vec![Action::Deregister, Action::Kill]);
+    assert!(l.user_hard_stop && l.kill_sent);
+}
+
+#[test]
+fn serving_eof_waits_for_exit() {
+    let mut l = at(Phase::Serving);
+    assert_eq!(ok(&mut l, Input::ChannelClosed), vec![Action::CloseChannel]);
+    assert_eq!(l.phase, Phase::AwaitingExit);
+    assert_eq!(l.stop_initiator, Some(Initiator::Child));
+}
+
+#[test]
+fn serving_exit_is_an_unexpected_death() {
+    let mut l = at(Phase::Serving);
+    assert_eq!(
+        ok(&mut l, Input::ExitObserved),
+        vec![Action::Deregister, Action::Reap]
+    );
+    let out = ok(&mut l, Input::Reaped(ExitStatus::Exited(1)));
+    assert_eq!(
+        errors(&out),
+        vec![&ChildErrorKind::Died(ExitStatus::Exited(1))]
+    );
+}
+
+#[test]
+fn serving_malformed_frame_is_a_typed_error_and_closes_the_channel() {
+    let mut l = at(Phase::Serving);
+    let out = ok(&mut l, Input::Malformed(FrameError::UnknownTag(200)));
+    assert_eq!(
+        errors(&out),
+        vec![&ChildErrorKind::Protocol(ProtocolViolation::Malformed(
+            FrameError::UnknownTag(200)
+        ))]
+    );
+    assert!(out.contains(&Action::CloseChannel));
+    assert_eq!(l.phase, Phase::AwaitingExit);
+}
+
+#[test]
+fn ack_closes_our_end_and_arms_the_grace() {
+    let mut l = at(Phase::AwaitingCancelAck);
+    assert_eq!(
+        ok(&mut l, Input::Message(Message::CancelAck)),
+        vec![Action::CloseChannel]
+    );
+    assert_eq!(l.phase, Phase::AwaitingExit);
+    assert_eq!(l.deadline, Some(T0 + Timeouts::default().kill_grace));
+}
+
+#[test]
+fn flaw_f4_keeps_our_end_open_and_waits_unbounded() {
+    let cx = cx_with(Flaws::only(Flaw::MutualWaitAtTeardown));
+    let mut l = at_with(
+        Phase::AwaitingCancelAck,
+        SpawnMethod::Fork,
+        Role::Daemon,
+        &cx,
+    );
+    assert!(ok_with(&mut l, Input::Message(Message::CancelAck), &cx).is_empty());
+    assert!(l.channel_open);
+    assert_eq!(l.deadline, None);
+}
+
+#[test]
+fn ack_timeout_escalates_to_kill() {
+    let mut l = at(Phase::AwaitingCancelAck);
+    let due = l.deadline.unwrap();
+    let out = l.step(due, Input::Deadline, &cx()).unwrap();
+    assert_eq!(out, vec![Action::Deregister, Action::Kill]);
+    assert_eq!(l.force, Some(ForceReason::CancelAckTimedOut));
+}
+
+#[test]
+fn ack_timeout_abandons_a_thread_and_closes_our_end() {
+    let mut l = at_with(
+        Phase::AwaitingCancelAck,
+        SpawnMethod::Thread,
+        Role::Daemon,
+        &cx(),
+    );
+    let due = l.deadline.unwrap();
+    let out = l.step(due, Input::Deadline, &cx()).unwrap();
+    assert!(out.contains(&Action::CloseChannel) && out.contains(&Action::Abandon));
+    assert!(l.is_finished());
+}
+
+#[test]
+fn flaw_f1_abandons_without_closing_so_the_child_never_finishes() {
+    let cx = cx_with(Flaws::only(Flaw::NoChannelAbortOnAbandon));
+    let mut l = at_with(
+        Phase::AwaitingCancelAck,
+        SpawnMethod::Thread,
+        Role::Daemon,
+        &cx,
+    );
+    let due = l.deadline.unwrap();
+    let out = l.step(due, Input::Deadline, &cx).unwrap();
+    assert!(!out.contains(&Action::CloseChannel));
+    assert_eq!(l.phase, Phase::Done);
+    assert!(
+        !l.is_finished(),
+        "our end stays open until the abandoned thread closes its own"
+    );
+}
+
+#[test]
+fn flaw_f9_lets_the_ack_timeout_pass_without_escalation() {
+    let cx = cx_with(Flaws::only(Flaw::NoEscalation));
+    let mut l = at_with(
+        Phase::AwaitingCancelAck,
+        SpawnMethod::Fork,
+        Role::Daemon,
+        &cx,
+    );
+    let due = l.deadline.unwrap();
+    assert!(l.step(due, Input::Deadline, &cx).unwrap().is_empty());
+    assert_eq!((l.phase, l.deadline), (Phase::AwaitingCancelAck, None));
+}
+
+#[test]
+fn cancelling_refuses_requests_and_ignores_a_second_cancel() {
+    let mut l = at(Phase::AwaitingCancelAck);
+    assert_eq!(
+        l.step(T0, Input::Request(RequestId(1), vec![]), &cx()),
+        Err(Refusal::NotServing)
+    );
+    assert!(ok(&mut l, Input::Cancel(Initiator::User)).is_empty());
+}
+
+#[test]
+fn replies_still_arrive_while_cancelling() {
+    let mut l = at(Phase::Serving);
+    ok(&mut l, Input::Request(RequestId(4), vec![]));
+    ok(&mut l, Input::Cancel(Initiator::User));
+    let out = ok(
+        &mut l,
+        Input::Message(Message::Reply {
+            id: RequestId(4),
+            result: Ok(vec![]),
+        }),
+    );
+    assert_eq!(out, vec![Action::Reply(RequestId(4), Ok(vec![]))]);
+}
+
+#[test]
+fn exit_after_ack_is_reaped_and_exited() {
+    let mut l = at(Phase::AwaitingExit);
+    assert_eq!(
+        ok(&mut l, Input::ExitObserved),
+        vec![Action::Deregister, Action::Reap]
+    );
+    let out = ok(&mut l, Input::Reaped(ExitStatus::Exited(0)));
+    assert!(errors(&out).is_empty());
+    assert_eq!(
+        out,
+        vec![Action::Outcome(Outcome::Exited(ExitStatus::Exited(0)))]
+    );
+    assert!(l.is_finished());
+}
+
+#[test]
+fn grace_expiry_kills() {
+    let mut l = at(Phase::AwaitingExit);
+    let due = l.deadline.unwrap();
+    let out = l.step(due, Input::Deadline, &cx()).unwrap();
+    assert!(out.contains(&Action::Kill));
+    assert_eq!(l.force, Some(ForceReason::GraceExpired));
+}
+
+#[test]
+fn killed_child_is_reaped_with_a_killed_outcome_then_drained() {
+    let mut l = at(Phase::AwaitingKilledExit);
+    ok(&mut l, Input::ExitObserved);
+    let out = ok(&mut l, Input::Reaped(ExitStatus::Signaled(9)));
+    assert!(
+        errors(&out).is_empty(),
+        "a kill we asked for is not a child error"
+    );
+    assert_eq!(l.phase, Phase::Draining);
+    assert_eq!(l.deadline, Some(T0 + Timeouts::default().drain));
+    let out = ok(&mut l, Input::ChannelClosed);
+    let killed = Outcome::Killed {
+        reason: ForceReason::UserHardStop,
+        status: ExitStatus::Signaled(9),
+    };
+    assert_eq!(out, vec![Action::CloseChannel, Action::Outcome(killed)]);
+    assert!(l.is_finished());
+}
+
+#[test]
+fn a_kill_that_is_never_reaped_is_reported_after_the_reap_bound() {
+    let mut l = at(Phase::AwaitingKilledExit);
+    let due = l.deadline.unwrap();
+    let out = l.step(due, Input::Deadline, &cx()).unwrap();
+    assert_eq!(errors(&out), vec![&ChildErrorKind::ReapTimedOut]);
+    assert_eq!(l.outcome, Some(Outcome::Unreaped));
+    assert!(l.is_finished());
+}
+
+#[test]
+fn a_second_exit_report_while_awaiting_the_reap_is_ignored() {
+    let mut l = at(Phase::AwaitingReap);
+    assert!(ok(&mut l, Input::ExitObserved).is_empty());
+    assert_eq!(l.reaps, 0);
+}
+
+#[test]
+fn the_drain_ends_at_its_deadline() {
+    let mut l = at(Phase::Draining);
+    let due = l.deadline.unwrap();
+    let out = l.step(due, Input::Deadline, &cx()).unwrap();
+    assert_eq!(out[0], Action::CloseChannel);
+    assert!(l.is_finished());
+}
+
+#[test]
+fn flaw_f7_drains_without_a_deadline() {
+    let cx = cx_with(Flaws::only(Flaw::UnboundedPeerDrain));
+    let l = at_with(Phase::Draining, SpawnMethod::Fork, Role::Daemon, &cx);
+    assert_eq!(l.deadline, None);
+}
+
+#[test]
+fn flaw_f13_keeps_a_killed_child_registered() {
+    let cx = cx_with(Flaws::only(Flaw::NoDeregistrationOnKill));
+    let mut l = at_with(Phase::Serving, SpawnMethod::Fork, Role::Daemon, &cx);
+    assert_eq!(ok_with(&mut l, Input::HardStop, &cx), vec![Action::Kill]);
+}
+
+#[test]
+fn done_refuses_everything_it_cannot_take() {
+    let mut l = at(Phase::Done);
+    assert_eq!(
+        l.step(T0, Input::Cancel(Initiator::User), &cx()),
+        Err(Refusal::Finished)
+    );
+    assert_eq!(l.step(T0, Input::HardStop, &cx()), Err(Refusal::Finished));
+    assert_eq!(l.step(T0, Input::Launched, &cx()), Err(Refusal::Invalid));
+    assert_eq!(
+        l.step(T0, Input::Reaped(ExitStatus::Exited(0)), &cx()),
+        Err(Refusal::Invalid)
+    );
+}

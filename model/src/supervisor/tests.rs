@@ -1,0 +1,380 @@
+//! Nursery-level rules: one cancels all, shared deadlines, every error once, registry.
+
+use alloc::format;
+use alloc::string::ToString;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::*;
+use crate::wire::{PROTOCOL_VERSION, RemoteErrorKind};
+
+fn sup(flaws: Flaws) -> Supervisor {
+    Supervisor::new(SupervisorConfig {
+        flaws,
+        ..SupervisorConfig::default()
+    })
+    .unwrap()
+}
+
+fn spec(name: &str, method: SpawnMethod, role: Role) -> SpawnSpec {
+    SpawnSpec {
+        name: name.to_string(),
+        actor: "echo".to_string(),
+        method,
+        role,
+    }
+}
+
+fn drain(s: &mut Supervisor) -> Vec<Command> {
+    core::iter::from_fn(|| s.poll_command()).collect()
+}
+
+fn events(s: &mut Supervisor) -> Vec<Event> {
+    core::iter::from_fn(|| s.poll_event()).collect()
+}
+
+/// Spawns `n` connected daemons at t=0.
+fn serving(s: &mut Supervisor, n: u32, method: SpawnMethod) -> Vec<ChildId> {
+    let t = Timestamp::ZERO;
+    let ids: Vec<ChildId> = (0..n)
+        .map(|i| {
+            s.spawn(
+                t,
+                spec(&format!("c{i}"), method, Role::Daemon),
+                &Situation::default(),
+            )
+            .unwrap()
+        })
+        .collect();
+    for &c in &ids {
+        s.handle_launched(t, c).unwrap();
+        s.handle_message(
+            t,
+            c,
+            Message::Handshake {
+                version: PROTOCOL_VERSION,
+                pid: 10 + c.0,
+            },
+        )
+        .unwrap();
+    }
+    drain(s);
+    events(s);
+    ids
+}
+
+#[test]
+fn spawn_issues_launch_and_refuses_fork_when_multithreaded() {
+    let mut s = sup(Flaws::NONE);
+    let c = s
+        .spawn(
+            Timestamp::ZERO,
+            spec("a", SpawnMethod::Fork, Role::Daemon),
+            &Situation::default(),
+        )
+        .unwrap();
+    assert_eq!(
+        drain(&mut s),
+        vec![Command::Launch {
+            child: c,
+            actor: "echo".into(),
+            method: SpawnMethod::Fork
+        }]
+    );
+    let busy = Situation {
+        threads: 4,
+        can_exec: true,
+    };
+    let err = s
+        .spawn(
+            Timestamp::ZERO,
+            spec("b", SpawnMethod::Fork, Role::Daemon),
+            &busy,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("ForkServer"), "{err}");
+    let mut flawed = sup(Flaws::only(Flaw::ForkFromBusyProcess));
+    assert!(
+        flawed
+            .spawn(
+                Timestamp::ZERO,
+                spec("b", SpawnMethod::Fork, Role::Daemon),
+                &busy
+            )
+            .is_ok()
+    );
+}
+
+#[test]
+fn duplicate_live_names_and_capacity_are_refused() {
+    let config = SupervisorConfig {
+        limits: Limits {
+            max_children: 1,
+            ..Limits::default()
+        },
+        ..Default::default()
+    };
+    let mut s = Supervisor::new(config).unwrap();
+    s.spawn(
+        Timestamp::ZERO,
+        spec("a", SpawnMethod::Exec, Role::Daemon),
+        &Situation::default(),
+    )
+    .unwrap();
+    let err = s.spawn(
+        Timestamp::ZERO,
+        spec("b", SpawnMethod::Exec, Role::Daemon),
+        &Situation::default(),
+    );
+    assert_eq!(err, Err(SpawnError::CapacityExhausted { max: 1 }));
+    let mut s = sup(Flaws::NONE);
+    s.spawn(
+        Timestamp::ZERO,
+        spec("a", SpawnMethod::Exec, Role::Daemon),
+        &Situation::default(),
+    )
+    .unwrap();
+    let err = s.spawn(
+        Timestamp::ZERO,
+        spec("a", SpawnMethod::Exec, Role::Daemon),
+        &Situation::default(),
+    );
+    assert_eq!(err, Err(SpawnError::NameTaken("a".into())));
+}
+
+#[test]
+fn handshake_registers_the_name_and_lookup_finds_it() {
+    let mut s = sup(Flaws::NONE);
+    let ids = serving(&mut s, 1, SpawnMethod::Fork);
+    assert_eq!(s.lookup("c0"), Some(ids[0]));
+    s.hard_stop(Timestamp::ZERO, ids[0]).unwrap();
+    assert_eq!(
+        s.lookup("c0"),
+        None,
+        "a killed child is deregistered in the same step"
+    );
+}
+
+#[test]
+fn flaw_f13_leaves_a_killed_child_registered_and_the_invariant_catches_it() {
+    let mut s = sup(Flaws::only(Flaw::NoDeregistrationOnKill));
+    let ids = serving(&mut s, 1, SpawnMethod::Fork);
+    s.hard_stop(Timestamp::ZERO, ids[0]).unwrap();
+    assert_eq!(s.lookup("c0"), Some(ids[0]));
+    let v = s
+        .violation()
+        .expect("the registry invariant must catch a stale entry");
+    assert_eq!(v.property, 6);
+}
+
+#[test]
+fn one_child_error_cancels_every_sibling_in_one_step_with_one_deadline() {
+    let mut s = sup(Flaws::NONE);
+    let ids = serving(&mut s, 5, SpawnMethod::Exec);
+    let t = Timestamp::from_millis(7);
+    let boom = RemoteError {
+        kind: RemoteErrorKind::Error,
+        message: "boom".into(),
+    };
+    s.handle_message(t, ids[2], Message::Failed(boom)).unwrap();
+    let cancels: Vec<ChildId> = drain(&mut s)
+        .into_iter()
+        .filter(|c| {
+            matches!(
+                c,
+                Command::Send {
+                    message: Message::Cancel,
+                    ..
+                }
+            )
+        })
+        .map(|c| c.child())
+        .collect();
+    assert_eq!(
+        cancels, ids,
+        "every child, the failed one too, is cancelled at once"
+    );
+    let deadlines: Vec<_> = ids
+        .iter()
+        .map(|c| s.lifecycle(*c).unwrap().deadline)
+        .collect();
+    assert!(
+        deadlines
+            .iter()
+            .all(|d| *d == Some(t + Timeouts::default().cancel_ack))
+    );
+    assert_eq!(s.phase(), NurseryPhase::TearingDown);
+    assert_eq!(s.report().cause, Some(TeardownCause::ChildFailed(ids[2])));
+}
+
+#[test]
+fn flaw_f10_cancels_one_child_at_a_time() {
+    let mut s = sup(Flaws::only(Flaw::SerialTeardown));
+    let ids = serving(&mut s, 3, SpawnMethod::Exec);
+    s.begin_teardown(Timestamp::ZERO, TeardownCause::BodyFailed);
+    let cancels = drain(&mut s)
+        .into_iter()
+        .filter(|c| matches!(c, Command::Send { .. }))
+        .count();
+    assert_eq!(cancels, 1);
+    assert!(s.lifecycle(ids[1]).unwrap().phase == Phase::Serving);
+}
+
+#[test]
+fn clean_body_exit_waits_for_run_to_result_children_and_cancels_daemons() {
+    let mut s = sup(Flaws::NONE);
+    let t = Timestamp::ZERO;
+    let d = s
+        .spawn(
+            t,
+            spec("d", SpawnMethod::Exec, Role::Daemon),
+            &Situation::default(),
+        )
+        .unwrap();
+    let r = s
+        .spawn(
+            t,
+            spec("r", SpawnMethod::Exec, Role::RunToResult),
+            &Situation::default(),
+        )
+        .unwrap();
+    for c in [d, r] {
+        s.handle_launched(t, c).unwrap();
+        s.handle_message(
+            t,
+            c,
+            Message::Handshake {
+                version: PROTOCOL_VERSION,
+                pid: 1,
+            },
+        )
+        .unwrap();
+    }
+    drain(&mut s);
+    s.begin_teardown(t, TeardownCause::BodyFinished);
+    assert_eq!(s.lifecycle(d).unwrap().phase, Phase::AwaitingCancelAck);
+    assert_eq!(s.lifecycle(r).unwrap().phase, Phase::Serving);
+    s.handle_message(
+        t,
+        r,
+        Message::Finished {
+            result: Ok(vec![1]),
+        },
+    )
+    .unwrap();
+    assert_eq!(s.lifecycle(r).unwrap().phase, Phase::AwaitingCancelAck);
+}
+
+#[test]
+fn teardown_of_stuck_children_costs_one_timeout_and_reports_every_outcome() {
+    let mut s = sup(Flaws::NONE);
+    let ids = serving(&mut s, 25, SpawnMethod::Fork);
+    let t0 = Timestamp::from_millis(10);
+    s.begin_teardown(t0, TeardownCause::BodyFailed);
+    let ack = s.poll_deadline().unwrap();
+    assert_eq!(ack, t0 + Timeouts::default().cancel_ack);
+    s.handle_timeout(ack);
+    let kills = drain(&mut s)
+        .into_iter()
+        .filter(|c| matches!(c, Command::Kill { .. }))
+        .count();
+    assert_eq!(
+        kills, 25,
+        "every stuck child escalates at the one shared deadline"
+    );
+    for &c in &ids {
+        s.handle_exit(ack, c).unwrap();
+        s.handle_reaped(ack, c, ExitStatus::Signaled(9)).unwrap();
+        s.handle_channel_closed(ack, c).unwrap();
+    }
+    assert!(s.is_closed());
+    let report = match events(&mut s).pop() {
+        Some(Event::Closed(r)) => r,
+        other => panic!("expected the closing report, got {other:?}"),
+    };
+    assert_eq!(report.duration(), Some(Timeouts::default().cancel_ack));
+    assert!(
+        report
+            .children
+            .iter()
+            .all(|c| matches!(c.outcome, Some(Outcome::Killed { .. })))
+    );
+    assert!(
+        report.errors.is_empty(),
+        "kills we asked for are not child errors"
+    );
+}
+
+#[test]
+fn every_error_is_reported_once_even_during_teardown() {
+    let mut s = sup(Flaws::NONE);
+    let ids = serving(&mut s, 3, SpawnMethod::Exec);
+    let t = Timestamp::ZERO;
+    for &c in &ids {
+        let e = RemoteError {
+            kind: RemoteErrorKind::Panic,
+            message: format!("{c}"),
+        };
+        s.handle_message(t, c, Message::Failed(e)).unwrap();
+    }
+    let failed = events(&mut s)
+        .into_iter()
+        .filter(|e| matches!(e, Event::Failed(_)))
+        .count();
+    assert_eq!(failed, 3);
+    assert_eq!(s.errors().len(), 3);
+}
+
+#[test]
+fn interrupt_tears_everything_down_with_its_initiator() {
+    let mut s = sup(Flaws::NONE);
+    let ids = serving(&mut s, 2, SpawnMethod::Thread);
+    s.handle_interrupt(Timestamp::ZERO);
+    for c in ids {
+        assert_eq!(
+            s.lifecycle(c).unwrap().stop_initiator,
+            Some(Initiator::Interrupt)
+        );
+    }
+}
+
+#[test]
+fn user_operations_on_unknown_or_finished_children_are_typed_errors() {
+    let mut s = sup(Flaws::NONE);
+    assert_eq!(
+        s.cancel(Timestamp::ZERO, ChildId(9)),
+        Err(ChildOpError::UnknownChild(ChildId(9)))
+    );
+    let c = s
+        .spawn(
+            Timestamp::ZERO,
+            spec("a", SpawnMethod::Exec, Role::Daemon),
+            &Situation::default(),
+        )
+        .unwrap();
+    s.handle_launch_failed(Timestamp::ZERO, c, "ENOMEM".into())
+        .unwrap();
+    assert_eq!(
+        s.cancel(Timestamp::ZERO, c),
+        Err(ChildOpError::AlreadyFinished(c))
+    );
+    assert!(matches!(
+        s.request(Timestamp::ZERO, c, vec![]),
+        Err(ChildOpError::AlreadyFinished(_))
+    ));
+    let err = s.handle_launched(Timestamp::ZERO, c).unwrap_err();
+    assert!(err.to_string().contains("not valid"), "{err}");
+}
+
+#[test]
+fn spawning_while_tearing_down_is_refused() {
+    let mut s = sup(Flaws::NONE);
+    s.begin_teardown(Timestamp::ZERO, TeardownCause::BodyFinished);
+    assert!(s.is_closed(), "an empty nursery closes at once");
+    let err = s.spawn(
+        Timestamp::ZERO,
+        spec("a", SpawnMethod::Exec, Role::Daemon),
+        &Situation::default(),
+    );
+    assert_eq!(err, Err(SpawnError::NurseryClosing));
+}
