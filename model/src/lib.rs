@@ -25,6 +25,7 @@ pub mod error;
 pub mod flaw;
 pub mod id;
 pub mod invariant;
+pub mod kernel;
 pub mod method;
 pub mod policy;
 pub mod supervisor;

@@ -1,1 +1,9 @@
 //! Checkers, scenarios and tools for harrow's protocol.
+//!
+//! - [`scenario`]: test cases as data.
+//! - [`world`]: the pure world, where the protocol runs with scripted actors and no threads.
+//! - [`run`]: runs a world to its end and checks the properties of DESIGN.md.
+
+pub mod run;
+pub mod scenario;
+pub mod world;

@@ -365,14 +365,10 @@ impl Lifecycle {
         self.channel_open = true;
         self.specs_sent += 1;
         out.push(Action::SendSpawnSpec);
-        if self.stop_initiator.is_some() {
-            // A stop asked for while launching: nothing is connected, so stop hard now.
-            let reason = if self.user_hard_stop {
-                ForceReason::UserHardStop
-            } else {
-                ForceReason::BeforeHandshake
-            };
-            self.force_stop(now, reason, cx, out);
+        if self.user_hard_stop {
+            self.force_stop(now, ForceReason::UserHardStop, cx, out);
+        } else if self.stop_initiator.is_some() {
+            self.await_handshake_to_cancel(now, cx);
         }
         Ok(())
     }
@@ -405,6 +401,8 @@ impl Lifecycle {
                 self.on_handshake(now, version, cx, out);
                 Ok(())
             }
+            // A handshake already in flight when we gave up on the child: nothing to do.
+            (_, Message::Handshake { .. }) if !self.handshake_done && self.is_stopping() => Ok(()),
             (Phase::AwaitingHandshake, other) => {
                 let v = self.unexpected(&other);
                 self.on_violation(now, v, cx, out)
@@ -424,6 +422,8 @@ impl Lifecycle {
                 self.on_ack(now, cx, out);
                 Ok(())
             }
+            // An ack that crossed our escalation or the child's EOF: nothing left to do.
+            (_, Message::CancelAck) if self.cancel_sent => Ok(()),
             (_, other) => {
                 let v = self.unexpected(&other);
                 self.on_violation(now, v, cx, out)
@@ -455,6 +455,14 @@ impl Lifecycle {
             return;
         }
         self.handshake_done = true;
+        if let Some(who) = self.stop_initiator {
+            // Cancelled while booting: cancel now, keeping the deadline the cancel started,
+            // so a booting child costs no more time than a serving one.
+            let ack_by = self.deadline;
+            self.begin_cancel(now, who, cx, out);
+            self.deadline = ack_by;
+            return;
+        }
         self.phase = Phase::Serving;
         self.deadline = None;
         out.push(Action::Register);
@@ -635,12 +643,16 @@ impl Lifecycle {
         }
         self.deadline = None;
         match self.phase {
+            // A cancel was pending and the handshake did not come in time: ours, not an error.
+            Phase::AwaitingHandshake if self.stop_initiator.is_some() => {
+                self.force_stop(now, ForceReason::BeforeHandshake, cx, out);
+            }
             Phase::AwaitingHandshake => {
                 out.push(Action::Error(
                     ChildErrorKind::BootTimedOut,
                     Initiator::Supervisor,
                 ));
-                self.stop_initiator.get_or_insert(Initiator::Supervisor);
+                self.stop_initiator = Some(Initiator::Supervisor);
                 self.force_stop(now, ForceReason::BeforeHandshake, cx, out);
             }
             Phase::AwaitingCancelAck if cx.flaws.has(Flaw::NoEscalation) => {}
@@ -677,10 +689,12 @@ impl Lifecycle {
             Phase::Launching => {
                 self.stop_initiator.get_or_insert(who);
             }
-            Phase::AwaitingHandshake => {
-                // No connected channel to cancel over: stopping hard is the only way.
-                self.stop_initiator.get_or_insert(who);
-                self.force_stop(now, ForceReason::BeforeHandshake, cx, out);
+            Phase::AwaitingHandshake if self.stop_initiator.is_none() => {
+                // Not connected yet: the cancel goes out when the handshake arrives, and the
+                // ack deadline runs from now, so the teardown bound is the same as for a
+                // serving child.
+                self.stop_initiator = Some(who);
+                self.await_handshake_to_cancel(now, cx);
             }
             Phase::Serving => self.begin_cancel(now, who, cx, out),
             Phase::Done => return Err(Refusal::Finished),
@@ -750,6 +764,11 @@ impl Lifecycle {
         self.phase = Phase::AwaitingCancelAck;
         self.deadline = Some(now + cx.timeouts.cancel_ack);
         out.push(Action::Send(Message::Cancel));
+    }
+
+    fn await_handshake_to_cancel(&mut self, now: Timestamp, cx: &StepContext) {
+        let ack_by = now + cx.timeouts.cancel_ack;
+        self.deadline = Some(self.deadline.map_or(ack_by, |d| d.min(ack_by)));
     }
 
     fn await_exit(&mut self, now: Timestamp, cx: &StepContext) {

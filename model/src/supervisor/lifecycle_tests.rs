@@ -119,13 +119,65 @@ fn launching_failed_is_done_with_an_error() {
 }
 
 #[test]
-fn launching_cancel_is_remembered_and_stops_hard_at_launch() {
+fn launching_cancel_is_remembered_and_waits_for_the_handshake_under_the_ack_deadline() {
     let mut l = at(Phase::Launching);
     assert!(ok(&mut l, Input::Cancel(Initiator::Nursery)).is_empty());
+    assert_eq!(ok(&mut l, Input::Launched), vec![Action::SendSpawnSpec]);
+    assert_eq!(l.deadline, Some(T0 + Timeouts::default().cancel_ack));
+}
+
+#[test]
+fn launching_hard_stop_kills_at_launch() {
+    let mut l = at(Phase::Launching);
+    assert!(ok(&mut l, Input::HardStop).is_empty());
     let out = ok(&mut l, Input::Launched);
     assert!(out.contains(&Action::Kill));
-    assert_eq!(l.phase, Phase::AwaitingKilledExit);
-    assert_eq!(l.force, Some(ForceReason::BeforeHandshake));
+    assert_eq!(l.force, Some(ForceReason::UserHardStop));
+}
+
+#[test]
+fn cancel_while_booting_sends_the_cancel_at_handshake_keeping_its_deadline() {
+    let mut l = at(Phase::AwaitingHandshake);
+    assert!(ok(&mut l, Input::Cancel(Initiator::Nursery)).is_empty());
+    let ack_by = T0 + Timeouts::default().cancel_ack;
+    assert_eq!(l.deadline, Some(ack_by));
+    let later = T0 + Duration::from_millis(100);
+    let out = l.step(later, handshake(), &cx()).unwrap();
+    assert_eq!(
+        out,
+        vec![Action::Send(Message::Cancel)],
+        "no registration, no ready"
+    );
+    assert_eq!(
+        (l.phase, l.deadline),
+        (Phase::AwaitingCancelAck, Some(ack_by))
+    );
+}
+
+#[test]
+fn cancel_while_booting_stops_hard_if_no_handshake_comes_in_time() {
+    let mut l = at(Phase::AwaitingHandshake);
+    ok(&mut l, Input::Cancel(Initiator::Nursery));
+    let due = l.deadline.unwrap();
+    let out = l.step(due, Input::Deadline, &cx()).unwrap();
+    assert!(
+        errors(&out).is_empty(),
+        "a stop we started is not a boot timeout"
+    );
+    assert!(out.contains(&Action::Kill));
+}
+
+#[test]
+fn a_late_handshake_or_ack_from_a_child_being_stopped_is_ignored() {
+    let mut l = at(Phase::AwaitingHandshake);
+    ok(&mut l, Input::Cancel(Initiator::Nursery));
+    let due = l.deadline.unwrap();
+    l.step(due, Input::Deadline, &cx()).unwrap();
+    assert!(ok(&mut l, handshake()).is_empty());
+    let mut k = at(Phase::AwaitingCancelAck);
+    let due = k.deadline.unwrap();
+    k.step(due, Input::Deadline, &cx()).unwrap();
+    assert!(ok(&mut k, Input::Message(Message::CancelAck)).is_empty());
 }
 
 #[test]

@@ -1,0 +1,227 @@
+//! Scenarios as data: the tree, each child's method and behaviour, and the environment's faults.
+
+use std::fmt;
+use std::time::Duration;
+
+use harrow_model::policy::Timeouts;
+use harrow_model::wire::Role;
+use harrow_model::{Flaws, SpawnMethod};
+use serde::{Deserialize, Serialize};
+
+/// What a child's actor does once started.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Behaviour {
+    /// Serves requests and stops promptly when cancelled.
+    Serves,
+    /// Blocks without yielding for this many milliseconds, then serves.
+    Blocks {
+        /// How long it does not yield.
+        ms: u64,
+    },
+    /// Blocks without yielding, forever.
+    BlocksForever,
+    /// Exits with this code before its handshake.
+    CrashesBeforeHandshake {
+        /// Its exit code.
+        code: i32,
+    },
+    /// Exits with this code right after its handshake.
+    CrashesAfterHandshake {
+        /// Its exit code.
+        code: i32,
+    },
+    /// Its main function returns this error (run-to-result children).
+    FailsMain {
+        /// The error text.
+        message: String,
+    },
+    /// Every request it serves fails.
+    FailsRequests,
+    /// Its actor fails outside any request, then the child exits.
+    FailsActor {
+        /// The error text.
+        message: String,
+    },
+}
+
+/// One child in the tree.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChildPlan {
+    /// Its instance name.
+    pub name: String,
+    /// How it is started.
+    pub method: SpawnMethod,
+    /// Daemon or run-to-result.
+    pub role: Role,
+    /// What its actor does.
+    pub behaviour: Behaviour,
+    /// Children it supervises itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildPlan>,
+}
+
+impl ChildPlan {
+    /// A daemon child with this behaviour.
+    pub fn daemon(name: &str, method: SpawnMethod, behaviour: Behaviour) -> Self {
+        ChildPlan {
+            name: name.into(),
+            method,
+            role: Role::Daemon,
+            behaviour,
+            children: Vec::new(),
+        }
+    }
+
+    /// A run-to-result child with this behaviour.
+    pub fn run_to_result(name: &str, method: SpawnMethod, behaviour: Behaviour) -> Self {
+        ChildPlan {
+            name: name.into(),
+            method,
+            role: Role::RunToResult,
+            behaviour,
+            children: Vec::new(),
+        }
+    }
+}
+
+/// How the nursery's body ends once its children are spawned and its requests sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ending {
+    /// The body returns normally.
+    Finish,
+    /// The body fails.
+    Fail,
+    /// SIGINT arrives at the root.
+    Interrupt,
+}
+
+/// A fault the environment injects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// SIGKILL to the root's `child`-th child (spawn order) once it is launched.
+    SigkillChild {
+        /// Which child, by spawn order.
+        child: usize,
+    },
+    /// SIGINT to the root.
+    SigintRoot,
+    /// The root dies (SIGKILL) without tearing down.
+    ParentDeath,
+}
+
+/// A whole test case: configuration, tree, body and faults.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Scenario {
+    /// A short name for tables and files.
+    pub name: String,
+    /// The timeout policy.
+    #[serde(default = "default_timeouts")]
+    pub timeouts: Timeouts,
+    /// Switched-on flaws.
+    #[serde(default)]
+    pub flaws: Flaws,
+    /// The root's children, in spawn order.
+    pub children: Vec<ChildPlan>,
+    /// Requests the body sends to each serving daemon.
+    #[serde(default)]
+    pub requests: u32,
+    /// How the body ends.
+    pub ending: Ending,
+    /// Faults the environment may inject.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<Fault>,
+}
+
+fn default_timeouts() -> Timeouts {
+    Scenario::TIMEOUTS
+}
+
+impl Scenario {
+    /// The timeouts scenarios use unless they say otherwise: round numbers for readable traces.
+    pub const TIMEOUTS: Timeouts = Timeouts {
+        boot: Duration::from_millis(1000),
+        cancel_ack: Duration::from_millis(500),
+        kill_grace: Duration::from_millis(1600),
+        thread_abandon: Duration::from_millis(3000),
+        reap: Duration::from_millis(5000),
+        drain: Duration::from_millis(500),
+    };
+
+    /// A scenario with default timeouts, no flaws, no requests and no faults.
+    pub fn new(name: &str, children: Vec<ChildPlan>, ending: Ending) -> Self {
+        Scenario {
+            name: name.into(),
+            timeouts: Self::TIMEOUTS,
+            flaws: Flaws::NONE,
+            children,
+            requests: 0,
+            ending,
+            faults: Vec::new(),
+        }
+    }
+
+    /// The bound on teardown once it starts: the ack timeout plus the longest grace.
+    pub fn teardown_bound(&self) -> Duration {
+        let grace = self
+            .children
+            .iter()
+            .map(|c| self.timeouts.grace(c.method))
+            .max();
+        self.timeouts.cancel_ack + grace.unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({} children, ending {:?})",
+            self.name,
+            self.children.len(),
+            self.ending
+        )
+    }
+}
+
+/// The three canonical scenarios of the protocol, whose traces are pinned.
+pub fn canonical() -> Vec<Scenario> {
+    let happy = Scenario {
+        requests: 1,
+        ..Scenario::new(
+            "happy",
+            vec![ChildPlan::daemon(
+                "echo",
+                SpawnMethod::Fork,
+                Behaviour::Serves,
+            )],
+            Ending::Finish,
+        )
+    };
+    let stuck = |method: SpawnMethod| {
+        Scenario::new(
+            &format!("stuck-{}", method.to_string().to_lowercase()),
+            vec![ChildPlan::daemon(
+                "spinner",
+                method,
+                Behaviour::BlocksForever,
+            )],
+            Ending::Finish,
+        )
+    };
+    let fail = |i: usize| Behaviour::FailsMain {
+        message: format!("assert 0 in errorer{i}"),
+    };
+    let errorers = (0..25)
+        .map(|i| ChildPlan::run_to_result(&format!("errorer{i}"), SpawnMethod::ForkServer, fail(i)))
+        .collect();
+    let many = Scenario::new("errorers-25", errorers, Ending::Finish);
+    vec![
+        happy,
+        stuck(SpawnMethod::Fork),
+        stuck(SpawnMethod::Thread),
+        many,
+    ]
+}

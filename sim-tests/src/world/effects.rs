@@ -1,0 +1,293 @@
+//! What each choice does: the driver's side of the protocol, and the actors' scripts.
+
+use harrow_model::child::{ChildCommand, ChildRuntime};
+use harrow_model::method::Situation;
+use harrow_model::supervisor::{Command, SpawnSpec};
+use harrow_model::wire::{RemoteError, RemoteErrorKind};
+use harrow_model::{ChildId, ExitStatus, Flaws};
+
+use super::{Block, Kid, Proc, World, kid_name};
+use crate::scenario::Behaviour;
+
+const MAX_IN_FLIGHT: u32 = 64;
+
+impl World<'_> {
+    pub(super) fn spawn(&mut self, i: usize) {
+        let plan = &self.sc.children[i];
+        let spec = SpawnSpec {
+            name: plan.name.clone(),
+            actor: plan.name.clone(),
+            method: plan.method,
+            role: plan.role,
+        };
+        self.note("user", || {
+            format!(
+                "spawn {} `{}` by {} as {:?}",
+                kid_name(i),
+                plan.name,
+                plan.method,
+                plan.role
+            )
+        });
+        match self.st.sup.spawn(self.st.now, spec, &Situation::default()) {
+            Ok(_) => self.drive_parent(),
+            Err(e) => self.note("user", || format!("spawn refused: {e}")),
+        }
+    }
+
+    pub(super) fn send_requests(&mut self) {
+        for i in 0..self.st.kids.len() {
+            if !self.st.ready.contains(&i)
+                || self.sc.children[i].role != harrow_model::wire::Role::Daemon
+            {
+                continue;
+            }
+            for r in 0..self.sc.requests {
+                let payload = format!("ping {r}").into_bytes();
+                match self.st.sup.request(self.st.now, ChildId(i as u32), payload) {
+                    Ok(id) => self.note("user", || format!("request {id} to {}", kid_name(i))),
+                    Err(e) => self.note("user", || format!("request refused: {e}")),
+                }
+            }
+        }
+        self.drive_parent();
+    }
+
+    pub(super) fn execute(&mut self, cmd: Command) {
+        let i = cmd.child().0 as usize;
+        let now = self.st.now;
+        match cmd {
+            Command::Launch { child, method, .. } => {
+                let behaviour = self.sc.children[i].behaviour.clone();
+                let pid = if method == harrow_model::SpawnMethod::Thread {
+                    0
+                } else {
+                    100 + i as u32
+                };
+                let runtime = ChildRuntime::new(pid, self.child_flaws(), MAX_IN_FLIGHT);
+                debug_assert_eq!(self.st.kids.len(), i, "children launch in spawn order");
+                self.st.kids.push(Kid::new(method, behaviour, runtime));
+                self.note("driver", || format!("launch {child} by {method}"));
+                self.st
+                    .sup
+                    .handle_launched(now, child)
+                    .expect("launch is awaited");
+            }
+            Command::Send { message, .. } => {
+                self.note("driver", || {
+                    format!("send {} to {}", message.name(), kid_name(i))
+                });
+                let kid = &mut self.st.kids[i];
+                // A send to a child whose end is gone fails with EPIPE; its EOF and exit are
+                // what the parent acts on, so the lost message is of no consequence.
+                if kid.child_end {
+                    kid.inbox.push_back(message);
+                }
+            }
+            Command::CloseChannel { .. } => {
+                self.note("driver", || {
+                    format!("close our end of {}'s channel", kid_name(i))
+                });
+                let kid = &mut self.st.kids[i];
+                kid.parent_end = false;
+                kid.outbox.clear();
+            }
+            Command::Kill { .. } => {
+                self.note("driver", || {
+                    format!("SIGKILL {} via its pidfd", kid_name(i))
+                });
+                self.exit_kid(i, ExitStatus::Signaled(9));
+            }
+            Command::Abandon { .. } => {
+                self.note("driver", || {
+                    format!("abandon {}'s thread (leaked, counted)", kid_name(i))
+                });
+                self.st.kids[i].abandoned = true;
+            }
+            Command::Reap { child } => self.reap(i, child),
+        }
+    }
+
+    fn reap(&mut self, i: usize, child: ChildId) {
+        let kid = &mut self.st.kids[i];
+        let Proc::Exited(status) = kid.proc else {
+            panic!("the protocol ordered a reap of {child}, which has not exited");
+        };
+        kid.proc = Proc::Reaped(status);
+        kid.reaps += 1;
+        let what = if kid.is_process() {
+            "reap"
+        } else {
+            "join the thread of"
+        };
+        self.note("driver", || format!("{what} {child}: {status}"));
+        self.st
+            .sup
+            .handle_reaped(self.st.now, child, status)
+            .expect("reap is awaited");
+    }
+
+    fn child_flaws(&self) -> Flaws {
+        self.sc.flaws
+    }
+
+    pub(super) fn exit_kid(&mut self, i: usize, status: ExitStatus) {
+        if self.st.kids[i].proc != Proc::Running {
+            return;
+        }
+        let what = if self.st.kids[i].is_process() {
+            "exits"
+        } else {
+            "thread returns"
+        };
+        self.note(&kid_name(i), || format!("{what} ({status})"));
+        self.st.kids[i].exit(status);
+        if self.st.root_dead {
+            // Orphans are reaped by init.
+            self.st.kids[i].parent_died();
+        }
+    }
+
+    pub(super) fn boot(&mut self, i: usize) {
+        self.st.kids[i].booted = true;
+        if let Behaviour::CrashesBeforeHandshake { code } = self.st.kids[i].behaviour {
+            self.note(&kid_name(i), || "crashes during boot".into());
+            self.exit_kid(i, ExitStatus::Exited(code));
+            return;
+        }
+        self.note(&kid_name(i), || "boots".into());
+        self.st.kids[i]
+            .runtime
+            .start()
+            .expect("a new runtime starts");
+        self.drive_child(i);
+    }
+
+    pub(super) fn run_kid(&mut self, i: usize) {
+        let kid = &mut self.st.kids[i];
+        let result = if let Some(err) = kid.failure.take() {
+            kid.runtime.handle_actor_failed(err)
+        } else if let Some(msg) = kid.inbox.pop_front() {
+            let name = msg.name();
+            let r = kid.runtime.handle_message(msg);
+            self.note(&kid_name(i), || format!("reads {name}"));
+            r
+        } else if let Some(id) = self.st.kids[i].work.pop_front() {
+            let kid = &mut self.st.kids[i];
+            let result = match kid.behaviour {
+                Behaviour::FailsRequests => Err(remote(RemoteErrorKind::Error, "request failed")),
+                _ => Ok(b"pong".to_vec()),
+            };
+            kid.runtime.handle_work_done(id, result)
+        } else if let Some(result) = self.st.kids[i].main.take() {
+            self.st.kids[i].runtime.handle_main_done(result)
+        } else {
+            let kid = &mut self.st.kids[i];
+            kid.eof_seen_by_child = true;
+            let r = kid.runtime.handle_parent_eof();
+            self.note(&kid_name(i), || "reads EOF from its parent".into());
+            r
+        };
+        result.expect("the world only feeds inputs the child runtime accepts");
+        self.drive_child(i);
+    }
+
+    /// Executes the child runtime's commands.
+    fn drive_child(&mut self, i: usize) {
+        while let Some(cmd) = self.st.kids[i].runtime.poll_command() {
+            match cmd {
+                ChildCommand::Send(msg) => {
+                    self.note(&kid_name(i), || format!("sends {}", msg.name()));
+                    let kid = &mut self.st.kids[i];
+                    if kid.parent_end {
+                        kid.outbox.push_back(msg);
+                    }
+                }
+                ChildCommand::StartMain { .. } | ChildCommand::StartActor { .. } => {
+                    self.start_actor(i)
+                }
+                ChildCommand::StartRequest { id, .. } => self.st.kids[i].work.push_back(id),
+                ChildCommand::InterruptWork => {}
+                ChildCommand::TeardownSubtree => {
+                    self.st.kids[i]
+                        .runtime
+                        .handle_subtree_closed()
+                        .expect("subtree was open");
+                }
+                ChildCommand::Exit(code) => self.exit_kid(i, ExitStatus::Exited(code)),
+            }
+        }
+    }
+
+    fn start_actor(&mut self, i: usize) {
+        let now = self.st.now;
+        let kid = &mut self.st.kids[i];
+        let role = self.sc.children[i].role;
+        let main_result = |kid: &Kid| match &kid.behaviour {
+            Behaviour::FailsMain { message } => Err(remote(RemoteErrorKind::Error, message)),
+            _ => Ok(b"done".to_vec()),
+        };
+        match kid.behaviour.clone() {
+            Behaviour::Blocks { ms } => {
+                kid.block = Block::Until(now + std::time::Duration::from_millis(ms))
+            }
+            Behaviour::BlocksForever => kid.block = Block::Forever,
+            Behaviour::CrashesAfterHandshake { code } => {
+                self.note(&kid_name(i), || "crashes after its handshake".into());
+                self.exit_kid(i, ExitStatus::Exited(code));
+                return;
+            }
+            Behaviour::FailsActor { message } => {
+                kid.failure = Some(remote(RemoteErrorKind::Panic, &message))
+            }
+            _ => {}
+        }
+        let kid = &mut self.st.kids[i];
+        if role == harrow_model::wire::Role::RunToResult {
+            kid.main = Some(main_result(kid));
+        }
+        let blocked = kid.block != Block::No;
+        self.note(&kid_name(i), || {
+            if blocked {
+                "starts its actor, which stops yielding".into()
+            } else {
+                "starts its actor".into()
+            }
+        });
+    }
+
+    pub(super) fn deliver(&mut self, i: usize) {
+        let now = self.st.now;
+        let child = ChildId(i as u32);
+        let kid = &mut self.st.kids[i];
+        let result = if let Some(msg) = kid.outbox.pop_front() {
+            self.note("parent", || format!("reads {} from {child}", msg.name()));
+            self.st.sup.handle_message(now, child, msg)
+        } else {
+            kid.eof_delivered = true;
+            self.note("parent", || format!("reads EOF from {child}"));
+            self.st.sup.handle_channel_closed(now, child)
+        };
+        if let Err(e) = result {
+            self.note("parent", || format!("input refused: {e}"));
+        }
+        self.drive_parent();
+    }
+
+    pub(super) fn report_exit(&mut self, i: usize) {
+        self.st.kids[i].exit_delivered = true;
+        let child = ChildId(i as u32);
+        self.note("parent", || format!("sees {child} exit (pidfd readable)"));
+        if let Err(e) = self.st.sup.handle_exit(self.st.now, child) {
+            self.note("parent", || format!("input refused: {e}"));
+        }
+        self.drive_parent();
+    }
+}
+
+fn remote(kind: RemoteErrorKind, message: &str) -> RemoteError {
+    RemoteError {
+        kind,
+        message: message.into(),
+    }
+}

@@ -1,0 +1,392 @@
+//! The pure world: the supervisor, real child runtimes and scripted actors, with no threads.
+//!
+//! Every step that could happen in either order in reality (a child runs, a message reaches
+//! the parent, an exit is noticed, time jumps to the next deadline, a fault strikes) is a
+//! [`Choice`]. A deterministic run always takes the first enabled choice, which gives the
+//! golden traces; the explicit-state search and proptest take the others. Processes, pipes and
+//! reaping are abstract here; the simulated kernel models them precisely.
+
+mod effects;
+mod kid;
+
+use std::collections::BTreeSet;
+
+use harrow_model::supervisor::{Event, NurseryPhase, Supervisor, SupervisorConfig, TeardownCause};
+use harrow_model::{ChildId, Timestamp};
+
+pub use kid::{Block, Kid, Proc};
+
+use crate::scenario::{Ending, Fault, Scenario};
+
+/// One step the world can take next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Choice {
+    /// The nursery's body takes its next step.
+    Body,
+    /// Child `i` boots: sends its handshake, or crashes.
+    Boot(usize),
+    /// Child `i` handles one thing: a message, EOF, finished work.
+    Run(usize),
+    /// The parent reads one thing from child `i`'s channel: a message or EOF.
+    Deliver(usize),
+    /// The parent notices that child `i` exited.
+    Exit(usize),
+    /// The environment injects fault `k` of the scenario.
+    Fault(usize),
+    /// Time jumps to the earliest deadline, which fires.
+    Tick,
+}
+
+/// Where the nursery's body is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Body {
+    /// Spawning the child with this index next.
+    Spawning(usize),
+    /// Waiting until every child is ready or has failed.
+    Settling,
+    /// Sending requests.
+    Requesting,
+    /// About to end.
+    Ending,
+    /// Finished.
+    Done,
+}
+
+/// Everything that changes during a run; cloned, hashed and compared by the state search.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct State {
+    /// Protocol time.
+    pub now: Timestamp,
+    /// The root's supervisor.
+    pub sup: Supervisor,
+    /// The children, by spawn order.
+    pub kids: Vec<Kid>,
+    /// The body's progress.
+    pub body: Body,
+    /// Children that reported ready.
+    pub ready: BTreeSet<usize>,
+    /// Faults already injected.
+    pub faults_done: BTreeSet<usize>,
+    /// Whether the root was killed.
+    pub root_dead: bool,
+}
+
+/// A scenario being run, with an optional trace of readable lines.
+#[derive(Debug)]
+pub struct World<'s> {
+    sc: &'s Scenario,
+    st: State,
+    trace: Option<Vec<String>>,
+}
+
+impl<'s> World<'s> {
+    /// The scenario's initial state.
+    pub fn new(sc: &'s Scenario) -> Self {
+        let config = SupervisorConfig {
+            timeouts: sc.timeouts,
+            flaws: sc.flaws,
+            ..SupervisorConfig::default()
+        };
+        let sup = Supervisor::new(config).expect("scenario timeouts are valid");
+        let st = State {
+            now: Timestamp::ZERO,
+            sup,
+            kids: Vec::new(),
+            body: Body::Spawning(0),
+            ready: BTreeSet::new(),
+            faults_done: BTreeSet::new(),
+            root_dead: false,
+        };
+        World {
+            sc,
+            st,
+            trace: None,
+        }
+    }
+
+    /// The same, recording a trace.
+    pub fn traced(sc: &'s Scenario) -> Self {
+        World {
+            trace: Some(Vec::new()),
+            ..World::new(sc)
+        }
+    }
+
+    /// A world resumed from a state of this scenario.
+    pub fn resume(sc: &'s Scenario, st: State) -> Self {
+        World {
+            sc,
+            st,
+            trace: None,
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> &State {
+        &self.st
+    }
+
+    /// The scenario.
+    pub fn scenario(&self) -> &Scenario {
+        self.sc
+    }
+
+    /// Takes the recorded trace.
+    pub fn take_trace(&mut self) -> Vec<String> {
+        self.trace.take().unwrap_or_default()
+    }
+
+    /// Every choice enabled now, in the deterministic run's order of preference.
+    pub fn enabled(&self) -> Vec<Choice> {
+        let mut out = Vec::new();
+        if self.body_enabled() {
+            out.push(Choice::Body);
+        }
+        let n = self.st.kids.len();
+        out.extend(
+            (0..n)
+                .filter(|&i| self.st.kids[i].can_boot())
+                .map(Choice::Boot),
+        );
+        out.extend(
+            (0..n)
+                .filter(|&i| self.st.kids[i].can_run())
+                .map(Choice::Run),
+        );
+        if !self.st.root_dead {
+            out.extend(
+                (0..n)
+                    .filter(|&i| self.st.kids[i].can_deliver())
+                    .map(Choice::Deliver),
+            );
+            out.extend(
+                (0..n)
+                    .filter(|&i| self.st.kids[i].can_report_exit())
+                    .map(Choice::Exit),
+            );
+        }
+        out.extend(
+            (0..self.sc.faults.len())
+                .filter(|&k| self.fault_enabled(k))
+                .map(Choice::Fault),
+        );
+        if self.next_deadline().is_some() {
+            out.push(Choice::Tick);
+        }
+        out
+    }
+
+    /// Whether the run is over: the nursery closed (or the root died) and every child is gone.
+    pub fn is_finished(&self) -> bool {
+        let kids_gone = self.st.kids.iter().all(|k| k.is_gone());
+        kids_gone && (self.st.root_dead || self.st.sup.phase() == NurseryPhase::Closed)
+    }
+
+    /// Takes one enabled step.
+    pub fn apply(&mut self, choice: Choice) {
+        match choice {
+            Choice::Body => self.body_step(),
+            Choice::Boot(i) => self.boot(i),
+            Choice::Run(i) => self.run_kid(i),
+            Choice::Deliver(i) => self.deliver(i),
+            Choice::Exit(i) => self.report_exit(i),
+            Choice::Fault(k) => self.inject(k),
+            Choice::Tick => self.tick(),
+        }
+    }
+
+    fn note(&mut self, who: &str, what: impl FnOnce() -> String) {
+        if let Some(trace) = &mut self.trace {
+            trace.push(format!(
+                "[{:>10}] {who:<9} {}",
+                self.st.now.to_string(),
+                what()
+            ));
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Timestamp> {
+        let sup = if self.st.root_dead {
+            None
+        } else {
+            self.st.sup.poll_deadline()
+        };
+        let kids = self.st.kids.iter().filter_map(|k| match k.block {
+            Block::Until(t) if k.proc == Proc::Running => Some(t),
+            _ => None,
+        });
+        sup.into_iter().chain(kids).min()
+    }
+
+    fn tick(&mut self) {
+        let Some(t) = self.next_deadline() else {
+            return;
+        };
+        self.st.now = self.st.now.max(t);
+        let now = self.st.now;
+        for i in 0..self.st.kids.len() {
+            if matches!(self.st.kids[i].block, Block::Until(u) if u <= now) {
+                self.st.kids[i].block = Block::No;
+                self.note(&kid_name(i), || "stops blocking and yields".into());
+            }
+        }
+        if !self.st.root_dead && self.st.sup.poll_deadline().is_some_and(|d| d <= now) {
+            self.note("clock", || "deadline fires".into());
+            self.st.sup.handle_timeout(now);
+            self.drive_parent();
+        }
+    }
+
+    fn body_enabled(&self) -> bool {
+        if self.st.root_dead {
+            return false;
+        }
+        match self.st.body {
+            Body::Settling => (0..self.st.kids.len()).all(|i| self.settled(i)),
+            Body::Done => false,
+            _ => true,
+        }
+    }
+
+    fn settled(&self, i: usize) -> bool {
+        let life = self
+            .st
+            .sup
+            .lifecycle(ChildId(i as u32))
+            .expect("every kid has a lifecycle");
+        self.st.ready.contains(&i)
+            || life.is_stopping()
+            || self.st.sup.phase() != NurseryPhase::Open
+    }
+
+    fn body_step(&mut self) {
+        match self.st.body {
+            Body::Spawning(i) => {
+                self.spawn(i);
+                let next = i + 1;
+                self.st.body = if next < self.sc.children.len() {
+                    Body::Spawning(next)
+                } else {
+                    Body::Settling
+                };
+            }
+            Body::Settling => self.st.body = Body::Requesting,
+            Body::Requesting => {
+                self.send_requests();
+                self.st.body = Body::Ending;
+            }
+            Body::Ending => {
+                self.end_body();
+                self.st.body = Body::Done;
+            }
+            Body::Done => {}
+        }
+    }
+
+    fn end_body(&mut self) {
+        let now = self.st.now;
+        match self.sc.ending {
+            Ending::Finish => {
+                self.note("user", || "body finishes: begin teardown".into());
+                self.st.sup.begin_teardown(now, TeardownCause::BodyFinished);
+            }
+            Ending::Fail => {
+                self.note("user", || "body fails: begin teardown".into());
+                self.st.sup.begin_teardown(now, TeardownCause::BodyFailed);
+            }
+            Ending::Interrupt => {
+                self.note("signal", || "SIGINT reaches the root".into());
+                self.st.sup.handle_interrupt(now);
+            }
+        }
+        self.drive_parent();
+    }
+
+    fn fault_enabled(&self, k: usize) -> bool {
+        if self.st.faults_done.contains(&k) || self.st.root_dead {
+            return false;
+        }
+        match self.sc.faults[k] {
+            Fault::SigkillChild { child } => self
+                .st
+                .kids
+                .get(child)
+                .is_some_and(|kid| kid.proc == Proc::Running && kid.is_process()),
+            Fault::SigintRoot | Fault::ParentDeath => true,
+        }
+    }
+
+    fn inject(&mut self, k: usize) {
+        self.st.faults_done.insert(k);
+        match self.sc.faults[k] {
+            Fault::SigkillChild { child } => {
+                self.note("env", || format!("SIGKILL to {}", kid_name(child)));
+                self.exit_kid(child, harrow_model::ExitStatus::Signaled(9));
+            }
+            Fault::SigintRoot => {
+                self.note("signal", || "SIGINT reaches the root".into());
+                self.st.sup.handle_interrupt(self.st.now);
+                self.drive_parent();
+            }
+            Fault::ParentDeath => {
+                self.note("env", || "the root is SIGKILLed".into());
+                self.st.root_dead = true;
+                for kid in &mut self.st.kids {
+                    kid.parent_died();
+                }
+            }
+        }
+    }
+
+    /// Drains the supervisor: executes its commands, records its events.
+    fn drive_parent(&mut self) {
+        while let Some(cmd) = self.st.sup.poll_command() {
+            self.execute(cmd);
+        }
+        while let Some(ev) = self.st.sup.poll_event() {
+            self.record(ev);
+        }
+    }
+
+    fn record(&mut self, ev: Event) {
+        match &ev {
+            Event::Ready(c) => {
+                self.st.ready.insert(c.0 as usize);
+                self.note("user", || format!("{c} is ready"));
+            }
+            Event::Reply { child, id, result } => {
+                self.note("user", || {
+                    format!("reply from {child} to {id}: {}", show_result(result))
+                });
+            }
+            Event::Finished { child, result } => {
+                self.note("user", || {
+                    format!("result of {child}: {}", show_result(result))
+                });
+            }
+            Event::Failed(err) => self.note("user", || format!("error: {err}")),
+            Event::Closed(report) => self.note("user", || {
+                let took = report
+                    .duration()
+                    .map(|d| format!("{d:?}"))
+                    .unwrap_or_default();
+                format!(
+                    "nursery closed after {took}: {} errors, {} abandoned",
+                    report.errors.len(),
+                    report.abandoned
+                )
+            }),
+        }
+    }
+}
+
+fn kid_name(i: usize) -> String {
+    format!("child#{i}")
+}
+
+fn show_result(r: &Result<Vec<u8>, harrow_model::wire::RemoteError>) -> String {
+    match r {
+        Ok(bytes) => format!("ok {:?}", String::from_utf8_lossy(bytes)),
+        Err(e) => e.to_string(),
+    }
+}
