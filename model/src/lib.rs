@@ -21,13 +21,16 @@ extern crate alloc;
 extern crate std;
 
 pub mod child;
+pub mod driver;
 pub mod error;
 pub mod flaw;
 pub mod id;
 pub mod invariant;
 pub mod kernel;
 pub mod method;
+pub mod platform;
 pub mod policy;
+pub mod sim;
 pub mod supervisor;
 pub mod time;
 pub mod wire;

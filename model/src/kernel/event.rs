@@ -151,6 +151,17 @@ pub enum KernelEvent {
         /// What it was.
         kind: FdKind,
     },
+    /// `from` passed a copy of its `fd` to `to`, where it is `new` (SCM_RIGHTS).
+    Passed {
+        /// The sender.
+        from: Pid,
+        /// The sender's fd.
+        fd: Fd,
+        /// The receiver.
+        to: Pid,
+        /// The receiver's new fd.
+        new: Fd,
+    },
     /// `owner`'s deadline fired at `at`.
     DeadlineFired {
         /// Whose deadline.
@@ -270,6 +281,9 @@ fn fmt_resource_event(event: &KernelEvent, f: &mut fmt::Formatter<'_>) -> fmt::R
                 f,
                 "{pid} closed the last copy of {object} ({kind:?}) at {fd}"
             )
+        }
+        KernelEvent::Passed { from, fd, to, new } => {
+            write!(f, "{from} passed {fd} to {to} as {new} (SCM_RIGHTS)")
         }
         KernelEvent::DeadlineFired { owner, at } => write!(f, "at {at}: {owner} fired"),
         other => write!(f, "{other:?}"),

@@ -123,6 +123,27 @@ impl Kernel {
         doomed.into_iter().try_for_each(|fd| self.close(pid, fd))
     }
 
+    /// Passes a copy of `from`'s `fd` to `to` at its lowest free fd, as SCM_RIGHTS does.
+    ///
+    /// EMFILE if `to`'s table is full; nothing changes on failure.
+    pub fn pass_fd(&mut self, from: Pid, fd: Fd, to: Pid) -> Result<Fd, Errno> {
+        let object = self
+            .running(from)?
+            .fds
+            .get(&fd)
+            .copied()
+            .ok_or(Errno::EBADF)?;
+        let limit = self.config.max_fds_per_process;
+        let table = &self.running(to)?.fds;
+        let new = (Fd::FIRST_ALLOCATED.0..limit)
+            .map(Fd)
+            .find(|f| !table.contains_key(f))
+            .ok_or(Errno::EMFILE)?;
+        self.running_mut(to)?.fds.insert(new, object);
+        self.record(KernelEvent::Passed { from, fd, to, new });
+        Ok(new)
+    }
+
     /// The open fds of `pid`, in order (empty for a zombie).
     pub fn fds(&self, pid: Pid) -> Result<Vec<Fd>, Errno> {
         Ok(self.process(pid)?.fds.keys().copied().collect())
@@ -219,6 +240,26 @@ impl Kernel {
                 kind,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod pass_tests {
+    use crate::kernel::{Kernel, KernelConfig, RecvOutcome};
+
+    #[test]
+    fn a_passed_fd_keeps_the_object_alive_in_the_receiver() {
+        let mut k = Kernel::new(KernelConfig::default()).unwrap();
+        let root = k.root();
+        let t = k.threads(root).unwrap()[0];
+        let other = k.spawn_exec(root, t, &[]).unwrap().pid;
+        let (a, b) = k.socketpair(root).unwrap();
+        let passed = k.pass_fd(root, a, other).unwrap();
+        k.close(root, a).unwrap();
+        k.send(other, passed, b"hi").unwrap();
+        assert_eq!(k.recv(root, b).unwrap(), RecvOutcome::Data(b"hi".to_vec()));
+        k.close(other, passed).unwrap();
+        assert_eq!(k.recv(root, b).unwrap(), RecvOutcome::Eof);
     }
 }
 

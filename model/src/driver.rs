@@ -1,0 +1,469 @@
+//! The driver: the one event loop that runs the protocol over an operating system.
+//!
+//! It is written once and runs everywhere: over the simulated kernel under loom and shuttle
+//! (`sim::SimOs`) and over Linux in `harrow-real` (`RealOs`). It is deliberately thin: the
+//! protocol decides, the driver only carries commands out through an [`Os`] and feeds what
+//! the [`Os`] reports back in. The only thing left to get wrong here is ordering, which is
+//! exactly what the model checkers explore.
+
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::child::{ChildCommand, ChildRuntime};
+use crate::error::ExitStatus;
+use crate::id::{ChildId, RequestId};
+use crate::method::{Situation, SpawnMethod};
+use crate::supervisor::{Command, Event, Supervisor};
+use crate::time::Timestamp;
+use crate::wire::{FrameDecoder, FrameError, Message, RemoteError};
+
+/// Something the operating system reports to a supervising process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OsEvent {
+    /// Bytes arrived on a child's channel.
+    Bytes(ChildId, Vec<u8>),
+    /// A child's channel reached end-of-file.
+    Eof(ChildId),
+    /// A child exited (its pidfd became readable, or its thread returned).
+    Exited(ChildId),
+    /// SIGINT reached this process.
+    Interrupt,
+    /// The deadline passed to `wait` was reached.
+    Deadline,
+}
+
+/// The operating system as a supervising process's driver sees it.
+///
+/// Every method returns promptly except [`Os::wait`], which blocks until something happens
+/// or the deadline passes. Implementations: the simulated kernel and Linux.
+pub trait Os {
+    /// The current protocol time.
+    fn now(&mut self) -> Timestamp;
+    /// The facts a spawn method is checked against (threads alive, exec possible).
+    fn situation(&mut self) -> Situation;
+    /// Starts a child running `actor`; `Err` says why it could not.
+    fn launch(&mut self, child: ChildId, actor: &str, method: SpawnMethod) -> Result<(), String>;
+    /// Sends bytes on a child's channel; a peer that is gone is not an error here.
+    fn send(&mut self, child: ChildId, frame: &[u8]);
+    /// Closes our end of a child's channel.
+    fn close(&mut self, child: ChildId);
+    /// SIGKILLs a child process and its process group.
+    fn kill(&mut self, child: ChildId);
+    /// Abandons a thread child: detach it and leak its context.
+    fn abandon(&mut self, child: ChildId);
+    /// Reaps an exited child (joins a thread child) and returns how it ended.
+    fn reap(&mut self, child: ChildId) -> ExitStatus;
+    /// Blocks until at least one event or `deadline`, appending what happened to `out`.
+    fn wait(&mut self, deadline: Option<Timestamp>, out: &mut Vec<OsEvent>);
+    /// Called at the top of every loop turn; a hook for the simulator's flaw switches.
+    fn turn_begins(&mut self) {}
+    /// Whether this process is still alive (always, on Linux: a killed process runs nothing).
+    fn alive(&mut self) -> bool {
+        true
+    }
+}
+
+/// The most loop turns one `run_until` may take without the condition coming true.
+pub const MAX_TURNS: u64 = 1_000_000;
+
+/// Why a driver loop stopped before its condition held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DriveError {
+    /// The nursery closed first; the awaited thing will never happen.
+    NurseryClosed,
+    /// The loop turned [`MAX_TURNS`] times: a livelock.
+    TurnBound,
+    /// This process was killed (only the simulator can observe its own death).
+    Killed,
+}
+
+impl fmt::Display for DriveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DriveError::NurseryClosed => f.write_str("the nursery closed before the awaited event"),
+            DriveError::TurnBound => write!(
+                f,
+                "the event loop turned {MAX_TURNS} times without progress"
+            ),
+            DriveError::Killed => f.write_str("this process was killed"),
+        }
+    }
+}
+
+/// A supervising process's event loop: the supervisor plus the operating system under it.
+#[derive(Debug)]
+pub struct Driver<O: Os> {
+    /// The protocol.
+    pub sup: Supervisor,
+    /// The operating system.
+    pub os: O,
+    decoders: Vec<FrameDecoder>,
+    events: VecDeque<Event>,
+    scratch: Vec<OsEvent>,
+}
+
+impl<O: Os> Driver<O> {
+    /// A driver for `sup` over `os`.
+    pub fn new(sup: Supervisor, os: O) -> Self {
+        Driver {
+            sup,
+            os,
+            decoders: Vec::new(),
+            events: VecDeque::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The next event for the user.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Events not yet taken.
+    pub fn pending_events(&self) -> impl Iterator<Item = &Event> {
+        self.events.iter()
+    }
+
+    /// Spawns a child; see [`Supervisor::spawn`].
+    pub fn spawn(
+        &mut self,
+        spec: crate::supervisor::SpawnSpec,
+    ) -> Result<ChildId, crate::error::SpawnError> {
+        let now = self.os.now();
+        let situation = self.os.situation();
+        let child = self.sup.spawn(now, spec, &situation)?;
+        self.execute();
+        Ok(child)
+    }
+
+    /// Sends a request; see [`Supervisor::request`].
+    pub fn request(
+        &mut self,
+        child: ChildId,
+        payload: Vec<u8>,
+    ) -> Result<RequestId, crate::error::ChildOpError> {
+        let now = self.os.now();
+        let id = self.sup.request(now, child, payload)?;
+        self.execute();
+        Ok(id)
+    }
+
+    /// Cancels one child; see [`Supervisor::cancel`].
+    pub fn cancel(&mut self, child: ChildId) -> Result<(), crate::error::ChildOpError> {
+        let now = self.os.now();
+        self.sup.cancel(now, child)?;
+        self.execute();
+        Ok(())
+    }
+
+    /// Stops one child hard; see [`Supervisor::hard_stop`].
+    pub fn hard_stop(&mut self, child: ChildId) -> Result<(), crate::error::ChildOpError> {
+        let now = self.os.now();
+        self.sup.hard_stop(now, child)?;
+        self.execute();
+        Ok(())
+    }
+
+    /// Starts teardown; see [`Supervisor::begin_teardown`].
+    pub fn begin_teardown(&mut self, cause: crate::supervisor::TeardownCause) {
+        let now = self.os.now();
+        self.sup.begin_teardown(now, cause);
+        self.execute();
+    }
+
+    /// Turns the loop until `done` holds; fails if the nursery closes first or on livelock.
+    pub fn run_until(&mut self, mut done: impl FnMut(&mut Self) -> bool) -> Result<(), DriveError> {
+        for _ in 0..MAX_TURNS {
+            if done(self) {
+                return Ok(());
+            }
+            if self.sup.is_closed() {
+                return Err(DriveError::NurseryClosed);
+            }
+            if !self.os.alive() {
+                return Err(DriveError::Killed);
+            }
+            self.turn();
+        }
+        Err(DriveError::TurnBound)
+    }
+
+    /// Turns the loop until the nursery has closed.
+    pub fn run_to_close(&mut self) -> Result<(), DriveError> {
+        for _ in 0..MAX_TURNS {
+            if self.sup.is_closed() {
+                return Ok(());
+            }
+            if !self.os.alive() {
+                return Err(DriveError::Killed);
+            }
+            self.turn();
+        }
+        Err(DriveError::TurnBound)
+    }
+
+    /// One loop turn: wait for the operating system, feed what happened, execute commands.
+    pub fn turn(&mut self) {
+        self.os.turn_begins();
+        let deadline = self.sup.poll_deadline();
+        let mut happened = core::mem::take(&mut self.scratch);
+        self.os.wait(deadline, &mut happened);
+        for ev in happened.drain(..) {
+            self.feed(ev);
+        }
+        self.scratch = happened;
+        let now = self.os.now();
+        if self.sup.poll_deadline().is_some_and(|d| d <= now) {
+            self.sup.handle_timeout(now);
+        }
+        self.execute();
+    }
+
+    fn feed(&mut self, ev: OsEvent) {
+        let now = self.os.now();
+        // Inputs the supervisor refuses are reports about children it no longer listens
+        // to (a late byte after we closed our end); they change nothing, so they are dropped.
+        match ev {
+            OsEvent::Bytes(child, bytes) => self.feed_bytes(now, child, &bytes),
+            OsEvent::Eof(child) => {
+                if let Err(e) = self.decoder(child).finish() {
+                    let _ = self.sup.handle_malformed(now, child, e);
+                }
+                let _ = self.sup.handle_channel_closed(now, child);
+            }
+            OsEvent::Exited(child) => {
+                let _ = self.sup.handle_exit(now, child);
+            }
+            OsEvent::Interrupt => self.sup.handle_interrupt(now),
+            OsEvent::Deadline => {}
+        }
+        self.execute();
+    }
+
+    fn feed_bytes(&mut self, now: Timestamp, child: ChildId, bytes: &[u8]) {
+        let dec = self.decoder(child);
+        let mut decoded: Vec<Result<Message, FrameError>> = Vec::new();
+        match dec.push(bytes) {
+            Err(e) => decoded.push(Err(e)),
+            Ok(()) => loop {
+                match dec.next_message() {
+                    Ok(Some(m)) => decoded.push(Ok(m)),
+                    Ok(None) => break,
+                    Err(e) => {
+                        decoded.push(Err(e));
+                        break;
+                    }
+                }
+            },
+        }
+        for m in decoded {
+            let _ = match m {
+                Ok(m) => self.sup.handle_message(now, child, m),
+                Err(e) => self.sup.handle_malformed(now, child, e),
+            };
+            self.execute();
+        }
+    }
+
+    fn decoder(&mut self, child: ChildId) -> &mut FrameDecoder {
+        let i = child.0 as usize;
+        let max = self.sup.config().max_frame;
+        while self.decoders.len() <= i {
+            self.decoders.push(FrameDecoder::new(max));
+        }
+        &mut self.decoders[i]
+    }
+
+    /// Carries out every queued command, then moves the protocol's events to the user queue.
+    fn execute(&mut self) {
+        while let Some(cmd) = self.sup.poll_command() {
+            let now = self.os.now();
+            match cmd {
+                Command::Launch {
+                    child,
+                    actor,
+                    method,
+                } => {
+                    let result = self.os.launch(child, &actor, method);
+                    let now = self.os.now();
+                    let _ = match result {
+                        Ok(()) => self.sup.handle_launched(now, child),
+                        Err(why) => self.sup.handle_launch_failed(now, child, why),
+                    };
+                }
+                Command::Send { child, message } => {
+                    let max = self.sup.config().max_frame;
+                    // Our own messages are bounded by construction except request payloads,
+                    // which `request` callers size; an oversize one is dropped and the
+                    // child's reply never comes, which the caller sees as a refused request.
+                    if let Ok(frame) = message.encode(max) {
+                        self.os.send(child, &frame);
+                    }
+                }
+                Command::CloseChannel { child } => self.os.close(child),
+                Command::Kill { child } => self.os.kill(child),
+                Command::Abandon { child } => self.os.abandon(child),
+                Command::Reap { child } => {
+                    let status = self.os.reap(child);
+                    let _ = self.sup.handle_reaped(now, child, status);
+                }
+            }
+        }
+        while let Some(ev) = self.sup.poll_event() {
+            self.events.push_back(ev);
+        }
+    }
+}
+
+/// Something the operating system reports to a child process about its parent channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChildEvent {
+    /// Bytes arrived from the parent.
+    Bytes(Vec<u8>),
+    /// The parent channel reached end-of-file.
+    Eof,
+    /// This process was killed (the simulator's cooperative death; never seen on Linux).
+    Killed,
+}
+
+/// The operating system as a child's driver sees it.
+pub trait ChildOs {
+    /// Sends bytes to the parent; a parent that is gone is not an error here.
+    fn send(&mut self, frame: &[u8]);
+    /// Blocks until at least one event, appending them to `out`.
+    fn wait(&mut self, out: &mut Vec<ChildEvent>);
+    /// Whether this process is still alive (always, on Linux: a killed process runs nothing).
+    fn alive(&mut self) -> bool;
+}
+
+/// What an actor's code can do; the driver calls it inline, one call at a time.
+pub trait Actor {
+    /// Starts the actor; `Err` is a failure outside any request.
+    fn start(&mut self, name: &str) -> Result<(), RemoteError>;
+    /// A run-to-result actor's main function.
+    fn main(&mut self) -> Result<Vec<u8>, RemoteError>;
+    /// Handles one request.
+    fn handle(&mut self, id: RequestId, payload: Vec<u8>) -> Result<Vec<u8>, RemoteError>;
+    /// Whether the actor opened its own nursery (it must close it before acknowledging).
+    fn supervises(&self) -> bool {
+        false
+    }
+    /// Tears the actor's own nursery down, blocking until it has closed.
+    fn teardown_subtree(&mut self) {}
+}
+
+/// How a child's event loop ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChildExit {
+    /// The runtime asked to exit with this code.
+    Code(i32),
+    /// The process was killed while running.
+    Killed,
+}
+
+/// Runs a child's event loop until its runtime exits or it is killed.
+pub fn run_child<C: ChildOs, A: Actor>(
+    os: &mut C,
+    actor: &mut A,
+    mut runtime: ChildRuntime,
+    max_frame: u32,
+) -> ChildExit {
+    let mut decoder = FrameDecoder::new(max_frame);
+    let mut events = Vec::new();
+    if runtime.start().is_err() {
+        return ChildExit::Code(2);
+    }
+    if let Some(exit) = child_execute(os, actor, &mut runtime, max_frame) {
+        return exit;
+    }
+    loop {
+        events.clear();
+        os.wait(&mut events);
+        for ev in events.drain(..) {
+            let fed = match ev {
+                ChildEvent::Killed => return ChildExit::Killed,
+                ChildEvent::Bytes(bytes) => feed_child_bytes(&mut runtime, &mut decoder, &bytes),
+                ChildEvent::Eof => runtime.handle_parent_eof().map_err(|_| ()),
+            };
+            // An input the runtime refuses arrives only after it has asked to exit.
+            let _ = fed;
+            if let Some(exit) = child_execute(os, actor, &mut runtime, max_frame) {
+                return exit;
+            }
+        }
+    }
+}
+
+fn feed_child_bytes(
+    runtime: &mut ChildRuntime,
+    decoder: &mut FrameDecoder,
+    bytes: &[u8],
+) -> Result<(), ()> {
+    if let Err(e) = decoder.push(bytes) {
+        return runtime.handle_malformed(e).map_err(|_| ());
+    }
+    loop {
+        match decoder.next_message() {
+            Ok(Some(m)) => runtime.handle_message(m).map_err(|_| ())?,
+            Ok(None) => return Ok(()),
+            Err(e) => return runtime.handle_malformed(e).map_err(|_| ()),
+        }
+    }
+}
+
+/// Executes the runtime's commands; `Some` once the child must stop running.
+fn child_execute<C: ChildOs, A: Actor>(
+    os: &mut C,
+    actor: &mut A,
+    runtime: &mut ChildRuntime,
+    max_frame: u32,
+) -> Option<ChildExit> {
+    while let Some(cmd) = runtime.poll_command() {
+        let fed = match cmd {
+            ChildCommand::Send(m) => {
+                if let Ok(frame) = m.encode(max_frame) {
+                    os.send(&frame);
+                }
+                Ok(())
+            }
+            ChildCommand::StartActor { actor: name } => match actor.start(&name) {
+                Ok(()) if actor.supervises() => runtime.supervise().map_err(|_| ()),
+                Ok(()) => Ok(()),
+                Err(e) => runtime.handle_actor_failed(e).map_err(|_| ()),
+            },
+            ChildCommand::StartMain { actor: name } => match actor.start(&name) {
+                Ok(()) => {
+                    let result = actor.main();
+                    if os.alive() {
+                        runtime.handle_main_done(result).map_err(|_| ())
+                    } else {
+                        Ok(())
+                    }
+                }
+                Err(e) => runtime.handle_actor_failed(e).map_err(|_| ()),
+            },
+            ChildCommand::StartRequest { id, payload } => {
+                let result = actor.handle(id, payload);
+                if os.alive() {
+                    runtime.handle_work_done(id, result).map_err(|_| ())
+                } else {
+                    Ok(())
+                }
+            }
+            // Work runs inline, so by the time a cancel is read no request is in flight.
+            ChildCommand::InterruptWork => Ok(()),
+            ChildCommand::TeardownSubtree => {
+                actor.teardown_subtree();
+                runtime.handle_subtree_closed().map_err(|_| ())
+            }
+            ChildCommand::Exit(code) => return Some(ChildExit::Code(code)),
+        };
+        let _ = fed;
+        if !os.alive() {
+            return Some(ChildExit::Killed);
+        }
+    }
+    None
+}

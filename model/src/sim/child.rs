@@ -1,0 +1,379 @@
+//! The child side of the simulator: process and thread bodies, and what actors may do.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use super::world::{CtxState, Shared};
+use super::{ACTOR_LOCK, ALLOC_LOCK, CHANNEL_FD};
+use crate::child::ChildRuntime;
+use crate::driver::{Actor, ChildEvent, ChildExit, ChildOs, run_child};
+use crate::kernel::{DeadlineOwner, Fd, LockOutcome, Pid, RecvOutcome, ThreadId};
+use crate::platform::Platform;
+use crate::time::Timestamp;
+use crate::wire::DEFAULT_MAX_FRAME;
+
+/// Makes the actor a simulated child runs; the scenario decides what it does.
+pub trait ActorFactory<P: Platform>: Send + Sync + Sized + 'static {
+    /// `Err(code)` if a child running `actor` dies with `code` during boot, before its handshake.
+    fn boot(&self, actor: &str) -> Result<(), i32> {
+        let _ = actor;
+        Ok(())
+    }
+    /// The actor for a child starting in `env` to run `actor`.
+    fn make(&self, env: SimEnv<P, Self>, actor: &str) -> Box<dyn Actor + Send>;
+}
+
+/// What a simulated actor can do to the simulated world.
+pub struct SimEnv<P: Platform, F: ActorFactory<P>> {
+    /// The shared world.
+    pub shared: P::Arc<Shared<P>>,
+    /// The factory, for actors that spawn children of their own.
+    pub factory: P::Arc<F>,
+    /// The process the actor runs in.
+    pub pid: Pid,
+    /// The thread the actor runs on.
+    pub thread: ThreadId,
+    /// Whether it is a thread child (sharing its parent's process and locks).
+    pub is_thread: bool,
+    /// The thread-context slot and generation of a thread child.
+    pub ctx: Option<(usize, u32)>,
+}
+
+impl<P: Platform, F: ActorFactory<P>> core::fmt::Debug for SimEnv<P, F> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "SimEnv {{ pid: {}, thread: {} }}", self.pid, self.thread)
+    }
+}
+
+impl<P: Platform, F: ActorFactory<P>> SimEnv<P, F> {
+    /// The current time.
+    pub fn now(&self) -> Timestamp {
+        self.shared.read(|w| w.kernel.now())
+    }
+
+    /// Whether the actor's process is alive (and, after the scenario, still wanted).
+    pub fn alive(&self) -> bool {
+        self.shared.read(|w| w.alive(self.pid) && !w.over)
+    }
+
+    /// Blocks without yielding until `until` (forever if `None`); `false` if killed meanwhile.
+    pub fn block(&self, until: Option<Timestamp>) -> bool {
+        let owner = self.shared.with(|w| {
+            let owner = DeadlineOwner {
+                pid: self.pid,
+                slot: w.slot(),
+            };
+            if let Some(at) = until {
+                let _ = w.kernel.arm(owner, at);
+            }
+            w.note(self.pid, format_args!("actor stops yielding"));
+            owner
+        });
+        self.shared.wait_for(|w| {
+            if !w.alive(self.pid) || w.over {
+                return Some(false);
+            }
+            w.kernel.take_fired(owner).then_some(true)
+        })
+    }
+
+    /// Ends the actor's process with `code`, as a crash would (a thread child cannot).
+    pub fn exit_process(&self, code: i32) {
+        if self.is_thread {
+            return;
+        }
+        self.shared.with(|w| {
+            if w.alive(self.pid) {
+                w.note(
+                    self.pid,
+                    format_args!("actor crashes: process exits with code {code}"),
+                );
+                let _ = w.kernel.exit(self.pid, code);
+            }
+        });
+    }
+
+    /// Runs `f` as actor code: a thread actor holds the actor lock and allocates meanwhile.
+    pub fn actor_code<R>(&self, f: impl FnOnce() -> R) -> R {
+        if self.is_thread {
+            self.acquire(ACTOR_LOCK);
+            self.acquire(ALLOC_LOCK);
+            self.release(ALLOC_LOCK);
+        }
+        let r = f();
+        if self.is_thread {
+            self.release(ACTOR_LOCK);
+        }
+        r
+    }
+
+    fn acquire(&self, lock: crate::kernel::LockId) {
+        self.shared.wait_for(|w| {
+            if !w.alive(self.pid) || w.over {
+                return Some(());
+            }
+            match w.kernel.lock_acquire(self.pid, self.thread, lock) {
+                Ok(LockOutcome::WouldBlock { .. }) => None,
+                _ => Some(()),
+            }
+        });
+    }
+
+    fn release(&self, lock: crate::kernel::LockId) {
+        self.shared.with(|w| {
+            let _ = w.kernel.lock_release(self.pid, self.thread, lock);
+        });
+    }
+}
+
+/// The child side of a channel in the simulator.
+pub struct SimChildOs<P: Platform> {
+    shared: P::Arc<Shared<P>>,
+    pid: Pid,
+    fd: Fd,
+    ctx: Option<(usize, u32)>,
+}
+
+impl<P: Platform> core::fmt::Debug for SimChildOs<P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "SimChildOs {{ pid: {}, fd: {} }}", self.pid, self.fd)
+    }
+}
+
+impl<P: Platform> SimChildOs<P> {
+    /// Checks that a thread child's context still belongs to it (property 4).
+    fn touch(&self, w: &mut super::SimWorld) {
+        let Some((slot, generation)) = self.ctx else {
+            return;
+        };
+        let ctx = w.contexts[slot];
+        if ctx.generation != generation || ctx.state == CtxState::Freed {
+            w.violate(alloc::format!(
+                "destroy race (property 4): the thread of context slot {slot} touched its \
+                 context after it was destroyed{}",
+                if ctx.generation != generation {
+                    " and reused by another child"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+}
+
+impl<P: Platform> ChildOs for SimChildOs<P> {
+    fn send(&mut self, frame: &[u8]) {
+        self.shared.with(|w| {
+            self.touch(w);
+            if !w.alive(self.pid) {
+                return;
+            }
+            match w.kernel.send(self.pid, self.fd, frame) {
+                Ok(()) => w.note(
+                    self.pid,
+                    format_args!("child sends {} bytes to its parent", frame.len()),
+                ),
+                Err(e) => w.note(self.pid, format_args!("child send fails: {e}")),
+            }
+        });
+    }
+
+    fn wait(&mut self, out: &mut Vec<ChildEvent>) {
+        let ev = self.shared.wait_for(|w| {
+            if !w.alive(self.pid) || w.over {
+                return Some(ChildEvent::Killed);
+            }
+            match w.kernel.recv(self.pid, self.fd) {
+                Ok(RecvOutcome::Data(bytes)) => Some(ChildEvent::Bytes(bytes)),
+                Ok(RecvOutcome::Eof) | Err(_) => {
+                    w.note(self.pid, format_args!("child reads EOF from its parent"));
+                    Some(ChildEvent::Eof)
+                }
+                Ok(RecvOutcome::WouldBlock) => None,
+            }
+        });
+        self.shared.with(|w| self.touch(w));
+        out.push(ev);
+    }
+
+    fn alive(&mut self) -> bool {
+        self.shared.read(|w| w.alive(self.pid) && !w.over)
+    }
+}
+
+/// How a simulated child starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ChildStart {
+    pub(crate) actor: alloc::string::String,
+    pub(crate) pid: Pid,
+    pub(crate) thread: ThreadId,
+    pub(crate) fd: Fd,
+    pub(crate) forked: bool,
+    pub(crate) scrub: bool,
+}
+
+/// The body of a simulated child process: the prelude, then the child's event loop.
+pub(crate) fn process_body<P: Platform, F: ActorFactory<P>>(
+    shared: P::Arc<Shared<P>>,
+    factory: P::Arc<F>,
+    start: ChildStart,
+) {
+    let (pid, thread) = (start.pid, start.thread);
+    let booted = shared.with(|w| prelude(w, &start));
+    let crash = factory.boot(&start.actor).err();
+    if let (true, Some(code)) = (booted, crash) {
+        shared.with(|w| {
+            w.note(pid, format_args!("child dies during boot with code {code}"));
+            let _ = w.kernel.exit(pid, code);
+        });
+    } else if booted {
+        let env = SimEnv {
+            shared: shared.clone(),
+            factory: factory.clone(),
+            pid,
+            thread,
+            is_thread: false,
+            ctx: None,
+        };
+        let mut actor = factory.make(env, &start.actor);
+        let mut os = SimChildOs::<P> {
+            shared: shared.clone(),
+            pid,
+            fd: CHANNEL_FD,
+            ctx: None,
+        };
+        let flaws = shared.read(|w| w.config.flaws);
+        let exit = run_child(
+            &mut os,
+            &mut actor,
+            ChildRuntime::new(pid.0, flaws, 64),
+            DEFAULT_MAX_FRAME,
+        );
+        shared.with(|w| {
+            if let ChildExit::Code(code) = exit
+                && w.alive(pid)
+            {
+                w.note(pid, format_args!("child exits with code {code}"));
+                let _ = w.kernel.exit(pid, code);
+            }
+        });
+    } else {
+        // Wedged before its handshake: it can do nothing until it is killed.
+        shared.wait_for(|w| (!w.alive(pid) || w.over).then_some(()));
+    }
+    shared.with(|w| w.live_threads -= 1);
+}
+
+/// The forked child's start-up: channel to a fixed fd, scrub, own group, allocate.
+fn prelude(w: &mut super::SimWorld, s: &ChildStart) -> bool {
+    if !w.alive(s.pid) {
+        return false;
+    }
+    if s.fd != CHANNEL_FD {
+        let _ = w.kernel.dup2(s.pid, s.fd, CHANNEL_FD);
+        let _ = w.kernel.close(s.pid, s.fd);
+    }
+    if s.forked && s.scrub {
+        let _ = w.kernel.close_all_except(s.pid, &[CHANNEL_FD]);
+    }
+    let _ = w.kernel.setpgid(s.pid, s.pid, s.pid);
+    let fds = w.kernel.fds(s.pid).unwrap_or_default();
+    w.note(s.pid, format_args!("child prelude done; open fds {fds:?}"));
+    if !s.forked {
+        return true;
+    }
+    match w.kernel.lock_acquire(s.pid, s.thread, ALLOC_LOCK) {
+        Ok(LockOutcome::Wedged { holder }) => {
+            w.violate(alloc::format!(
+                "fork from a busy process (property 7): {} wedged before its handshake on the \
+                 allocator lock, held at fork time by {holder}, a thread that does not exist \
+                 in the child",
+                s.pid
+            ));
+            false
+        }
+        _ => {
+            let _ = w.kernel.lock_release(s.pid, s.thread, ALLOC_LOCK);
+            true
+        }
+    }
+}
+
+/// The body of a thread child: the child's event loop on a thread of its parent's process.
+pub(crate) fn thread_body<P: Platform, F: ActorFactory<P>>(
+    shared: P::Arc<Shared<P>>,
+    factory: P::Arc<F>,
+    pid: Pid,
+    thread: ThreadId,
+    fd: Fd,
+    ctx: (usize, u32),
+    name: alloc::string::String,
+) -> i32 {
+    let env = SimEnv {
+        shared: shared.clone(),
+        factory: factory.clone(),
+        pid,
+        thread,
+        is_thread: true,
+        ctx: Some(ctx),
+    };
+    let mut os = SimChildOs::<P> {
+        shared: shared.clone(),
+        pid,
+        fd,
+        ctx: Some(ctx),
+    };
+    let code = match factory.boot(&name) {
+        Err(code) => code,
+        Ok(()) => {
+            let mut actor = factory.make(env, &name);
+            let flaws = shared.read(|w| w.config.flaws);
+            match run_child(
+                &mut os,
+                &mut actor,
+                ChildRuntime::new(0, flaws, 64),
+                DEFAULT_MAX_FRAME,
+            ) {
+                ChildExit::Code(c) => c,
+                ChildExit::Killed => 137,
+            }
+        }
+    };
+    shared.with(|w| {
+        os.touch(w);
+        if w.alive(pid) {
+            let _ = w.kernel.close(pid, fd);
+            let _ = w.kernel.exit_thread(pid, thread);
+        }
+        let (slot, generation) = ctx;
+        let c = &mut w.contexts[slot];
+        if c.generation == generation && c.state == CtxState::Running {
+            c.state = CtxState::Finished(code);
+        }
+        w.note(pid, format_args!("thread child returns with code {code}"));
+        w.live_threads -= 1;
+    });
+    code
+}
+
+impl<A: Actor + ?Sized> Actor for Box<A> {
+    fn start(&mut self, name: &str) -> Result<(), crate::wire::RemoteError> {
+        (**self).start(name)
+    }
+    fn main(&mut self) -> Result<Vec<u8>, crate::wire::RemoteError> {
+        (**self).main()
+    }
+    fn handle(
+        &mut self,
+        id: crate::id::RequestId,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, crate::wire::RemoteError> {
+        (**self).handle(id, payload)
+    }
+    fn supervises(&self) -> bool {
+        (**self).supervises()
+    }
+    fn teardown_subtree(&mut self) {
+        (**self).teardown_subtree()
+    }
+}

@@ -1,0 +1,623 @@
+//! The supervising side of the simulator: [`Os`] over the simulated kernel.
+
+use alloc::collections::BTreeMap;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use super::child::{ActorFactory, ChildStart, process_body, thread_body};
+use super::world::{CtxState, Shared, SimWorld, ThreadCtx};
+use super::{ACTOR_LOCK, DRIVER_SLOT};
+use crate::driver::{Os, OsEvent};
+use crate::error::ExitStatus;
+use crate::flaw::Flaw;
+use crate::id::ChildId;
+use crate::kernel::{
+    self, DeadlineOwner, Fd, LockOutcome, Pid, ReapOutcome, RecvOutcome, Signal, ThreadId,
+};
+use crate::method::{Situation, SpawnMethod};
+use crate::platform::Platform;
+use crate::time::Timestamp;
+
+/// What the simulator knows about one child of a supervising process.
+struct Child<P: Platform> {
+    pid: Pid,
+    channel: Option<Fd>,
+    pidfd: Option<Fd>,
+    server_pidfd: Option<Fd>,
+    watch_exit: bool,
+    thread: Option<P::JoinHandle<i32>>,
+    ctx: Option<(usize, u32)>,
+}
+
+/// Where readiness was seen, consumed by a separate call (as after a real epoll_wait).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ready {
+    Channel(ChildId),
+    Exit(ChildId),
+    Wake,
+}
+
+/// A supervising simulated process's operating system.
+pub struct SimOs<P: Platform, F: ActorFactory<P>> {
+    shared: P::Arc<Shared<P>>,
+    factory: P::Arc<F>,
+    me: Pid,
+    thread: ThreadId,
+    children: BTreeMap<ChildId, Child<P>>,
+    wake: Option<(Fd, Fd)>,
+    fork_server: Option<(Pid, ThreadId)>,
+}
+
+impl<P: Platform, F: ActorFactory<P>> core::fmt::Debug for SimOs<P, F> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "SimOs {{ pid: {}, children: {} }}",
+            self.me,
+            self.children.len()
+        )
+    }
+}
+
+impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
+    /// The operating system of process `me`, whose driver runs on `thread`.
+    ///
+    /// The root installs a SIGINT handler with a self-pipe; with flaw F5 a second reaper
+    /// thread collects exited children behind the driver's back.
+    pub fn new(
+        shared: P::Arc<Shared<P>>,
+        factory: P::Arc<F>,
+        me: Pid,
+        thread: ThreadId,
+        root: bool,
+    ) -> Self {
+        let (wake, second_reaper) = shared.with(|w| {
+            let wake = if root {
+                // Capacity one: a second wakeup before a drain is dropped, as on a full pipe.
+                let pair = w.kernel.pipe(me, 1).ok();
+                if let Some((_, wr)) = pair {
+                    let _ = w.kernel.install_sigint_handler(me, wr);
+                }
+                pair
+            } else {
+                None
+            };
+            let reaper = root && w.config.flaws.has(Flaw::KillAndReapByPid);
+            if reaper {
+                w.live_threads += 1;
+            }
+            (wake, reaper)
+        });
+        if second_reaper {
+            let s = shared.clone();
+            // Detached: it stops by itself when the scenario is over or the root dies.
+            drop(P::spawn(move || second_reaper_body::<P>(s, me)));
+        }
+        SimOs {
+            shared,
+            factory,
+            me,
+            thread,
+            children: BTreeMap::new(),
+            wake,
+            fork_server: None,
+        }
+    }
+
+    /// The process this operating system belongs to.
+    pub fn pid(&self) -> Pid {
+        self.me
+    }
+
+    /// The shared world.
+    pub fn shared(&self) -> &P::Arc<Shared<P>> {
+        &self.shared
+    }
+
+    fn flaw(&self, flaw: Flaw) -> bool {
+        self.shared.read(|w| w.config.flaws.has(flaw))
+    }
+
+    fn launch_process(
+        &mut self,
+        child: ChildId,
+        actor: &str,
+        method: SpawnMethod,
+    ) -> Result<Child<P>, String> {
+        let me = self.me;
+        let (scrub, raw_pid) = (
+            !self.flaw(Flaw::NoFdScrub),
+            self.flaw(Flaw::KillAndReapByPid),
+        );
+        let server = match method {
+            SpawnMethod::ForkServer => Some(self.fork_server()?),
+            _ => None,
+        };
+        let thread = self.thread;
+        let (start, channel, pidfd, server_pidfd) = self.shared.with(|w| -> Result<_, String> {
+            let k = &mut w.kernel;
+            let (forker, forker_thread) = server.unwrap_or((me, thread));
+            let (ours, theirs) = k.socketpair(forker).map_err(|e| e.to_string())?;
+            let spawned = match method {
+                SpawnMethod::Exec => k.spawn_exec(me, thread, &[theirs]),
+                _ => k.fork(forker, forker_thread),
+            };
+            let spawned = match spawned {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = k.close(forker, ours);
+                    let _ = k.close(forker, theirs);
+                    return Err(e.to_string());
+                }
+            };
+            let _ = k.setpgid(forker, spawned.pid, spawned.pid);
+            let _ = k.close(forker, theirs);
+            let (channel, pidfd, server_pidfd) = if forker == me {
+                (
+                    ours,
+                    (!raw_pid)
+                        .then(|| k.pidfd_open(me, spawned.pid).ok())
+                        .flatten(),
+                    None,
+                )
+            } else {
+                // The fork server passes the parent end and a pidfd over SCM_RIGHTS, keeps a
+                // pidfd of its own to reap with, and closes its copy of the channel.
+                let spid = k
+                    .pidfd_open(forker, spawned.pid)
+                    .map_err(|e| e.to_string())?;
+                let ours_here = k.pass_fd(forker, ours, me).map_err(|e| e.to_string())?;
+                let pidfd_here = k.pass_fd(forker, spid, me).ok();
+                let _ = k.close(forker, ours);
+                (ours_here, pidfd_here.filter(|_| !raw_pid), Some(spid))
+            };
+            w.note(
+                me,
+                format_args!(
+                    "launch {child} by {method}: {} (channel {channel})",
+                    spawned.pid
+                ),
+            );
+            w.live_threads += 1;
+            let forked = method != SpawnMethod::Exec;
+            let start = ChildStart {
+                actor: actor.into(),
+                pid: spawned.pid,
+                thread: spawned.thread,
+                fd: theirs,
+                forked,
+                scrub,
+            };
+            Ok((start, channel, pidfd, server_pidfd))
+        })?;
+        let (s, f, pid) = (self.shared.clone(), self.factory.clone(), start.pid);
+        drop(P::spawn(move || process_body::<P, F>(s, f, start)));
+        Ok(Child {
+            pid,
+            channel: Some(channel),
+            pidfd,
+            server_pidfd,
+            watch_exit: true,
+            thread: None,
+            ctx: None,
+        })
+    }
+
+    fn fork_server(&mut self) -> Result<(Pid, ThreadId), String> {
+        if let Some(s) = self.fork_server {
+            return Ok(s);
+        }
+        let (me, thread) = (self.me, self.thread);
+        let server = self.shared.with(|w| {
+            let s = w
+                .kernel
+                .spawn_exec(me, thread, &[])
+                .map_err(|e| e.to_string())?;
+            w.note(me, format_args!("start the fork server: {}", s.pid));
+            w.servers.push(s.pid);
+            Ok::<_, String>((s.pid, s.thread))
+        })?;
+        self.fork_server = Some(server);
+        Ok(server)
+    }
+
+    fn launch_thread(&mut self, child: ChildId, actor: &str) -> Result<Child<P>, String> {
+        let me = self.me;
+        let (tid, ours, theirs, ctx) = self.shared.with(|w| -> Result<_, String> {
+            let (ours, theirs) = w.kernel.socketpair(me).map_err(|e| e.to_string())?;
+            let tid = w.kernel.spawn_thread(me).map_err(|e| e.to_string())?;
+            let slot = w.contexts.iter().position(|c| c.state == CtxState::Freed);
+            let ctx = match slot {
+                Some(i) => {
+                    let c = &mut w.contexts[i];
+                    c.generation += 1;
+                    c.state = CtxState::Running;
+                    (i, c.generation)
+                }
+                None => {
+                    w.contexts.push(ThreadCtx {
+                        generation: 0,
+                        state: CtxState::Running,
+                    });
+                    (w.contexts.len() - 1, 0)
+                }
+            };
+            w.note(
+                me,
+                format_args!(
+                    "launch {child} on {tid} (context slot {}, channel {ours})",
+                    ctx.0
+                ),
+            );
+            w.live_threads += 1;
+            Ok((tid, ours, theirs, ctx))
+        })?;
+        let (s, f) = (self.shared.clone(), self.factory.clone());
+        let name = String::from(actor);
+        let handle = P::spawn(move || thread_body::<P, F>(s, f, me, tid, theirs, ctx, name));
+        Ok(Child {
+            pid: me,
+            channel: Some(ours),
+            pidfd: None,
+            server_pidfd: None,
+            watch_exit: true,
+            thread: Some(handle),
+            ctx: Some(ctx),
+        })
+    }
+
+    /// Where something is ready, seen under one lock, as epoll_wait would report it.
+    fn readiness(&self, w: &SimWorld) -> Vec<Ready> {
+        let k = &w.kernel;
+        let mut ready = Vec::new();
+        for (&id, c) in &self.children {
+            if let Some(fd) = c.channel
+                && k.readable(self.me, fd).unwrap_or(false)
+            {
+                ready.push(Ready::Channel(id));
+            }
+            if c.watch_exit && exited(w, self.me, c) {
+                ready.push(Ready::Exit(id));
+            }
+        }
+        if let Some((rd, _)) = self.wake
+            && k.readable(self.me, rd).unwrap_or(false)
+        {
+            ready.push(Ready::Wake);
+        }
+        ready
+    }
+
+    fn consume(&mut self, ready: Ready, out: &mut Vec<OsEvent>) {
+        let me = self.me;
+        match ready {
+            Ready::Channel(id) => {
+                let Some(fd) = self.children.get(&id).and_then(|c| c.channel) else {
+                    return;
+                };
+                let got = self.shared.with(|w| w.kernel.recv(me, fd));
+                match got {
+                    Ok(RecvOutcome::Data(bytes)) => out.push(OsEvent::Bytes(id, bytes)),
+                    Ok(RecvOutcome::Eof) | Err(_) => {
+                        self.shared
+                            .with(|w| w.note(me, format_args!("parent reads EOF from {id}")));
+                        out.push(OsEvent::Eof(id));
+                    }
+                    Ok(RecvOutcome::WouldBlock) => {}
+                }
+            }
+            Ready::Exit(id) => {
+                if let Some(c) = self.children.get_mut(&id) {
+                    c.watch_exit = false;
+                }
+                self.shared
+                    .with(|w| w.note(me, format_args!("parent sees {id} exit")));
+                out.push(OsEvent::Exited(id));
+            }
+            Ready::Wake => self.take_signals(out),
+        }
+    }
+
+    /// Drains the self-pipe and takes the level flag: drain first, or a signal is lost (F11).
+    fn take_signals(&mut self, out: &mut Vec<OsEvent>) {
+        let Some((rd, _)) = self.wake else { return };
+        let me = self.me;
+        let drain = |w: &mut SimWorld| {
+            let _ = w.kernel.drain(me, rd);
+        };
+        let take = |w: &mut SimWorld| w.kernel.take_pending_sigint(me).unwrap_or(false);
+        let got = if self.flaw(Flaw::DroppedWakeups) {
+            let got = self.shared.with(take);
+            self.shared.with(drain);
+            got
+        } else {
+            self.shared.with(drain);
+            self.shared.with(take)
+        };
+        if got {
+            self.shared.with(|w| {
+                w.sigints_handled += 1;
+                w.note(me, format_args!("the driver takes SIGINT"));
+            });
+            out.push(OsEvent::Interrupt);
+        }
+    }
+}
+
+/// Whether a child's exit is visible to its parent (pidfd readable, or thread returned).
+fn exited<P: Platform>(w: &SimWorld, me: Pid, c: &Child<P>) -> bool {
+    if let Some((slot, generation)) = c.ctx {
+        let ctx = w.contexts[slot];
+        return ctx.generation == generation && matches!(ctx.state, CtxState::Finished(_));
+    }
+    match c.pidfd {
+        Some(fd) => w.kernel.pidfd_readable(me, fd).unwrap_or(false),
+        // Flaw F5: no pidfd; the pid's zombie state, or a status the second reaper took.
+        None => {
+            w.stolen.iter().any(|(p, _)| *p == c.pid)
+                || matches!(
+                    w.kernel.process_state(c.pid),
+                    Some(kernel::ProcState::Zombie(_))
+                )
+        }
+    }
+}
+
+fn to_status(s: kernel::ExitStatus) -> ExitStatus {
+    match s {
+        kernel::ExitStatus::Exited(code) => ExitStatus::Exited(code),
+        kernel::ExitStatus::Signaled(sig) => ExitStatus::Signaled(i32::from(sig.number())),
+    }
+}
+
+/// Flaw F5's second reaper: `waitpid(-1)` whenever a child of `me` is a zombie.
+fn second_reaper_body<P: Platform>(shared: P::Arc<Shared<P>>, me: Pid) {
+    loop {
+        let done = shared.wait_for(|w| {
+            if w.over || !w.alive(me) {
+                return Some(true);
+            }
+            let zombie = w.kernel.children(me).into_iter().any(|c| {
+                matches!(
+                    w.kernel.process_state(c),
+                    Some(kernel::ProcState::Zombie(_))
+                ) && w.kernel.role(c) == Ok(kernel::Role::Ordinary)
+            });
+            zombie.then_some(false)
+        });
+        if done {
+            break;
+        }
+        shared.with(|w| {
+            if let Ok(ReapOutcome::Reaped { pid, status }) = w.kernel.waitpid_any(me) {
+                w.note(me, format_args!("second reaper: waitpid(-1) reaps {pid}"));
+                w.stolen.push((pid, to_status(status)));
+            }
+        });
+    }
+    shared.with(|w| w.live_threads -= 1);
+}
+
+impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
+    fn now(&mut self) -> Timestamp {
+        self.shared.read(|w| w.kernel.now())
+    }
+
+    fn situation(&mut self) -> Situation {
+        let threads = self
+            .shared
+            .read(|w| w.kernel.threads(self.me).map(|t| t.len()).unwrap_or(1));
+        Situation {
+            threads,
+            can_exec: true,
+        }
+    }
+
+    fn launch(&mut self, child: ChildId, actor: &str, method: SpawnMethod) -> Result<(), String> {
+        let c = match method {
+            SpawnMethod::Thread => self.launch_thread(child, actor)?,
+            _ => self.launch_process(child, actor, method)?,
+        };
+        if self.me == self.shared.read(|w| w.kernel.root()) {
+            self.shared.with(|w| w.launched.push(c.pid));
+        }
+        self.children.insert(child, c);
+        Ok(())
+    }
+
+    fn send(&mut self, child: ChildId, frame: &[u8]) {
+        let Some(fd) = self.children.get(&child).and_then(|c| c.channel) else {
+            return;
+        };
+        let me = self.me;
+        self.shared.with(|w| match w.kernel.send(me, fd, frame) {
+            Ok(()) => w.note(
+                me,
+                format_args!("parent sends {} bytes to {child}", frame.len()),
+            ),
+            Err(kernel::Errno::EAGAIN) => {
+                w.violate(alloc::format!("bound hit: {child}'s channel is full"))
+            }
+            Err(e) => w.note(me, format_args!("parent send to {child} fails: {e}")),
+        });
+    }
+
+    fn close(&mut self, child: ChildId) {
+        let Some(c) = self.children.get_mut(&child) else {
+            return;
+        };
+        if let Some(fd) = c.channel.take() {
+            let me = self.me;
+            self.shared.with(|w| {
+                let _ = w.kernel.close(me, fd);
+                w.note(
+                    me,
+                    format_args!("parent closes its end of {child}'s channel"),
+                );
+            });
+        }
+    }
+
+    fn kill(&mut self, child: ChildId) {
+        let Some(c) = self.children.get(&child) else {
+            return;
+        };
+        let (me, pid, pidfd) = (self.me, c.pid, c.pidfd);
+        self.shared.with(|w| {
+            match pidfd {
+                Some(fd) => {
+                    let r = w.kernel.pidfd_send_signal(me, fd, Signal::Kill);
+                    // The group leader is not reaped yet, so its pgid cannot have been reused.
+                    let _ = w.kernel.killpg(me, pid, Signal::Kill);
+                    w.note(me, format_args!("SIGKILL {child} via its pidfd: {r:?}"));
+                }
+                None => {
+                    let r = w.kernel.kill(me, pid, Signal::Kill);
+                    w.note(me, format_args!("SIGKILL {child} by raw pid {pid}: {r:?}"));
+                }
+            }
+        });
+    }
+
+    fn abandon(&mut self, child: ChildId) {
+        let destroy = self.flaw(Flaw::DestroyBeforeJoin);
+        let Some(c) = self.children.get_mut(&child) else {
+            return;
+        };
+        c.watch_exit = false;
+        // Detach: the thread may never return, and nobody will join it.
+        drop(c.thread.take());
+        let me = self.me;
+        let ctx = c.ctx;
+        self.shared.with(|w| {
+            w.abandoned += 1;
+            if let Some((slot, _)) = ctx {
+                w.contexts[slot].state = if destroy {
+                    CtxState::Freed
+                } else {
+                    CtxState::Leaked
+                };
+            }
+            w.note(
+                me,
+                format_args!(
+                    "abandon {child}'s thread ({})",
+                    if destroy {
+                        "context destroyed"
+                    } else {
+                        "context leaked, counted"
+                    }
+                ),
+            );
+        });
+    }
+
+    fn reap(&mut self, child: ChildId) -> ExitStatus {
+        let me = self.me;
+        let Some(c) = self.children.get_mut(&child) else {
+            return ExitStatus::Exited(-1);
+        };
+        if let Some(handle) = c.thread.take() {
+            let code = P::join(handle);
+            let ctx = c.ctx;
+            self.shared.with(|w| {
+                if let Some((slot, _)) = ctx {
+                    w.contexts[slot].state = CtxState::Freed;
+                }
+                w.note(me, format_args!("join {child}'s thread: code {code}"));
+            });
+            return ExitStatus::Exited(code);
+        }
+        let (pid, pidfd, server_pidfd) = (c.pid, c.pidfd.take(), c.server_pidfd.take());
+        let server = self.fork_server.map(|s| s.0);
+        self.shared.with(|w| {
+            let _ = w.kernel.killpg(me, pid, Signal::Kill);
+            let outcome = match (server_pidfd, server, pidfd) {
+                (Some(spid), Some(server), _) => w.kernel.waitid_pidfd(server, spid),
+                (None, _, Some(fd)) => w.kernel.waitid_pidfd(me, fd),
+                _ => match w.stolen.iter().position(|(p, _)| *p == pid) {
+                    Some(i) => {
+                        let (_, status) = w.stolen.remove(i);
+                        w.note(me, format_args!("reap {child}: the second reaper had it"));
+                        return status;
+                    }
+                    None => w.kernel.waitpid(me, pid),
+                },
+            };
+            for fd in pidfd.into_iter() {
+                let _ = w.kernel.close(me, fd);
+            }
+            if let (Some(spid), Some(server)) = (server_pidfd, server) {
+                let _ = w.kernel.close(server, spid);
+            }
+            match outcome {
+                Ok(ReapOutcome::Reaped { status, .. }) => {
+                    w.note(me, format_args!("reap {child}: {status}"));
+                    to_status(status)
+                }
+                other => {
+                    w.violate(alloc::format!("reap of {child} failed: {other:?}"));
+                    ExitStatus::Exited(-1)
+                }
+            }
+        })
+    }
+
+    fn wait(&mut self, deadline: Option<Timestamp>, out: &mut Vec<OsEvent>) {
+        let owner = DeadlineOwner {
+            pid: self.me,
+            slot: DRIVER_SLOT,
+        };
+        let me = self.me;
+        let shared = self.shared.clone();
+        shared.with(|w| match deadline {
+            // A deadline already past fires at once; re-arming replaces the previous one.
+            Some(at) => {
+                let _ = w.kernel.arm(owner, at);
+            }
+            None => w.kernel.disarm(owner),
+        });
+        let mut fired = false;
+        let ready = shared.wait_for(|w| {
+            if !w.alive(me) {
+                return Some(Vec::new());
+            }
+            let ready = self.readiness(w);
+            if !ready.is_empty() {
+                return Some(ready);
+            }
+            fired = w.kernel.take_fired(owner);
+            fired.then(Vec::new)
+        });
+        if fired {
+            out.push(OsEvent::Deadline);
+        }
+        for r in ready {
+            self.consume(r, out);
+        }
+    }
+
+    fn turn_begins(&mut self) {
+        if !self.flaw(Flaw::ControlPathSharesLock) {
+            return;
+        }
+        // Flaw F12: the event loop takes the lock thread actors hold while they run.
+        let (me, thread) = (self.me, self.thread);
+        self.shared.wait_for(|w| {
+            if !w.alive(me) {
+                return Some(());
+            }
+            match w.kernel.lock_acquire(me, thread, ACTOR_LOCK) {
+                Ok(LockOutcome::WouldBlock { .. }) => None,
+                _ => Some(()),
+            }
+        });
+        self.shared.with(|w| {
+            let _ = w.kernel.lock_release(me, thread, ACTOR_LOCK);
+        });
+    }
+
+    fn alive(&mut self) -> bool {
+        self.shared.read(|w| w.alive(self.me))
+    }
+}

@@ -1,0 +1,231 @@
+//! The state every simulated thread shares: the kernel plus what the simulator tracks.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write;
+
+use crate::flaw::Flaws;
+use crate::kernel::{Kernel, KernelConfig, Pid};
+use crate::platform::Platform;
+use crate::policy::Timeouts;
+
+/// What a simulation is configured with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SimConfig {
+    /// The kernel's bounds.
+    pub kernel: KernelConfig,
+    /// Switched-on flaws.
+    pub flaws: Flaws,
+    /// The protocol's timeouts.
+    pub timeouts: Timeouts,
+    /// Lines of trace kept; later lines are counted, not kept.
+    pub max_trace: usize,
+}
+
+/// The life of a thread child's context (its slot in the simulator).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CtxState {
+    /// Its thread runs.
+    Running,
+    /// Its thread returned with this code; it awaits the join.
+    Finished(i32),
+    /// Abandoned: the thread may still run, so the context is leaked on purpose.
+    Leaked,
+    /// Freed: the slot may hold another thread child's context.
+    Freed,
+}
+
+/// One thread child's context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ThreadCtx {
+    /// Bumped each time the slot is reused.
+    pub generation: u32,
+    /// Where it is.
+    pub state: CtxState,
+}
+
+/// Everything the simulated threads share.
+#[derive(Debug)]
+pub struct SimWorld {
+    /// The kernel.
+    pub kernel: Kernel,
+    /// The configuration.
+    pub config: SimConfig,
+    /// Readable lines, one per system call or decision, for counterexamples.
+    pub trace: Vec<String>,
+    /// Trace lines not kept because of the bound.
+    pub trace_dropped: usize,
+    /// Properties the simulator saw broken (beyond the kernel's own violations).
+    pub violations: Vec<String>,
+    /// Thread children's contexts.
+    pub contexts: Vec<ThreadCtx>,
+    /// Thread children abandoned so far.
+    pub abandoned: u32,
+    /// Platform threads started and not yet finished (the clock excluded).
+    pub live_threads: u32,
+    /// The scenario is over: abandoned threads and the clock may stop.
+    pub over: bool,
+    /// SIGINTs the environment delivered to the root.
+    pub sigints: u32,
+    /// SIGINTs the root's driver handled.
+    pub sigints_handled: u32,
+    /// Statuses taken by a second reaper (flaw F5), by pid.
+    pub stolen: Vec<(Pid, crate::error::ExitStatus)>,
+    /// The next free deadline slot.
+    pub next_slot: u32,
+    /// Children launched by the root, by spawn order (for faults that target one).
+    pub launched: Vec<Pid>,
+    /// Fork-server processes started so far.
+    pub servers: Vec<Pid>,
+    /// Environment threads still running.
+    pub env_threads: u32,
+    /// Bumped by every change to the world.
+    pub epoch: u64,
+    /// Threads asleep that have re-checked their wait condition since the last change.
+    pub settled: u32,
+}
+
+impl SimWorld {
+    /// A world with a fresh kernel.
+    pub fn new(config: SimConfig) -> Self {
+        let kernel =
+            Kernel::new(config.kernel).expect("the kernel config leaves room for the root");
+        SimWorld {
+            kernel,
+            config,
+            trace: Vec::new(),
+            trace_dropped: 0,
+            violations: Vec::new(),
+            contexts: Vec::new(),
+            abandoned: 0,
+            live_threads: 0,
+            over: false,
+            sigints: 0,
+            sigints_handled: 0,
+            stolen: Vec::new(),
+            next_slot: 1,
+            launched: Vec::new(),
+            servers: Vec::new(),
+            env_threads: 0,
+            epoch: 0,
+            settled: 0,
+        }
+    }
+
+    /// Appends one trace line, stamped with the time and the acting process.
+    pub fn note(&mut self, who: Pid, what: core::fmt::Arguments<'_>) {
+        if self.trace.len() >= self.config.max_trace {
+            self.trace_dropped += 1;
+            return;
+        }
+        let mut line = String::new();
+        let _ = write!(
+            line,
+            "[{:>10}] {who:<7} {what}",
+            alloc::format!("{}", self.kernel.now())
+        );
+        self.trace.push(line);
+    }
+
+    /// Records a broken property.
+    pub fn violate(&mut self, what: String) {
+        let who = self.kernel.root();
+        self.note(who, format_args!("VIOLATION: {what}"));
+        self.violations.push(what);
+    }
+
+    /// A fresh deadline slot.
+    pub fn slot(&mut self) -> u32 {
+        self.next_slot += 1;
+        self.next_slot
+    }
+
+    /// Threads taking part besides the clock: the root's, the children's, the environment's.
+    pub fn participants(&self) -> u32 {
+        1 + self.live_threads + self.env_threads
+    }
+
+    /// Whether nothing can happen without time moving: every participant is asleep and has
+    /// seen the latest change.
+    pub fn quiescent(&self) -> bool {
+        self.settled >= self.participants()
+    }
+
+    /// Records a change: every sleeper must re-check its condition before time may move.
+    pub(crate) fn changed(&mut self) {
+        self.epoch += 1;
+        self.settled = 0;
+    }
+
+    /// Whether `pid` is alive.
+    pub fn alive(&self, pid: Pid) -> bool {
+        self.kernel.process_state(pid) == Some(crate::kernel::ProcState::Running)
+            && self.kernel.role(pid) == Ok(crate::kernel::Role::Ordinary)
+    }
+}
+
+/// The world behind the platform's lock, with the condition variable every wait uses.
+pub struct Shared<P: Platform> {
+    /// The world.
+    pub world: P::Mutex<SimWorld>,
+    /// Notified after every change to the world.
+    pub cv: P::Condvar,
+}
+
+impl<P: Platform> core::fmt::Debug for Shared<P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Shared { .. }")
+    }
+}
+
+impl<P: Platform> Shared<P> {
+    /// A shared world.
+    pub fn new(config: SimConfig) -> P::Arc<Self> {
+        P::arc(Shared {
+            world: P::mutex(SimWorld::new(config)),
+            cv: P::condvar(),
+        })
+    }
+
+    /// Runs `f` on the locked world without changing it.
+    pub fn read<R>(&self, f: impl FnOnce(&SimWorld) -> R) -> R {
+        let w = P::lock(&self.world);
+        f(&w)
+    }
+
+    /// Runs `f` on the locked world, then wakes every waiter.
+    pub fn with<R>(&self, f: impl FnOnce(&mut SimWorld) -> R) -> R {
+        let mut w = P::lock(&self.world);
+        let r = f(&mut w);
+        w.changed();
+        drop(w);
+        P::notify_all(&self.cv);
+        r
+    }
+
+    /// Blocks until `ready` returns `Some`, re-checking after every change to the world.
+    ///
+    /// `ready` must not change the world when it returns `None`. A waiter counts itself as
+    /// settled once per change it has seen, so the clock knows when time may move.
+    pub fn wait_for<R>(&self, mut ready: impl FnMut(&mut SimWorld) -> Option<R>) -> R {
+        let mut w = P::lock(&self.world);
+        let mut counted = None;
+        loop {
+            if let Some(r) = ready(&mut w) {
+                w.changed();
+                drop(w);
+                P::notify_all(&self.cv);
+                return r;
+            }
+            if counted != Some(w.epoch) {
+                counted = Some(w.epoch);
+                w.settled += 1;
+                if w.quiescent() {
+                    // Only the clock can act now: wake it.
+                    P::notify_all(&self.cv);
+                }
+            }
+            w = P::wait(&self.cv, w);
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Scripted actors: each child does what its plan's behaviour says.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use harrow_model::driver::{Actor, Driver};
+use harrow_model::platform::Platform;
+use harrow_model::policy::Timeouts;
+use harrow_model::sim::{ActorFactory, SimEnv, SimOs};
+use harrow_model::supervisor::{Supervisor, SupervisorConfig, TeardownCause};
+use harrow_model::wire::{RemoteError, RemoteErrorKind};
+use harrow_model::{Flaws, RequestId};
+
+use crate::scenario::{Behaviour, ChildPlan, Scenario};
+
+/// Makes each child's scripted actor from the scenario's plans, looked up by actor name.
+#[derive(Debug)]
+pub struct ScriptFactory {
+    plans: BTreeMap<String, ChildPlan>,
+    timeouts: Timeouts,
+    flaws: Flaws,
+}
+
+impl ScriptFactory {
+    /// The factory for every child in the scenario's tree (names are unique in a tree).
+    pub fn new(sc: &Scenario) -> Self {
+        let mut plans = BTreeMap::new();
+        let mut stack: Vec<&ChildPlan> = sc.children.iter().collect();
+        while let Some(p) = stack.pop() {
+            plans.insert(p.name.clone(), p.clone());
+            stack.extend(p.children.iter());
+        }
+        ScriptFactory {
+            plans,
+            timeouts: sc.timeouts,
+            flaws: sc.flaws,
+        }
+    }
+}
+
+impl<P: Platform> ActorFactory<P> for ScriptFactory {
+    fn boot(&self, actor: &str) -> Result<(), i32> {
+        match self.plans.get(actor).map(|p| &p.behaviour) {
+            Some(Behaviour::CrashesBeforeHandshake { code }) => Err(*code),
+            _ => Ok(()),
+        }
+    }
+
+    fn make(&self, env: SimEnv<P, Self>, actor: &str) -> Box<dyn Actor + Send> {
+        let config = SupervisorConfig {
+            timeouts: self.timeouts,
+            flaws: self.flaws,
+            ..SupervisorConfig::default()
+        };
+        Box::new(Scripted {
+            env,
+            plan: self.plans.get(actor).cloned(),
+            config,
+            nursery: None,
+        })
+    }
+}
+
+struct Scripted<P: Platform> {
+    env: SimEnv<P, ScriptFactory>,
+    plan: Option<ChildPlan>,
+    config: SupervisorConfig,
+    nursery: Option<Driver<SimOs<P, ScriptFactory>>>,
+}
+
+fn remote(kind: RemoteErrorKind, message: &str) -> RemoteError {
+    RemoteError {
+        kind,
+        message: message.into(),
+    }
+}
+
+impl<P: Platform> Scripted<P> {
+    fn open_nursery(&mut self, plans: &[ChildPlan]) {
+        let env = &self.env;
+        let os = SimOs::new(
+            env.shared.clone(),
+            env.factory.clone(),
+            env.pid,
+            env.thread,
+            false,
+        );
+        let sup = Supervisor::new(self.config).expect("scenario timeouts are valid");
+        let mut d = Driver::new(sup, os);
+        let mut refused = Vec::new();
+        let _ = super::spawn_and_settle(&mut d, plans, &mut refused);
+        self.nursery = Some(d);
+    }
+}
+
+impl<P: Platform> Actor for Scripted<P> {
+    fn start(&mut self, _name: &str) -> Result<(), RemoteError> {
+        let Some(plan) = self.plan.clone() else {
+            return Err(remote(RemoteErrorKind::Refused, "no such actor"));
+        };
+        let env = &self.env;
+        match &plan.behaviour {
+            Behaviour::CrashesAfterHandshake { code } => {
+                env.exit_process(*code);
+                return Err(remote(
+                    RemoteErrorKind::Panic,
+                    "crashed after its handshake",
+                ));
+            }
+            Behaviour::FailsActor { message } => {
+                return Err(remote(RemoteErrorKind::Panic, message));
+            }
+            Behaviour::Blocks { ms } => {
+                let until = env.now() + Duration::from_millis(*ms);
+                env.actor_code(|| env.block(Some(until)));
+            }
+            Behaviour::BlocksForever => {
+                env.actor_code(|| env.block(None));
+            }
+            _ => env.actor_code(|| ()),
+        }
+        if !plan.children.is_empty() && env.alive() {
+            self.open_nursery(&plan.children);
+        }
+        Ok(())
+    }
+
+    fn main(&mut self) -> Result<Vec<u8>, RemoteError> {
+        match self.plan.as_ref().map(|p| &p.behaviour) {
+            Some(Behaviour::FailsMain { message }) => Err(remote(RemoteErrorKind::Error, message)),
+            _ => Ok(b"done".to_vec()),
+        }
+    }
+
+    fn handle(&mut self, _id: RequestId, _payload: Vec<u8>) -> Result<Vec<u8>, RemoteError> {
+        let fails = matches!(
+            self.plan.as_ref().map(|p| &p.behaviour),
+            Some(Behaviour::FailsRequests)
+        );
+        self.env.actor_code(|| {
+            if fails {
+                Err(remote(RemoteErrorKind::Error, "request failed"))
+            } else {
+                Ok(b"pong".to_vec())
+            }
+        })
+    }
+
+    fn supervises(&self) -> bool {
+        self.nursery.is_some()
+    }
+
+    fn teardown_subtree(&mut self) {
+        if let Some(d) = &mut self.nursery {
+            d.begin_teardown(TeardownCause::BodyFinished);
+            let _ = d.run_to_close();
+        }
+    }
+}

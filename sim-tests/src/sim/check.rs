@@ -1,0 +1,153 @@
+//! What must hold at the end of every execution (properties 3–11 of DESIGN.md).
+
+use harrow_model::kernel::{Fd, Pid};
+use harrow_model::sim::SimWorld;
+use harrow_model::supervisor::TeardownReport;
+
+use super::RootResult;
+use crate::scenario::{Fault, Scenario};
+
+/// What the world held once the root's body returned.
+#[derive(Debug)]
+pub(super) struct Leftovers {
+    live: Vec<Pid>,
+    zombies: Vec<Pid>,
+    root_alive: bool,
+}
+
+impl Leftovers {
+    /// A look at the world.
+    pub(super) fn of(w: &SimWorld) -> Self {
+        let root = w.kernel.root();
+        let live = w
+            .kernel
+            .live_processes()
+            .into_iter()
+            .filter(|p| *p != root && !w.servers.contains(p))
+            .collect();
+        Leftovers {
+            live,
+            zombies: w.kernel.zombies(),
+            root_alive: w.alive(root),
+        }
+    }
+}
+
+/// Property 11 (nothing outlives teardown) as problems; none if the root died.
+pub(super) fn leftovers(l: &Leftovers) -> Vec<String> {
+    if !l.root_alive {
+        return Vec::new();
+    }
+    let mut problems = Vec::new();
+    if !l.live.is_empty() {
+        problems.push(format!(
+            "processes outlived teardown (property 11): {:?}",
+            l.live
+        ));
+    }
+    if !l.zombies.is_empty() {
+        problems.push(format!(
+            "zombies left unreaped (property 3): {:?}",
+            l.zombies
+        ));
+    }
+    problems
+}
+
+/// Once every thread has ended, the root keeps exactly its SIGINT self-pipe.
+pub(super) fn leaked_fds(w: &SimWorld) -> Vec<String> {
+    let root = w.kernel.root();
+    let fds: Vec<Fd> = w.kernel.fds(root).unwrap_or_default();
+    if !w.alive(root) || fds.len() <= 2 {
+        return Vec::new();
+    }
+    vec![format!(
+        "the root leaks fds after teardown (property 11): {fds:?}"
+    )]
+}
+
+/// The result of one execution: what broke, and the trace that shows it.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Properties broken, each a sentence; empty when the execution held.
+    pub problems: Vec<String>,
+    /// The numbered trace of the execution.
+    pub trace: Vec<String>,
+    /// The root nursery's report, if it closed.
+    pub report: Option<TeardownReport>,
+    /// Spawns the protocol refused.
+    pub refused: Vec<String>,
+}
+
+impl Outcome {
+    /// Whether every property held.
+    pub fn holds(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// The trace as numbered steps, for a counterexample.
+    pub fn numbered_trace(&self) -> String {
+        self.trace
+            .iter()
+            .enumerate()
+            .map(|(i, l)| format!("{:>4}. {l}\n", i + 1))
+            .collect()
+    }
+}
+
+/// Every end-of-execution check, in one list.
+pub(super) fn outcome(
+    sc: &Scenario,
+    w: &SimWorld,
+    root: RootResult,
+    leftovers: Vec<String>,
+) -> Outcome {
+    let mut problems = Vec::new();
+    if let Some(v) = &root.violation {
+        problems.push(format!("protocol invariant broken: {v}"));
+    }
+    problems.extend(w.violations.iter().cloned());
+    problems.extend(
+        w.kernel
+            .violations()
+            .iter()
+            .map(|v| format!("kernel: {v} (property 3)")),
+    );
+    let root_may_die = sc.faults.contains(&Fault::ParentDeath);
+    if let Some(why) = &root.stopped
+        && !(root_may_die && why.contains("killed"))
+    {
+        problems.push(format!("the root's body stopped early: {why}"));
+    }
+    if let Some(report) = &root.report {
+        check_report(sc, w, report, &mut problems);
+    } else if !root_may_die {
+        problems.push("the root's nursery never closed".to_string());
+    }
+    problems.extend(leftovers);
+    let trace = w.trace.clone();
+    Outcome {
+        problems,
+        trace,
+        report: root.report,
+        refused: root.refused,
+    }
+}
+
+fn check_report(sc: &Scenario, w: &SimWorld, report: &TeardownReport, problems: &mut Vec<String>) {
+    if let Some(took) = report.duration() {
+        // ε: a reaped child's channel may take up to the drain bound to reach EOF.
+        let bound = sc.teardown_bound() + sc.timeouts.drain;
+        if took > bound {
+            problems.push(format!(
+                "teardown took {took:?} of protocol time, over its bound of {bound:?} (property 8)"
+            ));
+        }
+    }
+    if report.abandoned != w.abandoned as usize {
+        problems.push(format!(
+            "{} threads abandoned but {} reported (property 4)",
+            w.abandoned, report.abandoned
+        ));
+    }
+}

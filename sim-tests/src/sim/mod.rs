@@ -1,0 +1,250 @@
+//! Scenarios on the simulated operating system: one execution per call, on any platform.
+//!
+//! [`execute`] is the body of one loom or shuttle execution: it starts the clock and the
+//! environment's fault threads, runs the root's driver with the scenario's body on the
+//! calling thread, lets the rest of the world finish, and checks what is left.
+
+mod actor;
+mod check;
+
+use std::collections::BTreeMap;
+
+use harrow_model::ChildId;
+use harrow_model::driver::Driver;
+use harrow_model::kernel::{KernelConfig, Pid, Signal};
+use harrow_model::platform::Platform;
+use harrow_model::sim::{Shared, SimConfig, SimOs, clock_thread};
+use harrow_model::supervisor::{
+    NurseryPhase, SpawnSpec, Supervisor, SupervisorConfig, TeardownCause, TeardownReport,
+};
+use harrow_model::wire::Role;
+
+pub use actor::ScriptFactory;
+pub use check::Outcome;
+
+use crate::scenario::{ChildPlan, Ending, Fault, Scenario};
+
+/// The kernel every simulation uses: a small pid pool, so pids are reused quickly.
+pub const KERNEL: KernelConfig = KernelConfig {
+    pid_pool: 12,
+    max_fds_per_process: 64,
+    channel_capacity: 64,
+    bystander_on_reuse: true,
+    max_log: 0,
+    max_threads_per_process: 16,
+    max_locks_per_process: 16,
+    max_message_bytes: 64 * 1024,
+    max_deadlines: 256,
+};
+
+/// Runs one execution of `sc` on platform `P` and checks the properties at its end.
+pub fn execute<P: Platform>(sc: &Scenario) -> Outcome {
+    let config = SimConfig {
+        kernel: KERNEL,
+        flaws: sc.flaws,
+        timeouts: sc.timeouts,
+        max_trace: 400,
+    };
+    let shared = Shared::<P>::new(config);
+    let factory = P::arc(ScriptFactory::new(sc));
+    let clock = {
+        let s = shared.clone();
+        P::spawn(move || clock_thread::<P>(s))
+    };
+    let env: Vec<_> = env_faults(sc)
+        .into_iter()
+        .map(|fault| {
+            let s = shared.clone();
+            s.with(|w| w.env_threads += 1);
+            P::spawn(move || {
+                env_body::<P>(s.clone(), fault);
+                s.with(|w| w.env_threads -= 1);
+            })
+        })
+        .collect();
+    let root = root_body::<P>(shared.clone(), factory, sc);
+    let root_dead = shared.read(|w| !w.alive(w.kernel.root()));
+    if root_dead {
+        // Orphans must end by themselves: waiting here for them is a hang if they do not.
+        shared.wait_for(|w| (w.live_threads == 0).then_some(()));
+    }
+    let mut leftovers = check::leftovers(&shared.read(check::Leftovers::of));
+    shared.with(|w| w.over = true);
+    shared.wait_for(|w| (w.live_threads == 0).then_some(()));
+    // Abandoned threads held their own channel ends until now; ours must all be closed.
+    leftovers.extend(shared.read(check::leaked_fds));
+    for h in env {
+        P::join(h);
+    }
+    P::join(clock);
+    shared.with(|w| check::outcome(sc, w, root, leftovers))
+}
+
+/// The environment's faults, with the scenario's SIGINT ending among them.
+fn env_faults(sc: &Scenario) -> Vec<Fault> {
+    let mut faults = sc.faults.clone();
+    if sc.ending == Ending::Interrupt {
+        faults.push(Fault::SigintRoot);
+    }
+    faults
+}
+
+/// An environment thread: injects one fault, at whatever point the scheduler picks.
+fn env_body<P: Platform>(shared: P::Arc<Shared<P>>, fault: Fault) {
+    let target = match fault {
+        Fault::SigkillChild { child } => {
+            let pid = shared.wait_for(|w| {
+                if w.over {
+                    return Some(None);
+                }
+                w.launched.get(child).map(|p| Some(*p))
+            });
+            let Some(pid) = pid else { return };
+            Some(pid)
+        }
+        _ => None,
+    };
+    shared.with(|w| {
+        let root = w.kernel.root();
+        let (pid, signal) = match fault {
+            Fault::SigkillChild { .. } => (target.unwrap_or(root), Signal::Kill),
+            Fault::SigintRoot => (root, Signal::Int),
+            Fault::ParentDeath => (root, Signal::Kill),
+        };
+        if !w.alive(pid) {
+            return;
+        }
+        if signal == Signal::Int {
+            w.sigints += 1;
+        }
+        let _ = w.kernel.kill(Pid::INIT, pid, signal);
+        w.note(Pid::INIT, format_args!("environment: {signal} to {pid}"));
+    });
+}
+
+/// What the root's body produced.
+#[derive(Debug, Default)]
+pub struct RootResult {
+    /// The nursery's report, if the root lived to close it.
+    pub report: Option<TeardownReport>,
+    /// A protocol invariant broken in the root (only with a flaw on).
+    pub violation: Option<harrow_model::invariant::Violation>,
+    /// Spawns the protocol refused, as its messages.
+    pub refused: Vec<String>,
+    /// Why the body stopped early, if it did.
+    pub stopped: Option<String>,
+}
+
+/// The root's driver running the scenario's body: spawn, settle, request, end, close.
+fn root_body<P: Platform>(
+    shared: P::Arc<Shared<P>>,
+    factory: P::Arc<ScriptFactory>,
+    sc: &Scenario,
+) -> RootResult {
+    let (root, thread) = shared.with(|w| {
+        let root = w.kernel.root();
+        (
+            root,
+            w.kernel.threads(root).ok().and_then(|t| t.first().copied()),
+        )
+    });
+    let thread = thread.expect("the root has a thread");
+    let os = SimOs::<P, ScriptFactory>::new(shared.clone(), factory, root, thread, true);
+    let config = SupervisorConfig {
+        timeouts: sc.timeouts,
+        flaws: sc.flaws,
+        ..SupervisorConfig::default()
+    };
+    let mut d = Driver::new(
+        Supervisor::new(config).expect("scenario timeouts are valid"),
+        os,
+    );
+    let mut result = RootResult::default();
+    let outcome = nursery_body(
+        &mut d,
+        &sc.children,
+        sc.requests,
+        sc.ending,
+        &mut result.refused,
+    );
+    if let Err(e) = outcome {
+        result.stopped = Some(e.to_string());
+    }
+    result.violation = d.sup.violation().cloned();
+    if d.sup.is_closed() {
+        result.report = Some(d.sup.report());
+    }
+    result
+}
+
+/// A nursery's body, for the root or for a child that supervises its own children.
+pub fn nursery_body<O: harrow_model::driver::Os>(
+    d: &mut Driver<O>,
+    plans: &[ChildPlan],
+    requests: u32,
+    ending: Ending,
+    refused: &mut Vec<String>,
+) -> Result<(), harrow_model::driver::DriveError> {
+    let ids = spawn_and_settle(d, plans, refused)?;
+    for (&child, &role) in &ids {
+        let serving = d
+            .sup
+            .lifecycle(child)
+            .is_some_and(|l| l.phase == harrow_model::supervisor::Phase::Serving);
+        if role == Role::Daemon && serving {
+            for r in 0..requests {
+                let _ = d.request(child, format!("ping {r}").into_bytes());
+            }
+        }
+    }
+    match ending {
+        Ending::Finish => d.begin_teardown(TeardownCause::BodyFinished),
+        Ending::Fail => d.begin_teardown(TeardownCause::BodyFailed),
+        // The body serves until SIGINT starts the teardown; a lost SIGINT is a hang.
+        Ending::Interrupt => d
+            .run_until(|d| d.sup.phase() != NurseryPhase::Open)
+            .or_else(ignore_closed)?,
+    }
+    d.run_to_close()
+}
+
+/// Spawns every plan, then waits until each child is serving, stopping or done.
+pub fn spawn_and_settle<O: harrow_model::driver::Os>(
+    d: &mut Driver<O>,
+    plans: &[ChildPlan],
+    refused: &mut Vec<String>,
+) -> Result<BTreeMap<ChildId, Role>, harrow_model::driver::DriveError> {
+    let mut ids = BTreeMap::new();
+    for plan in plans {
+        let spec = SpawnSpec {
+            name: plan.name.clone(),
+            actor: plan.name.clone(),
+            method: plan.method,
+            role: plan.role,
+        };
+        match d.spawn(spec) {
+            Ok(id) => {
+                ids.insert(id, plan.role);
+            }
+            Err(e) => refused.push(e.to_string()),
+        }
+    }
+    d.run_until(|d| d.sup.phase() != NurseryPhase::Open || ids.keys().all(|c| settled(&d.sup, *c)))
+        .or_else(ignore_closed)?;
+    Ok(ids)
+}
+
+fn ignore_closed(
+    e: harrow_model::driver::DriveError,
+) -> Result<(), harrow_model::driver::DriveError> {
+    match e {
+        harrow_model::driver::DriveError::NurseryClosed => Ok(()),
+        other => Err(other),
+    }
+}
+
+/// Whether the body can stop waiting for this child: it is serving, stopping or done.
+fn settled(sup: &Supervisor, child: ChildId) -> bool {
+    sup.lifecycle(child)
+        .is_none_or(|l| l.handshake_done || l.is_stopping())
+}
