@@ -4,6 +4,8 @@
 //! - [`world`]: the pure world, where the protocol runs with scripted actors and no threads.
 //! - [`run`]: runs a world to its end and checks the properties of DESIGN.md.
 
+pub mod engine;
+pub mod flaws;
 pub mod platform;
 pub mod run;
 pub mod scenario;

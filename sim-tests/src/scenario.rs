@@ -43,6 +43,11 @@ pub enum Behaviour {
         /// The error text.
         message: String,
     },
+    /// Starts a detached helper that keeps its channel open this long, then stops yielding.
+    LeaksChannel {
+        /// How long the helper holds the channel.
+        hold_ms: u64,
+    },
 }
 
 /// One child in the tree.

@@ -77,6 +77,55 @@ impl<P: Platform, F: ActorFactory<P>> SimEnv<P, F> {
         })
     }
 
+    /// Starts a detached helper process that inherits every fd of the actor's process (its
+    /// channel end included), sits in its own process group, and exits after `hold`.
+    ///
+    /// This is the classic `cmd &` that keeps a pipe open behind its parent's back: harrow
+    /// does not own it and cannot kill it, so a reader waiting for that channel's end-of-file
+    /// must bound its wait.
+    pub fn spawn_helper(&self, hold: core::time::Duration) {
+        if self.is_thread {
+            return;
+        }
+        let (pid, thread) = (self.pid, self.thread);
+        let started = self.shared.with(|w| {
+            let helper = w.kernel.fork(pid, thread).ok()?;
+            let _ = w.kernel.setpgid(helper.pid, helper.pid, helper.pid);
+            let owner = DeadlineOwner {
+                pid: helper.pid,
+                slot: w.slot(),
+            };
+            let until = w.kernel.now() + hold;
+            let _ = w.kernel.arm(owner, until);
+            w.helpers.push(helper.pid);
+            w.live_threads += 1;
+            w.note(
+                pid,
+                format_args!(
+                    "actor starts detached helper {} holding its fds until {until}",
+                    helper.pid
+                ),
+            );
+            Some((helper.pid, owner))
+        });
+        let Some((helper, owner)) = started else {
+            return;
+        };
+        let shared = self.shared.clone();
+        drop(P::spawn(move || {
+            shared.wait_for(|w| {
+                (w.over || !w.alive(helper) || w.kernel.take_fired(owner)).then_some(())
+            });
+            shared.with(|w| {
+                if w.alive(helper) {
+                    w.note(helper, format_args!("helper exits"));
+                    let _ = w.kernel.exit(helper, 0);
+                }
+                w.live_threads -= 1;
+            });
+        }));
+    }
+
     /// Ends the actor's process with `code`, as a crash would (a thread child cannot).
     pub fn exit_process(&self, code: i32) {
         if self.is_thread {
@@ -132,6 +181,8 @@ pub struct SimChildOs<P: Platform> {
     pid: Pid,
     fd: Fd,
     ctx: Option<(usize, u32)>,
+    /// End-of-file was reported once; it is not reported again.
+    eof_reported: bool,
 }
 
 impl<P: Platform> core::fmt::Debug for SimChildOs<P> {
@@ -179,9 +230,13 @@ impl<P: Platform> ChildOs for SimChildOs<P> {
     }
 
     fn wait(&mut self, out: &mut Vec<ChildEvent>) {
+        let eof_reported = self.eof_reported;
         let ev = self.shared.wait_for(|w| {
             if !w.alive(self.pid) || w.over {
                 return Some(ChildEvent::Killed);
+            }
+            if eof_reported {
+                return None;
             }
             match w.kernel.recv(self.pid, self.fd) {
                 Ok(RecvOutcome::Data(bytes)) => Some(ChildEvent::Bytes(bytes)),
@@ -193,6 +248,7 @@ impl<P: Platform> ChildOs for SimChildOs<P> {
             }
         });
         self.shared.with(|w| self.touch(w));
+        self.eof_reported |= ev == ChildEvent::Eof;
         out.push(ev);
     }
 
@@ -241,6 +297,7 @@ pub(crate) fn process_body<P: Platform, F: ActorFactory<P>>(
             pid,
             fd: CHANNEL_FD,
             ctx: None,
+            eof_reported: false,
         };
         let flaws = shared.read(|w| w.config.flaws);
         let exit = run_child(
@@ -308,6 +365,7 @@ pub(crate) fn thread_body<P: Platform, F: ActorFactory<P>>(
     fd: Fd,
     ctx: (usize, u32),
     name: alloc::string::String,
+    wake: Option<Fd>,
 ) -> i32 {
     let env = SimEnv {
         shared: shared.clone(),
@@ -322,6 +380,7 @@ pub(crate) fn thread_body<P: Platform, F: ActorFactory<P>>(
         pid,
         fd,
         ctx: Some(ctx),
+        eof_reported: false,
     };
     let code = match factory.boot(&name) {
         Err(code) => code,
@@ -349,6 +408,10 @@ pub(crate) fn thread_body<P: Platform, F: ActorFactory<P>>(
         let c = &mut w.contexts[slot];
         if c.generation == generation && c.state == CtxState::Running {
             c.state = CtxState::Finished(code);
+        }
+        // Wake the parent's loop; a full pipe drops the byte, the flag above stays set.
+        if let (Some(fd), true) = (wake, w.alive(pid)) {
+            let _ = w.kernel.write_nonblocking(pid, fd);
         }
         w.note(pid, format_args!("thread child returns with code {code}"));
         w.live_threads -= 1;

@@ -1,6 +1,11 @@
-//! The clock thread: moves time when nothing else can happen, and fires due deadlines.
+//! The clock thread: moves time when nothing else can happen, fires due deadlines, and
+//! reports a hang.
 
-use super::world::Shared;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::world::{Shared, SimWorld};
 use crate::platform::Platform;
 
 /// The clock's body: until the scenario is over, fire deadlines one at a time.
@@ -8,9 +13,10 @@ use crate::platform::Platform;
 /// A deadline already due fires at whatever point the scheduler runs the clock, racing with
 /// everything else. Time moves forward to the next deadline only when every other thread is
 /// asleep and has seen the latest change: as on an idle machine, nothing is left to run
-/// before the timer. A thread that is merely slow to be scheduled therefore cannot make a
-/// bounded wait look unbounded. When every thread is asleep and no deadline is pending, the
-/// clock sleeps too, and loom and shuttle report the deadlock: that is a hang.
+/// before the timer, so a thread that is merely slow to be scheduled cannot make a bounded
+/// wait look unbounded. When every thread is asleep and no deadline is pending, nothing can
+/// ever happen again: that is a hang. The clock records it with the trace and ends the
+/// scenario, so every engine reports hangs the same readable way.
 pub fn clock_thread<P: Platform>(shared: P::Arc<Shared<P>>) {
     let mut w = P::lock(&shared.world);
     loop {
@@ -18,21 +24,49 @@ pub fn clock_thread<P: Platform>(shared: P::Arc<Shared<P>>) {
             return;
         }
         let now = w.kernel.now();
-        let ready = match w.kernel.next_deadline() {
-            Some((at, _)) => at <= now || w.quiescent(),
-            None => false,
-        };
-        if !ready {
-            w = P::wait(&shared.cv, w);
-            continue;
-        }
-        if let Some(owner) = w.kernel.fire_next() {
-            let root = w.kernel.root();
-            w.note(root, format_args!("clock: {owner}'s deadline fires"));
+        let next = w.kernel.next_deadline();
+        let quiet = w.quiescent();
+        match next {
+            Some((at, _)) if at <= now || quiet => {
+                if let Some(owner) = w.kernel.fire_next() {
+                    let root = w.kernel.root();
+                    w.note(root, format_args!("clock: {owner}'s deadline fires"));
+                }
+            }
+            None if quiet => {
+                let why = hang_report(&w);
+                let root = w.kernel.root();
+                w.note(root, format_args!("HANG: {why}"));
+                w.hung = Some(why);
+                w.over = true;
+            }
+            _ => {
+                w = P::wait(&shared.cv, w);
+                continue;
+            }
         }
         w.changed();
         drop(w);
         P::notify_all(&shared.cv);
         w = P::lock(&shared.world);
     }
+}
+
+/// Who was waiting when everything stopped.
+fn hang_report(w: &SimWorld) -> String {
+    let live: Vec<String> = w
+        .kernel
+        .live_processes()
+        .iter()
+        .map(|p| format!("{p}"))
+        .collect();
+    format!(
+        "every thread is blocked and no deadline is pending ({} threads; live processes: {})",
+        w.participants(),
+        if live.is_empty() {
+            "none".into()
+        } else {
+            live.join(", ")
+        }
+    )
 }

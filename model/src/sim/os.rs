@@ -22,6 +22,8 @@ use crate::time::Timestamp;
 struct Child<P: Platform> {
     pid: Pid,
     channel: Option<Fd>,
+    /// End-of-file was reported once; a level-triggered reader must not report it again.
+    eof_reported: bool,
     pidfd: Option<Fd>,
     server_pidfd: Option<Fd>,
     watch_exit: bool,
@@ -72,16 +74,12 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
         root: bool,
     ) -> Self {
         let (wake, second_reaper) = shared.with(|w| {
-            let wake = if root {
-                // Capacity one: a second wakeup before a drain is dropped, as on a full pipe.
-                let pair = w.kernel.pipe(me, 1).ok();
-                if let Some((_, wr)) = pair {
-                    let _ = w.kernel.install_sigint_handler(me, wr);
-                }
-                pair
-            } else {
-                None
-            };
+            // One wake pipe per supervising process, for SIGINT and thread-child exits alike.
+            // Capacity one: a second wakeup before a drain is dropped, as on a full pipe.
+            let wake = w.kernel.pipe(me, 1).ok();
+            if let (true, Some((_, wr))) = (root, wake) {
+                w.root_ready = w.kernel.install_sigint_handler(me, wr).is_ok();
+            }
             let reaper = root && w.config.flaws.has(Flaw::KillAndReapByPid);
             if reaper {
                 w.live_threads += 1;
@@ -195,6 +193,7 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
         Ok(Child {
             pid,
             channel: Some(channel),
+            eof_reported: false,
             pidfd,
             server_pidfd,
             watch_exit: true,
@@ -254,10 +253,12 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
         })?;
         let (s, f) = (self.shared.clone(), self.factory.clone());
         let name = String::from(actor);
-        let handle = P::spawn(move || thread_body::<P, F>(s, f, me, tid, theirs, ctx, name));
+        let wake = self.wake.map(|(_, wr)| wr);
+        let handle = P::spawn(move || thread_body::<P, F>(s, f, me, tid, theirs, ctx, name, wake));
         Ok(Child {
             pid: me,
             channel: Some(ours),
+            eof_reported: false,
             pidfd: None,
             server_pidfd: None,
             watch_exit: true,
@@ -272,11 +273,13 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
         let mut ready = Vec::new();
         for (&id, c) in &self.children {
             if let Some(fd) = c.channel
+                && !c.eof_reported
                 && k.readable(self.me, fd).unwrap_or(false)
             {
                 ready.push(Ready::Channel(id));
             }
-            if c.watch_exit && exited(w, self.me, c) {
+            // Thread children announce their exit through the wake pipe, not here.
+            if c.watch_exit && c.ctx.is_none() && exited(w, self.me, c) {
                 ready.push(Ready::Exit(id));
             }
         }
@@ -299,6 +302,9 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
                 match got {
                     Ok(RecvOutcome::Data(bytes)) => out.push(OsEvent::Bytes(id, bytes)),
                     Ok(RecvOutcome::Eof) | Err(_) => {
+                        if let Some(c) = self.children.get_mut(&id) {
+                            c.eof_reported = true;
+                        }
                         self.shared
                             .with(|w| w.note(me, format_args!("parent reads EOF from {id}")));
                         out.push(OsEvent::Eof(id));
@@ -318,28 +324,47 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
         }
     }
 
-    /// Drains the self-pipe and takes the level flag: drain first, or a signal is lost (F11).
+    /// Drains the wake pipe, then takes every level flag: SIGINT and finished threads.
+    ///
+    /// The order matters (flaw F11): a flag set after the drain leaves a byte in the pipe
+    /// for the next wait; a reader that takes the flags first and drains after can swallow
+    /// the byte of a flag it has already looked at, and the wakeup is lost.
     fn take_signals(&mut self, out: &mut Vec<OsEvent>) {
         let Some((rd, _)) = self.wake else { return };
         let me = self.me;
         let drain = |w: &mut SimWorld| {
             let _ = w.kernel.drain(me, rd);
         };
-        let take = |w: &mut SimWorld| w.kernel.take_pending_sigint(me).unwrap_or(false);
-        let got = if self.flaw(Flaw::DroppedWakeups) {
-            let got = self.shared.with(take);
+        if self.flaw(Flaw::DroppedWakeups) {
+            self.take_flags(out);
             self.shared.with(drain);
-            got
         } else {
             self.shared.with(drain);
-            self.shared.with(take)
-        };
-        if got {
+            self.take_flags(out);
+        }
+    }
+
+    fn take_flags(&mut self, out: &mut Vec<OsEvent>) {
+        let me = self.me;
+        let sigint = self
+            .shared
+            .with(|w| w.kernel.take_pending_sigint(me).unwrap_or(false));
+        if sigint {
             self.shared.with(|w| {
                 w.sigints_handled += 1;
                 w.note(me, format_args!("the driver takes SIGINT"));
             });
             out.push(OsEvent::Interrupt);
+        }
+        let finished: Vec<ChildId> = self.shared.read(|w| {
+            self.children
+                .iter()
+                .filter(|(_, c)| c.watch_exit && c.ctx.is_some() && exited(w, me, c))
+                .map(|(id, _)| *id)
+                .collect()
+        });
+        for id in finished {
+            self.consume(Ready::Exit(id), out);
         }
     }
 }
@@ -555,6 +580,8 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
                     w.note(me, format_args!("reap {child}: {status}"));
                     to_status(status)
                 }
+                // A dead process runs nothing: its reap never happened.
+                _ if !w.alive(me) => ExitStatus::Exited(-1),
                 other => {
                     w.violate(alloc::format!("reap of {child} failed: {other:?}"));
                     ExitStatus::Exited(-1)
@@ -579,7 +606,7 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
         });
         let mut fired = false;
         let ready = shared.wait_for(|w| {
-            if !w.alive(me) {
+            if !w.alive(me) || w.over {
                 return Some(Vec::new());
             }
             let ready = self.readiness(w);
@@ -618,6 +645,6 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
     }
 
     fn alive(&mut self) -> bool {
-        self.shared.read(|w| w.alive(self.me))
+        self.shared.read(|w| w.alive(self.me) && !w.over)
     }
 }

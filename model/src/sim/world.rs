@@ -79,6 +79,14 @@ pub struct SimWorld {
     pub servers: Vec<Pid>,
     /// Environment threads still running.
     pub env_threads: u32,
+    /// Set when every thread was asleep with no deadline pending: the trace shows the hang.
+    pub hung: Option<String>,
+    /// The root's SIGINT handler is installed.
+    pub root_ready: bool,
+    /// The root's body is serving until SIGINT.
+    pub awaiting_sigint: bool,
+    /// Helper processes an actor started outside harrow (detached; they end by themselves).
+    pub helpers: Vec<Pid>,
     /// Bumped by every change to the world.
     pub epoch: u64,
     /// Threads asleep that have re-checked their wait condition since the last change.
@@ -107,6 +115,10 @@ impl SimWorld {
             launched: Vec::new(),
             servers: Vec::new(),
             env_threads: 0,
+            hung: None,
+            root_ready: false,
+            awaiting_sigint: false,
+            helpers: Vec::new(),
             epoch: 0,
             settled: 0,
         }

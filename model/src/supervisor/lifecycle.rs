@@ -557,6 +557,10 @@ impl Lifecycle {
         if !self.channel_open || self.phase == Phase::Launching {
             return Err(Refusal::Invalid);
         }
+        // The flaw: the handshake wait listens for the handshake and nothing else.
+        if self.phase == Phase::AwaitingHandshake && cx.flaws.has(Flaw::NoHandshakeOrDeathRace) {
+            return Ok(());
+        }
         self.channel_seen_closed = true;
         self.close_channel(out);
         match self.phase {

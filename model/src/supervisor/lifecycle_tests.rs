@@ -235,6 +235,7 @@ fn flaw_f8_ignores_death_before_handshake() {
         &cx,
     );
     assert!(ok_with(&mut l, Input::ExitObserved, &cx).is_empty());
+    assert!(ok_with(&mut l, Input::ChannelClosed, &cx).is_empty());
     assert_eq!(l.phase, Phase::AwaitingHandshake);
 }
 

@@ -117,6 +117,10 @@ impl<P: Platform> Actor for Scripted<P> {
             Behaviour::BlocksForever => {
                 env.actor_code(|| env.block(None));
             }
+            Behaviour::LeaksChannel { hold_ms } => {
+                env.spawn_helper(Duration::from_millis(*hold_ms));
+                env.actor_code(|| env.block(None));
+            }
             _ => env.actor_code(|| ()),
         }
         if !plan.children.is_empty() && env.alive() {

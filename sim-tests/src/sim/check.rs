@@ -23,7 +23,8 @@ impl Leftovers {
             .kernel
             .live_processes()
             .into_iter()
-            .filter(|p| *p != root && !w.servers.contains(p))
+            // Fork servers end with their client; detached helpers are not harrow's.
+            .filter(|p| *p != root && !w.servers.contains(p) && !w.helpers.contains(p))
             .collect();
         Leftovers {
             live,
@@ -103,6 +104,9 @@ pub(super) fn outcome(
     leftovers: Vec<String>,
 ) -> Outcome {
     let mut problems = Vec::new();
+    if let Some(hang) = &w.hung {
+        problems.push(format!("hang (properties 7-11): {hang}"));
+    }
     if let Some(v) = &root.violation {
         problems.push(format!("protocol invariant broken: {v}"));
     }
@@ -116,12 +120,13 @@ pub(super) fn outcome(
     let root_may_die = sc.faults.contains(&Fault::ParentDeath);
     if let Some(why) = &root.stopped
         && !(root_may_die && why.contains("killed"))
+        && w.hung.is_none()
     {
         problems.push(format!("the root's body stopped early: {why}"));
     }
     if let Some(report) = &root.report {
         check_report(sc, w, report, &mut problems);
-    } else if !root_may_die {
+    } else if !root_may_die && w.hung.is_none() {
         problems.push("the root's nursery never closed".to_string());
     }
     problems.extend(leftovers);

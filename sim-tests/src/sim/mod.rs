@@ -80,37 +80,47 @@ pub fn execute<P: Platform>(sc: &Scenario) -> Outcome {
     shared.with(|w| check::outcome(sc, w, root, leftovers))
 }
 
-/// The environment's faults, with the scenario's SIGINT ending among them.
-fn env_faults(sc: &Scenario) -> Vec<Fault> {
-    let mut faults = sc.faults.clone();
-    if sc.ending == Ending::Interrupt {
-        faults.push(Fault::SigintRoot);
-    }
-    faults
+/// What an environment thread does.
+#[derive(Clone, Copy, Debug)]
+enum EnvAction {
+    /// A scenario fault, once the nursery has a child.
+    Fault(Fault),
+    /// The user's Ctrl-C, once the body serves until SIGINT.
+    Interrupt,
 }
 
-/// An environment thread: injects one fault, at whatever point the scheduler picks.
-fn env_body<P: Platform>(shared: P::Arc<Shared<P>>, fault: Fault) {
-    let target = match fault {
-        Fault::SigkillChild { child } => {
-            let pid = shared.wait_for(|w| {
-                if w.over {
-                    return Some(None);
-                }
-                w.launched.get(child).map(|p| Some(*p))
-            });
-            let Some(pid) = pid else { return };
-            Some(pid)
+/// The environment's actions: the scenario's faults, and its SIGINT ending.
+fn env_faults(sc: &Scenario) -> Vec<EnvAction> {
+    let mut actions: Vec<EnvAction> = sc.faults.iter().map(|f| EnvAction::Fault(*f)).collect();
+    if sc.ending == Ending::Interrupt {
+        actions.push(EnvAction::Interrupt);
+    }
+    actions
+}
+
+/// An environment thread: waits until its action makes sense, then strikes at whatever
+/// point the scheduler picks.
+fn env_body<P: Platform>(shared: P::Arc<Shared<P>>, action: EnvAction) {
+    let target = shared.wait_for(|w| {
+        if w.over {
+            return Some(None);
         }
-        _ => None,
-    };
-    shared.with(|w| {
         let root = w.kernel.root();
-        let (pid, signal) = match fault {
-            Fault::SigkillChild { .. } => (target.unwrap_or(root), Signal::Kill),
-            Fault::SigintRoot => (root, Signal::Int),
-            Fault::ParentDeath => (root, Signal::Kill),
-        };
+        match action {
+            EnvAction::Fault(Fault::SigkillChild { child }) => {
+                w.launched.get(child).map(|p| Some((*p, Signal::Kill)))
+            }
+            EnvAction::Fault(Fault::SigintRoot) => {
+                (w.root_ready && !w.launched.is_empty()).then_some(Some((root, Signal::Int)))
+            }
+            EnvAction::Fault(Fault::ParentDeath) => {
+                (!w.launched.is_empty()).then_some(Some((root, Signal::Kill)))
+            }
+            EnvAction::Interrupt => w.awaiting_sigint.then_some(Some((root, Signal::Int))),
+        }
+    });
+    let Some((pid, signal)) = target else { return };
+    shared.with(|w| {
         if !w.alive(pid) {
             return;
         }
@@ -148,7 +158,12 @@ fn root_body<P: Platform>(
             w.kernel.threads(root).ok().and_then(|t| t.first().copied()),
         )
     });
-    let thread = thread.expect("the root has a thread");
+    let Some(thread) = thread else {
+        return RootResult {
+            stopped: Some("the root was killed before it started".into()),
+            ..RootResult::default()
+        };
+    };
     let os = SimOs::<P, ScriptFactory>::new(shared.clone(), factory, root, thread, true);
     let config = SupervisorConfig {
         timeouts: sc.timeouts,
@@ -178,7 +193,7 @@ fn root_body<P: Platform>(
 }
 
 /// A nursery's body, for the root or for a child that supervises its own children.
-pub fn nursery_body<O: harrow_model::driver::Os>(
+pub fn nursery_body<O: harrow_model::driver::Os + ServesUntilInterrupt>(
     d: &mut Driver<O>,
     plans: &[ChildPlan],
     requests: u32,
@@ -201,11 +216,26 @@ pub fn nursery_body<O: harrow_model::driver::Os>(
         Ending::Finish => d.begin_teardown(TeardownCause::BodyFinished),
         Ending::Fail => d.begin_teardown(TeardownCause::BodyFailed),
         // The body serves until SIGINT starts the teardown; a lost SIGINT is a hang.
-        Ending::Interrupt => d
-            .run_until(|d| d.sup.phase() != NurseryPhase::Open)
-            .or_else(ignore_closed)?,
+        // The body serves until SIGINT starts the teardown; a lost SIGINT is a hang.
+        Ending::Interrupt => {
+            d.os.serving_until_interrupt();
+            d.run_until(|d| d.sup.phase() != NurseryPhase::Open)
+                .or_else(ignore_closed)?
+        }
     }
     d.run_to_close()
+}
+
+/// A body that serves until SIGINT tells its environment so (the simulator's Ctrl-C waits).
+pub trait ServesUntilInterrupt {
+    /// The body now serves until SIGINT.
+    fn serving_until_interrupt(&mut self) {}
+}
+
+impl<P: Platform, F: harrow_model::sim::ActorFactory<P>> ServesUntilInterrupt for SimOs<P, F> {
+    fn serving_until_interrupt(&mut self) {
+        self.shared().with(|w| w.awaiting_sigint = true);
+    }
 }
 
 /// Spawns every plan, then waits until each child is serving, stopping or done.
