@@ -159,21 +159,19 @@ fn every_error_reported_once(s: &Supervisor) -> Result<(), String> {
             s.errors_emitted
         ));
     }
-    // A child can fail remotely more than once, but it dies (or is given up on) only once.
+    // A child can fail remotely, time out and be unreapable, but it dies only once.
     for (i, a) in s.errors.iter().enumerate() {
-        let terminal = |e: &ChildError| {
-            !matches!(
+        let death = |e: &ChildError| {
+            matches!(
                 e.kind,
-                ChildErrorKind::Remote(_) | ChildErrorKind::Protocol(_)
+                ChildErrorKind::BootFailed(_)
+                    | ChildErrorKind::Died(_)
+                    | ChildErrorKind::LaunchFailed(_)
             )
         };
-        if terminal(a)
-            && s.errors[..i]
-                .iter()
-                .any(|b| b.child == a.child && terminal(b))
-        {
+        if death(a) && s.errors[..i].iter().any(|b| b.child == a.child && death(b)) {
             return Err(format!(
-                "{} has two terminal errors; the second: {a}",
+                "{} has two death reports; the second: {a}",
                 a.child
             ));
         }

@@ -168,6 +168,38 @@ impl Scenario {
         }
     }
 
+    /// Refuses a scenario whose body would wait forever by design.
+    ///
+    /// A clean body exit joins run-to-result children: it waits for their results as for a
+    /// thread's join. A child that never returns one (and is not stopped by a fault or an
+    /// error) makes that join endless, which is the user's choice, not a protocol hang.
+    pub fn check(&self) -> Result<(), String> {
+        let never_returns =
+            |b: &Behaviour| matches!(b, Behaviour::BlocksForever | Behaviour::LeaksChannel { .. });
+        let rescued = !self.faults.is_empty() || self.ending != Ending::Finish;
+        let errs = self.children.iter().any(|c| {
+            matches!(
+                c.behaviour,
+                Behaviour::CrashesBeforeHandshake { .. }
+                    | Behaviour::CrashesAfterHandshake { .. }
+                    | Behaviour::FailsActor { .. }
+                    | Behaviour::FailsMain { .. }
+            )
+        });
+        let endless = self
+            .children
+            .iter()
+            .find(|c| c.role == Role::RunToResult && never_returns(&c.behaviour));
+        match endless {
+            Some(c) if !rescued && !errs => Err(format!(
+                "scenario `{}`: run-to-result child `{}` never returns, and the clean body exit \
+                 joins it forever by design; end the body with an error or SIGINT, or add a fault",
+                self.name, c.name
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The bound on teardown once it starts: the ack timeout plus the longest grace.
     pub fn teardown_bound(&self) -> Duration {
         let grace = self

@@ -274,8 +274,14 @@ pub struct Lifecycle {
     pub force: Option<ForceReason>,
     /// Its final outcome, once done.
     pub outcome: Option<Outcome>,
-    /// Whether it died before its handshake (reported as a boot failure at reap).
-    pub boot_failed: bool,
+    /// A handshake that arrived after we had given up on the child: it did boot.
+    pub late_handshake: bool,
+    /// Whether it reported a failure of its own (`Failed`, or a failed result).
+    pub remote_failed: bool,
+    /// Whether the boot deadline passed while it was still launching.
+    pub boot_timed_out: bool,
+    /// What the reap reported, once it happened.
+    pub reaped_status: Option<ExitStatus>,
 }
 
 type Step = Result<Vec<Action>, Refusal>;
@@ -305,7 +311,10 @@ impl Lifecycle {
             stop_initiator: None,
             force: None,
             outcome: None,
-            boot_failed: false,
+            late_handshake: false,
+            remote_failed: false,
+            boot_timed_out: false,
+            reaped_status: None,
         }
     }
 
@@ -367,6 +376,8 @@ impl Lifecycle {
         out.push(Action::SendSpawnSpec);
         if self.user_hard_stop {
             self.force_stop(now, ForceReason::UserHardStop, cx, out);
+        } else if self.boot_timed_out {
+            self.force_stop(now, ForceReason::BeforeHandshake, cx, out);
         } else if self.stop_initiator.is_some() {
             self.await_handshake_to_cancel(now, cx);
         }
@@ -401,8 +412,13 @@ impl Lifecycle {
                 self.on_handshake(now, version, cx, out);
                 Ok(())
             }
-            // A handshake already in flight when we gave up on the child: nothing to do.
-            (_, Message::Handshake { .. }) if !self.handshake_done && self.is_stopping() => Ok(()),
+            // A handshake already in flight when we gave up on the child: it did boot.
+            (_, Message::Handshake { version, .. })
+                if !self.handshake_done && self.is_stopping() =>
+            {
+                self.late_handshake = version == PROTOCOL_VERSION;
+                Ok(())
+            }
             (Phase::AwaitingHandshake, other) => {
                 let v = self.unexpected(&other);
                 self.on_violation(now, v, cx, out)
@@ -415,6 +431,7 @@ impl Lifecycle {
                 Ok(())
             }
             (_, Message::Failed(err)) => {
+                self.remote_failed = true;
                 out.push(Action::Error(ChildErrorKind::Remote(err), Initiator::Child));
                 Ok(())
             }
@@ -496,6 +513,7 @@ impl Lifecycle {
     ) {
         self.result_delivered = true;
         if let Err(err) = &result {
+            self.remote_failed = true;
             out.push(Action::Error(
                 ChildErrorKind::Remote(err.clone()),
                 Initiator::Child,
@@ -576,11 +594,16 @@ impl Lifecycle {
 
     fn on_exit(&mut self, cx: &StepContext, out: &mut Vec<Action>) -> Result<(), Refusal> {
         match self.phase {
+            // Killed, given up on after the reap bound, and dead after all: reap it now.
+            Phase::Done if self.outcome == Some(Outcome::Unreaped) && !self.exit_observed => {
+                self.exit_observed = true;
+                out.push(Action::Reap);
+                return Ok(());
+            }
             Phase::Launching | Phase::Done | Phase::Draining => return Err(Refusal::Invalid),
             // A second readiness report of the same exit: the reap is already out.
             Phase::AwaitingReap => return Ok(()),
             Phase::AwaitingHandshake if cx.flaws.has(Flaw::NoHandshakeOrDeathRace) => return Ok(()),
-            Phase::AwaitingHandshake => self.boot_failed = true,
             _ => {}
         }
         self.exit_observed = true;
@@ -598,24 +621,16 @@ impl Lifecycle {
         cx: &StepContext,
         out: &mut Vec<Action>,
     ) -> Result<(), Refusal> {
-        if self.phase != Phase::AwaitingReap {
+        let late = self.phase == Phase::Done && self.exit_observed && self.reaped_status.is_none();
+        if self.phase != Phase::AwaitingReap && !late {
             return Err(Refusal::Invalid);
         }
         self.reaps += 1;
-        if self.boot_failed {
-            out.push(Action::Error(
-                ChildErrorKind::BootFailed(status),
-                Initiator::Child,
-            ));
-        } else if !self.cancel_sent
-            && !self.kill_sent
-            && !self.channel_seen_closed
-            && !self.result_delivered
-        {
-            out.push(Action::Error(
-                ChildErrorKind::Died(status),
-                Initiator::Child,
-            ));
+        self.reaped_status = Some(status);
+        if late {
+            let reason = self.force.unwrap_or(ForceReason::CancelAckTimedOut);
+            self.outcome = Some(Outcome::Killed { reason, status });
+            return Ok(());
         }
         self.outcome = Some(match self.force {
             Some(reason) => Outcome::Killed { reason, status },
@@ -647,6 +662,15 @@ impl Lifecycle {
         }
         self.deadline = None;
         match self.phase {
+            // The launch itself outlasted the boot timeout: stop it hard once it exists.
+            Phase::Launching => {
+                out.push(Action::Error(
+                    ChildErrorKind::BootTimedOut,
+                    Initiator::Supervisor,
+                ));
+                self.stop_initiator = Some(Initiator::Supervisor);
+                self.boot_timed_out = true;
+            }
             // A cancel was pending and the handshake did not come in time: ours, not an error.
             Phase::AwaitingHandshake if self.stop_initiator.is_some() => {
                 self.force_stop(now, ForceReason::BeforeHandshake, cx, out);
@@ -831,9 +855,31 @@ impl Lifecycle {
     fn finish(&mut self, out: &mut Vec<Action>) {
         self.phase = Phase::Done;
         self.deadline = None;
+        if let Some(kind) = self.death_report() {
+            out.push(Action::Error(kind, Initiator::Child));
+        }
         if let Some(outcome) = self.outcome {
             out.push(Action::Outcome(outcome));
         }
+    }
+
+    /// How a child that exited by itself died, decided once its channel is drained, so that
+    /// a handshake or failure report still queued behind the exit is taken into account.
+    fn death_report(&self) -> Option<ChildErrorKind> {
+        let status = self.reaped_status?;
+        // Ours: it answered our cancel, we killed it, or we closed its channel on a protocol
+        // violation. A cancel still pending when it died never reached it: its death is its own.
+        let we_stopped = self.cancel_sent
+            || self.kill_sent
+            || self.stop_initiator == Some(Initiator::Supervisor);
+        if we_stopped {
+            return None;
+        }
+        if !self.handshake_done && !self.late_handshake {
+            return Some(ChildErrorKind::BootFailed(status));
+        }
+        // A child that already reported its failure, or delivered its result, died of that.
+        (!self.remote_failed && !self.result_delivered).then_some(ChildErrorKind::Died(status))
     }
 }
 

@@ -213,16 +213,65 @@ fn death_before_handshake_is_a_boot_failure_with_its_status() {
     let out = ok(&mut l, Input::ExitObserved);
     assert!(out.contains(&Action::Reap));
     assert_eq!(l.phase, Phase::AwaitingReap);
-    let out = ok(&mut l, Input::Reaped(ExitStatus::Exited(3)));
-    assert_eq!(
-        errors(&out),
-        vec![&ChildErrorKind::BootFailed(ExitStatus::Exited(3))]
-    );
+    assert!(errors(&ok(&mut l, Input::Reaped(ExitStatus::Exited(3)))).is_empty());
     assert_eq!(
         l.phase,
         Phase::Draining,
         "our end is still open, so late bytes are drained"
     );
+    let out = ok(&mut l, Input::ChannelClosed);
+    assert_eq!(
+        errors(&out),
+        vec![&ChildErrorKind::BootFailed(ExitStatus::Exited(3))]
+    );
+}
+
+#[test]
+fn a_handshake_queued_behind_the_exit_means_it_booted_and_died() {
+    let mut l = at(Phase::AwaitingHandshake);
+    ok(&mut l, Input::ExitObserved);
+    ok(&mut l, Input::Reaped(ExitStatus::Exited(1)));
+    assert!(ok(&mut l, handshake()).is_empty());
+    let out = ok(&mut l, Input::ChannelClosed);
+    assert_eq!(
+        errors(&out),
+        vec![&ChildErrorKind::Died(ExitStatus::Exited(1))]
+    );
+}
+
+#[test]
+fn eof_then_exit_before_the_handshake_is_still_a_boot_failure() {
+    let mut l = at(Phase::AwaitingHandshake);
+    ok(&mut l, Input::ChannelClosed);
+    ok(&mut l, Input::ExitObserved);
+    let out = ok(&mut l, Input::Reaped(ExitStatus::Exited(3)));
+    assert_eq!(
+        errors(&out),
+        vec![&ChildErrorKind::BootFailed(ExitStatus::Exited(3))]
+    );
+}
+
+#[test]
+fn a_boot_deadline_while_launching_stops_the_child_hard_once_launched() {
+    let mut l = at(Phase::Launching);
+    let due = l.deadline.unwrap();
+    let out = l.step(due, Input::Deadline, &cx()).unwrap();
+    assert_eq!(errors(&out), vec![&ChildErrorKind::BootTimedOut]);
+    assert_eq!(l.deadline, None, "nothing stays armed in the past");
+    let out = l.step(due, Input::Launched, &cx()).unwrap();
+    assert!(out.contains(&Action::Kill));
+}
+
+#[test]
+fn a_late_exit_after_the_reap_bound_is_still_reaped() {
+    let mut l = at(Phase::AwaitingKilledExit);
+    let due = l.deadline.unwrap();
+    l.step(due, Input::Deadline, &cx()).unwrap();
+    assert_eq!(l.outcome, Some(Outcome::Unreaped));
+    assert_eq!(ok(&mut l, Input::ExitObserved), vec![Action::Reap]);
+    assert!(ok(&mut l, Input::Reaped(ExitStatus::Signaled(9))).is_empty());
+    assert_eq!(l.reaps, 1);
+    assert!(matches!(l.outcome, Some(Outcome::Killed { .. })));
 }
 
 #[test]
@@ -418,11 +467,25 @@ fn serving_exit_is_an_unexpected_death() {
         ok(&mut l, Input::ExitObserved),
         vec![Action::Deregister, Action::Reap]
     );
-    let out = ok(&mut l, Input::Reaped(ExitStatus::Exited(1)));
+    ok(&mut l, Input::Reaped(ExitStatus::Exited(1)));
+    let out = ok(&mut l, Input::ChannelClosed);
     assert_eq!(
         errors(&out),
         vec![&ChildErrorKind::Died(ExitStatus::Exited(1))]
     );
+}
+
+#[test]
+fn a_child_that_reported_its_failure_is_not_also_reported_dead() {
+    let mut l = at(Phase::Serving);
+    let boom = RemoteError {
+        kind: RemoteErrorKind::Panic,
+        message: "boom".into(),
+    };
+    ok(&mut l, Input::Message(Message::Failed(boom)));
+    ok(&mut l, Input::ExitObserved);
+    ok(&mut l, Input::Reaped(ExitStatus::Exited(1)));
+    assert!(errors(&ok(&mut l, Input::ChannelClosed)).is_empty());
 }
 
 #[test]

@@ -594,6 +594,7 @@ impl Supervisor {
             if self.config.flaws.has(Flaw::SerialTeardown) {
                 self.cancel_next_serially();
             }
+            self.start_teardown_clock();
             self.close_if_done();
         }
     }
@@ -607,7 +608,7 @@ impl Supervisor {
         }
         self.phase = NurseryPhase::TearingDown;
         self.cause = Some(cause);
-        self.teardown_started.get_or_insert(self.now);
+        self.start_teardown_clock();
         if self.config.flaws.has(Flaw::SerialTeardown) {
             self.cancel_next_serially();
         } else {
@@ -641,6 +642,26 @@ impl Supervisor {
             .position(|c| wants_cancel(&c.life, cause));
         if let Some(i) = next {
             self.cancel_for_teardown(ChildId(i as u32), cause);
+        }
+    }
+
+    /// Starts the teardown bound once nothing is left to join.
+    ///
+    /// A clean body exit first joins run-to-result children: waiting for their results is
+    /// the user's computation, like joining a thread, and no timeout of the protocol's. The
+    /// bound runs from the moment the last result is in (at once when none is awaited).
+    fn start_teardown_clock(&mut self) {
+        let cause = self.cause.expect("tearing down has a cause");
+        let joining = !cause.is_error()
+            && self.children.iter().any(|c| {
+                let l = &c.life;
+                l.role == Role::RunToResult
+                    && !l.result_delivered
+                    && !l.is_stopping()
+                    && l.phase != Phase::Done
+            });
+        if !joining {
+            self.teardown_started.get_or_insert(self.now);
         }
     }
 

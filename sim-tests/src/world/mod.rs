@@ -165,12 +165,18 @@ impl<'s> World<'s> {
                     .map(Choice::Exit),
             );
         }
+        // Time moves on only when nothing else can happen; a deadline already due races
+        // with everything (as in the simulator's clock).
+        let idle = out.is_empty();
         out.extend(
             (0..self.sc.faults.len())
                 .filter(|&k| self.fault_enabled(k))
                 .map(Choice::Fault),
         );
-        if self.next_deadline().is_some() {
+        if self
+            .next_deadline()
+            .is_some_and(|t| idle || t <= self.st.now)
+        {
             out.push(Choice::Tick);
         }
         out
