@@ -6,6 +6,7 @@
 //! - [`table`]: the child lifecycle's state × input table and dot graph.
 
 pub mod engine;
+pub mod explicit;
 pub mod flaws;
 pub mod platform;
 pub mod run;

@@ -38,6 +38,8 @@ pub enum Problem {
     },
     /// A child outlived its dead parent (property 11).
     Orphan(usize),
+    /// Something outside the protocol broke: a signal to a bystander, a wedged fork.
+    World(String),
 }
 
 impl fmt::Display for Problem {
@@ -59,6 +61,7 @@ impl fmt::Display for Problem {
                 )
             }
             Problem::Orphan(c) => write!(f, "child#{c} outlived its dead parent (property 11)"),
+            Problem::World(v) => f.write_str(v),
         }
     }
 }
@@ -177,9 +180,10 @@ fn stuck(world: &World<'_>) -> String {
     )
 }
 
-fn end_checks(world: &World<'_>) -> Vec<Problem> {
+/// Every property checked at the end of a run (or at a state the search cannot leave).
+pub fn end_checks(world: &World<'_>) -> Vec<Problem> {
     let st = world.state();
-    let mut problems = Vec::new();
+    let mut problems: Vec<Problem> = st.violations.iter().cloned().map(Problem::World).collect();
     if let Some(took) = st.sup.report().duration() {
         // ε: a reaped child's channel may take up to the drain bound to reach EOF.
         let bound = world.scenario().teardown_bound() + world.scenario().timeouts.drain;

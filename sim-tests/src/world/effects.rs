@@ -29,7 +29,18 @@ impl World<'_> {
                 plan.role
             )
         });
-        match self.st.sup.spawn(self.st.now, spec, &Situation::default()) {
+        // Thread children are threads of this process: Fork must see them.
+        let threads = 1 + self
+            .st
+            .kids
+            .iter()
+            .filter(|k| !k.is_process() && !k.is_gone())
+            .count();
+        let situation = Situation {
+            threads,
+            can_exec: true,
+        };
+        match self.st.sup.spawn(self.st.now, spec, &situation) {
             Ok(_) => self.drive_parent(),
             Err(e) => self.note("user", || format!("spawn refused: {e}")),
         }
@@ -68,6 +79,7 @@ impl World<'_> {
                 debug_assert_eq!(self.st.kids.len(), i, "children launch in spawn order");
                 self.st.kids.push(Kid::new(method, behaviour, runtime));
                 self.note("driver", || format!("launch {child} by {method}"));
+                self.after_fork(i, method);
                 self.st
                     .sup
                     .handle_launched(now, child)
@@ -92,12 +104,7 @@ impl World<'_> {
                 kid.parent_end = false;
                 kid.outbox.clear();
             }
-            Command::Kill { .. } => {
-                self.note("driver", || {
-                    format!("SIGKILL {} via its pidfd", kid_name(i))
-                });
-                self.exit_kid(i, ExitStatus::Signaled(9));
-            }
+            Command::Kill { .. } => self.kill(i),
             Command::Abandon { .. } => {
                 self.note("driver", || {
                     format!("abandon {}'s thread (leaked, counted)", kid_name(i))
@@ -110,11 +117,16 @@ impl World<'_> {
 
     fn reap(&mut self, i: usize, child: ChildId) {
         let kid = &mut self.st.kids[i];
-        let Proc::Exited(status) = kid.proc else {
-            panic!("the protocol ordered a reap of {child}, which has not exited");
+        let status = match kid.proc {
+            Proc::Exited(status) => status,
+            // The second reaper already took it; its stored status is all that is left.
+            Proc::Reaped(status) if kid.stolen => status,
+            _ => panic!("the protocol ordered a reap of {child}, which has not exited"),
         };
         kid.proc = Proc::Reaped(status);
-        kid.reaps += 1;
+        if !kid.stolen {
+            kid.reaps += 1;
+        }
         let what = if kid.is_process() {
             "reap"
         } else {
@@ -148,8 +160,72 @@ impl World<'_> {
         }
     }
 
+    fn kill(&mut self, i: usize) {
+        if self.st.kids[i].stolen {
+            let v = format!(
+                "SIGKILL by raw pid to {} after a second reaper took it: the pid now names an \
+                 innocent bystander (property 3)",
+                kid_name(i)
+            );
+            self.note("driver", || v.clone());
+            self.st.violations.push(v);
+            return;
+        }
+        self.note("driver", || {
+            format!("SIGKILL {} via its pidfd", kid_name(i))
+        });
+        self.exit_kid(i, ExitStatus::Signaled(9));
+    }
+
+    /// What the fork leaves behind: without the scrub (F6) the new child holds a copy of
+    /// every parent end open at that moment, its own included; forking while a thread holds
+    /// the allocator lock wedges the child (F3).
+    fn after_fork(&mut self, i: usize, method: harrow_model::SpawnMethod) {
+        use harrow_model::SpawnMethod::{Fork, ForkServer};
+        if !matches!(method, Fork | ForkServer) {
+            return;
+        }
+        if self.sc.flaws.has(harrow_model::Flaw::NoFdScrub) {
+            for k in 0..self.st.kids.len() {
+                if self.st.kids[k].parent_end {
+                    self.st.kids[k].parent_end_copies.insert(i);
+                }
+            }
+        }
+        if let (Fork, Some(holder)) = (method, self.st.alloc_held_by) {
+            let v = format!(
+                "fork from a busy process (property 7): {} was forked while {}'s thread held \
+                 the allocator lock; it wedges before its handshake",
+                kid_name(i),
+                kid_name(holder)
+            );
+            self.note("driver", || v.clone());
+            self.st.violations.push(v);
+            self.st.kids[i].wedged = true;
+        }
+    }
+
+    /// Flaw F5's second reaper takes an exited child behind the parent's back.
+    pub(super) fn second_reap(&mut self, i: usize) {
+        let kid = &mut self.st.kids[i];
+        if let Proc::Exited(status) = kid.proc {
+            kid.proc = Proc::Reaped(status);
+            kid.stolen = true;
+            self.note("reaper", || {
+                format!(
+                    "waitpid(-1) reaps {}; its pid goes to a bystander",
+                    kid_name(i)
+                )
+            });
+        }
+    }
+
     pub(super) fn boot(&mut self, i: usize) {
         self.st.kids[i].booted = true;
+        if !self.st.kids[i].is_process() && self.st.alloc_held_by.is_none() {
+            // A thread child allocates during its start-up, until its actor runs.
+            self.st.alloc_held_by = Some(i);
+        }
         if let Behaviour::CrashesBeforeHandshake { code } = self.st.kids[i].behaviour {
             self.note(&kid_name(i), || "crashes during boot".into());
             self.exit_kid(i, ExitStatus::Exited(code));
@@ -221,6 +297,9 @@ impl World<'_> {
 
     fn start_actor(&mut self, i: usize) {
         let now = self.st.now;
+        if self.st.alloc_held_by == Some(i) {
+            self.st.alloc_held_by = None;
+        }
         let kid = &mut self.st.kids[i];
         let role = self.sc.children[i].role;
         let main_result = |kid: &Kid| match &kid.behaviour {
@@ -232,6 +311,13 @@ impl World<'_> {
                 kid.block = Block::Until(now + std::time::Duration::from_millis(ms))
             }
             Behaviour::BlocksForever => kid.block = Block::Forever,
+            Behaviour::LeaksChannel { hold_ms } => {
+                // A detached helper in its own group keeps the channel open; the actor hangs.
+                if kid.is_process() {
+                    kid.helper_until = Some(now + std::time::Duration::from_millis(hold_ms));
+                }
+                kid.block = Block::Forever;
+            }
             Behaviour::CrashesAfterHandshake { code } => {
                 self.note(&kid_name(i), || "crashes after its handshake".into());
                 self.exit_kid(i, ExitStatus::Exited(code));

@@ -67,8 +67,16 @@ pub struct Kid {
     pub main: Option<Result<Vec<u8>, RemoteError>>,
     /// An actor failure about to be raised.
     pub failure: Option<RemoteError>,
-    /// How many times it was reaped.
+    /// How many times it was reaped by its parent.
     pub reaps: u32,
+    /// Children forked without the fd scrub, holding a copy of this child's parent end (F6).
+    pub parent_end_copies: std::collections::BTreeSet<usize>,
+    /// A detached helper holds this child's end of the channel until then (F7).
+    pub helper_until: Option<Timestamp>,
+    /// Forked while another thread held the allocator lock: it can never boot (F3).
+    pub wedged: bool,
+    /// Reaped behind the parent's back by a second reaper; its pid now names a bystander (F5).
+    pub stolen: bool,
 }
 
 impl Kid {
@@ -93,6 +101,10 @@ impl Kid {
             main: None,
             failure: None,
             reaps: 0,
+            parent_end_copies: std::collections::BTreeSet::new(),
+            helper_until: None,
+            wedged: false,
+            stolen: false,
         }
     }
 
@@ -103,20 +115,21 @@ impl Kid {
 
     /// Whether it can boot now.
     pub fn can_boot(&self) -> bool {
-        !self.booted && self.proc == Proc::Running
+        !self.booted && !self.wedged && self.proc == Proc::Running
     }
 
-    /// Whether EOF from the parent is waiting to be read.
-    pub fn eof_pending(&self) -> bool {
-        !self.parent_end && self.inbox.is_empty() && !self.eof_seen_by_child
+    /// Whether EOF from the parent is waiting to be read, given whether some other process
+    /// still holds a copy of the parent's end.
+    pub fn eof_pending(&self, copies_held: bool) -> bool {
+        !self.parent_end && !copies_held && self.inbox.is_empty() && !self.eof_seen_by_child
     }
 
     /// Whether its actor has something to do and is free to do it.
-    pub fn can_run(&self) -> bool {
+    pub fn can_run(&self, copies_held: bool) -> bool {
         let alive = self.booted && self.proc == Proc::Running && self.block == Block::No;
         let live_runtime = self.runtime.phase() != ChildPhase::Exited;
         let has_work = !self.inbox.is_empty()
-            || self.eof_pending()
+            || self.eof_pending(copies_held)
             || !self.work.is_empty()
             || self.main.is_some()
             || self.failure.is_some();
@@ -125,12 +138,14 @@ impl Kid {
 
     /// Whether the parent has something to read from its channel.
     pub fn can_deliver(&self) -> bool {
-        self.parent_end && (!self.outbox.is_empty() || (!self.child_end && !self.eof_delivered))
+        let eof = !self.child_end && self.helper_until.is_none() && !self.eof_delivered;
+        self.parent_end && (!self.outbox.is_empty() || eof)
     }
 
-    /// Whether its exit is there for the parent to notice.
+    /// Whether its exit is there for the parent to notice (its pidfd, or the stolen status).
     pub fn can_report_exit(&self) -> bool {
-        matches!(self.proc, Proc::Exited(_)) && !self.exit_delivered && !self.abandoned
+        let exited = matches!(self.proc, Proc::Exited(_)) || self.stolen;
+        exited && !self.exit_delivered && !self.abandoned
     }
 
     /// Whether nothing of it remains: reaped, or an abandoned thread (leaked on purpose).

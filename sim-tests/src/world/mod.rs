@@ -33,6 +33,8 @@ pub enum Choice {
     Exit(usize),
     /// The environment injects fault `k` of the scenario.
     Fault(usize),
+    /// A second reaper (`waitpid(-1)`) reaps child `i` behind the parent's back (flaw F5).
+    SecondReap(usize),
     /// Time jumps to the earliest deadline, which fires.
     Tick,
 }
@@ -69,6 +71,10 @@ pub struct State {
     pub faults_done: BTreeSet<usize>,
     /// Whether the root was killed.
     pub root_dead: bool,
+    /// The thread child holding the root's allocator lock during its start-up (F3).
+    pub alloc_held_by: Option<usize>,
+    /// Properties broken outside the protocol (bystanders signalled, wedged forks).
+    pub violations: Vec<String>,
 }
 
 /// A scenario being run, with an optional trace of readable lines.
@@ -96,6 +102,8 @@ impl<'s> World<'s> {
             ready: BTreeSet::new(),
             faults_done: BTreeSet::new(),
             root_dead: false,
+            alloc_held_by: None,
+            violations: Vec::new(),
         };
         World {
             sc,
@@ -150,7 +158,7 @@ impl<'s> World<'s> {
         );
         out.extend(
             (0..n)
-                .filter(|&i| self.st.kids[i].can_run())
+                .filter(|&i| self.st.kids[i].can_run(self.copies_held(i)))
                 .map(Choice::Run),
         );
         if !self.st.root_dead {
@@ -173,6 +181,15 @@ impl<'s> World<'s> {
                 .filter(|&k| self.fault_enabled(k))
                 .map(Choice::Fault),
         );
+        if self.sc.flaws.has(harrow_model::Flaw::KillAndReapByPid) {
+            let stealable =
+                |k: &Kid| k.is_process() && matches!(k.proc, Proc::Exited(_)) && !k.stolen;
+            out.extend(
+                (0..n)
+                    .filter(|&i| stealable(&self.st.kids[i]))
+                    .map(Choice::SecondReap),
+            );
+        }
         if self
             .next_deadline()
             .is_some_and(|t| idle || t <= self.st.now)
@@ -198,6 +215,7 @@ impl<'s> World<'s> {
             Choice::Exit(i) => self.report_exit(i),
             Choice::Fault(k) => self.inject(k),
             Choice::Tick => self.tick(),
+            Choice::SecondReap(i) => self.second_reap(i),
         }
     }
 
@@ -211,6 +229,14 @@ impl<'s> World<'s> {
         }
     }
 
+    /// Whether a process other than the parent still holds a copy of child `i`'s parent end.
+    pub fn copies_held(&self, i: usize) -> bool {
+        self.st.kids[i]
+            .parent_end_copies
+            .iter()
+            .any(|&j| self.st.kids[j].proc == Proc::Running)
+    }
+
     fn next_deadline(&self) -> Option<Timestamp> {
         let sup = if self.st.root_dead {
             None
@@ -221,7 +247,8 @@ impl<'s> World<'s> {
             Block::Until(t) if k.proc == Proc::Running => Some(t),
             _ => None,
         });
-        sup.into_iter().chain(kids).min()
+        let helpers = self.st.kids.iter().filter_map(|k| k.helper_until);
+        sup.into_iter().chain(kids).chain(helpers).min()
     }
 
     fn tick(&mut self) {
@@ -234,6 +261,12 @@ impl<'s> World<'s> {
             if matches!(self.st.kids[i].block, Block::Until(u) if u <= now) {
                 self.st.kids[i].block = Block::No;
                 self.note(&kid_name(i), || "stops blocking and yields".into());
+            }
+            if self.st.kids[i].helper_until.is_some_and(|u| u <= now) {
+                self.st.kids[i].helper_until = None;
+                self.note(&kid_name(i), || {
+                    "its detached helper exits, closing its channel copy".into()
+                });
             }
         }
         if !self.st.root_dead && self.st.sup.poll_deadline().is_some_and(|d| d <= now) {
