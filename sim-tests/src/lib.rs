@@ -5,6 +5,7 @@
 //! - [`run`]: runs a world to its end and checks the properties of DESIGN.md.
 //! - [`table`]: the child lifecycle's state × input table and dot graph.
 
+pub mod check;
 pub mod engine;
 pub mod explicit;
 pub mod flaws;

@@ -174,23 +174,32 @@ impl Scenario {
     /// thread's join. A child that never returns one (and is not stopped by a fault or an
     /// error) makes that join endless, which is the user's choice, not a protocol hang.
     pub fn check(&self) -> Result<(), String> {
-        let never_returns =
-            |b: &Behaviour| matches!(b, Behaviour::BlocksForever | Behaviour::LeaksChannel { .. });
-        let rescued = !self.faults.is_empty() || self.ending != Ending::Finish;
+        let endless = |c: &ChildPlan| {
+            c.role == Role::RunToResult
+                && matches!(
+                    c.behaviour,
+                    Behaviour::BlocksForever | Behaviour::LeaksChannel { .. }
+                )
+        };
+        // Errors that start a teardown, which cancels the join.
         let errs = self.children.iter().any(|c| {
             matches!(
-                c.behaviour,
-                Behaviour::CrashesBeforeHandshake { .. }
-                    | Behaviour::CrashesAfterHandshake { .. }
-                    | Behaviour::FailsActor { .. }
-                    | Behaviour::FailsMain { .. }
+                (&c.behaviour, c.role),
+                (Behaviour::CrashesBeforeHandshake { .. }, _)
+                    | (Behaviour::FailsActor { .. }, _)
+                    | (Behaviour::FailsMain { .. }, Role::RunToResult)
+                    | (Behaviour::CrashesAfterHandshake { .. }, Role::RunToResult)
             )
         });
-        let endless = self
-            .children
-            .iter()
-            .find(|c| c.role == Role::RunToResult && never_returns(&c.behaviour));
-        match endless {
+        let rescued = self.ending != Ending::Finish
+            || self.faults.iter().any(|f| match *f {
+                Fault::SigkillChild { child } => self
+                    .children
+                    .get(child)
+                    .is_some_and(|c| endless(c) && c.method != SpawnMethod::Thread),
+                Fault::SigintRoot | Fault::ParentDeath => true,
+            });
+        match self.children.iter().find(|c| endless(c)) {
             Some(c) if !rescued && !errs => Err(format!(
                 "scenario `{}`: run-to-result child `{}` never returns, and the clean body exit \
                  joins it forever by design; end the body with an error or SIGINT, or add a fault",
@@ -260,5 +269,97 @@ pub fn canonical() -> Vec<Scenario> {
         stuck(SpawnMethod::Fork),
         stuck(SpawnMethod::Thread),
         many,
+    ]
+}
+
+/// loom's matrix: one or two children × every spawn method × every single fault.
+pub fn loom_matrix() -> Vec<Scenario> {
+    let faults: [(&str, Option<Fault>); 4] = [
+        ("none", None),
+        ("sigkill", Some(Fault::SigkillChild { child: 0 })),
+        ("sigint", Some(Fault::SigintRoot)),
+        ("parent-death", Some(Fault::ParentDeath)),
+    ];
+    let mut out = Vec::new();
+    for method in SpawnMethod::ALL {
+        for (fname, fault) in faults {
+            // SIGKILL is for processes; a thread child has no pid of its own.
+            if method == SpawnMethod::Thread && matches!(fault, Some(Fault::SigkillChild { .. })) {
+                continue;
+            }
+            for n in 1..=2 {
+                let lower = method.to_string().to_lowercase();
+                let children = (0..n)
+                    .map(|i| ChildPlan::daemon(&format!("c{i}"), method, Behaviour::Serves))
+                    .collect();
+                let mut sc = Scenario::new(
+                    &format!("matrix-{lower}-{n}-{fname}"),
+                    children,
+                    Ending::Finish,
+                );
+                sc.requests = 1;
+                sc.faults = fault.into_iter().collect();
+                out.push(sc);
+            }
+        }
+    }
+    out
+}
+
+/// shuttle's large scenarios: a 25-child nursery of mixed behaviours, and three-level trees.
+pub fn large() -> Vec<Scenario> {
+    let methods = [
+        SpawnMethod::Exec,
+        SpawnMethod::ForkServer,
+        SpawnMethod::Thread,
+    ];
+    let behaviours = [
+        Behaviour::Serves,
+        Behaviour::Blocks { ms: 300 },
+        Behaviour::BlocksForever,
+        Behaviour::FailsRequests,
+        Behaviour::Serves,
+    ];
+    let children = (0..25)
+        .map(|i| ChildPlan::daemon(&format!("n{i}"), methods[i % 3], behaviours[i % 5].clone()))
+        .collect();
+    let mut nursery = Scenario::new("nursery-25", children, Ending::Fail);
+    nursery.requests = 1;
+    let leaf = |name: &str, method| ChildPlan::daemon(name, method, Behaviour::Serves);
+    let branch = |name: &str, method, kids: Vec<ChildPlan>| ChildPlan {
+        children: kids,
+        ..leaf(name, method)
+    };
+    let tree = |name: &str, ending: Ending, faults: Vec<Fault>| Scenario {
+        faults,
+        ..Scenario::new(
+            name,
+            vec![
+                branch(
+                    "a",
+                    SpawnMethod::ForkServer,
+                    vec![leaf("a1", SpawnMethod::Fork), leaf("a2", SpawnMethod::Exec)],
+                ),
+                branch(
+                    "b",
+                    SpawnMethod::Exec,
+                    vec![
+                        leaf("b1", SpawnMethod::Thread),
+                        leaf("b2", SpawnMethod::ForkServer),
+                    ],
+                ),
+            ],
+            ending,
+        )
+    };
+    vec![
+        nursery,
+        tree("tree-3", Ending::Finish, vec![]),
+        tree("tree-3-sigint", Ending::Interrupt, vec![]),
+        tree(
+            "tree-3-parent-death",
+            Ending::Finish,
+            vec![Fault::ParentDeath],
+        ),
     ]
 }

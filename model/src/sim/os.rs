@@ -444,7 +444,8 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
             _ => self.launch_process(child, actor, method)?,
         };
         if self.me == self.shared.read(|w| w.kernel.root()) {
-            self.shared.with(|w| w.launched.push(c.pid));
+            let pid = (method != SpawnMethod::Thread).then_some(c.pid);
+            self.shared.with(|w| w.launched.push(pid));
         }
         self.children.insert(child, c);
         Ok(())

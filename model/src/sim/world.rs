@@ -73,8 +73,9 @@ pub struct SimWorld {
     pub stolen: Vec<(Pid, crate::error::ExitStatus)>,
     /// The next free deadline slot.
     pub next_slot: u32,
-    /// Children launched by the root, by spawn order (for faults that target one).
-    pub launched: Vec<Pid>,
+    /// Children launched by the root, by spawn order, with their pid if they are processes
+    /// (for faults that target one).
+    pub launched: Vec<Option<Pid>>,
     /// Fork-server processes started so far.
     pub servers: Vec<Pid>,
     /// Environment threads still running.

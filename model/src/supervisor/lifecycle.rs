@@ -280,6 +280,8 @@ pub struct Lifecycle {
     pub remote_failed: bool,
     /// Whether the boot deadline passed while it was still launching.
     pub boot_timed_out: bool,
+    /// Whether it broke the protocol (we closed its channel for it).
+    pub violated: bool,
     /// What the reap reported, once it happened.
     pub reaped_status: Option<ExitStatus>,
 }
@@ -314,6 +316,7 @@ impl Lifecycle {
             late_handshake: false,
             remote_failed: false,
             boot_timed_out: false,
+            violated: false,
             reaped_status: None,
         }
     }
@@ -416,7 +419,7 @@ impl Lifecycle {
             (_, Message::Handshake { version, .. })
                 if !self.handshake_done && self.is_stopping() =>
             {
-                self.late_handshake = version == PROTOCOL_VERSION;
+                self.late_handshake |= version == PROTOCOL_VERSION;
                 Ok(())
             }
             (Phase::AwaitingHandshake, other) => {
@@ -553,6 +556,7 @@ impl Lifecycle {
             Initiator::Supervisor,
         ));
         self.stop_initiator.get_or_insert(Initiator::Supervisor);
+        self.violated = true;
         // The stream is out of step: nothing more on it can be trusted. Closing our end is the
         // graceful stop (the child sees EOF and cancels itself); the grace bounds it.
         self.channel_seen_closed = true;
@@ -871,6 +875,7 @@ impl Lifecycle {
         // violation. A cancel still pending when it died never reached it: its death is its own.
         let we_stopped = self.cancel_sent
             || self.kill_sent
+            || self.violated
             || self.stop_initiator == Some(Initiator::Supervisor);
         if we_stopped {
             return None;

@@ -1,26 +1,120 @@
-//! The `harrow` command: runs the protocol's scenarios and prints what happened.
+//! The `harrow` command: model-check the protocol, print its scenarios and tables.
 
 use std::process::ExitCode;
 
-use harrow_sim_tests::{run, scenario};
+use clap::{Parser, Subcommand};
+use harrow_model::Flaw;
+use harrow_sim_tests::check::{self, CheckOptions};
+use harrow_sim_tests::engine::ShuttleBudget;
+use harrow_sim_tests::flaws::Engine;
+use harrow_sim_tests::{run, scenario, table};
 
-const USAGE: &str = "usage: harrow [scenarios [NAME]]
+/// harrow: a spawn / cancel / teardown protocol, checked for hangs and races.
+#[derive(Debug, Parser)]
+#[command(name = "harrow", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
 
-  scenarios [NAME]   run the protocol's canonical scenarios (or the one named) in the
-                     pure world, print each trace, and check the properties";
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every engine over the shipped protocol and every flaw; exit 1 unless the
+    /// protocol holds everywhere and every flaw is found.
+    Check {
+        /// Only this engine (loom, shuttle, explicit); repeat for several.
+        #[arg(long = "engine", value_parser = parse_engine)]
+        engines: Vec<Engine>,
+        /// Only this flaw, by number (1-14); no shipped-protocol rows.
+        #[arg(long, value_parser = parse_flaw)]
+        flaw: Option<Flaw>,
+        /// Only the scenario with this name.
+        #[arg(long)]
+        scenario: Option<String>,
+        /// Random schedules per scenario for shuttle.
+        #[arg(long, default_value_t = ShuttleBudget::default().random)]
+        shuttle_random: usize,
+        /// PCT schedules per scenario for shuttle.
+        #[arg(long, default_value_t = ShuttleBudget::default().pct)]
+        shuttle_pct: usize,
+        /// No progress lines on stderr.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Run the canonical scenarios in the pure world and print their traces.
+    Scenarios {
+        /// Only the scenario with this name.
+        name: Option<String>,
+    },
+    /// Print the child lifecycle's state x input table and its dot graph.
+    Table,
+}
+
+fn parse_engine(s: &str) -> Result<Engine, String> {
+    Engine::ALL
+        .into_iter()
+        .find(|e| e.name() == s)
+        .ok_or_else(|| format!("unknown engine `{s}`: use loom, shuttle or explicit"))
+}
+
+fn parse_flaw(s: &str) -> Result<Flaw, String> {
+    let n: u8 = s
+        .trim_start_matches(['F', 'f'])
+        .parse()
+        .map_err(|_| format!("`{s}` is not a flaw number"))?;
+    Flaw::from_number(n).ok_or_else(|| format!("there is no flaw F{n}: flaws are numbered 1 to 14"))
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        None | Some("scenarios") => scenarios(args.get(1).map(String::as_str)),
-        Some("-h" | "--help" | "help") => {
-            println!("{USAGE}");
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Check {
+            engines,
+            flaw,
+            scenario,
+            shuttle_random,
+            shuttle_pct,
+            quiet,
+        }) => {
+            let opts = CheckOptions {
+                engines: if engines.is_empty() {
+                    Engine::ALL.to_vec()
+                } else {
+                    engines
+                },
+                flaw,
+                scenario,
+                shuttle: ShuttleBudget {
+                    random: shuttle_random,
+                    pct: shuttle_pct,
+                    ..ShuttleBudget::default()
+                },
+                progress: !quiet,
+            };
+            let rows = check::run(&opts);
+            check::flush();
+            print!("{}", check::render(&rows));
+            if rows.is_empty() {
+                eprintln!("harrow: nothing matched the selection");
+                return ExitCode::from(2);
+            }
+            if check::all_ok(&rows) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Some(Command::Table) => {
+            let explored = table::explore();
+            print!(
+                "{}\n{}",
+                table::render_table(&explored),
+                table::render_dot(&explored)
+            );
             ExitCode::SUCCESS
         }
-        Some(other) => {
-            eprintln!("harrow: unknown command `{other}`\n{USAGE}");
-            ExitCode::from(2)
-        }
+        Some(Command::Scenarios { name }) => scenarios(name.as_deref()),
+        None => scenarios(None),
     }
 }
 

@@ -108,7 +108,8 @@ fn env_body<P: Platform>(shared: P::Arc<Shared<P>>, action: EnvAction) {
         let root = w.kernel.root();
         match action {
             EnvAction::Fault(Fault::SigkillChild { child }) => {
-                w.launched.get(child).map(|p| Some((*p, Signal::Kill)))
+                // A thread child has no pid of its own: nothing to kill.
+                w.launched.get(child).map(|p| p.map(|p| (p, Signal::Kill)))
             }
             EnvAction::Fault(Fault::SigintRoot) => {
                 (w.root_ready && !w.launched.is_empty()).then_some(Some((root, Signal::Int)))

@@ -49,7 +49,7 @@ impl World<'_> {
     pub(super) fn send_requests(&mut self) {
         for i in 0..self.st.kids.len() {
             if !self.st.ready.contains(&i)
-                || self.sc.children[i].role != harrow_model::wire::Role::Daemon
+                || self.sc.children[self.st.kids[i].plan].role != harrow_model::wire::Role::Daemon
             {
                 continue;
             }
@@ -68,8 +68,19 @@ impl World<'_> {
         let i = cmd.child().0 as usize;
         let now = self.st.now;
         match cmd {
-            Command::Launch { child, method, .. } => {
-                let behaviour = self.sc.children[i].behaviour.clone();
+            Command::Launch {
+                child,
+                method,
+                actor,
+            } => {
+                // A refused spawn takes no child id, so ids and plans can differ: go by name.
+                let plan = self
+                    .sc
+                    .children
+                    .iter()
+                    .position(|p| p.name == actor)
+                    .expect("a planned actor");
+                let behaviour = self.sc.children[plan].behaviour.clone();
                 let pid = if method == harrow_model::SpawnMethod::Thread {
                     0
                 } else {
@@ -77,7 +88,9 @@ impl World<'_> {
                 };
                 let runtime = ChildRuntime::new(pid, self.child_flaws(), MAX_IN_FLIGHT);
                 debug_assert_eq!(self.st.kids.len(), i, "children launch in spawn order");
-                self.st.kids.push(Kid::new(method, behaviour, runtime));
+                self.st
+                    .kids
+                    .push(Kid::new(plan, method, behaviour, runtime));
                 self.note("driver", || format!("launch {child} by {method}"));
                 self.after_fork(i, method);
                 self.st
@@ -301,7 +314,7 @@ impl World<'_> {
             self.st.alloc_held_by = None;
         }
         let kid = &mut self.st.kids[i];
-        let role = self.sc.children[i].role;
+        let role = self.sc.children[kid.plan].role;
         let main_result = |kid: &Kid| match &kid.behaviour {
             Behaviour::FailsMain { message } => Err(remote(RemoteErrorKind::Error, message)),
             _ => Ok(b"done".to_vec()),

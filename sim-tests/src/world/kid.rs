@@ -33,6 +33,8 @@ pub enum Proc {
 /// One child of the root.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Kid {
+    /// Its plan's index in the scenario (spawns can be refused, so ids and plans differ).
+    pub plan: usize,
     /// How it was started.
     pub method: SpawnMethod,
     /// Its actor's script.
@@ -81,8 +83,14 @@ pub struct Kid {
 
 impl Kid {
     /// A freshly launched child.
-    pub fn new(method: SpawnMethod, behaviour: Behaviour, runtime: ChildRuntime) -> Self {
+    pub fn new(
+        plan: usize,
+        method: SpawnMethod,
+        behaviour: Behaviour,
+        runtime: ChildRuntime,
+    ) -> Self {
         Kid {
+            plan,
             method,
             behaviour,
             runtime,
