@@ -460,10 +460,8 @@ fn child_execute<C: ChildOs, A: Actor>(
             }
             ChildCommand::Exit(code) => return Some(ChildExit::Code(code)),
         };
+        // A refused input can only follow the runtime's own exit, which returned above.
         let _ = fed;
-        if !os.alive() {
-            return Some(ChildExit::Killed);
-        }
     }
     None
 }

@@ -297,7 +297,8 @@ pub fn loom_matrix() -> Vec<Scenario> {
                     children,
                     Ending::Finish,
                 );
-                sc.requests = 1;
+                // A single child carries a request; pairs are about spawn and teardown under faults.
+                sc.requests = u32::from(n == 1);
                 sc.faults = fault.into_iter().collect();
                 out.push(sc);
             }

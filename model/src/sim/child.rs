@@ -247,7 +247,9 @@ impl<P: Platform> ChildOs for SimChildOs<P> {
                 Ok(RecvOutcome::WouldBlock) => None,
             }
         });
-        self.shared.with(|w| self.touch(w));
+        if self.ctx.is_some() {
+            self.shared.with(|w| self.touch(w));
+        }
         self.eof_reported |= ev == ChildEvent::Eof;
         out.push(ev);
     }

@@ -41,7 +41,7 @@ pub fn clock_thread<P: Platform>(shared: P::Arc<Shared<P>>) {
                 w.over = true;
             }
             _ => {
-                w = P::wait(&shared.cv, w);
+                w = P::wait(&shared.clock_cv, w);
                 continue;
             }
         }

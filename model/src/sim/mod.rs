@@ -16,7 +16,7 @@ mod world;
 pub use child::{ActorFactory, SimChildOs, SimEnv};
 pub use clock::clock_thread;
 pub use os::SimOs;
-pub use world::{CtxState, Shared, SimConfig, SimWorld, ThreadCtx};
+pub use world::{CtxState, EnvAction, Shared, SimConfig, SimWorld, ThreadCtx};
 
 use crate::kernel::{Fd, LockId};
 

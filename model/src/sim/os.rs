@@ -5,7 +5,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use super::child::{ActorFactory, ChildStart, process_body, thread_body};
-use super::world::{CtxState, Shared, SimWorld, ThreadCtx};
+use super::world::{CtxState, EnvAction, Shared, SimWorld, ThreadCtx};
 use super::{ACTOR_LOCK, DRIVER_SLOT};
 use crate::driver::{Os, OsEvent};
 use crate::error::ExitStatus;
@@ -48,6 +48,15 @@ pub struct SimOs<P: Platform, F: ActorFactory<P>> {
     children: BTreeMap<ChildId, Child<P>>,
     wake: Option<(Fd, Fd)>,
     fork_server: Option<(Pid, ThreadId)>,
+    // Immutable for the whole run, or changed only while this thread sleeps: kept here so the
+    // driver's frequent reads take no lock (each lock is a scheduling point for loom).
+    flaws: crate::flaw::Flaws,
+    root: bool,
+    /// Protocol time as of this thread's last wake-up. Time only moves when every thread is
+    /// asleep, so it cannot change while this one runs.
+    now: Timestamp,
+    /// Set once a wait found this process dead (or the scenario over).
+    dead: bool,
 }
 
 impl<P: Platform, F: ActorFactory<P>> core::fmt::Debug for SimOs<P, F> {
@@ -91,6 +100,7 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
             // Detached: it stops by itself when the scenario is over or the root dies.
             drop(P::spawn(move || second_reaper_body::<P>(s, me)));
         }
+        let (flaws, now) = shared.read(|w| (w.config.flaws, w.kernel.now()));
         SimOs {
             shared,
             factory,
@@ -99,6 +109,40 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
             children: BTreeMap::new(),
             wake,
             fork_server: None,
+            flaws,
+            root,
+            now,
+            dead: false,
+        }
+    }
+
+    /// The body now serves until SIGINT: the user's Ctrl-C may come.
+    pub fn serving_until_interrupt(&mut self) {
+        self.shared.with(|w| w.awaiting_sigint = true);
+        self.release_env();
+    }
+
+    /// Starts every environment action whose moment has come (the root's only).
+    fn release_env(&self) {
+        if !self.root {
+            return;
+        }
+        let due = self.shared.with(|w| {
+            let ready = |a: &EnvAction| match *a {
+                EnvAction::KillChild(n) => w.launched.len() > n,
+                EnvAction::Interrupt => w.root_ready && !w.launched.is_empty(),
+                EnvAction::KillRoot => !w.launched.is_empty(),
+                EnvAction::InterruptWhenServing => w.awaiting_sigint,
+            };
+            let (due, rest): (Vec<EnvAction>, Vec<EnvAction>) =
+                w.env_pending.iter().partition(|a| ready(a));
+            w.env_pending = rest;
+            w.env_threads += due.len() as u32;
+            due
+        });
+        for action in due {
+            let s = self.shared.clone();
+            drop(P::spawn(move || env_strike::<P>(s, action)));
         }
     }
 
@@ -113,7 +157,7 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
     }
 
     fn flaw(&self, flaw: Flaw) -> bool {
-        self.shared.read(|w| w.config.flaws.has(flaw))
+        self.flaws.has(flaw)
     }
 
     fn launch_process(
@@ -395,6 +439,34 @@ fn to_status(s: kernel::ExitStatus) -> ExitStatus {
     }
 }
 
+/// An environment action striking once.
+fn env_strike<P: Platform>(shared: P::Arc<Shared<P>>, action: EnvAction) {
+    shared.with(|w| {
+        let root = w.kernel.root();
+        let target = match action {
+            EnvAction::KillChild(n) => w
+                .launched
+                .get(n)
+                .copied()
+                .flatten()
+                .map(|p| (p, Signal::Kill)),
+            EnvAction::Interrupt | EnvAction::InterruptWhenServing => Some((root, Signal::Int)),
+            EnvAction::KillRoot => Some((root, Signal::Kill)),
+        };
+        if let Some((pid, signal)) = target
+            && w.alive(pid)
+            && !w.over
+        {
+            if signal == Signal::Int {
+                w.sigints += 1;
+            }
+            let _ = w.kernel.kill(Pid::INIT, pid, signal);
+            w.note(Pid::INIT, format_args!("environment: {signal} to {pid}"));
+        }
+        w.env_threads -= 1;
+    });
+}
+
 /// Flaw F5's second reaper: `waitpid(-1)` whenever a child of `me` is a zombie.
 fn second_reaper_body<P: Platform>(shared: P::Arc<Shared<P>>, me: Pid) {
     loop {
@@ -425,7 +497,7 @@ fn second_reaper_body<P: Platform>(shared: P::Arc<Shared<P>>, me: Pid) {
 
 impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
     fn now(&mut self) -> Timestamp {
-        self.shared.read(|w| w.kernel.now())
+        self.now
     }
 
     fn situation(&mut self) -> Situation {
@@ -443,9 +515,10 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
             SpawnMethod::Thread => self.launch_thread(child, actor)?,
             _ => self.launch_process(child, actor, method)?,
         };
-        if self.me == self.shared.read(|w| w.kernel.root()) {
+        if self.root {
             let pid = (method != SpawnMethod::Thread).then_some(c.pid);
             self.shared.with(|w| w.launched.push(pid));
+            self.release_env();
         }
         self.children.insert(child, c);
         Ok(())
@@ -606,8 +679,11 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
             None => w.kernel.disarm(owner),
         });
         let mut fired = false;
+        let (mut now, mut dead) = (self.now, false);
         let ready = shared.wait_for(|w| {
+            now = w.kernel.now();
             if !w.alive(me) || w.over {
+                dead = true;
                 return Some(Vec::new());
             }
             let ready = self.readiness(w);
@@ -617,6 +693,8 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
             fired = w.kernel.take_fired(owner);
             fired.then(Vec::new)
         });
+        self.now = now;
+        self.dead = dead;
         if fired {
             out.push(OsEvent::Deadline);
         }
@@ -646,6 +724,6 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
     }
 
     fn alive(&mut self) -> bool {
-        self.shared.read(|w| w.alive(self.me) && !w.over)
+        !self.dead
     }
 }

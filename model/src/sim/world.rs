@@ -9,6 +9,23 @@ use crate::kernel::{Kernel, KernelConfig, Pid};
 use crate::platform::Platform;
 use crate::policy::Timeouts;
 
+/// Something the environment does to the system under test, once its moment has come.
+///
+/// The root's operating system starts each action on a thread of its own at that moment;
+/// the action then strikes at whatever point the scheduler picks. Nothing waits for the
+/// moment, so no thread wakes on every change only to find it has not come yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EnvAction {
+    /// SIGKILL to the root's `n`-th launched child (if it is a process).
+    KillChild(usize),
+    /// SIGINT to the root, once it has a child and its handler.
+    Interrupt,
+    /// SIGKILL to the root, once it has a child.
+    KillRoot,
+    /// SIGINT to the root once its body serves until SIGINT: the user's Ctrl-C.
+    InterruptWhenServing,
+}
+
 /// What a simulation is configured with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SimConfig {
@@ -80,6 +97,8 @@ pub struct SimWorld {
     pub servers: Vec<Pid>,
     /// Environment threads still running.
     pub env_threads: u32,
+    /// Environment actions whose moment has not come yet.
+    pub env_pending: Vec<EnvAction>,
     /// Set when every thread was asleep with no deadline pending: the trace shows the hang.
     pub hung: Option<String>,
     /// The root's SIGINT handler is installed.
@@ -116,6 +135,7 @@ impl SimWorld {
             launched: Vec::new(),
             servers: Vec::new(),
             env_threads: 0,
+            env_pending: Vec::new(),
             hung: None,
             root_ready: false,
             awaiting_sigint: false,
@@ -164,6 +184,15 @@ impl SimWorld {
         self.settled >= self.participants()
     }
 
+    /// Whether the clock may have something to do: the end, or a deadline already due.
+    pub(crate) fn clock_has_work(&self) -> bool {
+        self.over
+            || self
+                .kernel
+                .next_deadline()
+                .is_some_and(|(at, _)| at <= self.kernel.now())
+    }
+
     /// Records a change: every sleeper must re-check its condition before time may move.
     pub(crate) fn changed(&mut self) {
         self.epoch += 1;
@@ -183,6 +212,8 @@ pub struct Shared<P: Platform> {
     pub world: P::Mutex<SimWorld>,
     /// Notified after every change to the world.
     pub cv: P::Condvar,
+    /// Notified only when the clock may have work: everyone asleep, a deadline due, the end.
+    pub clock_cv: P::Condvar,
 }
 
 impl<P: Platform> core::fmt::Debug for Shared<P> {
@@ -197,6 +228,7 @@ impl<P: Platform> Shared<P> {
         P::arc(Shared {
             world: P::mutex(SimWorld::new(config)),
             cv: P::condvar(),
+            clock_cv: P::condvar(),
         })
     }
 
@@ -211,8 +243,12 @@ impl<P: Platform> Shared<P> {
         let mut w = P::lock(&self.world);
         let r = f(&mut w);
         w.changed();
+        let clock = w.clock_has_work();
         drop(w);
         P::notify_all(&self.cv);
+        if clock {
+            P::notify_all(&self.clock_cv);
+        }
         r
     }
 
@@ -226,8 +262,12 @@ impl<P: Platform> Shared<P> {
         loop {
             if let Some(r) = ready(&mut w) {
                 w.changed();
+                let clock = w.clock_has_work();
                 drop(w);
                 P::notify_all(&self.cv);
+                if clock {
+                    P::notify_all(&self.clock_cv);
+                }
                 return r;
             }
             if counted != Some(w.epoch) {
@@ -235,7 +275,7 @@ impl<P: Platform> Shared<P> {
                 w.settled += 1;
                 if w.quiescent() {
                     // Only the clock can act now: wake it.
-                    P::notify_all(&self.cv);
+                    P::notify_all(&self.clock_cv);
                 }
             }
             w = P::wait(&self.cv, w);

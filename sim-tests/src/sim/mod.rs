@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 
 use harrow_model::ChildId;
 use harrow_model::driver::Driver;
-use harrow_model::kernel::{KernelConfig, Pid, Signal};
+use harrow_model::kernel::KernelConfig;
 use harrow_model::platform::Platform;
-use harrow_model::sim::{Shared, SimConfig, SimOs, clock_thread};
+use harrow_model::sim::{EnvAction, Shared, SimConfig, SimOs, clock_thread};
 use harrow_model::supervisor::{
     NurseryPhase, SpawnSpec, Supervisor, SupervisorConfig, TeardownCause, TeardownReport,
 };
@@ -51,17 +51,7 @@ pub fn execute<P: Platform>(sc: &Scenario) -> Outcome {
         let s = shared.clone();
         P::spawn(move || clock_thread::<P>(s))
     };
-    let env: Vec<_> = env_faults(sc)
-        .into_iter()
-        .map(|fault| {
-            let s = shared.clone();
-            s.with(|w| w.env_threads += 1);
-            P::spawn(move || {
-                env_body::<P>(s.clone(), fault);
-                s.with(|w| w.env_threads -= 1);
-            })
-        })
-        .collect();
+    shared.with(|w| w.env_pending = env_actions(sc));
     let root = root_body::<P>(shared.clone(), factory, sc);
     let root_dead = shared.read(|w| !w.alive(w.kernel.root()));
     if root_dead {
@@ -70,67 +60,28 @@ pub fn execute<P: Platform>(sc: &Scenario) -> Outcome {
     }
     let mut leftovers = check::leftovers(&shared.read(check::Leftovers::of));
     shared.with(|w| w.over = true);
-    shared.wait_for(|w| (w.live_threads == 0).then_some(()));
+    shared.wait_for(|w| (w.live_threads == 0 && w.env_threads == 0).then_some(()));
     // Abandoned threads held their own channel ends until now; ours must all be closed.
     leftovers.extend(shared.read(check::leaked_fds));
-    for h in env {
-        P::join(h);
-    }
     P::join(clock);
     shared.with(|w| check::outcome(sc, w, root, leftovers))
 }
 
-/// What an environment thread does.
-#[derive(Clone, Copy, Debug)]
-enum EnvAction {
-    /// A scenario fault, once the nursery has a child.
-    Fault(Fault),
-    /// The user's Ctrl-C, once the body serves until SIGINT.
-    Interrupt,
-}
-
 /// The environment's actions: the scenario's faults, and its SIGINT ending.
-fn env_faults(sc: &Scenario) -> Vec<EnvAction> {
-    let mut actions: Vec<EnvAction> = sc.faults.iter().map(|f| EnvAction::Fault(*f)).collect();
+fn env_actions(sc: &Scenario) -> Vec<EnvAction> {
+    let mut actions: Vec<EnvAction> = sc
+        .faults
+        .iter()
+        .map(|f| match *f {
+            Fault::SigkillChild { child } => EnvAction::KillChild(child),
+            Fault::SigintRoot => EnvAction::Interrupt,
+            Fault::ParentDeath => EnvAction::KillRoot,
+        })
+        .collect();
     if sc.ending == Ending::Interrupt {
-        actions.push(EnvAction::Interrupt);
+        actions.push(EnvAction::InterruptWhenServing);
     }
     actions
-}
-
-/// An environment thread: waits until its action makes sense, then strikes at whatever
-/// point the scheduler picks.
-fn env_body<P: Platform>(shared: P::Arc<Shared<P>>, action: EnvAction) {
-    let target = shared.wait_for(|w| {
-        if w.over {
-            return Some(None);
-        }
-        let root = w.kernel.root();
-        match action {
-            EnvAction::Fault(Fault::SigkillChild { child }) => {
-                // A thread child has no pid of its own: nothing to kill.
-                w.launched.get(child).map(|p| p.map(|p| (p, Signal::Kill)))
-            }
-            EnvAction::Fault(Fault::SigintRoot) => {
-                (w.root_ready && !w.launched.is_empty()).then_some(Some((root, Signal::Int)))
-            }
-            EnvAction::Fault(Fault::ParentDeath) => {
-                (!w.launched.is_empty()).then_some(Some((root, Signal::Kill)))
-            }
-            EnvAction::Interrupt => w.awaiting_sigint.then_some(Some((root, Signal::Int))),
-        }
-    });
-    let Some((pid, signal)) = target else { return };
-    shared.with(|w| {
-        if !w.alive(pid) {
-            return;
-        }
-        if signal == Signal::Int {
-            w.sigints += 1;
-        }
-        let _ = w.kernel.kill(Pid::INIT, pid, signal);
-        w.note(Pid::INIT, format_args!("environment: {signal} to {pid}"));
-    });
 }
 
 /// What the root's body produced.
@@ -235,7 +186,7 @@ pub trait ServesUntilInterrupt {
 
 impl<P: Platform, F: harrow_model::sim::ActorFactory<P>> ServesUntilInterrupt for SimOs<P, F> {
     fn serving_until_interrupt(&mut self) {
-        self.shared().with(|w| w.awaiting_sigint = true);
+        SimOs::serving_until_interrupt(self);
     }
 }
 
