@@ -2,7 +2,7 @@
 //! long it took.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -148,10 +148,10 @@ fn run_shuttle<S: shuttle::scheduler::Scheduler + 'static>(
     scheduler: S,
     slot: &Slot,
     count: &Arc<AtomicU64>,
-    dir: &PathBuf,
+    dir: &Path,
 ) {
     let mut config = shuttle::Config::new();
-    config.failure_persistence = shuttle::FailurePersistence::File(Some(dir.clone()));
+    config.failure_persistence = shuttle::FailurePersistence::File(Some(dir.to_path_buf()));
     let (sc2, slot2, count2) = (sc.clone(), slot.clone(), count.clone());
     let _ = quietly(|| {
         shuttle::Runner::new(scheduler, config).run(move || {
@@ -178,7 +178,7 @@ fn schedule_dir(sc: &Scenario) -> PathBuf {
     dir
 }
 
-fn newest_schedule(dir: &PathBuf) -> Option<String> {
+fn newest_schedule(dir: &Path) -> Option<String> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok())

@@ -358,17 +358,31 @@ fn prelude(w: &mut super::SimWorld, s: &ChildStart) -> bool {
     }
 }
 
+/// How a simulated thread child starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ThreadStart {
+    pub(crate) actor: alloc::string::String,
+    pub(crate) pid: Pid,
+    pub(crate) thread: ThreadId,
+    pub(crate) fd: Fd,
+    pub(crate) ctx: (usize, u32),
+    pub(crate) wake: Option<Fd>,
+}
+
 /// The body of a thread child: the child's event loop on a thread of its parent's process.
 pub(crate) fn thread_body<P: Platform, F: ActorFactory<P>>(
     shared: P::Arc<Shared<P>>,
     factory: P::Arc<F>,
-    pid: Pid,
-    thread: ThreadId,
-    fd: Fd,
-    ctx: (usize, u32),
-    name: alloc::string::String,
-    wake: Option<Fd>,
+    start: ThreadStart,
 ) -> i32 {
+    let ThreadStart {
+        actor: name,
+        pid,
+        thread,
+        fd,
+        ctx,
+        wake,
+    } = start;
     let env = SimEnv {
         shared: shared.clone(),
         factory: factory.clone(),

@@ -4,7 +4,7 @@ use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use super::child::{ActorFactory, ChildStart, process_body, thread_body};
+use super::child::{ActorFactory, ChildStart, ThreadStart, process_body, thread_body};
 use super::world::{CtxState, EnvAction, Shared, SimWorld, ThreadCtx};
 use super::{ACTOR_LOCK, DRIVER_SLOT};
 use crate::driver::{Os, OsEvent};
@@ -298,7 +298,15 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
         let (s, f) = (self.shared.clone(), self.factory.clone());
         let name = String::from(actor);
         let wake = self.wake.map(|(_, wr)| wr);
-        let handle = P::spawn(move || thread_body::<P, F>(s, f, me, tid, theirs, ctx, name, wake));
+        let start = ThreadStart {
+            actor: name,
+            pid: me,
+            thread: tid,
+            fd: theirs,
+            ctx,
+            wake,
+        };
+        let handle = P::spawn(move || thread_body::<P, F>(s, f, start));
         Ok(Child {
             pid: me,
             channel: Some(ours),
