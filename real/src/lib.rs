@@ -1,11 +1,79 @@
-//! harrow's production backend: the model's protocol and driver over Linux processes.
+//! harrow's production backend: the model's protocol and its one driver over Linux processes.
 //!
-//! - [`sys`]: the system layer (channels, pidfds, fork and exec with the child prelude,
-//!   descriptor passing, epoll, the signal self-pipe); the only module with `unsafe`.
+//! ```no_run
+//! use harrow_real::{Nursery, Registry};
+//!
+//! fn registry() -> Registry {
+//!     Registry::new().handler("double", |n: u64| Ok::<u64, String>(n * 2))
+//! }
+//!
+//! fn main() {
+//!     // First line of main: a re-executed child or the fork server runs its role here.
+//!     harrow_real::init(registry());
+//!     let mut nursery = Nursery::open().expect("open");
+//!     let child = nursery.spawn("doubler", "double").expect("spawn");
+//!     let four: u64 = nursery.request(child, &2u64).expect("request");
+//!     assert_eq!(four, 4);
+//!     let report = nursery.teardown();
+//!     assert!(report.errors.is_empty());
+//! }
+//! ```
+//!
+//! - [`Registry`] and [`init`]: actors by name, the same in every process.
+//! - [`Nursery`]: spawn, request, cancel, tear down with a [`TeardownReport`].
+//! - [`sys`]: the system layer; the only module with `unsafe`.
 //! - [`bench_baseline`]: the raw costs harrow's own figures are compared against.
 
 #![deny(unsafe_code)]
 
+mod actor;
 pub mod bench_baseline;
+mod child;
+mod forkserver;
+mod nursery;
+mod os;
 #[allow(unsafe_code)]
 pub mod sys;
+
+pub use actor::{Registry, decode, encode};
+pub use child::{UNKNOWN_ACTOR_EXIT, run_actor};
+pub use forkserver::{ForkServer, ForkServerError};
+pub use harrow_model::supervisor::{ChildSummary, Outcome, TeardownCause, TeardownReport};
+pub use harrow_model::wire::{RemoteError, RemoteErrorKind, Role};
+pub use harrow_model::{ChildError, ChildErrorKind, ExitStatus, SpawnMethod, Timeouts};
+pub use nursery::{Child, Error, Nursery, NurseryConfig};
+pub use os::RealOs;
+
+/// The role of a re-executed child that runs an actor.
+pub(crate) const ROLE_ACTOR: &str = "actor";
+/// The role of a re-executed fork server.
+pub(crate) const ROLE_FORK_SERVER: &str = "fork-server";
+
+/// Installs the program's actors; in a re-executed child, runs its role and never returns.
+///
+/// Call it first thing in `main`, in every program that spawns with `Exec` or `ForkServer`:
+/// those re-execute the current binary, and the new process finds what to do here.
+pub fn init(registry: Registry) {
+    actor::install(registry);
+    match sys::inherited_role().as_deref() {
+        Some(ROLE_ACTOR) => {
+            let name = std::env::args().nth(1).unwrap_or_default();
+            let code = match sys::adopt_inherited_channel() {
+                Ok(channel) => run_actor(&name, channel),
+                Err(e) => {
+                    eprintln!("harrow: {e}");
+                    2
+                }
+            };
+            sys::exit_now(code)
+        }
+        Some(ROLE_FORK_SERVER) => match sys::adopt_inherited_channel() {
+            Ok(control) => forkserver::server_main(control, run_actor),
+            Err(e) => {
+                eprintln!("harrow: {e}");
+                sys::exit_now(2)
+            }
+        },
+        _ => {}
+    }
+}

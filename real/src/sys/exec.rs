@@ -108,6 +108,25 @@ pub fn adopt_inherited_channel() -> Result<OwnedFd, SysError> {
     Ok(fd)
 }
 
+/// A second descriptor for this process child's channel (close-on-exec, above 3).
+///
+/// For a test actor that must write to its channel behind the protocol's back (the
+/// malformed-frame scenario); a real actor never needs it. Refused unless descriptor 3 is an
+/// open socket, which it is in every forked or re-executed harrow child (not in a thread
+/// child, whose process's descriptor 3 belongs to someone else).
+pub fn duplicate_child_channel() -> Result<OwnedFd, SysError> {
+    if !is_socket(CHILD_CHANNEL_FD)? {
+        return Err(SysError::NoInheritedChannel {
+            reason: "descriptor 3 is not an open socket",
+        });
+    }
+    // SAFETY: descriptor 3 is open (fstat succeeded just above) and stays open for this call:
+    // it is only borrowed to be duplicated, never closed or owned here.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(CHILD_CHANNEL_FD) };
+    rustix::io::fcntl_dupfd_cloexec(fd, CHILD_CHANNEL_FD + 1)
+        .map_err(|e| SysError::os(Op::AdoptChannel, e.raw_os_error()))
+}
+
 /// Whether descriptor `raw` is open and a socket; `Ok(false)` if it is closed.
 fn is_socket(raw: RawFd) -> Result<bool, SysError> {
     // SAFETY: an all-zero `stat` is a valid value of this plain C struct.

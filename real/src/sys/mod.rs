@@ -38,7 +38,9 @@ pub use channel::{
 };
 pub use epoll::{MAX_EVENTS, Poller, Readiness};
 pub use error::{Op, SysError};
-pub use exec::{ROLE_ENV, adopt_inherited_channel, exec_self, inherited_role};
+pub use exec::{
+    ROLE_ENV, adopt_inherited_channel, duplicate_child_channel, exec_self, inherited_role,
+};
 pub use fds::{CHILD_CHANNEL_FD, list_open_fds};
 pub use fork::{
     PANIC_EXIT, Prelude, exit_now, fork_child, fork_child_unchecked, prelude_exit, thread_count,

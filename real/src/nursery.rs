@@ -1,0 +1,341 @@
+//! The nursery: spawn actors, talk to them, cancel them, and tear them down with a report.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+
+use harrow_model::driver::{DriveError, Driver};
+use harrow_model::error::{ChildError, ChildOpError, SpawnError};
+use harrow_model::supervisor::{
+    Event, NurseryPhase, Phase, SpawnSpec, Supervisor, SupervisorConfig, TeardownCause,
+    TeardownReport,
+};
+use harrow_model::wire::{RemoteError, Role};
+use harrow_model::{ChildId, Limits, RequestId, SpawnMethod, Timeouts};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::actor::{decode, encode};
+use crate::os::RealOs;
+
+/// How a nursery behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NurseryConfig {
+    /// The spawn method `spawn` uses.
+    pub method: SpawnMethod,
+    /// The timeout policy.
+    pub timeouts: Timeouts,
+    /// Table and queue bounds.
+    pub limits: Limits,
+    /// Whether SIGINT tears the nursery down (the handler is removed when it is dropped).
+    pub handle_sigint: bool,
+}
+
+impl Default for NurseryConfig {
+    /// `ForkServer` (safe from any thread), tractor's timeouts, SIGINT handled.
+    fn default() -> Self {
+        NurseryConfig {
+            method: SpawnMethod::ForkServer,
+            timeouts: Timeouts::default(),
+            limits: Limits::default(),
+            handle_sigint: true,
+        }
+    }
+}
+
+/// What went wrong, typed, with what to do in its message.
+#[derive(Debug)]
+pub enum Error {
+    /// The nursery could not be opened (the system refused a resource).
+    Open(String),
+    /// The spawn was refused before anything started.
+    Spawn(SpawnError),
+    /// The operation on a child was refused.
+    Op(ChildOpError),
+    /// The child failed (boot failure, death, protocol violation, ...).
+    Child(ChildError),
+    /// The child's handler returned an error.
+    Remote(RemoteError),
+    /// A payload could not be encoded or decoded.
+    Payload(String),
+    /// SIGINT arrived: the nursery is tearing down; call `teardown` for the report.
+    Interrupted,
+    /// The nursery closed before the awaited answer came.
+    Closed,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Open(why) => write!(f, "cannot open the nursery: {why}"),
+            Error::Spawn(e) => e.fmt(f),
+            Error::Op(e) => e.fmt(f),
+            Error::Child(e) => e.fmt(f),
+            Error::Remote(e) => write!(f, "the child's handler failed: {e}"),
+            Error::Payload(why) => write!(f, "{why}; both sides must use the same request and reply types"),
+            Error::Interrupted => f.write_str("interrupted by SIGINT: the nursery is tearing down; call teardown() for the report"),
+            Error::Closed => f.write_str("the nursery closed before the answer came; call teardown() for the report"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A child of a nursery, as its handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Child(pub ChildId);
+
+/// A set of supervised children, torn down together.
+#[derive(Debug)]
+pub struct Nursery {
+    driver: Driver<RealOs>,
+    method: SpawnMethod,
+    replies: BTreeMap<(ChildId, RequestId), Result<Vec<u8>, RemoteError>>,
+    results: BTreeMap<ChildId, Result<Vec<u8>, RemoteError>>,
+    failures: VecDeque<ChildError>,
+    report: Option<TeardownReport>,
+    interrupted: bool,
+}
+
+impl Nursery {
+    /// A nursery with the default configuration.
+    pub fn open() -> Result<Nursery, Error> {
+        Nursery::open_with(NurseryConfig::default())
+    }
+
+    /// A nursery with this configuration.
+    pub fn open_with(config: NurseryConfig) -> Result<Nursery, Error> {
+        let sup_config = SupervisorConfig {
+            timeouts: config.timeouts,
+            limits: config.limits,
+            ..SupervisorConfig::default()
+        };
+        let sup = Supervisor::new(sup_config).map_err(|e| Error::Open(e.to_string()))?;
+        let os = RealOs::new(config.handle_sigint).map_err(|e| Error::Open(e.to_string()))?;
+        Ok(Nursery {
+            driver: Driver::new(sup, os),
+            method: config.method,
+            replies: BTreeMap::new(),
+            results: BTreeMap::new(),
+            failures: VecDeque::new(),
+            report: None,
+            interrupted: false,
+        })
+    }
+
+    /// The operating system underneath, for the smoke scenarios that need to reach into it.
+    pub fn os_mut(&mut self) -> &mut RealOs {
+        &mut self.driver.os
+    }
+
+    /// Spawns a daemon named `name` running `actor` by the nursery's method; returns once it
+    /// has completed its handshake (or failed, within the boot timeout).
+    pub fn spawn(&mut self, name: &str, actor: &str) -> Result<Child, Error> {
+        self.spawn_with(name, actor, self.method, Role::Daemon)
+    }
+
+    /// Spawns by a given method and role; returns once the child is ready or has failed.
+    pub fn spawn_with(
+        &mut self,
+        name: &str,
+        actor: &str,
+        method: SpawnMethod,
+        role: Role,
+    ) -> Result<Child, Error> {
+        let child = self.start_with(name, actor, method, role)?;
+        self.ready(child)?;
+        Ok(child)
+    }
+
+    /// Starts a child and returns at once, before its handshake: many can boot side by
+    /// side. [`Nursery::ready`] waits for one.
+    pub fn start_with(
+        &mut self,
+        name: &str,
+        actor: &str,
+        method: SpawnMethod,
+        role: Role,
+    ) -> Result<Child, Error> {
+        let spec = SpawnSpec {
+            name: name.into(),
+            actor: actor.into(),
+            method,
+            role,
+        };
+        self.driver.spawn(spec).map(Child).map_err(Error::Spawn)
+    }
+
+    /// Waits until a started child has completed its handshake, or fails if it cannot.
+    pub fn ready(&mut self, child: Child) -> Result<(), Error> {
+        let id = child.0;
+        self.pump(|n| {
+            n.phase_of(id)
+                .is_none_or(|p| p != Phase::Launching && p != Phase::AwaitingHandshake)
+        })?;
+        // Booted is enough: a run-to-result child may already be answering, or done.
+        if self
+            .driver
+            .sup
+            .lifecycle(id)
+            .is_some_and(|l| l.handshake_done)
+        {
+            return Ok(());
+        }
+        Err(self
+            .failure_of(id)
+            .map(Error::Child)
+            .unwrap_or(Error::Closed))
+    }
+
+    /// Sends a typed request and waits for the typed reply.
+    pub fn request<Req: Serialize, Resp: DeserializeOwned>(
+        &mut self,
+        child: Child,
+        req: &Req,
+    ) -> Result<Resp, Error> {
+        let payload = encode(req).map_err(Error::Payload)?;
+        let reply = self.request_bytes(child, payload)?;
+        decode(&reply).map_err(Error::Payload)
+    }
+
+    /// Sends raw request bytes and waits for the raw reply bytes.
+    pub fn request_bytes(&mut self, child: Child, payload: Vec<u8>) -> Result<Vec<u8>, Error> {
+        let id = self.driver.request(child.0, payload).map_err(Error::Op)?;
+        self.pump(|n| n.replies.contains_key(&(child.0, id)) || n.lifecycle_done(child.0))?;
+        match self.replies.remove(&(child.0, id)) {
+            Some(Ok(bytes)) => Ok(bytes),
+            Some(Err(e)) => Err(Error::Remote(e)),
+            None => Err(self
+                .failure_of(child.0)
+                .map(Error::Child)
+                .unwrap_or(Error::Closed)),
+        }
+    }
+
+    /// Waits for a run-to-result child's typed result.
+    pub fn result<Out: DeserializeOwned>(&mut self, child: Child) -> Result<Out, Error> {
+        self.pump(|n| n.results.contains_key(&child.0) || n.lifecycle_done(child.0))?;
+        match self.results.get(&child.0).cloned() {
+            Some(Ok(bytes)) => decode(&bytes).map_err(Error::Payload),
+            Some(Err(e)) => Err(Error::Remote(e)),
+            None => Err(self
+                .failure_of(child.0)
+                .map(Error::Child)
+                .unwrap_or(Error::Closed)),
+        }
+    }
+
+    /// Cancels one child: graceful first, then SIGKILL (or abandonment) by the timeouts.
+    pub fn cancel(&mut self, child: Child) -> Result<(), Error> {
+        self.driver.cancel(child.0).map_err(Error::Op)
+    }
+
+    /// Cancels one child and waits until it is gone.
+    pub fn stop(&mut self, child: Child) -> Result<(), Error> {
+        self.cancel(child)?;
+        self.pump(|n| n.lifecycle_done(child.0))
+    }
+
+    /// The live child registered under `name`; never one known to be dead.
+    pub fn lookup(&self, name: &str) -> Option<Child> {
+        self.driver.sup.lookup(name).map(Child)
+    }
+
+    /// The pid of a process child (a name only; harrow acts through its pidfd).
+    pub fn pid(&self, child: Child) -> Option<i32> {
+        self.driver.os.pid(child.0)
+    }
+
+    /// Child errors reported so far, oldest first, each once.
+    pub fn take_failures(&mut self) -> Vec<ChildError> {
+        self.failures.drain(..).collect()
+    }
+
+    /// Ends the body normally: daemons are cancelled, run-to-result children joined; returns
+    /// the report once every child is gone.
+    pub fn teardown(self) -> TeardownReport {
+        self.close(TeardownCause::BodyFinished)
+    }
+
+    /// Ends the body with an error: every child is cancelled; returns the report.
+    pub fn fail(self) -> TeardownReport {
+        self.close(TeardownCause::BodyFailed)
+    }
+
+    fn close(mut self, cause: TeardownCause) -> TeardownReport {
+        self.driver.begin_teardown(cause);
+        // Every wait on this path is bounded by the protocol's timeouts.
+        let _ = self.pump(|n| n.report.is_some());
+        self.report
+            .take()
+            .unwrap_or_else(|| self.driver.sup.report())
+    }
+
+    fn phase_of(&self, id: ChildId) -> Option<Phase> {
+        self.driver.sup.lifecycle(id).map(|l| l.phase)
+    }
+
+    fn lifecycle_done(&self, id: ChildId) -> bool {
+        self.driver
+            .sup
+            .lifecycle(id)
+            .is_none_or(|l| l.is_stopping() || l.phase == Phase::Done)
+    }
+
+    fn failure_of(&self, id: ChildId) -> Option<ChildError> {
+        self.driver
+            .sup
+            .errors()
+            .iter()
+            .rev()
+            .find(|e| e.child == id)
+            .cloned()
+    }
+
+    /// Turns the event loop until `done`; SIGINT and a closed nursery end the wait early.
+    fn pump(&mut self, mut done: impl FnMut(&Self) -> bool) -> Result<(), Error> {
+        loop {
+            self.absorb_events();
+            if done(self) {
+                return Ok(());
+            }
+            if self.interrupted
+                && self.report.is_none()
+                && self.driver.sup.phase() != NurseryPhase::Closed
+            {
+                // Keep turning: the teardown SIGINT started must finish; the caller learns of it.
+                self.driver.run_to_close().map_err(|_| Error::Closed)?;
+                self.absorb_events();
+                return Err(Error::Interrupted);
+            }
+            if self.driver.sup.is_closed() {
+                return Err(Error::Closed);
+            }
+            self.driver.turn();
+        }
+    }
+
+    fn absorb_events(&mut self) {
+        while let Some(ev) = self.driver.poll_event() {
+            match ev {
+                Event::Ready(_) => {}
+                Event::Reply { child, id, result } => {
+                    self.replies.insert((child, id), result);
+                }
+                Event::Finished { child, result } => {
+                    self.results.insert(child, result);
+                }
+                Event::Failed(err) => self.failures.push_back(err),
+                Event::Closed(report) => self.report = Some(report),
+            }
+        }
+        if self.driver.sup.report().cause == Some(TeardownCause::Interrupted) {
+            self.interrupted = true;
+        }
+    }
+}
+
+impl From<DriveError> for Error {
+    fn from(_: DriveError) -> Self {
+        Error::Closed
+    }
+}

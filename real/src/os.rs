@@ -1,0 +1,416 @@
+//! `RealOs`: the driver's operating system on Linux, over the `sys` layer.
+//!
+//! One epoll waits on every child's channel and pidfd, the SIGINT pipe and a wake pipe that
+//! thread children write to when they return. Children are signalled and reaped only through
+//! their pidfds; their process groups are killed only while the leader is unreaped, so the
+//! group id cannot have been reused.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use harrow_model::driver::{Os, OsEvent};
+use harrow_model::{ChildId, ExitStatus, Situation, SpawnMethod, Timestamp};
+
+use crate::actor;
+use crate::child::run_actor_as;
+use crate::forkserver::ForkServer;
+use crate::sys::{
+    self, ChildProcess, Pidfd, Poller, Prelude, Readiness, RecvOutcome, SendOutcome, SignalPipe,
+};
+
+const WAKE: u64 = u64::MAX;
+const SIGINT: u64 = u64::MAX - 1;
+/// How long a send may wait for a child that does not read, before the frame is dropped.
+const SEND_BOUND: Duration = Duration::from_millis(500);
+
+enum Kind {
+    Process(ChildProcess),
+    Served {
+        pid: sys::Pid,
+        pidfd: Pidfd,
+    },
+    Thread {
+        handle: Option<JoinHandle<i32>>,
+        done: Arc<AtomicBool>,
+    },
+}
+
+struct Child {
+    kind: Kind,
+    channel: Option<OwnedFd>,
+    eof_reported: bool,
+    watch_exit: bool,
+}
+
+/// The driver's operating system on Linux.
+pub struct RealOs {
+    poller: Poller,
+    ready: Vec<Readiness>,
+    children: BTreeMap<ChildId, Child>,
+    start: Instant,
+    sigint: Option<SignalPipe>,
+    wake_read: OwnedFd,
+    wake_write: Arc<OwnedFd>,
+    fork_server: Option<ForkServer>,
+    buf: Vec<u8>,
+    prelude: Prelude,
+}
+
+impl std::fmt::Debug for RealOs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RealOs {{ children: {} }}", self.children.len())
+    }
+}
+
+impl RealOs {
+    /// An operating system for one nursery; with `handle_sigint`, SIGINT tears it down.
+    pub fn new(handle_sigint: bool) -> Result<RealOs, sys::SysError> {
+        let poller = Poller::new(sys::MAX_EVENTS)?;
+        // A socket pair, not a pipe: `send`/`recv` (and MSG_NOSIGNAL) need sockets.
+        let (wake_read, wake_write) =
+            sys::socket_pair(sys::SocketKind::Stream, sys::IoMode::NonBlocking)?;
+        poller.register(wake_read.as_fd(), WAKE)?;
+        let sigint = if handle_sigint {
+            let pipe = SignalPipe::sigint()?;
+            poller.register(pipe.wake_fd(), SIGINT)?;
+            Some(pipe)
+        } else {
+            None
+        };
+        Ok(RealOs {
+            poller,
+            ready: Vec::with_capacity(64),
+            children: BTreeMap::new(),
+            start: Instant::now(),
+            sigint,
+            wake_read,
+            wake_write: Arc::new(wake_write),
+            fork_server: None,
+            buf: vec![0; 64 * 1024],
+            prelude: Prelude::STANDARD,
+        })
+    }
+
+    /// Forks children without the fd scrub: only for the smoke scenario that shows the
+    /// lost-EOF bug it causes.
+    pub fn without_fd_scrub_for_the_lost_eof_demo(&mut self) {
+        self.prelude = Prelude::UNSCRUBBED_LOSES_EOF;
+    }
+
+    /// The pid of a process child (a name only: the pidfd is what we act through).
+    pub fn pid(&self, child: ChildId) -> Option<i32> {
+        match &self.children.get(&child)?.kind {
+            Kind::Process(p) => Some(p.pid().as_raw()),
+            Kind::Served { pid, .. } => Some(pid.as_raw()),
+            Kind::Thread { .. } => None,
+        }
+    }
+
+    fn token(child: ChildId, pidfd: bool) -> u64 {
+        u64::from(child.0) * 2 + u64::from(pidfd)
+    }
+
+    fn spawn_process(
+        &mut self,
+        actor: &str,
+        method: SpawnMethod,
+        theirs: OwnedFd,
+    ) -> Result<Kind, String> {
+        match method {
+            SpawnMethod::Fork => {
+                let name = actor.to_string();
+                let child = sys::fork_child(self.prelude, theirs, move |fd| {
+                    run_actor_as(&name, fd, std::process::id())
+                });
+                child.map(Kind::Process).map_err(|e| e.to_string())
+            }
+            SpawnMethod::Exec => {
+                if !actor::initialized() {
+                    return Err(
+                        "Exec needs harrow_real::init(registry) as the first line of main".into(),
+                    );
+                }
+                let args = [std::ffi::OsStr::new(actor)];
+                sys::exec_self(crate::ROLE_ACTOR, &args, theirs)
+                    .map(Kind::Process)
+                    .map_err(|e| e.to_string())
+            }
+            _ => unreachable!("threads and the fork server are launched elsewhere"),
+        }
+    }
+
+    fn spawn_served(&mut self, actor: &str) -> Result<(Kind, OwnedFd), String> {
+        if self.fork_server.is_none() {
+            if !actor::initialized() {
+                return Err(
+                    "ForkServer needs harrow_real::init(registry) as the first line of main".into(),
+                );
+            }
+            self.fork_server = Some(ForkServer::start().map_err(|e| e.to_string())?);
+        }
+        let server = self.fork_server.as_mut().expect("started above");
+        let s = server.spawn(actor).map_err(|e| e.to_string())?;
+        Ok((
+            Kind::Served {
+                pid: s.pid,
+                pidfd: s.pidfd,
+            },
+            s.channel,
+        ))
+    }
+
+    fn spawn_thread(&mut self, actor: &str, theirs: OwnedFd) -> Result<Kind, String> {
+        let done = Arc::new(AtomicBool::new(false));
+        let (flag, wake, name) = (done.clone(), self.wake_write.clone(), actor.to_string());
+        let handle = std::thread::Builder::new()
+            .name(format!("harrow-{actor}"))
+            .spawn(move || {
+                let code = run_actor_as(&name, theirs, 0);
+                // The flag first, then the byte: the loop drains the pipe, then reads flags.
+                flag.store(true, Ordering::SeqCst);
+                let _ = sys::send_all(wake.as_fd(), &[1]);
+                code
+            })
+            .map_err(|e| format!("cannot start the thread: {e}"))?;
+        Ok(Kind::Thread {
+            handle: Some(handle),
+            done,
+        })
+    }
+
+    fn read_channel(&mut self, id: ChildId, out: &mut Vec<OsEvent>) {
+        let Some(c) = self.children.get_mut(&id) else {
+            return;
+        };
+        let Some(fd) = c.channel.as_ref() else { return };
+        loop {
+            match sys::recv(fd.as_fd(), &mut self.buf) {
+                Ok(RecvOutcome::Data(n)) => out.push(OsEvent::Bytes(id, self.buf[..n].to_vec())),
+                Ok(RecvOutcome::WouldBlock) => return,
+                Ok(RecvOutcome::Eof | RecvOutcome::PeerGone) | Err(_) => {
+                    // Level-triggered: report the end once, then stop watching.
+                    c.eof_reported = true;
+                    let _ = self.poller.deregister(fd.as_fd());
+                    out.push(OsEvent::Eof(id));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn take_wakeups(&mut self, out: &mut Vec<OsEvent>) {
+        // Drain first, then read the flags: a flag set after the drain leaves a byte.
+        let mut sink = [0u8; 256];
+        while let Ok(RecvOutcome::Data(_)) = sys::recv(self.wake_read.as_fd(), &mut sink) {}
+        for (id, c) in &mut self.children {
+            if let Kind::Thread { done, .. } = &c.kind
+                && c.watch_exit
+                && done.load(Ordering::SeqCst)
+            {
+                c.watch_exit = false;
+                out.push(OsEvent::Exited(*id));
+            }
+        }
+    }
+}
+
+impl Os for RealOs {
+    fn now(&mut self) -> Timestamp {
+        Timestamp::from_nanos(u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    fn situation(&mut self) -> Situation {
+        Situation {
+            threads: sys::thread_count().unwrap_or(usize::MAX),
+            can_exec: actor::initialized(),
+        }
+    }
+
+    fn launch(&mut self, child: ChildId, actor: &str, method: SpawnMethod) -> Result<(), String> {
+        if !actor::registry_ref().contains(actor) {
+            return Err(format!(
+                "no actor named `{actor}` is registered; add it to the Registry"
+            ));
+        }
+        let (kind, ours) = if method == SpawnMethod::ForkServer {
+            self.spawn_served(actor)?
+        } else {
+            let (ours, theirs) = sys::channel_pair().map_err(|e| e.to_string())?;
+            let kind = match method {
+                SpawnMethod::Thread => self.spawn_thread(actor, theirs)?,
+                _ => self.spawn_process(actor, method, theirs)?,
+            };
+            (kind, ours)
+        };
+        let register = |poller: &Poller| -> Result<(), sys::SysError> {
+            poller.register(ours.as_fd(), Self::token(child, false))?;
+            match &kind {
+                Kind::Process(p) => poller.register(p.pidfd().as_fd(), Self::token(child, true)),
+                Kind::Served { pidfd, .. } => {
+                    poller.register(pidfd.as_fd(), Self::token(child, true))
+                }
+                Kind::Thread { .. } => Ok(()),
+            }
+        };
+        // The child exists now: even if watching it fails, keep it so teardown can reach it.
+        let watched = register(&self.poller);
+        self.children.insert(
+            child,
+            Child {
+                kind,
+                channel: Some(ours),
+                eof_reported: false,
+                watch_exit: true,
+            },
+        );
+        watched.map_err(|e| e.to_string())
+    }
+
+    fn send(&mut self, child: ChildId, frame: &[u8]) {
+        let Some(fd) = self.children.get(&child).and_then(|c| c.channel.as_ref()) else {
+            return;
+        };
+        // A child that stopped reading gets a bounded wait; then the frame is dropped and the
+        // protocol's own timeouts deal with the child.
+        if let Ok(SendOutcome::WouldBlock { sent }) = sys::send_all(fd.as_fd(), frame) {
+            let _ = sys::send_all_timeout(fd.as_fd(), &frame[sent..], Some(SEND_BOUND));
+        }
+    }
+
+    fn close(&mut self, child: ChildId) {
+        if let Some(c) = self.children.get_mut(&child)
+            && let Some(fd) = c.channel.take()
+        {
+            if !c.eof_reported {
+                let _ = self.poller.deregister(fd.as_fd());
+            }
+            drop(fd);
+        }
+    }
+
+    fn kill(&mut self, child: ChildId) {
+        let Some(c) = self.children.get(&child) else {
+            return;
+        };
+        match &c.kind {
+            Kind::Process(p) => {
+                let _ = p.kill();
+                let _ = p.kill_group();
+            }
+            Kind::Served { pid, pidfd } => {
+                let _ = pidfd.send_signal(sys::Signal::KILL);
+                // Not reaped yet (the server reaps only when we ask), so the group is ours.
+                if let Some(pgid) = rustix::process::Pid::from_raw(pid.as_raw()) {
+                    let _ = rustix::process::kill_process_group(pgid, sys::Signal::KILL);
+                }
+            }
+            Kind::Thread { .. } => {}
+        }
+    }
+
+    fn abandon(&mut self, child: ChildId) {
+        if let Some(c) = self.children.get_mut(&child)
+            && let Kind::Thread { handle, .. } = &mut c.kind
+        {
+            // Detached: the thread may never return and nobody will join it.
+            drop(handle.take());
+            c.watch_exit = false;
+        }
+    }
+
+    fn reap(&mut self, child: ChildId) -> ExitStatus {
+        let Some(mut c) = self.children.remove(&child) else {
+            return ExitStatus::Exited(-1);
+        };
+        let status = match &mut c.kind {
+            Kind::Process(p) => {
+                let _ = self.poller.deregister(p.pidfd().as_fd());
+                // Grandchildren outside harrow's own (which die with their parent) go too.
+                let _ = p.kill_group();
+                match p.wait_timeout(Some(SEND_BOUND)) {
+                    Ok(sys::ReapOutcome::Reaped(s)) => s,
+                    _ => ExitStatus::Exited(-1),
+                }
+            }
+            Kind::Served { pid, pidfd } => {
+                let _ = self.poller.deregister(pidfd.as_fd());
+                if let Some(pgid) = rustix::process::Pid::from_raw(pid.as_raw()) {
+                    let _ = rustix::process::kill_process_group(pgid, sys::Signal::KILL);
+                }
+                let server = self.fork_server.as_mut();
+                server
+                    .and_then(|s| s.reap(*pid).ok())
+                    .unwrap_or(ExitStatus::Exited(-1))
+            }
+            Kind::Thread { handle, .. } => match handle.take().map(JoinHandle::join) {
+                Some(Ok(code)) => ExitStatus::Exited(code),
+                _ => ExitStatus::Exited(sys::PANIC_EXIT),
+            },
+        };
+        // Our end stays open until the protocol closes it (the drain reads what is left).
+        self.children.insert(
+            child,
+            Child {
+                watch_exit: false,
+                ..c
+            },
+        );
+        status
+    }
+
+    fn wait(&mut self, deadline: Option<Timestamp>, out: &mut Vec<OsEvent>) {
+        let now = self.now();
+        self.ready.clear();
+        let mut ready = std::mem::take(&mut self.ready);
+        let _ = self.poller.wait_until_timestamp(deadline, now, &mut ready);
+        for r in &ready {
+            match r.token {
+                WAKE => self.take_wakeups(out),
+                SIGINT => {
+                    if self
+                        .sigint
+                        .as_ref()
+                        .is_some_and(|s| s.take_pending().unwrap_or(false))
+                    {
+                        out.push(OsEvent::Interrupt);
+                    }
+                }
+                t => {
+                    let id = ChildId((t / 2) as u32);
+                    if t % 2 == 0 {
+                        self.read_channel(id, out);
+                    } else if let Some(c) = self.children.get_mut(&id)
+                        && c.watch_exit
+                    {
+                        c.watch_exit = false;
+                        let fd = match &c.kind {
+                            Kind::Process(p) => Some(p.pidfd().as_fd()),
+                            Kind::Served { pidfd, .. } => Some(pidfd.as_fd()),
+                            Kind::Thread { .. } => None,
+                        };
+                        if let Some(fd) = fd {
+                            let _ = self.poller.deregister(fd);
+                        }
+                        out.push(OsEvent::Exited(id));
+                    }
+                }
+            }
+        }
+        self.ready = ready;
+        if out.is_empty() && deadline.is_some_and(|d| d <= self.now()) {
+            out.push(OsEvent::Deadline);
+        }
+    }
+}
+
+impl Drop for RealOs {
+    fn drop(&mut self) {
+        if let Some(pipe) = self.sigint.take() {
+            pipe.uninstall();
+        }
+    }
+}
