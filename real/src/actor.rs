@@ -68,6 +68,12 @@ impl Registry {
         self.actor(name, move || Main { f: f.clone() })
     }
 
+    /// This registry with every actor of `other` added (`other` wins on a name clash).
+    pub fn merge(mut self, other: Registry) -> Self {
+        self.makers.extend(other.makers);
+        self
+    }
+
     /// Whether an actor of this name is registered.
     pub fn contains(&self, name: &str) -> bool {
         self.makers.contains_key(name)

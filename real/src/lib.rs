@@ -27,6 +27,7 @@
 #![deny(unsafe_code)]
 
 mod actor;
+pub mod bench;
 pub mod bench_baseline;
 mod child;
 mod forkserver;
