@@ -9,7 +9,8 @@
 //! Who does what:
 //! - the **server** forks (standard prelude: channel at fd 3, scrub, death signal, own
 //!   process group), passes the client its end of the child's channel and a pidfd over
-//!   `SCM_RIGHTS`, keeps a pidfd of its own, and is the one reaper of its children;
+//!   `SCM_RIGHTS`, closes its copies of both, keeps a pidfd of its own, and is the one reaper
+//!   of its children;
 //! - the **client** signals a child only through the passed pidfd (`pidfd_send_signal` works
 //!   for non-children), kills its process group ([`ForkServer::kill_group`]) **before** asking
 //!   for the reap (while the leader is unreaped its pgid names no one else), and asks the
@@ -18,9 +19,41 @@
 //! Bounds: every wait of the client on the control socket is bounded by its timeout
 //! ([`DEFAULT_TIMEOUT`], configurable); a dead, stopped or confused server is a typed
 //! [`ForkServerError`], never a hang, and leaves the client [`Broken`](ForkServerError::Broken).
-//! The wire format is documented in [`wire`]; the server's life and shutdown in [`serve`]'s
-//! module: at end of stream on its control socket (the client dropped it, exited or crashed)
-//! it kills every child's process group, reaps every child, and exits 0.
+//!
+//! # Shutdown
+//!
+//! At end of stream on its control socket (the client dropped it, exited or crashed) the
+//! server sends `SIGKILL` to every remaining child's process group (each leader is still
+//! unreaped, so its pgid names no one else), kills and reaps every child, and exits 0. It
+//! waits for requests without a bound, but the rest of a started request and every reply are
+//! bounded by [`IO_BOUND`]; a stalled or unparseable request, or a failing control socket,
+//! ends it the same way with exit code 1. The parent-death signal that exec armed for the
+//! server is disarmed at once: it would fire when the *thread* that called
+//! [`ForkServer::start`] exits, while the client, and so the control socket, lives on. The
+//! children's parent-death signal stays: the server's only thread forked them, so they die if
+//! the server dies.
+//!
+//! # Wire format
+//!
+//! Every frame, in both directions, is a 1-byte kind, a 4-byte little-endian payload length
+//! (at most 4096), then the payload. The exchange is strictly one request, then its one reply;
+//! nothing is pipelined, so a reply can never be taken for another's.
+//!
+//! | from   | kind        | payload                                         | descriptors        |
+//! |--------|-------------|-------------------------------------------------|--------------------|
+//! | server | `H` hello   | protocol version (1), u32                       | none               |
+//! | client | `S` spawn   | actor name, UTF-8, 1..=[`MAX_ACTOR_LEN`] bytes  | none               |
+//! | client | `R` reap    | pid, i32; how long the server may wait, ms, u32 | none               |
+//! | server | `C` child   | pid, i32                                        | channel end, pidfd |
+//! | server | `X` exited  | 0 (exit code) or 1 (signal), u8; the value, i32 | none               |
+//! | server | `W` running | empty                                           | none               |
+//! | server | `E` error   | errno, i32; what failed and what to do, UTF-8   | none               |
+//!
+//! Integers are little-endian. The server sends `H` once, unasked, when it is ready. A spawn
+//! is answered by `C` or `E`; a reap by `X`, `W` or `E`. The descriptors of a `C` travel
+//! with its first byte (`SCM_RIGHTS`): the kernel attaches them to that byte's segment, and a
+//! stream receive never merges two segments that carry descriptors, so they cannot be taken
+//! for another frame's.
 
 mod error;
 mod server;

@@ -21,6 +21,7 @@
 //!
 //! - [`Registry`] and [`init`]: actors by name, the same in every process.
 //! - [`Nursery`]: spawn, request, cancel, tear down with a [`TeardownReport`].
+//! - [`forkserver`]: the single-threaded fork-server process behind `ForkServer`.
 //! - [`sys`]: the system layer; the only module with `unsafe`.
 //! - [`bench_baseline`]: the raw costs harrow's own figures are compared against.
 
@@ -30,7 +31,7 @@ mod actor;
 pub mod bench;
 pub mod bench_baseline;
 mod child;
-mod forkserver;
+pub mod forkserver;
 mod nursery;
 mod os;
 #[allow(unsafe_code)]
@@ -38,7 +39,6 @@ pub mod sys;
 
 pub use actor::{Registry, decode, encode};
 pub use child::{UNKNOWN_ACTOR_EXIT, run_actor};
-pub use forkserver::{ForkServer, ForkServerError};
 pub use harrow_model::supervisor::{ChildSummary, Outcome, TeardownCause, TeardownReport};
 pub use harrow_model::wire::{RemoteError, RemoteErrorKind, Role};
 pub use harrow_model::{ChildError, ChildErrorKind, ExitStatus, SpawnMethod, Timeouts};
@@ -48,7 +48,7 @@ pub use os::RealOs;
 /// The role of a re-executed child that runs an actor.
 pub(crate) const ROLE_ACTOR: &str = "actor";
 /// The role of a re-executed fork server.
-pub(crate) const ROLE_FORK_SERVER: &str = "fork-server";
+pub(crate) const ROLE_FORK_SERVER: &str = forkserver::ROLE;
 
 /// Installs the program's actors; in a re-executed child, runs its role and never returns.
 ///

@@ -167,17 +167,12 @@ impl Nursery {
     /// Waits until a started child has completed its handshake, or fails if it cannot.
     pub fn ready(&mut self, child: Child) -> Result<(), Error> {
         let id = child.0;
-        self.pump(|n| {
-            n.phase_of(id)
-                .is_none_or(|p| p != Phase::Launching && p != Phase::AwaitingHandshake)
-        })?;
+        // Until it has booted, or is over: a child that died during boot is reported (as a
+        // boot failure with its status) only once it is reaped, which may come a turn after
+        // its channel's end of stream.
+        self.pump(|n| n.handshake_done(id) || n.phase_of(id).is_none_or(|p| p == Phase::Done))?;
         // Booted is enough: a run-to-result child may already be answering, or done.
-        if self
-            .driver
-            .sup
-            .lifecycle(id)
-            .is_some_and(|l| l.handshake_done)
-        {
+        if self.handshake_done(id) {
             return Ok(());
         }
         Err(self
@@ -229,10 +224,10 @@ impl Nursery {
         self.driver.cancel(child.0).map_err(Error::Op)
     }
 
-    /// Cancels one child and waits until it is gone.
+    /// Cancels one child and waits until it is gone (exited, killed or abandoned, and reaped).
     pub fn stop(&mut self, child: Child) -> Result<(), Error> {
         self.cancel(child)?;
-        self.pump(|n| n.lifecycle_done(child.0))
+        self.pump(|n| n.phase_of(child.0).is_none_or(|p| p == Phase::Done))
     }
 
     /// The live child registered under `name`; never one known to be dead.
@@ -272,6 +267,13 @@ impl Nursery {
 
     fn phase_of(&self, id: ChildId) -> Option<Phase> {
         self.driver.sup.lifecycle(id).map(|l| l.phase)
+    }
+
+    fn handshake_done(&self, id: ChildId) -> bool {
+        self.driver
+            .sup
+            .lifecycle(id)
+            .is_some_and(|l| l.handshake_done)
     }
 
     fn lifecycle_done(&self, id: ChildId) -> bool {

@@ -169,7 +169,10 @@ impl RealOs {
         let handle = std::thread::Builder::new()
             .name(format!("harrow-{actor}"))
             .spawn(move || {
-                let code = run_actor_as(&name, theirs, 0);
+                // A panic is this child's exit (as a forked child's is): caught, so the flag
+                // and the wake-up below still tell the loop, which reaps it as exit code 101.
+                let run = std::panic::AssertUnwindSafe(|| run_actor_as(&name, theirs, 0));
+                let code = std::panic::catch_unwind(run).unwrap_or(sys::PANIC_EXIT);
                 // The flag first, then the byte: the loop drains the pipe, then reads flags.
                 flag.store(true, Ordering::SeqCst);
                 let _ = sys::send_all(wake.as_fd(), &[1]);
@@ -303,9 +306,10 @@ impl Os for RealOs {
             }
             Kind::Served { pid, pidfd } => {
                 let _ = pidfd.send_signal(sys::Signal::KILL);
-                // Not reaped yet (the server reaps only when we ask), so the group is ours.
-                if let Some(pgid) = rustix::process::Pid::from_raw(pid.as_raw()) {
-                    let _ = rustix::process::kill_process_group(pgid, sys::Signal::KILL);
+                // Not reaped yet (the server reaps only when we ask), so the group is ours;
+                // the client refuses once it has reaped that pid.
+                if let Some(server) = self.fork_server.as_mut() {
+                    let _ = server.kill_group(*pid);
                 }
             }
             Kind::Thread { .. } => {}
@@ -338,13 +342,13 @@ impl Os for RealOs {
             }
             Kind::Served { pid, pidfd } => {
                 let _ = self.poller.deregister(pidfd.as_fd());
-                if let Some(pgid) = rustix::process::Pid::from_raw(pid.as_raw()) {
-                    let _ = rustix::process::kill_process_group(pgid, sys::Signal::KILL);
+                match self.fork_server.as_mut() {
+                    Some(server) => {
+                        let _ = server.kill_group(*pid);
+                        server.reap(*pid).unwrap_or(ExitStatus::Exited(-1))
+                    }
+                    None => ExitStatus::Exited(-1),
                 }
-                let server = self.fork_server.as_mut();
-                server
-                    .and_then(|s| s.reap(*pid).ok())
-                    .unwrap_or(ExitStatus::Exited(-1))
             }
             Kind::Thread { handle, .. } => match handle.take().map(JoinHandle::join) {
                 Some(Ok(code)) => ExitStatus::Exited(code),

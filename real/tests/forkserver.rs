@@ -78,7 +78,7 @@ fn main() -> ExitCode {
 /// - `exit:N`: writes `b`, exits N;
 /// - `wait`: writes `r`, exits 0 at end of stream;
 /// - `fds`: reports its open descriptors, exits 0 at end of stream;
-/// - `grandchild`: starts `sleep 60` (in its own process group), reports its pid (4 bytes),
+/// - `grandchild`: starts `sleep 60` (in the child's process group), reports its pid (4 bytes),
 ///   at end of stream stops it and exits 0.
 fn run_child(actor: &str, channel: OwnedFd) -> i32 {
     if let Some(code) = actor.strip_prefix("exit:") {
@@ -150,6 +150,7 @@ fn a_served_child_has_only_stdio_and_its_channel() {
     let mut server = ForkServer::start().unwrap();
     let first = server.spawn("wait").unwrap();
     let child = server.spawn("fds").unwrap();
+    assert_eq!(recv_n(first.channel.as_fd(), 1), b"r");
     assert_eq!(recv_fds(child.channel.as_fd()), expected_child_fds());
     for c in [first, child] {
         drop(c.channel);

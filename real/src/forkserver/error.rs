@@ -36,10 +36,11 @@ impl Request {
 
 /// A failure of [`super::ForkServer`]; `Display` says what failed and what to do.
 ///
-/// After [`ServerGone`](ForkServerError::ServerGone), [`Unresponsive`](ForkServerError::Unresponsive),
-/// [`Protocol`](ForkServerError::Protocol) and [`Io`](ForkServerError::Io) the client is
-/// unusable (every later call is [`Broken`](ForkServerError::Broken)): drop it and start a
-/// new one. The other errors leave it usable.
+/// After [`ServerGone`](ForkServerError::ServerGone),
+/// [`Unresponsive`](ForkServerError::Unresponsive), [`Protocol`](ForkServerError::Protocol)
+/// and [`Io`](ForkServerError::Io) the client is unusable (every later call is
+/// [`Broken`](ForkServerError::Broken)): drop it and start a new one. The other errors leave
+/// it usable.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ForkServerError {
@@ -155,6 +156,15 @@ impl fmt::Display for ForkServerError {
                  parent-death signal): drop this ForkServer and start a new one",
                 request.what(),
                 Ending(*status)
+            ),
+            ForkServerError::Unresponsive {
+                request: Request::Start,
+                timeout,
+            } => write!(
+                f,
+                "the fork server did not say it was ready within {timeout:?}: make sure the \
+                 program's main calls the fork-server entry (harrow_real::init) before anything \
+                 else, or raise the timeout if the machine is overloaded"
             ),
             ForkServerError::Unresponsive { request, timeout } => write!(
                 f,

@@ -4,24 +4,7 @@
 //! binary's `main` reaches [`serve`] first thing (through `harrow_real::init`). The process is
 //! fresh from `execve` and never starts a thread, so [`fork_child`] (which checks) forks it
 //! safely, and a child may allocate, lock and print: no other thread can hold a lock at the
-//! fork. The children's parent-death signal is tied to the forking thread, the server's only
-//! one, so they die if the server dies.
-//!
-//! Ownership: the server is the one reaper of its children. It keeps one [`ChildProcess`]
-//! (pidfd) per child and nothing else of it: the child's channel end and a second pidfd go to
-//! the client over `SCM_RIGHTS`, and the server closes its copies right after sending, so it
-//! can never hold back a child's end of stream (the lost-EOF bug, F6).
-//!
-//! Life: it waits for requests without a bound (that is what it is for), but every read of
-//! the rest of a started request and every reply is bounded by [`IO_BOUND`]. At end of stream
-//! on the control socket its client is gone, whichever way it went (drop, exit, crash): it
-//! sends `SIGKILL` to every remaining child's process group (each group leader is still
-//! unreaped, so its pgid cannot name anyone else), then kills and reaps every child, then
-//! exits 0. It exits 1, after the same cleanup, if its control socket fails or a request
-//! stalls or is malformed beyond resync. It disarms the parent-death signal that
-//! [`exec_self`](crate::sys::exec_self) armed: that signal fires when the *thread* that
-//! started the server exits, while the client process, and so the control socket, may live
-//! on. End of stream is the one signal of the client's end.
+//! fork. Its life and shutdown are described in the parent module (`# Shutdown`).
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

@@ -1,24 +1,7 @@
-//! The control socket's wire format: one small frame per request and per reply.
+//! The control socket's frames: encoding, bounded reads and writes with descriptors.
 //!
-//! Every frame, in both directions, is a 1-byte kind, a 4-byte little-endian payload length
-//! (at most [`MAX_PAYLOAD`]), then the payload. The exchange is strictly one request, then
-//! its one reply; nothing is pipelined, so a reply can never be taken for another's.
-//!
-//! | from   | kind        | payload                                          | descriptors          |
-//! |--------|-------------|--------------------------------------------------|----------------------|
-//! | server | `H` hello   | protocol [`VERSION`], u32                        | none                 |
-//! | client | `S` spawn   | actor name, UTF-8, 1..=[`MAX_ACTOR_LEN`] bytes   | none                 |
-//! | client | `R` reap    | pid, i32; how long the server may wait, ms, u32  | none                 |
-//! | server | `C` child   | pid, i32                                         | channel end, pidfd   |
-//! | server | `X` exited  | 0 (exit code) or 1 (signal), u8; the value, i32  | none                 |
-//! | server | `W` running | empty                                            | none                 |
-//! | server | `E` error   | errno, i32; what failed and what to do, UTF-8    | none                 |
-//!
-//! Integers are little-endian. The server sends `H` once, unasked, when it is ready. A spawn
-//! is answered by `C` or `E`; a reap by `X`, `W` or `E`. The descriptors of a `C` travel
-//! with its first byte (`SCM_RIGHTS`): the kernel attaches them to that byte's segment and
-//! a stream receive never merges two segments that carry descriptors, so they cannot be
-//! mistaken for another frame's.
+//! The format is documented in the parent module (`# Wire format`); the constants here are
+//! its single source.
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};

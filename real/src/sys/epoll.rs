@@ -39,6 +39,12 @@ pub struct Poller {
     events: Vec<Event>,
 }
 
+// SAFETY: `Event`'s data is a union of a `u64` and a raw pointer, which makes it `!Send`; this
+// poller only ever registers and reads `u64` tokens, never a pointer, so the buffer is plain
+// data the kernel fills in, owned by this value alone. Moving it to another thread is sound,
+// and it is what lets a `Nursery` be held by an actor (which must be `Send`).
+unsafe impl Send for Poller {}
+
 impl core::fmt::Debug for Poller {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Poller")
