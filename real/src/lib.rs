@@ -34,6 +34,7 @@ mod child;
 pub mod forkserver;
 mod nursery;
 mod os;
+pub mod scenarios;
 #[allow(unsafe_code)]
 pub mod sys;
 

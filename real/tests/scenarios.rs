@@ -1,0 +1,148 @@
+//! tractor's scenarios for real: each scenario of `harrow_real::scenarios` under each spawn
+//! method it applies to, as its own test.
+//!
+//! The custom harness (`common`) runs every test on the main thread, one at a time, and
+//! after each asserts that no child process and no descriptor leaked. This binary is also
+//! re-executed: as an `Exec` child or a fork server (`harrow_real::init` serves those) and as
+//! the "parent" process of the scenarios that kill or interrupt a parent
+//! (`scenarios::run_parent_role`).
+
+mod common;
+
+use std::process::ExitCode;
+
+use common::{Test, live_children, open_fds};
+use harrow_real::SpawnMethod::{self, Exec, Fork, ForkServer, Thread};
+use harrow_real::scenarios::{self, Verdict};
+
+fn main() -> ExitCode {
+    harrow_real::init(scenarios::registry());
+    if let Some(code) = scenarios::run_parent_role() {
+        return code;
+    }
+    common::main(TESTS)
+}
+
+/// Panics with the scenario's failure; prints its summary otherwise.
+fn expect(verdict: Verdict) {
+    match verdict {
+        Ok(summary) => println!("  {summary}"),
+        Err(failure) => panic!("{failure}"),
+    }
+}
+
+/// One test per line: `test_name => "scenario-name", Method;`. Also lists the pairs, so a
+/// test can check that every scenario runs under every method it applies to.
+macro_rules! scenario_tests {
+    ($($test:ident => $scenario:literal, $method:expr;)*) => {
+        $(
+            fn $test() {
+                let s = scenarios::find($scenario).expect("a scenario of that name");
+                expect((s.run)($method));
+            }
+        )*
+        /// Every (scenario, method) pair the tests above run.
+        const PAIRS: &[(&str, SpawnMethod)] = &[$(($scenario, $method),)*];
+        /// The tests, in order, with the catalogue and /proc checks last.
+        const TESTS: &[Test] = &[
+            $(Test { name: stringify!($test), run: $test },)*
+            Test {
+                name: "every_scenario_runs_under_every_method_it_applies_to",
+                run: every_scenario_runs_under_every_method_it_applies_to,
+            },
+            Test {
+                name: "nursery_work_leaves_no_child_and_no_fd_in_proc",
+                run: nursery_work_leaves_no_child_and_no_fd_in_proc,
+            },
+        ];
+    };
+}
+
+scenario_tests! {
+    fork_happy_teardown => "happy-teardown", Fork;
+    fork_server_happy_teardown => "happy-teardown", ForkServer;
+    exec_happy_teardown => "happy-teardown", Exec;
+    thread_happy_teardown => "happy-teardown", Thread;
+
+    fork_never_yields_is_killed => "never-yields", Fork;
+    fork_server_never_yields_is_killed => "never-yields", ForkServer;
+    exec_never_yields_is_killed => "never-yields", Exec;
+    thread_never_yields_is_abandoned => "never-yields", Thread;
+
+    fork_multierror_25_all_reported => "multierror-25", Fork;
+    fork_server_multierror_25_all_reported => "multierror-25", ForkServer;
+    exec_multierror_25_all_reported => "multierror-25", Exec;
+    thread_multierror_25_all_reported => "multierror-25", Thread;
+
+    fork_cancel_with_grandchild_sleeping_leaves_no_grandchild
+        => "cancel-grandchild-sleeping", Fork;
+    fork_server_cancel_with_grandchild_sleeping_leaves_no_grandchild
+        => "cancel-grandchild-sleeping", ForkServer;
+    exec_cancel_with_grandchild_sleeping_leaves_no_grandchild
+        => "cancel-grandchild-sleeping", Exec;
+    thread_cancel_with_grandchild_sleeping_leaves_no_grandchild
+        => "cancel-grandchild-sleeping", Thread;
+
+    fork_middle_killed_leaves_no_grandchild
+        => "cancel-grandchild-sleeping-middle-killed", Fork;
+    fork_server_middle_killed_leaves_no_grandchild
+        => "cancel-grandchild-sleeping-middle-killed", ForkServer;
+    exec_middle_killed_leaves_no_grandchild
+        => "cancel-grandchild-sleeping-middle-killed", Exec;
+
+    fork_boot_death_is_a_boot_failure => "boot-dies", Fork;
+    fork_server_boot_death_is_a_boot_failure => "boot-dies", ForkServer;
+    exec_boot_death_is_a_boot_failure => "boot-dies", Exec;
+    thread_boot_panic_is_a_boot_failure => "boot-dies", Thread;
+
+    fork_parent_sigkilled_leaves_no_child => "parent-sigkilled", Fork;
+    fork_server_parent_sigkilled_leaves_no_child => "parent-sigkilled", ForkServer;
+    exec_parent_sigkilled_leaves_no_child => "parent-sigkilled", Exec;
+
+    fork_sigint_during_teardown_is_prompt => "sigint-during-teardown", Fork;
+    fork_server_sigint_during_teardown_is_prompt => "sigint-during-teardown", ForkServer;
+    exec_sigint_during_teardown_is_prompt => "sigint-during-teardown", Exec;
+    thread_sigint_during_teardown_is_prompt => "sigint-during-teardown", Thread;
+
+    fork_killed_child_leaves_the_registry => "killed-not-in-registry", Fork;
+    fork_server_killed_child_leaves_the_registry => "killed-not-in-registry", ForkServer;
+    exec_killed_child_leaves_the_registry => "killed-not-in-registry", Exec;
+    thread_abandoned_child_leaves_the_registry => "killed-not-in-registry", Thread;
+
+    fork_malformed_frame_is_a_typed_error => "malformed-frame", Fork;
+    fork_server_malformed_frame_is_a_typed_error => "malformed-frame", ForkServer;
+    exec_malformed_frame_is_a_typed_error => "malformed-frame", Exec;
+
+    fork_refused_when_multithreaded_names_fork_server => "fork-refused-multithreaded", Fork;
+    fork_without_scrub_loses_the_sibling_eof => "lost-eof-unscrubbed", Fork;
+}
+
+/// The tests above cover exactly the catalogue: every scenario, every method it lists.
+fn every_scenario_runs_under_every_method_it_applies_to() {
+    let mut expected: Vec<(&str, SpawnMethod)> = scenarios::SCENARIOS
+        .iter()
+        .flat_map(|s| s.methods.iter().map(move |&m| (s.name, m)))
+        .collect();
+    let mut covered = PAIRS.to_vec();
+    expected.sort();
+    covered.sort();
+    assert_eq!(covered, expected);
+}
+
+/// The acceptance check, explicitly: after nursery work by every method (children that
+/// exit, are killed, abandoned, fail during boot), `/proc` shows no child of this process,
+/// live or zombie, and the same open descriptors as before. (The harness checks the same
+/// after every test.)
+fn nursery_work_leaves_no_child_and_no_fd_in_proc() {
+    let fds_before = open_fds();
+    assert!(live_children().is_empty(), "children before the work");
+    for method in [Fork, ForkServer, Exec, Thread] {
+        expect(scenarios::happy_teardown(method));
+        expect(scenarios::never_yields(method));
+        expect(scenarios::boot_dies(method));
+    }
+    expect(scenarios::malformed_frame(Fork));
+    let children = live_children();
+    assert!(children.is_empty(), "children left in /proc: {children:?}");
+    assert_eq!(open_fds(), fds_before, "descriptors before and after");
+}
