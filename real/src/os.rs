@@ -192,7 +192,14 @@ impl RealOs {
         let Some(fd) = c.channel.as_ref() else { return };
         loop {
             match sys::recv(fd.as_fd(), &mut self.buf) {
-                Ok(RecvOutcome::Data(n)) => out.push(OsEvent::Bytes(id, self.buf[..n].to_vec())),
+                Ok(RecvOutcome::Data(n)) => {
+                    out.push(OsEvent::Bytes(id, self.buf[..n].to_vec()));
+                    // A short read emptied the socket: epoll is level-triggered and reports
+                    // anything that arrives later, so asking again would only hear EAGAIN.
+                    if n < self.buf.len() {
+                        return;
+                    }
+                }
                 Ok(RecvOutcome::WouldBlock) => return,
                 Ok(RecvOutcome::Eof | RecvOutcome::PeerGone) | Err(_) => {
                     // Level-triggered: report the end once, then stop watching.
