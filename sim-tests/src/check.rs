@@ -49,7 +49,8 @@ pub struct CheckOptions {
     pub scenario: Option<String>,
     /// How hard shuttle searches each scenario.
     pub shuttle: ShuttleBudget,
-    /// Print one line per row to stderr as rows complete.
+    /// Report progress on stderr: a bar per engine on a terminal, one line per check when
+    /// stderr is not a terminal.
     pub progress: bool,
 }
 
@@ -165,24 +166,133 @@ fn numbered(trace: &[String]) -> String {
         .collect()
 }
 
-/// Runs the checks the options select, in table order.
-pub fn run(opts: &CheckOptions) -> Vec<Row> {
-    let mut rows = Vec::new();
+/// The checks the options select, in table order, without running them.
+pub fn plan(opts: &CheckOptions) -> Vec<(Engine, Scenario, Expect)> {
+    let mut out = Vec::new();
     let wanted = |name: &str| opts.scenario.as_deref().is_none_or(|n| n == name);
     for &engine in &opts.engines {
         if opts.flaw.is_none() {
             for sc in shipped_for(engine).into_iter().filter(|s| wanted(&s.name)) {
-                rows.push(row(engine, &sc, Expect::Holds, opts));
+                out.push((engine, sc, Expect::Holds));
             }
         }
         for case in flaws::catalogue() {
             let selected = opts.flaw.is_none_or(|f| f == case.flaw) && wanted(&case.scenario.name);
             if selected && case.engines.contains(&engine) {
-                rows.push(row(engine, &case.scenario, Expect::Found(case.flaw), opts));
+                out.push((engine, case.scenario, Expect::Found(case.flaw)));
             }
         }
     }
+    out
+}
+
+/// The names of every scenario an engine would check (for a `--scenario` that matched none).
+pub fn scenario_names(engines: &[Engine]) -> Vec<String> {
+    let mut names: Vec<String> = engines
+        .iter()
+        .flat_map(|&e| {
+            let flawed = flaws::catalogue()
+                .into_iter()
+                .filter(move |c| c.engines.contains(&e))
+                .map(|c| c.scenario);
+            shipped_for(e).into_iter().chain(flawed)
+        })
+        .map(|s| s.name)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Runs the checks the options select, in table order, reporting progress on stderr: a
+/// progress bar per engine on a terminal, else one line per check.
+pub fn run(opts: &CheckOptions) -> Vec<Row> {
+    let planned = plan(opts);
+    let mut rows = Vec::new();
+    let mut i = 0;
+    while i < planned.len() {
+        let engine = planned[i].0;
+        let n = planned[i..].iter().take_while(|p| p.0 == engine).count();
+        let mut progress = Progress::start(opts.progress, engine, n as u64);
+        for (_, sc, expect) in &planned[i..i + n] {
+            progress.begin(&sc.name);
+            let r = row(engine, sc, *expect, opts);
+            progress.done(&r);
+            rows.push(r);
+        }
+        progress.finish(&rows[rows.len() - n..]);
+        i += n;
+    }
     rows
+}
+
+/// Progress on stderr: a bar per engine on a terminal, plain lines otherwise, or nothing.
+enum Progress {
+    Off,
+    Lines { engine: Engine, n: u64, k: u64 },
+    Bar(indicatif::ProgressBar),
+}
+
+impl Progress {
+    fn start(enabled: bool, engine: Engine, n: u64) -> Progress {
+        use std::io::IsTerminal as _;
+        if !enabled {
+            return Progress::Off;
+        }
+        if !std::io::stderr().is_terminal() {
+            return Progress::Lines { engine, n, k: 0 };
+        }
+        let bar = indicatif::ProgressBar::new(n);
+        let style = indicatif::ProgressStyle::with_template(
+            "{prefix:<8} [{bar:32}] {pos:>3}/{len:<3} {elapsed:>4} {wide_msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_prefix(engine.name());
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        Progress::Bar(bar)
+    }
+
+    fn begin(&mut self, subject: &str) {
+        if let Progress::Bar(bar) = self {
+            bar.set_message(subject.to_string());
+        }
+    }
+
+    fn done(&mut self, r: &Row) {
+        match self {
+            Progress::Off => {}
+            Progress::Lines { engine, n, k } => {
+                *k += 1;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "[{:<8} {:>3}/{:<3}] {:<44} {}",
+                    engine.name(),
+                    k,
+                    n,
+                    r.subject,
+                    verdict(r)
+                );
+            }
+            Progress::Bar(bar) => {
+                if !r.ok {
+                    bar.println(format!("{:<44} {}", r.subject, verdict(r)));
+                }
+                bar.inc(1);
+            }
+        }
+    }
+
+    fn finish(self, rows: &[Row]) {
+        if let Progress::Bar(bar) = self {
+            let bad = rows.iter().filter(|r| !r.ok).count();
+            let secs: f64 = rows.iter().map(|r| r.seconds).sum();
+            bar.finish_with_message(format!("{} ok, {bad} not ({secs:.1}s)", rows.len() - bad));
+            // The finished bar stays on its line, the cursor after it: move on.
+            let _ = writeln!(std::io::stderr());
+        }
+    }
 }
 
 /// Runs one check and panics with its counterexample (or its absence) unless it meets its
@@ -233,7 +343,7 @@ fn row(engine: Engine, sc: &Scenario, expect: Expect, opts: &CheckOptions) -> Ro
         Expect::Holds => counterexample.is_none(),
         Expect::Found(_) => counterexample.is_some(),
     };
-    let r = Row {
+    Row {
         engine,
         subject: sc.name.clone(),
         expect,
@@ -241,17 +351,7 @@ fn row(engine: Engine, sc: &Scenario, expect: Expect, opts: &CheckOptions) -> Ro
         explored,
         seconds,
         counterexample,
-    };
-    if opts.progress {
-        let _ = writeln!(
-            std::io::stderr(),
-            "[{:<8}] {:<44} {}",
-            engine.name(),
-            r.subject,
-            verdict(&r)
-        );
     }
-    r
 }
 
 fn verdict(r: &Row) -> String {
@@ -334,4 +434,86 @@ pub fn all_ok(rows: &[Row]) -> bool {
 /// Flushes stderr progress before the table goes to stdout.
 pub fn flush() {
     let _ = std::io::stderr().flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(engines: &[Engine], flaw: Option<Flaw>, scenario: Option<&str>) -> CheckOptions {
+        CheckOptions {
+            engines: engines.to_vec(),
+            flaw,
+            scenario: scenario.map(str::to_string),
+            progress: false,
+            ..CheckOptions::default()
+        }
+    }
+
+    fn rows(o: &CheckOptions) -> Vec<(Engine, String, Expect)> {
+        plan(o)
+            .into_iter()
+            .map(|(e, s, x)| (e, s.name, x))
+            .collect()
+    }
+
+    #[test]
+    fn one_flaw_selects_only_its_rows_on_the_engines_flaws_md_names() {
+        let f9 = Flaw::NoEscalation;
+        let all = rows(&opts(&Engine::ALL, Some(f9), None));
+        let engines: Vec<Engine> = all.iter().map(|r| r.0).collect();
+        assert_eq!(
+            engines,
+            vec![Engine::Loom, Engine::Shuttle, Engine::Explicit]
+        );
+        assert!(
+            all.iter()
+                .all(|r| r.2 == Expect::Found(f9) && r.1 == "f9-no-escalation")
+        );
+        // F2 is loom's and shuttle's only.
+        assert!(
+            rows(&opts(
+                &[Engine::Explicit],
+                Some(Flaw::DestroyBeforeJoin),
+                None
+            ))
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn one_scenario_and_one_engine_select_one_row() {
+        let r = rows(&opts(&[Engine::Shuttle], None, Some("happy")));
+        assert_eq!(
+            r,
+            vec![(Engine::Shuttle, "happy".to_string(), Expect::Holds)]
+        );
+        let r = rows(&opts(&[Engine::Explicit], None, Some("f9-no-escalation")));
+        assert_eq!(
+            r,
+            vec![(
+                Engine::Explicit,
+                "f9-no-escalation".to_string(),
+                Expect::Found(Flaw::NoEscalation)
+            )]
+        );
+        assert!(rows(&opts(&Engine::ALL, None, Some("no-such-scenario"))).is_empty());
+        // A flaw and a shipped scenario select nothing: --flaw drops shipped rows.
+        assert!(rows(&opts(&Engine::ALL, Some(Flaw::NoEscalation), Some("happy"))).is_empty());
+    }
+
+    #[test]
+    fn the_full_plan_groups_rows_by_engine_in_the_order_asked() {
+        let r = rows(&opts(&[Engine::Explicit, Engine::Loom], None, None));
+        let first_loom = r
+            .iter()
+            .position(|x| x.0 == Engine::Loom)
+            .expect("loom rows");
+        assert!(first_loom > 0);
+        assert!(r[..first_loom].iter().all(|x| x.0 == Engine::Explicit));
+        assert!(r[first_loom..].iter().all(|x| x.0 == Engine::Loom));
+        let names = scenario_names(&[Engine::Explicit]);
+        assert!(names.contains(&"happy".to_string()));
+        assert!(!names.contains(&"f2-destroy-before-join".to_string()));
+    }
 }

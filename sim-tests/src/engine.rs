@@ -98,13 +98,13 @@ pub fn loom(sc: &Scenario, budget: LoomBudget) -> EngineRun {
     builder.checkpoint_file = None;
     let (sc2, slot2, count2) = (sc.clone(), slot.clone(), count.clone());
     let start = Instant::now();
-    let _ = quietly(|| {
+    let _ = silenced(|| {
         builder.check(move || {
             count2.fetch_add(1, Ordering::Relaxed);
             let out = execute::<Loom>(&sc2);
             if !out.holds() {
                 *slot2.lock().unwrap_or_else(|p| p.into_inner()) = Some(failure_of(&out));
-                panic!("harrow: a property broke");
+                panic!("{PROPERTY_BROKE}");
             }
         })
     });
@@ -143,7 +143,7 @@ pub fn shuttle(sc: &Scenario, budget: ShuttleBudget) -> EngineRun {
     }
 }
 
-fn run_shuttle<S: shuttle::scheduler::Scheduler + 'static>(
+fn run_shuttle<S: shuttle::scheduler::Scheduler + Send + 'static>(
     sc: &Scenario,
     scheduler: S,
     slot: &Slot,
@@ -153,16 +153,208 @@ fn run_shuttle<S: shuttle::scheduler::Scheduler + 'static>(
     let mut config = shuttle::Config::new();
     config.failure_persistence = shuttle::FailurePersistence::File(Some(dir.to_path_buf()));
     let (sc2, slot2, count2) = (sc.clone(), slot.clone(), count.clone());
-    let _ = quietly(|| {
+    let result = quietly(|| {
         shuttle::Runner::new(scheduler, config).run(move || {
             count2.fetch_add(1, Ordering::Relaxed);
             let out = execute::<Shuttle>(&sc2);
             if !out.holds() {
                 *slot2.lock().unwrap_or_else(|p| p.into_inner()) = Some(failure_of(&out));
-                panic!("harrow: a property broke");
+                panic!("{PROPERTY_BROKE}");
             }
         })
     });
+    // Any other panic (shuttle's own deadlock report, a failed assertion in the model) is a
+    // failure too, though it leaves no trace of ours: never let it pass as "holds".
+    if let Err(payload) = result {
+        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(Failure {
+                problems: vec![format!("panic under shuttle: {}", panic_message(&*payload))],
+                trace: String::new(),
+                schedule: None,
+            });
+        }
+    }
+}
+
+/// The panic message the body raises when a property broke (shuttle then persists the schedule).
+const PROPERTY_BROKE: &str = "harrow: a property broke";
+
+/// The panic message the body raises to make shuttle persist a passing schedule.
+const RECORDING: &str = "harrow: recording a passing schedule";
+
+/// The text of a panic payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-text payload".into()
+    }
+}
+
+/// One execution replayed from a recorded shuttle schedule.
+#[derive(Clone, Debug)]
+pub enum ShuttleReplay {
+    /// The schedule fitted; this is what the execution did.
+    Ran {
+        /// Properties broken; empty when it held.
+        problems: Vec<String>,
+        /// The numbered trace.
+        trace: String,
+    },
+    /// The schedule no longer fits the code (shuttle's replay scheduler gave up), or does not
+    /// decode; the text says how.
+    Stale(String),
+}
+
+/// Messages of shuttle's replay scheduler when a schedule does not fit the execution.
+const STALE_SIGNS: [&str; 5] = [
+    "schedule ended early",
+    "expected context switch",
+    "expected random choice",
+    "scheduled task is not runnable",
+    "invalid schedule",
+];
+
+/// Shuttle's replay scheduler, held to the schedule until the body returns.
+///
+/// A recorded schedule covers the body: a failing one ends where the body panicked, and a
+/// passing one is recorded the same way (see [`shuttle_record_passing`]). After a body that
+/// returns normally, shuttle switches once more (so that threads still finishing can end)
+/// and those steps are not in the recording; past the body's end the schedule may therefore
+/// run out, and the remaining steps are taken in task order. Before it, running out means
+/// the schedule no longer fits the code.
+#[derive(Debug)]
+struct BodyReplay {
+    inner: shuttle::scheduler::ReplayScheduler,
+    body_done: Arc<std::sync::atomic::AtomicBool>,
+    off_script: bool,
+}
+
+impl BodyReplay {
+    fn past_the_body<T>(&mut self, step: impl FnOnce(&mut Self) -> T) -> Option<T> {
+        if self.off_script {
+            return None;
+        }
+        if !self.body_done.load(Ordering::SeqCst) {
+            return Some(step(self));
+        }
+        match catch_unwind(AssertUnwindSafe(|| step(self))) {
+            Ok(t) => Some(t),
+            Err(p) if panic_message(&*p).contains("schedule ended early") => {
+                self.off_script = true;
+                None
+            }
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    }
+}
+
+impl shuttle::scheduler::Scheduler for BodyReplay {
+    fn new_execution(&mut self) -> Option<shuttle::scheduler::Schedule> {
+        self.inner.new_execution()
+    }
+
+    fn next_task(
+        &mut self,
+        runnable: &[&shuttle::scheduler::Task],
+        current: Option<shuttle::scheduler::TaskId>,
+        is_yielding: bool,
+    ) -> Option<shuttle::scheduler::TaskId> {
+        self.past_the_body(|s| s.inner.next_task(runnable, current, is_yielding))
+            .unwrap_or_else(|| runnable.first().map(|t| t.id()))
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.past_the_body(|s| s.inner.next_u64()).unwrap_or(0)
+    }
+}
+
+/// Replays `sc` on one recorded shuttle schedule (the encoded string shuttle persists).
+pub fn shuttle_replay(sc: &Scenario, schedule: &str) -> ShuttleReplay {
+    type Ran = Arc<Mutex<Option<(Vec<String>, String)>>>;
+    let ran: Ran = Arc::new(Mutex::new(None));
+    let body_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (sc2, ran2, done2) = (sc.clone(), ran.clone(), body_done.clone());
+    // Shuttle's decoder panics on a schedule it cannot read (with "invalid schedule", or an
+    // index out of bounds on a cut-short one).
+    let inner = match silenced(|| shuttle::scheduler::ReplayScheduler::new_from_encoded(schedule)) {
+        Ok(inner) => inner,
+        Err(p) => {
+            return ShuttleReplay::Stale(format!(
+                "invalid schedule: it does not decode ({})",
+                panic_message(&*p)
+            ));
+        }
+    };
+    let result = quietly(|| {
+        let scheduler = BodyReplay {
+            inner,
+            body_done,
+            off_script: false,
+        };
+        let mut config = shuttle::Config::new();
+        config.failure_persistence = shuttle::FailurePersistence::None;
+        shuttle::Runner::new(scheduler, config).run(move || {
+            let out = execute::<Shuttle>(&sc2);
+            let holds = out.holds();
+            *ran2.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((out.problems.clone(), out.numbered_trace()));
+            if !holds {
+                panic!("{PROPERTY_BROKE}");
+            }
+            done2.store(true, Ordering::SeqCst);
+        })
+    });
+    let ran = ran.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match (result, ran) {
+        (Ok(_), Some((problems, trace))) => ShuttleReplay::Ran { problems, trace },
+        (Ok(_), None) => ShuttleReplay::Stale("the replay ran no execution".into()),
+        (Err(payload), ran) => {
+            let msg = panic_message(&*payload);
+            match ran {
+                Some((problems, trace)) if msg == PROPERTY_BROKE => {
+                    ShuttleReplay::Ran { problems, trace }
+                }
+                _ if STALE_SIGNS.iter().any(|s| msg.contains(s)) => {
+                    // Shuttle lists every runnable task in full; the first clause says it all.
+                    let short = msg.split(", but choices were").next().unwrap_or(&msg);
+                    ShuttleReplay::Stale(short.to_string())
+                }
+                // Shuttle's own failure report (a deadlock, a panic in the model): a failure
+                // that the schedule still reproduces.
+                ran => ShuttleReplay::Ran {
+                    problems: vec![format!("panic under shuttle: {msg}")],
+                    trace: ran.map(|r| r.1).unwrap_or_default(),
+                },
+            }
+        }
+    }
+}
+
+/// Runs one random execution of `sc` from `seed` and, if every property held, returns the
+/// schedule shuttle persisted for it (the body fails on purpose at its very end so that
+/// shuttle records it), for corpus entries that expect the shipped protocol to pass.
+pub fn shuttle_record_passing(sc: &Scenario, seed: u64) -> Option<String> {
+    let dir = schedule_dir(sc);
+    let held = Arc::new(Mutex::new(false));
+    let (sc2, held2) = (sc.clone(), held.clone());
+    let _ = quietly(|| {
+        let scheduler = shuttle::scheduler::RandomScheduler::new_from_seed(seed, 1);
+        let mut config = shuttle::Config::new();
+        config.failure_persistence = shuttle::FailurePersistence::File(Some(dir.clone()));
+        shuttle::Runner::new(scheduler, config).run(move || {
+            let out = execute::<Shuttle>(&sc2);
+            *held2.lock().unwrap_or_else(|p| p.into_inner()) = out.holds();
+            panic!("{RECORDING}");
+        })
+    });
+    let held = *held.lock().unwrap_or_else(|p| p.into_inner());
+    let schedule = newest_schedule(&dir).filter(|_| held);
+    let _ = std::fs::remove_dir_all(&dir);
+    schedule
 }
 
 /// A fresh directory for shuttle's failing schedules.
@@ -190,8 +382,27 @@ fn newest_schedule(dir: &Path) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
+/// Runs `f` on a fresh thread (see below), catching its panic, with the panic message hook
+/// silenced meanwhile.
+///
+/// Shuttle skips persisting a failing schedule when its thread already persisted one of the
+/// same length (a thread-local guard against persisting one failure twice), so a second
+/// failure on the same thread, in another run, would lose its schedule; a fresh thread per
+/// run starts with a fresh guard.
+fn quietly<R: Send>(f: impl FnOnce() -> R + Send) -> std::thread::Result<R> {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("harrow-shuttle".into())
+            .spawn_scoped(s, || silenced(f))
+            .map_or_else(
+                |e| Err(Box::new(e.to_string()) as _),
+                |h| h.join().and_then(|r| r),
+            )
+    })
+}
+
 /// Runs `f`, catching its panic, with the panic message hook silenced meanwhile.
-fn quietly<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+fn silenced<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let r = catch_unwind(AssertUnwindSafe(f));

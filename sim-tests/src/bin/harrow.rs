@@ -1,5 +1,6 @@
 //! The `harrow` command: model-check the protocol, print its scenarios and tables.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -7,7 +8,7 @@ use harrow_model::Flaw;
 use harrow_sim_tests::check::{self, CheckOptions};
 use harrow_sim_tests::engine::ShuttleBudget;
 use harrow_sim_tests::flaws::Engine;
-use harrow_sim_tests::{run, scenario, table};
+use harrow_sim_tests::{corpus, run, scenario, table};
 
 /// harrow: a spawn / cancel / teardown protocol, checked for hangs and races.
 #[derive(Debug, Parser)]
@@ -21,6 +22,19 @@ struct Cli {
 enum Command {
     /// Run every engine over the shipped protocol and every flaw; exit 1 unless the
     /// protocol holds everywhere and every flaw is found.
+    ///
+    /// Progress goes to stderr: a bar per engine on a terminal, one line per check when
+    /// stderr is not a terminal (CI logs). The table and every counterexample go to stdout.
+    /// The selections combine: `--engine` (repeatable) picks engines, `--flaw` keeps only
+    /// that flaw's rows (no shipped-protocol rows), `--scenario` keeps only rows of that
+    /// scenario; a selection that matches nothing exits 2 and lists the scenario names.
+    #[command(after_help = "Examples:\n  \
+        harrow check                                  every engine, every scenario and flaw\n  \
+        harrow check --engine explicit                the explicit-state search only\n  \
+        harrow check --engine shuttle --engine loom   two engines\n  \
+        harrow check --flaw 9                         F9 on every engine FLAWS.md names\n  \
+        harrow check --engine shuttle --scenario tree-3-sigint --shuttle-random 20000\n  \
+        harrow check --quiet > report.txt             no progress, table only")]
     Check {
         /// Only this engine (loom, shuttle, explicit); repeat for several.
         #[arg(long = "engine", value_parser = parse_engine)]
@@ -37,7 +51,10 @@ enum Command {
         /// PCT schedules per scenario for shuttle.
         #[arg(long, default_value_t = ShuttleBudget::default().pct)]
         shuttle_pct: usize,
-        /// No progress lines on stderr.
+        /// The seed of shuttle's schedulers (vary it for long runs).
+        #[arg(long, default_value_t = ShuttleBudget::default().seed)]
+        shuttle_seed: u64,
+        /// No progress bars or lines on stderr.
         #[arg(long)]
         quiet: bool,
     },
@@ -48,6 +65,82 @@ enum Command {
     },
     /// Print the child lifecycle's state x input table and its dot graph.
     Table,
+    /// Replay a corpus entry and print its trace as numbered steps; given a folder, replay
+    /// every entry under it and print a table. Exit 0 when every expectation is met, 1 when
+    /// not, 2 when an entry is stale or invalid.
+    Replay {
+        /// An entry (`corpus/<engine>/<NNNN>-<slug>.json`) or a corpus folder.
+        path: PathBuf,
+    },
+    /// Make corpus entries.
+    #[command(subcommand)]
+    Corpus(CorpusCommand),
+    /// Run the real backend's smoke scenarios (tractor's test scenarios and the expected
+    /// failures) under each spawn method they apply to. Exit 0 when each had its expected
+    /// outcome, expected failures included; 1 when one did not; 2 on a usage error.
+    #[command(after_help = "Examples:\n  \
+        harrow smoke --list                                  the scenarios and their methods\n  \
+        harrow smoke --all                                   every scenario, every method\n  \
+        harrow smoke --scenario never-yields                 one scenario, every method\n  \
+        harrow smoke --scenario never-yields --method exec   one scenario, one method")]
+    Smoke {
+        /// List the scenarios, what each expects, and the methods it runs under.
+        #[arg(long)]
+        list: bool,
+        /// Run every scenario.
+        #[arg(long, conflicts_with = "scenario")]
+        all: bool,
+        /// Run the scenario with this name.
+        #[arg(long)]
+        scenario: Option<String>,
+        /// Only under this spawn method: fork, fork-server, exec or thread.
+        #[arg(long)]
+        method: Option<String>,
+    },
+    /// Measure the real backend: each figure of PERF.md beside its raw baseline from the
+    /// same run, their ratio and the target. Exit 1 if a target is missed.
+    Bench {
+        /// Timed rounds for each spawn figure (request/reply gets ten times as many).
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CorpusCommand {
+    /// Regenerate the seeded entries: each flaw's minimised counterexample (ids 1-14), then
+    /// the shipped protocol's passing schedules (ids 15 on).
+    Seed {
+        /// The corpus folder.
+        #[arg(long, default_value = corpus::DIR)]
+        dir: PathBuf,
+    },
+    /// Run an engine over a scenario and write what it finds as a new entry: the failure
+    /// (expect found), or a schedule the protocol passes (expect passes).
+    Add {
+        /// shuttle, explicit or world.
+        #[arg(long, value_parser = corpus::Kind::parse)]
+        engine: corpus::Kind,
+        /// A scenario by name: canonical, loom matrix, large, or a flaw's case (`f9-...`).
+        #[arg(long, conflicts_with = "from")]
+        scenario: Option<String>,
+        /// The scenario of this entry or scenario JSON file.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Shuttle's seed (else several are tried), or the world's picker seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Delete the --from entry and give the new one its id: re-minimising a stale entry.
+        #[arg(long, requires = "from")]
+        replace: bool,
+        /// The one-line postmortem, instead of the default.
+        #[arg(long)]
+        postmortem: Option<String>,
+        /// The corpus folder (default: with --replace, the --from entry's; else the
+        /// workspace's).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn parse_engine(s: &str) -> Result<Engine, String> {
@@ -66,6 +159,12 @@ fn parse_flaw(s: &str) -> Result<Flaw, String> {
 }
 
 fn main() -> ExitCode {
+    // First: `smoke` re-executes this binary (Exec children, the fork server, and the
+    // scenarios' parent processes), and the re-executed process finds its role here.
+    harrow_real::init(harrow_real::scenarios::registry().merge(harrow_real::bench::registry()));
+    if let Some(code) = harrow_real::scenarios::run_parent_role() {
+        return code;
+    }
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check {
@@ -74,6 +173,7 @@ fn main() -> ExitCode {
             scenario,
             shuttle_random,
             shuttle_pct,
+            shuttle_seed,
             quiet,
         }) => {
             let opts = CheckOptions {
@@ -87,15 +187,21 @@ fn main() -> ExitCode {
                 shuttle: ShuttleBudget {
                     random: shuttle_random,
                     pct: shuttle_pct,
+                    seed: shuttle_seed,
                     ..ShuttleBudget::default()
                 },
                 progress: !quiet,
             };
             let rows = check::run(&opts);
             check::flush();
-            print!("{}", check::render(&rows));
+            if !rows.is_empty() {
+                print!("{}", check::render(&rows));
+            }
             if rows.is_empty() {
-                eprintln!("harrow: nothing matched the selection");
+                eprintln!(
+                    "harrow: nothing matched the selection; the selected engines check: {}",
+                    check::scenario_names(&opts.engines).join(", ")
+                );
                 return ExitCode::from(2);
             }
             if check::all_ok(&rows) {
@@ -114,6 +220,74 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Scenarios { name }) => scenarios(name.as_deref()),
+        Some(Command::Replay { path }) => replay(&path),
+        Some(Command::Corpus(CorpusCommand::Seed { dir })) => {
+            match corpus::seed(&dir, |p| eprintln!("wrote {}", p.display())) {
+                Ok(paths) => {
+                    println!("{} seeded entries in {}", paths.len(), dir.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("harrow: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some(Command::Corpus(CorpusCommand::Add {
+            engine,
+            scenario,
+            from,
+            seed,
+            replace,
+            postmortem,
+            dir,
+        })) => {
+            let opts = corpus::AddOptions {
+                kind: engine,
+                scenario,
+                from,
+                seed,
+                replace,
+                postmortem,
+                dir,
+            };
+            match corpus::add(&opts) {
+                Ok(path) => {
+                    print!("{}", corpus::describe(&corpus::replay_file(&path)));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("harrow: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some(Command::Smoke {
+            list,
+            all,
+            scenario,
+            method,
+        }) => harrow_real::scenarios::smoke(&harrow_real::scenarios::SmokeArgs {
+            list,
+            all,
+            scenario,
+            method,
+        }),
+        Some(Command::Bench { rounds }) => match harrow_real::bench::run(rounds) {
+            Ok((figures, notes)) => {
+                print!("{}", harrow_real::bench::render(&figures, &notes));
+                let missed = figures.iter().any(|f| f.meets() == Some(false));
+                if missed {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => {
+                eprintln!("harrow bench: {e}");
+                ExitCode::FAILURE
+            }
+        },
         None => scenarios(None),
     }
 }
@@ -159,6 +333,33 @@ fn scenarios(only: Option<&str>) -> ExitCode {
         failed += usize::from(!r.holds());
     }
     if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn replay(path: &std::path::Path) -> ExitCode {
+    let reports = if path.is_dir() {
+        let reports = corpus::replay_dir(path);
+        print!("{}", corpus::render(&reports));
+        for r in reports.iter().filter(|r| r.result.is_err()) {
+            println!("\n{}", corpus::describe(r));
+        }
+        reports
+    } else {
+        let r = corpus::replay_file(path);
+        print!("{}", corpus::describe(&r));
+        vec![r]
+    };
+    let stale = reports.iter().any(|r| {
+        r.replayed
+            .as_ref()
+            .is_none_or(|x| matches!(x.verdict, corpus::Verdict::Stale(_)))
+    });
+    if stale {
+        ExitCode::from(2)
+    } else if reports.iter().all(|r| r.result.is_ok()) && !reports.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -10,16 +10,23 @@ mod effects;
 mod kid;
 
 use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
 
 use harrow_model::supervisor::{Event, NurseryPhase, Supervisor, SupervisorConfig, TeardownCause};
 use harrow_model::{ChildId, Timestamp};
+use serde::{Deserialize, Serialize};
 
 pub use kid::{Block, Kid, Proc};
 
 use crate::scenario::{Ending, Fault, Scenario};
 
 /// One step the world can take next.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Serialized (in corpus entries) as its [`Display`](fmt::Display) text: `body`, `boot 0`,
+/// `run 1`, `deliver 0`, `exit 2`, `fault 0`, `second-reap 0`, `tick`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub enum Choice {
     /// The nursery's body takes its next step.
     Body,
@@ -37,6 +44,67 @@ pub enum Choice {
     SecondReap(usize),
     /// Time jumps to the earliest deadline, which fires.
     Tick,
+}
+
+impl fmt::Display for Choice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Choice::Body => f.write_str("body"),
+            Choice::Boot(i) => write!(f, "boot {i}"),
+            Choice::Run(i) => write!(f, "run {i}"),
+            Choice::Deliver(i) => write!(f, "deliver {i}"),
+            Choice::Exit(i) => write!(f, "exit {i}"),
+            Choice::Fault(k) => write!(f, "fault {k}"),
+            Choice::SecondReap(i) => write!(f, "second-reap {i}"),
+            Choice::Tick => f.write_str("tick"),
+        }
+    }
+}
+
+impl FromStr for Choice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut words = s.split_whitespace();
+        let (word, arg) = (words.next().unwrap_or(""), words.next());
+        if words.next().is_some() {
+            return Err(format!("`{s}` is not a choice: too many words"));
+        }
+        let index = || -> Result<usize, String> {
+            arg.ok_or_else(|| format!("`{s}` needs an index"))?
+                .parse()
+                .map_err(|_| format!("`{s}`: the index is not a number"))
+        };
+        let choice = match word {
+            "body" => Choice::Body,
+            "tick" => Choice::Tick,
+            "boot" => Choice::Boot(index()?),
+            "run" => Choice::Run(index()?),
+            "deliver" => Choice::Deliver(index()?),
+            "exit" => Choice::Exit(index()?),
+            "fault" => Choice::Fault(index()?),
+            "second-reap" => Choice::SecondReap(index()?),
+            _ => return Err(format!("`{s}` is not a choice")),
+        };
+        if matches!(choice, Choice::Body | Choice::Tick) && arg.is_some() {
+            return Err(format!("`{s}` takes no index"));
+        }
+        Ok(choice)
+    }
+}
+
+impl From<Choice> for String {
+    fn from(c: Choice) -> String {
+        c.to_string()
+    }
+}
+
+impl TryFrom<String> for Choice {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
 }
 
 /// Where the nursery's body is.
