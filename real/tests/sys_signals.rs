@@ -6,12 +6,22 @@ mod common;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use common::Test;
-use harrow_real::sys::{SignalPipe, wait_readable};
+use common::{MUST, Test};
+use harrow_real::sys::{self, ExitStatus, ReapOutcome, SignalPipe, wait_readable};
 use signal_hook::low_level::raise;
 
+/// The role of the re-executed child that checks SIGINT's default action comes back.
+const DEFAULT_AGAIN: &str = "sigint-default-again";
+
 fn main() -> ExitCode {
+    if sys::inherited_role().as_deref() == Some(DEFAULT_AGAIN) {
+        return sigint_default_again_child();
+    }
     common::main(&[
+        Test {
+            name: "sigint_terminates_again_once_no_pipe_watches",
+            run: sigint_terminates_again_once_no_pipe_watches,
+        },
         Test {
             name: "a_full_pipe_never_loses_a_sigint",
             run: a_full_pipe_never_loses_a_sigint,
@@ -59,4 +69,31 @@ fn signals_are_a_level_not_a_count() {
     assert!(pipe.take_pending().unwrap());
     assert!(!pipe.take_pending().unwrap());
     drop(pipe);
+}
+
+/// In a fresh process: one SIGINT is caught while a pipe watches; once the pipe is dropped,
+/// SIGINT's default action is back and the process dies of it. Without the conditional
+/// default, signal-hook's dispatcher stays and the second SIGINT is silently ignored.
+fn sigint_terminates_again_once_no_pipe_watches() {
+    let (_ours, theirs) = sys::channel_pair().unwrap();
+    let mut child = sys::exec_self(DEFAULT_AGAIN, &[], theirs).unwrap();
+    let status = match child.wait_timeout(Some(MUST)).unwrap() {
+        ReapOutcome::Reaped(status) => status,
+        ReapOutcome::Running => panic!("the child neither died nor exited"),
+    };
+    assert_eq!(
+        status,
+        ExitStatus::Signaled(libc::SIGINT),
+        "Ctrl-C must kill once no nursery handles it"
+    );
+}
+
+fn sigint_default_again_child() -> ExitCode {
+    let pipe = SignalPipe::sigint().unwrap();
+    raise(libc::SIGINT).unwrap();
+    assert!(pipe.take_pending().unwrap(), "the first SIGINT is caught");
+    drop(pipe);
+    raise(libc::SIGINT).unwrap();
+    // Still alive: the default action did not come back.
+    ExitCode::from(0)
 }

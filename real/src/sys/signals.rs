@@ -10,15 +10,51 @@
 //! and the full pipe is itself readable. Draining after taking the flag could lose a signal
 //! that arrived in between; [`SignalPipe::take_pending`] never does that.
 
+use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rustix::io::Errno;
 use signal_hook::SigId;
 
 use super::channel::{IoMode, pipe_pair};
 use super::error::{Op, SysError, rustix_err};
+
+/// Per signal: how many [`SignalPipe`]s watch it, and the switch of its default action.
+///
+/// signal-hook never removes its dispatcher, so once the last pipe is gone the signal would
+/// be ignored (Ctrl-C would stop working for the rest of the program). A conditional-default
+/// action, registered once per signal before any pipe's actions, runs the signal's default
+/// action (for `SIGINT`: terminate) exactly while no pipe is installed.
+static WATCHERS: Mutex<BTreeMap<i32, (usize, Arc<AtomicBool>)>> = Mutex::new(BTreeMap::new());
+
+/// Counts one more watcher of `signal`; the first ever registers the default's switch.
+fn watch(signal: i32) -> Result<(), std::io::Error> {
+    let mut w = WATCHERS.lock().unwrap_or_else(PoisonError::into_inner);
+    let entry = match w.entry(signal) {
+        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::btree_map::Entry::Vacant(e) => {
+            let idle = Arc::new(AtomicBool::new(false));
+            signal_hook::flag::register_conditional_default(signal, Arc::clone(&idle))?;
+            e.insert((0, idle))
+        }
+    };
+    entry.0 += 1;
+    entry.1.store(false, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Counts one watcher of `signal` fewer; with none left, the default action is back.
+fn unwatch(signal: i32) {
+    let mut w = WATCHERS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(entry) = w.get_mut(&signal) {
+        entry.0 = entry.0.saturating_sub(1);
+        if entry.0 == 0 {
+            entry.1.store(true, Ordering::SeqCst);
+        }
+    }
+}
 
 /// A flag plus a wake pipe for one signal.
 #[derive(Debug)]
@@ -41,11 +77,19 @@ impl SignalPipe {
         let io = |e: std::io::Error| {
             SysError::os(Op::SignalInstall, e.raw_os_error().unwrap_or(libc::EINVAL))
         };
-        let flag_id = signal_hook::flag::register(signal, Arc::clone(&flag)).map_err(io)?;
+        watch(signal).map_err(io)?;
+        let flag_id = match signal_hook::flag::register(signal, Arc::clone(&flag)) {
+            Ok(id) => id,
+            Err(e) => {
+                unwatch(signal);
+                return Err(io(e));
+            }
+        };
         let pipe_id = match signal_hook::low_level::pipe::register(signal, write) {
             Ok(id) => id,
             Err(e) => {
                 signal_hook::low_level::unregister(flag_id);
+                unwatch(signal);
                 return Err(io(e));
             }
         };
@@ -96,9 +140,8 @@ impl SignalPipe {
     }
 
     /// Removes both actions; the write end is closed by signal-hook once no handler can be
-    /// using it. signal-hook keeps its dispatcher installed, so after this the signal no
-    /// longer takes its default action (for `SIGINT`: it is ignored unless another action is
-    /// registered); uninstall at the end of the process's supervision, not in between.
+    /// using it. When no other pipe watches the signal, its default action is back (for
+    /// `SIGINT`: the process terminates), as before the first install.
     pub fn uninstall(self) {
         drop(self);
     }
@@ -109,5 +152,6 @@ impl Drop for SignalPipe {
         // The pipe action first, so no wake byte is written for a flag nobody reads.
         signal_hook::low_level::unregister(self.ids[1]);
         signal_hook::low_level::unregister(self.ids[0]);
+        unwatch(self.signal);
     }
 }
