@@ -121,11 +121,6 @@ impl<O: Os> Driver<O> {
         self.events.pop_front()
     }
 
-    /// Events not yet taken.
-    pub fn pending_events(&self) -> impl Iterator<Item = &Event> {
-        self.events.iter()
-    }
-
     /// Spawns a child; see [`Supervisor::spawn`].
     pub fn spawn(
         &mut self,

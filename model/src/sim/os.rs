@@ -402,10 +402,8 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
             .shared
             .with(|w| w.kernel.take_pending_sigint(me).unwrap_or(false));
         if sigint {
-            self.shared.with(|w| {
-                w.sigints_handled += 1;
-                w.note(me, format_args!("the driver takes SIGINT"));
-            });
+            self.shared
+                .with(|w| w.note(me, format_args!("the driver takes SIGINT")));
             out.push(OsEvent::Interrupt);
         }
         let finished: Vec<ChildId> = self.shared.read(|w| {
@@ -465,9 +463,6 @@ fn env_strike<P: Platform>(shared: P::Arc<Shared<P>>, action: EnvAction) {
             && w.alive(pid)
             && !w.over
         {
-            if signal == Signal::Int {
-                w.sigints += 1;
-            }
             let _ = w.kernel.kill(Pid::INIT, pid, signal);
             w.note(Pid::INIT, format_args!("environment: {signal} to {pid}"));
         }

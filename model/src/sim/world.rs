@@ -82,10 +82,6 @@ pub struct SimWorld {
     pub live_threads: u32,
     /// The scenario is over: abandoned threads and the clock may stop.
     pub over: bool,
-    /// SIGINTs the environment delivered to the root.
-    pub sigints: u32,
-    /// SIGINTs the root's driver handled.
-    pub sigints_handled: u32,
     /// Statuses taken by a second reaper (flaw F5), by pid.
     pub stolen: Vec<(Pid, crate::error::ExitStatus)>,
     /// The next free deadline slot.
@@ -128,8 +124,6 @@ impl SimWorld {
             abandoned: 0,
             live_threads: 0,
             over: false,
-            sigints: 0,
-            sigints_handled: 0,
             stolen: Vec::new(),
             next_slot: 1,
             launched: Vec::new(),
