@@ -4,16 +4,16 @@
 //! against (the raw syscall path, or the peer), their ratio, and the target ratio. Absolute
 //! times on a shared two-core machine are noisy; ratios measured side by side are not.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use harrow_model::wire::Role;
 use harrow_model::{SpawnMethod, Timeouts};
 
 use crate::Registry;
-use crate::bench_baseline::{self, median};
+use crate::bench_baseline::{self, PingPong, RawForkServer, median};
 use crate::nursery::{Error, Nursery, NurseryConfig};
-use crate::sys::SocketKind;
+use crate::sys::{SocketKind, SysError};
 
 /// The actors the bench spawns; merge them into the registry given to [`crate::init`].
 pub fn registry() -> Registry {
@@ -91,64 +91,112 @@ fn config(method: SpawnMethod) -> NurseryConfig {
     }
 }
 
-/// Median time from `spawn` to the handshake, children stopped between rounds (untimed).
-fn spawn_to_handshake(method: SpawnMethod, rounds: usize) -> Result<Duration, Error> {
-    let mut n = Nursery::open_with(config(method))?;
-    // Warm up: the fork server starts on the first spawn; page caches fill.
-    for i in 0..5 {
-        let c = n.spawn(&format!("warm{i}"), "bench-echo")?;
-        n.stop(c)?;
+/// Untimed pairs of rounds before the timed ones (page caches, the fork server's start).
+const WARM_UP: usize = 5;
+
+/// Alternates one harrow round and one baseline round, so that a background load that comes
+/// and goes on this shared machine hits both alike; returns both medians. A baseline that
+/// fails is reported as not measured (`None`), harrow going on alone.
+fn paired(
+    rounds: usize,
+    mut harrow: impl FnMut() -> Result<Duration, Error>,
+    mut baseline: impl FnMut() -> Result<Duration, SysError>,
+) -> Result<(Duration, Option<Duration>), Error> {
+    let mut ours = Vec::with_capacity(rounds);
+    let mut theirs = Some(Vec::with_capacity(rounds));
+    for i in 0..WARM_UP + rounds {
+        let h = harrow()?;
+        let b = theirs.as_ref().map(|_| baseline());
+        if i < WARM_UP {
+            if let Some(Err(_)) = b {
+                theirs = None;
+            }
+            continue;
+        }
+        ours.push(h);
+        match (b, theirs.as_mut()) {
+            (Some(Ok(d)), Some(samples)) => samples.push(d),
+            (Some(Err(_)), _) => theirs = None,
+            _ => {}
+        }
     }
-    let mut samples = Vec::with_capacity(rounds);
-    for i in 0..rounds {
-        let t = Instant::now();
-        let c = n.spawn(&format!("c{i}"), "bench-echo")?;
-        samples.push(t.elapsed());
-        n.stop(c)?;
-    }
-    n.teardown();
-    Ok(median(&mut samples))
+    Ok((median(&mut ours), theirs.map(|mut s| median(&mut s))))
 }
 
-/// Median request/reply round trip to one Fork child.
-fn request_reply(rounds: usize) -> Result<Duration, Error> {
+/// Spawn-to-handshake rounds with `method`, each child stopped after its (untimed) round,
+/// against `baseline`.
+fn spawn_to_handshake(
+    method: SpawnMethod,
+    rounds: usize,
+    baseline: impl FnMut() -> Result<Duration, SysError>,
+) -> Result<(Duration, Option<Duration>), Error> {
+    let mut n = Nursery::open_with(config(method))?;
+    let mut i = 0;
+    let measured = paired(
+        rounds,
+        || {
+            i += 1;
+            let name = format!("c{i}");
+            let t = Instant::now();
+            let c = n.spawn(&name, "bench-echo")?;
+            let spent = t.elapsed();
+            n.stop(c)?;
+            Ok(spent)
+        },
+        baseline,
+    );
+    n.teardown();
+    measured
+}
+
+/// Request/reply round trips to one Fork child against 1-byte socketpair ping-pongs.
+fn request_reply(rounds: usize) -> Result<(Duration, Option<Duration>), Error> {
     let mut n = Nursery::open_with(config(SpawnMethod::Fork))?;
     let c = n.spawn("echo", "bench-echo")?;
+    let mut ping = PingPong::start(SocketKind::Stream).ok();
     for i in 0..1000u64 {
         let _: u64 = n.request(c, &i)?;
     }
-    let mut samples = Vec::with_capacity(rounds);
-    for i in 0..rounds as u64 {
-        let t = Instant::now();
-        let _: u64 = n.request(c, &i)?;
-        samples.push(t.elapsed());
+    let mut i = 0u64;
+    let measured = paired(
+        rounds,
+        || {
+            i += 1;
+            let t = Instant::now();
+            let _: u64 = n.request(c, &i)?;
+            Ok(t.elapsed())
+        },
+        || match ping.as_mut() {
+            Some(p) => p.round(),
+            None => Err(SysError::os(crate::sys::Op::Fork, libc::EAGAIN)),
+        },
+    );
+    if let Some(p) = ping {
+        let _ = p.finish();
     }
     n.teardown();
-    Ok(median(&mut samples))
+    measured
 }
 
-/// 25 children: spawn side by side, one request each, graceful teardown; median of `rounds`.
-fn full_cycle_25(method: SpawnMethod, rounds: usize) -> Result<Duration, Error> {
-    let mut samples = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
-        let t = Instant::now();
-        let mut n = Nursery::open_with(config(method))?;
-        let kids: Vec<_> = (0..25)
-            .map(|i| n.start_with(&format!("c{i}"), "bench-echo", method, Role::Daemon))
-            .collect::<Result<_, _>>()?;
-        for &k in &kids {
-            n.ready(k)?;
-        }
-        for (i, &k) in kids.iter().enumerate() {
-            let _: u64 = n.request(k, &(i as u64))?;
-        }
-        let report = n.teardown();
-        samples.push(t.elapsed());
-        if !report.errors.is_empty() {
-            return Err(Error::Child(report.errors[0].clone()));
-        }
+/// One full cycle: 25 children spawned side by side, one request each, graceful teardown.
+fn full_cycle_25(method: SpawnMethod) -> Result<Duration, Error> {
+    let t = Instant::now();
+    let mut n = Nursery::open_with(config(method))?;
+    let kids: Vec<_> = (0..25)
+        .map(|i| n.start_with(&format!("c{i}"), "bench-echo", method, Role::Daemon))
+        .collect::<Result<_, _>>()?;
+    for &k in &kids {
+        n.ready(k)?;
     }
-    Ok(median(&mut samples))
+    for (i, &k) in kids.iter().enumerate() {
+        let _: u64 = n.request(k, &(i as u64))?;
+    }
+    let report = n.teardown();
+    let spent = t.elapsed();
+    match report.errors.first() {
+        Some(e) => Err(Error::Child(e.clone())),
+        None => Ok(spent),
+    }
 }
 
 /// The teardown of 25 children that never yield, in the report's own time.
@@ -201,38 +249,70 @@ fn per_child(count: usize) -> Result<Duration, Error> {
     Ok(t.elapsed() / count as u32)
 }
 
-/// Python multiprocessing (fork): 25 children, one round trip each, joined; the peer figure.
-fn python_mp_fork_25(rounds: usize) -> Option<Duration> {
-    let script = format!(
-        "import multiprocessing as mp, time\n\
-         def child(conn):\n    conn.send(conn.recv())\n\
-         ctx = mp.get_context('fork')\n\
-         ts = []\n\
-         for _ in range({rounds}):\n\
-         \x20   t = time.perf_counter()\n\
-         \x20   ps = []\n\
-         \x20   for i in range(25):\n\
-         \x20       a, b = ctx.Pipe()\n\
-         \x20       p = ctx.Process(target=child, args=(b,)); p.start(); ps.append((p, a))\n\
-         \x20   for i, (p, a) in enumerate(ps):\n\
-         \x20       a.send(i); a.recv()\n\
-         \x20   for p, a in ps:\n\
-         \x20       p.join()\n\
-         \x20   ts.append(time.perf_counter() - t)\n\
-         ts.sort(); print(ts[len(ts)//2])\n"
-    );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .ok()?;
-    let secs: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
-    Some(Duration::from_secs_f64(secs))
+/// Python multiprocessing (fork), the peer: a Python process that runs one cycle of the
+/// same work (25 children, one round trip each, joined) per line it reads and answers with
+/// the seconds it took, so its rounds interleave with harrow's.
+#[derive(Debug)]
+struct PythonPeer {
+    child: std::process::Child,
+    answers: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl PythonPeer {
+    const SCRIPT: &str = "import multiprocessing as mp, sys, time\n\
+        def child(conn):\n    conn.send(conn.recv())\n\
+        ctx = mp.get_context('fork')\n\
+        for _ in sys.stdin:\n\
+        \x20   t = time.perf_counter()\n\
+        \x20   ps = []\n\
+        \x20   for i in range(25):\n\
+        \x20       a, b = ctx.Pipe()\n\
+        \x20       p = ctx.Process(target=child, args=(b,)); p.start(); ps.append((p, a))\n\
+        \x20   for i, (p, a) in enumerate(ps):\n\
+        \x20       a.send(i); a.recv()\n\
+        \x20   for p, a in ps:\n\
+        \x20       p.join()\n\
+        \x20   print(time.perf_counter() - t, flush=True)\n";
+
+    /// Starts `python3`; `None` if there is none.
+    fn start() -> Option<PythonPeer> {
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(Self::SCRIPT)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .ok()?;
+        let answers = std::io::BufReader::new(child.stdout.take()?);
+        Some(PythonPeer { child, answers })
+    }
+
+    /// One cycle, timed by Python itself.
+    fn round(&mut self) -> Result<Duration, SysError> {
+        use std::io::{BufRead, Write};
+        let failed = |e: std::io::Error| SysError::Spawn(e);
+        let stdin =
+            self.child.stdin.as_mut().ok_or_else(|| {
+                SysError::Spawn(std::io::Error::other("python3's stdin is closed"))
+            })?;
+        stdin.write_all(b"go\n").map_err(failed)?;
+        let mut line = String::new();
+        self.answers.read_line(&mut line).map_err(failed)?;
+        let secs: f64 = line.trim().parse().map_err(|_| {
+            SysError::Spawn(std::io::Error::other(format!("python3 answered {line:?}")))
+        })?;
+        Ok(Duration::from_secs_f64(secs))
+    }
+
+    /// Closes its stdin (it exits at end of input) and waits for it.
+    fn finish(mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
 }
 
 /// Runs every measurement; `rounds` scales them all.
 pub fn run(rounds: usize) -> Result<(Vec<Figure>, Vec<String>), Error> {
-    let base = |r: Result<Duration, crate::sys::SysError>| r.ok();
     let mut figures = Vec::new();
     let mut notes = Vec::new();
     let mut fig = |name: &str,
@@ -251,52 +331,75 @@ pub fn run(rounds: usize) -> Result<(Vec<Figure>, Vec<String>), Error> {
         });
     };
     // Fork first: it needs a single-threaded process (thread children come later).
-    let fork = spawn_to_handshake(SpawnMethod::Fork, rounds)?;
+    let (fork, fork_base) =
+        spawn_to_handshake(SpawnMethod::Fork, rounds, bench_baseline::fork_round)?;
     fig(
         "Fork: spawn to handshake",
         fork,
         "fork + _exit + waitid",
-        base(bench_baseline::fork_round_trip(rounds)),
+        fork_base,
         1.5,
         false,
     );
-    let rr = request_reply(rounds * 10)?;
+    let (rr, rr_base) = request_reply(rounds * 10)?;
     fig(
         "request / reply round trip",
         rr,
         "socketpair ping-pong",
-        base(bench_baseline::socketpair_ping_pong(
-            SocketKind::Stream,
-            rounds * 10,
-        )),
+        rr_base,
         1.5,
         false,
     );
-    let served = spawn_to_handshake(SpawnMethod::ForkServer, rounds)?;
+    let mut raw_server = RawForkServer::start().ok();
+    let served = spawn_to_handshake(SpawnMethod::ForkServer, rounds, || {
+        match raw_server.as_mut() {
+            Some(s) => s.round(),
+            None => Err(SysError::os(crate::sys::Op::Fork, libc::EAGAIN)),
+        }
+    });
+    if let Some(s) = raw_server {
+        let _ = s.finish();
+    }
+    let (served, served_base) = served?;
     fig(
         "ForkServer: spawn to handshake",
         served,
         "raw fork-server round trip",
-        base(bench_baseline::fork_server_round_trip(rounds)),
+        served_base,
         1.5,
         false,
     );
-    let exec = spawn_to_handshake(SpawnMethod::Exec, rounds / 4 + 1)?;
+    let (exec, exec_base) = spawn_to_handshake(
+        SpawnMethod::Exec,
+        rounds / 4 + 1,
+        bench_baseline::spawn_true_round,
+    )?;
     fig(
         "Exec: spawn to handshake",
         exec,
         "posix_spawn /bin/true + wait",
-        base(bench_baseline::spawn_true_round_trip(rounds / 4 + 1)),
+        exec_base,
         1.2,
         false,
     );
-    let cycle_rounds = (rounds / 20).max(3);
-    let cycle = full_cycle_25(SpawnMethod::Fork, cycle_rounds)?;
+    let mut python = PythonPeer::start();
+    let cycle = paired(
+        (rounds / 20).max(3),
+        || full_cycle_25(SpawnMethod::Fork),
+        || match python.as_mut() {
+            Some(p) => p.round(),
+            None => Err(SysError::Spawn(std::io::Error::other("no python3"))),
+        },
+    );
+    if let Some(p) = python {
+        p.finish();
+    }
+    let (cycle, cycle_base) = cycle?;
     fig(
         "25 children, full cycle (Fork)",
         cycle,
         "Python multiprocessing fork, same work",
-        python_mp_fork_25(cycle_rounds),
+        cycle_base,
         10.0,
         true,
     );
@@ -357,6 +460,12 @@ pub fn render(figures: &[Figure], notes: &[String]) -> String {
             ratio,
             target
         ));
+    }
+    if cfg!(debug_assertions) {
+        out.push_str(
+            "note: built with debug assertions, so every protocol step re-checks the invariants; \
+             a user's release build does not: build with `--profile perf` for its figures\n",
+        );
     }
     for n in notes {
         out.push_str(n);

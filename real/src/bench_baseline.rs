@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
 
+use crate::sys::ChildProcess;
 use crate::sys::raw_children::{fork_exit_reap, spawn_echo, spawn_fork_server, spawn_pipe_echo};
 use crate::sys::{IoMode, Op, SocketKind, SysError, pipe_pair, socket_pair};
 
@@ -38,32 +39,44 @@ pub fn median(samples: &mut [Duration]) -> Duration {
     samples[samples.len() / 2]
 }
 
-/// Runs `round` `WARM_UP` times untimed, then `iterations` times timed; returns the median.
-fn measure(
+/// Runs `round` `WARM_UP` times untimed, then `iterations` times; returns the median of the
+/// times the rounds report.
+pub fn measure(
     iterations: usize,
-    mut round: impl FnMut() -> Result<(), SysError>,
+    mut round: impl FnMut() -> Result<Duration, SysError>,
 ) -> Result<Duration, SysError> {
     for _ in 0..WARM_UP {
         round()?;
     }
     let mut samples = Vec::with_capacity(iterations);
     for _ in 0..iterations {
-        let start = Instant::now();
-        round()?;
-        samples.push(start.elapsed());
+        samples.push(round()?);
     }
     Ok(median(&mut samples))
 }
 
-/// fork + `_exit(0)` in the child + `waitid` in the parent: the raw cost of `Fork`.
-pub fn fork_round_trip(iterations: usize) -> Result<Duration, SysError> {
-    measure(iterations, || fork_exit_reap(0).map(drop))
+/// Times `f`.
+fn timed(f: impl FnOnce() -> Result<(), SysError>) -> Result<Duration, SysError> {
+    let start = Instant::now();
+    f()?;
+    Ok(start.elapsed())
 }
 
-/// `Command::new("/bin/true").status()` (std uses `posix_spawn`) and its wait: the raw cost
-/// of `Exec`.
-pub fn spawn_true_round_trip(iterations: usize) -> Result<Duration, SysError> {
-    measure(iterations, || {
+/// fork + `_exit(0)` in the child + `waitid` in the parent: one raw round trip, the cost
+/// `Fork` is held against.
+pub fn fork_round() -> Result<Duration, SysError> {
+    timed(|| fork_exit_reap(0).map(drop))
+}
+
+/// fork + `_exit` + `waitid`, median of `iterations` rounds.
+pub fn fork_round_trip(iterations: usize) -> Result<Duration, SysError> {
+    measure(iterations, fork_round)
+}
+
+/// One `Command::new("/bin/true").status()` (std uses `posix_spawn`) and its wait: the
+/// cost `Exec` is held against.
+pub fn spawn_true_round() -> Result<Duration, SysError> {
+    timed(|| {
         let status = Command::new("/bin/true")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -76,6 +89,11 @@ pub fn spawn_true_round_trip(iterations: usize) -> Result<Duration, SysError> {
             Err(SysError::Spawn(std::io::Error::other(why)))
         }
     })
+}
+
+/// `posix_spawn` of `/bin/true` and its wait, median of `iterations` rounds.
+pub fn spawn_true_round_trip(iterations: usize) -> Result<Duration, SysError> {
+    measure(iterations, spawn_true_round)
 }
 
 /// Writes one byte to `to` and reads one back from `from`, both blocking.
@@ -98,14 +116,41 @@ fn ping(to: &OwnedFd, from: &OwnedFd) -> Result<(), SysError> {
     }
 }
 
+/// A forked echo child at the other end of a blocking socketpair: 1-byte round trips, the
+/// cost a request / reply is held against.
+#[derive(Debug)]
+pub struct PingPong {
+    ours: OwnedFd,
+    child: ChildProcess,
+}
+
+impl PingPong {
+    /// Forks the echo child over a socketpair of `kind`.
+    pub fn start(kind: SocketKind) -> Result<PingPong, SysError> {
+        let (ours, theirs) = socket_pair(kind, IoMode::Blocking)?;
+        let child = spawn_echo(theirs)?;
+        Ok(PingPong { ours, child })
+    }
+
+    /// One timed round trip.
+    pub fn round(&mut self) -> Result<Duration, SysError> {
+        timed(|| ping(&self.ours, &self.ours))
+    }
+
+    /// Closes the socket (the echo child exits 0 at end of stream) and reaps the child.
+    pub fn finish(self) -> Result<(), SysError> {
+        let PingPong { ours, mut child } = self;
+        drop(ours);
+        let _ = child.wait_timeout(Some(Duration::from_secs(5)))?;
+        child.kill_and_reap().map(drop)
+    }
+}
+
 /// A 1-byte round trip to a forked echo child over a blocking socketpair of `kind`.
 pub fn socketpair_ping_pong(kind: SocketKind, iterations: usize) -> Result<Duration, SysError> {
-    let (ours, theirs) = socket_pair(kind, IoMode::Blocking)?;
-    let mut child = spawn_echo(theirs)?;
-    let median = measure(iterations, || ping(&ours, &ours));
-    drop(ours); // end of stream: the echo child exits 0
-    let _ = child.wait_timeout(Some(Duration::from_secs(5)))?;
-    child.kill_and_reap()?;
+    let mut pp = PingPong::start(kind)?;
+    let median = measure(iterations, || pp.round());
+    pp.finish()?;
     median
 }
 
@@ -114,34 +159,61 @@ pub fn pipe_ping_pong(iterations: usize) -> Result<Duration, SysError> {
     let (child_reads, we_write) = pipe_pair(IoMode::Blocking)?;
     let (we_read, child_writes) = pipe_pair(IoMode::Blocking)?;
     let mut child = spawn_pipe_echo(child_reads, child_writes)?;
-    let median = measure(iterations, || ping(&we_write, &we_read));
+    let median = measure(iterations, || timed(|| ping(&we_write, &we_read)));
     // The child kept copies of our pipe ends (no scrub), so it would never see EOF.
     child.kill_and_reap()?;
     median
 }
 
-/// Request → fork → `_exit` → reap → reply through a single-threaded fork-server process
-/// over a socketpair: the raw cost of `ForkServer`.
-pub fn fork_server_round_trip(iterations: usize) -> Result<Duration, SysError> {
-    let (ours, theirs) = socket_pair(SocketKind::Stream, IoMode::Blocking)?;
-    let mut server = spawn_fork_server(theirs)?;
-    let median = measure(iterations, || {
-        let mut reply = [0u8; 4];
-        let mut got = 0;
-        rustix::io::write(&ours, b"f").map_err(|e| SysError::os(Op::Send, e.raw_os_error()))?;
-        while got < reply.len() {
-            match rustix::io::read(ours.as_fd(), &mut reply[got..]) {
-                Ok(0) => return Err(SysError::os(Op::Recv, libc::EPIPE)),
-                Ok(n) => got += n,
-                Err(Errno::INTR) => continue,
-                Err(e) => return Err(SysError::os(Op::Recv, e.raw_os_error())),
+/// A single-threaded raw fork-server process: request → fork → `_exit` → reap → reply over
+/// a socketpair, the cost `ForkServer` is held against.
+#[derive(Debug)]
+pub struct RawForkServer {
+    ours: OwnedFd,
+    server: ChildProcess,
+}
+
+impl RawForkServer {
+    /// Forks the server.
+    pub fn start() -> Result<RawForkServer, SysError> {
+        let (ours, theirs) = socket_pair(SocketKind::Stream, IoMode::Blocking)?;
+        let server = spawn_fork_server(theirs)?;
+        Ok(RawForkServer { ours, server })
+    }
+
+    /// One timed request → reply.
+    pub fn round(&mut self) -> Result<Duration, SysError> {
+        timed(|| {
+            let mut reply = [0u8; 4];
+            let mut got = 0;
+            rustix::io::write(&self.ours, b"f")
+                .map_err(|e| SysError::os(Op::Send, e.raw_os_error()))?;
+            while got < reply.len() {
+                match rustix::io::read(self.ours.as_fd(), &mut reply[got..]) {
+                    Ok(0) => return Err(SysError::os(Op::Recv, libc::EPIPE)),
+                    Ok(n) => got += n,
+                    Err(Errno::INTR) => continue,
+                    Err(e) => return Err(SysError::os(Op::Recv, e.raw_os_error())),
+                }
             }
-        }
-        Ok(())
-    });
-    drop(ours);
-    let _ = server.wait_timeout(Some(Duration::from_secs(5)))?;
-    server.kill_and_reap()?;
+            Ok(())
+        })
+    }
+
+    /// Closes the socket (the server exits 0 at end of stream) and reaps it.
+    pub fn finish(self) -> Result<(), SysError> {
+        let RawForkServer { ours, mut server } = self;
+        drop(ours);
+        let _ = server.wait_timeout(Some(Duration::from_secs(5)))?;
+        server.kill_and_reap().map(drop)
+    }
+}
+
+/// The raw fork-server round trip, median of `iterations` rounds.
+pub fn fork_server_round_trip(iterations: usize) -> Result<Duration, SysError> {
+    let mut server = RawForkServer::start()?;
+    let median = measure(iterations, || server.round());
+    server.finish()?;
     median
 }
 

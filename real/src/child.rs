@@ -10,6 +10,12 @@ use harrow_model::wire::DEFAULT_MAX_FRAME;
 use crate::actor::registry_ref;
 use crate::sys::{self, RecvOutcome};
 
+/// The receive buffer: a frame larger than this arrives in several reads. Small, and on the
+/// stack, on purpose: every page a forked child touches before its handshake is a
+/// copy-on-write fault on the spawn path, and a heap allocation of 1 KiB or more makes glibc
+/// consolidate its free lists first, touching pages all over the inherited heap.
+const RECV_BUF: usize = 4096;
+
 /// Requests a child runs at once, at most.
 const MAX_IN_FLIGHT: u32 = 256;
 
@@ -19,7 +25,7 @@ pub const UNKNOWN_ACTOR_EXIT: i32 = 3;
 /// The channel to the parent, read with blocking calls: a child waits on nothing else.
 struct Channel {
     fd: OwnedFd,
-    buf: Vec<u8>,
+    buf: [u8; RECV_BUF],
 }
 
 impl ChildOs for Channel {
@@ -68,7 +74,7 @@ pub(crate) fn run_actor_as(actor: &str, channel: OwnedFd, pid: u32) -> i32 {
     let _ = sys::set_nonblocking(channel.as_fd(), false);
     let mut os = Channel {
         fd: channel,
-        buf: vec![0; 64 * 1024],
+        buf: [0; RECV_BUF],
     };
 
     let runtime = ChildRuntime::new(pid, Flaws::NONE, MAX_IN_FLIGHT);
