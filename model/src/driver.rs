@@ -290,9 +290,8 @@ impl<O: Os> Driver<O> {
                 }
                 Command::Send { child, message } => {
                     let max = self.sup.config().max_frame;
-                    // Our own messages are bounded by construction except request payloads,
-                    // which `request` callers size; an oversize one is dropped and the
-                    // child's reply never comes, which the caller sees as a refused request.
+                    // Our own messages are bounded by construction, request payloads by
+                    // `Supervisor::request`, which refuses one over `wire::max_payload`.
                     if let Ok(frame) = message.encode(max) {
                         self.os.send(child, &frame);
                     }
@@ -418,9 +417,7 @@ fn child_execute<C: ChildOs, A: Actor>(
     while let Some(cmd) = runtime.poll_command() {
         let fed = match cmd {
             ChildCommand::Send(m) => {
-                if let Ok(frame) = m.encode(max_frame) {
-                    os.send(&frame);
-                }
+                os.send(&m.encode_fitted(max_frame));
                 Ok(())
             }
             ChildCommand::StartActor { actor: name } => match actor.start(&name) {

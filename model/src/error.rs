@@ -238,6 +238,13 @@ pub enum ChildOpError {
     },
     /// The child has already finished; there is nothing to stop.
     AlreadyFinished(ChildId),
+    /// The request payload does not fit in one frame.
+    PayloadTooLarge {
+        /// Its length in bytes.
+        len: u64,
+        /// The largest payload the nursery's frame limit allows.
+        max: u32,
+    },
     /// The command queue to the driver is full: the driver is not draining it.
     Backlogged,
 }
@@ -257,6 +264,11 @@ impl fmt::Display for ChildOpError {
                  or raise `Limits::max_in_flight`"
             ),
             ChildOpError::AlreadyFinished(c) => write!(f, "{c} has already finished"),
+            ChildOpError::PayloadTooLarge { len, max } => write!(
+                f,
+                "a request payload of {len} bytes exceeds the {max}-byte limit of one frame; \
+                 send it in parts, or raise the nursery's `max_frame`"
+            ),
             ChildOpError::Backlogged => f.write_str(
                 "refused: the driver has not drained the protocol's command queue; poll \
                  commands after every input",

@@ -23,6 +23,16 @@ pub const DEFAULT_MAX_FRAME: u32 = 1 << 20;
 
 const HEADER: usize = 4;
 
+/// The most body bytes a message spends around its payload: a reply's tag, request id,
+/// result tag and length prefix (1 + 8 + 1 + 4). A payload of at most
+/// [`max_payload`]`(max_frame)` bytes fits in a request, a reply and a result alike.
+pub const PAYLOAD_OVERHEAD: u32 = 14;
+
+/// The largest request, reply or result payload that fits in a frame of `max_frame` bytes.
+pub const fn max_payload(max_frame: u32) -> u32 {
+    max_frame.saturating_sub(PAYLOAD_OVERHEAD)
+}
+
 /// Whether a child runs until its main function returns a result, or serves until cancelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Role {
@@ -143,6 +153,29 @@ impl Message {
         }
     }
 
+    /// This message as one frame, or, if it is too large, the message a child sends in its
+    /// place, so that the parent gets an answer rather than silence: a reply or result whose
+    /// payload exceeds the limit becomes an error saying so, and an error whose text
+    /// exceeds it is cut short.
+    pub fn encode_fitted(&self, max_frame: u32) -> Vec<u8> {
+        if let Ok(frame) = self.encode(max_frame) {
+            return frame;
+        }
+        let fitted = match self {
+            Message::Reply { id, result } => Message::Reply {
+                id: *id,
+                result: fit_result(result, max_frame),
+            },
+            Message::Finished { result } => Message::Finished {
+                result: fit_result(result, max_frame),
+            },
+            Message::Failed(err) => Message::Failed(fit_error(err, max_frame)),
+            // The rest carry no payload and always fit any limit a frame can have.
+            other => other.clone(),
+        };
+        fitted.encode(max_frame).unwrap_or_default()
+    }
+
     /// This message as one frame.
     pub fn encode(&self, max_frame: u32) -> Result<Vec<u8>, FrameError> {
         let mut out = Vec::new();
@@ -221,6 +254,38 @@ impl Message {
         } else {
             Err(FrameError::TrailingBytes(r.buf.len()))
         }
+    }
+}
+
+/// A result that fits a frame of `max_frame`: an oversize payload or error text replaced.
+fn fit_result(
+    result: &Result<Vec<u8>, RemoteError>,
+    max_frame: u32,
+) -> Result<Vec<u8>, RemoteError> {
+    match result {
+        Ok(payload) if payload.len() > max_payload(max_frame) as usize => Err(RemoteError {
+            kind: RemoteErrorKind::Error,
+            message: alloc::format!(
+                "the actor returned {} bytes, more than the {}-byte payload limit of a \
+                 {max_frame}-byte frame; return less, or raise the frame limit",
+                payload.len(),
+                max_payload(max_frame)
+            ),
+        }),
+        Ok(payload) => Ok(payload.clone()),
+        Err(err) => Err(fit_error(err, max_frame)),
+    }
+}
+
+/// `err` with its text cut (at a character boundary) to fit a frame of `max_frame`.
+fn fit_error(err: &RemoteError, max_frame: u32) -> RemoteError {
+    let mut end = (max_payload(max_frame) as usize).min(err.message.len());
+    while !err.message.is_char_boundary(end) {
+        end -= 1;
+    }
+    RemoteError {
+        kind: err.kind,
+        message: String::from(&err.message[..end]),
     }
 }
 
@@ -610,6 +675,78 @@ mod tests {
         assert_eq!(
             dec.finish(),
             Err(FrameError::EofInsideFrame { received: 3 })
+        );
+    }
+
+    #[test]
+    fn a_payload_of_max_payload_bytes_fits_every_message_that_carries_one() {
+        let max_frame = 100;
+        let p = vec![1u8; max_payload(max_frame) as usize];
+        for m in [
+            Message::Request {
+                id: RequestId(u64::MAX),
+                payload: p.clone(),
+            },
+            Message::Reply {
+                id: RequestId(u64::MAX),
+                result: Ok(p.clone()),
+            },
+            Message::Finished {
+                result: Ok(p.clone()),
+            },
+        ] {
+            assert!(m.encode(max_frame).is_ok(), "{}", m.name());
+        }
+        let reply = Message::Reply {
+            id: RequestId(1),
+            result: Ok(vec![1u8; max_payload(max_frame) as usize + 1]),
+        };
+        assert!(matches!(
+            reply.encode(max_frame),
+            Err(FrameError::Oversize { .. })
+        ));
+    }
+
+    #[test]
+    fn an_oversize_reply_is_sent_as_an_error_that_says_so() {
+        let max_frame = 200;
+        let decode = |frame: Vec<u8>| {
+            let mut dec = FrameDecoder::new(max_frame);
+            dec.push(&frame).unwrap();
+            dec.next_message().unwrap().unwrap()
+        };
+        let big = Message::Reply {
+            id: RequestId(3),
+            result: Ok(vec![0; 500]),
+        };
+        let Message::Reply { id, result: Err(e) } = decode(big.encode_fitted(max_frame)) else {
+            panic!("expected an error reply");
+        };
+        assert_eq!(id, RequestId(3));
+        assert_eq!(e.kind, RemoteErrorKind::Error);
+        assert!(e.message.contains("500 bytes"), "{}", e.message);
+        let finished = Message::Finished {
+            result: Ok(vec![0; 500]),
+        };
+        assert!(matches!(
+            decode(finished.encode_fitted(max_frame)),
+            Message::Finished { result: Err(_) }
+        ));
+        // Error text is cut at a character boundary to fit.
+        let long = Message::Failed(RemoteError {
+            kind: RemoteErrorKind::Panic,
+            message: "é".repeat(400),
+        });
+        let Message::Failed(e) = decode(long.encode_fitted(max_frame)) else {
+            panic!("expected Failed");
+        };
+        assert_eq!(e.kind, RemoteErrorKind::Panic);
+        assert!(!e.message.is_empty() && e.message.len() <= max_payload(max_frame) as usize);
+        // A message that fits is sent as it is.
+        let small = Message::CancelAck;
+        assert_eq!(
+            small.encode_fitted(max_frame),
+            small.encode(max_frame).unwrap()
         );
     }
 }

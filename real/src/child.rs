@@ -30,22 +30,17 @@ struct Channel {
 
 impl ChildOs for Channel {
     fn send(&mut self, frame: &[u8]) {
-        // A parent that is gone is not an error here: its EOF comes next.
-        let _ = sys::send_all(self.fd.as_fd(), frame);
+        // Blocks while the parent's buffer is full: the parent's event loop never blocks on
+        // its sends, so it keeps reading. A parent that is gone is not an error here: its
+        // EOF comes next.
+        let _ = sys::send_all_blocking(self.fd.as_fd(), frame);
     }
 
     fn wait(&mut self, out: &mut Vec<ChildEvent>) {
-        loop {
-            match sys::recv(self.fd.as_fd(), &mut self.buf) {
-                Ok(RecvOutcome::Data(n)) => {
-                    return out.push(ChildEvent::Bytes(self.buf[..n].to_vec()));
-                }
-                Ok(RecvOutcome::WouldBlock) => {
-                    let _ = sys::wait_readable(self.fd.as_fd(), None);
-                }
-                Ok(RecvOutcome::Eof | RecvOutcome::PeerGone) | Err(_) => {
-                    return out.push(ChildEvent::Eof);
-                }
+        match sys::recv_blocking(self.fd.as_fd(), &mut self.buf) {
+            Ok(RecvOutcome::Data(n)) => out.push(ChildEvent::Bytes(self.buf[..n].to_vec())),
+            Ok(RecvOutcome::Eof | RecvOutcome::PeerGone | RecvOutcome::WouldBlock) | Err(_) => {
+                out.push(ChildEvent::Eof)
             }
         }
     }

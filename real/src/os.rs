@@ -24,8 +24,8 @@ use crate::sys::{
 
 const WAKE: u64 = u64::MAX;
 const SIGINT: u64 = u64::MAX - 1;
-/// How long a send may wait for a child that does not read, before the frame is dropped.
-const SEND_BOUND: Duration = Duration::from_millis(500);
+/// How long reaping a process that announced its exit may wait.
+const REAP_BOUND: Duration = Duration::from_millis(500);
 
 enum Kind {
     Process(ChildProcess),
@@ -42,6 +42,12 @@ enum Kind {
 struct Child {
     kind: Kind,
     channel: Option<OwnedFd>,
+    /// Bytes of whole frames the child's socket had no room for yet, oldest first; flushed
+    /// when epoll says it has room. The event loop never blocks on a send, so it keeps
+    /// reading, and a child blocked writing to us is never blocked for good. Bounded by the
+    /// protocol: at most `max_in_flight` requests of one frame each, and a few control
+    /// messages, are outstanding per child.
+    outbox: Vec<u8>,
     eof_reported: bool,
     watch_exit: bool,
 }
@@ -212,6 +218,26 @@ impl RealOs {
         }
     }
 
+    /// Sends what the child's socket has room for now; stops watching for room once the
+    /// outbox is empty.
+    fn flush_outbox(&mut self, id: ChildId) {
+        let Some(c) = self.children.get_mut(&id) else {
+            return;
+        };
+        let Some(fd) = c.channel.as_ref() else { return };
+        let sent = match sys::send_all(fd.as_fd(), &c.outbox) {
+            Ok(SendOutcome::WouldBlock { sent }) => sent,
+            // Sent, or the child is gone (its end of stream comes next): nothing to keep.
+            _ => c.outbox.len(),
+        };
+        c.outbox.drain(..sent);
+        if c.outbox.is_empty() {
+            let _ = self
+                .poller
+                .watch_writable(fd.as_fd(), Self::token(id, false), false);
+        }
+    }
+
     fn take_wakeups(&mut self, out: &mut Vec<OsEvent>) {
         // Drain first, then read the flags: a flag set after the drain leaves a byte.
         let mut sink = [0u8; 256];
@@ -273,6 +299,7 @@ impl Os for RealOs {
             Child {
                 kind,
                 channel: Some(ours),
+                outbox: Vec::new(),
                 eof_reported: false,
                 watch_exit: true,
             },
@@ -281,13 +308,21 @@ impl Os for RealOs {
     }
 
     fn send(&mut self, child: ChildId, frame: &[u8]) {
-        let Some(fd) = self.children.get(&child).and_then(|c| c.channel.as_ref()) else {
+        let Some(c) = self.children.get_mut(&child) else {
             return;
         };
-        // A child that stopped reading gets a bounded wait; then the frame is dropped and the
-        // protocol's own timeouts deal with the child.
+        let Some(fd) = c.channel.as_ref() else { return };
+        if !c.outbox.is_empty() {
+            // Behind earlier bytes: keep the order.
+            c.outbox.extend_from_slice(frame);
+            return;
+        }
+        // A child that is gone drops the frame: its end of stream comes next.
         if let Ok(SendOutcome::WouldBlock { sent }) = sys::send_all(fd.as_fd(), frame) {
-            let _ = sys::send_all_timeout(fd.as_fd(), &frame[sent..], Some(SEND_BOUND));
+            c.outbox.extend_from_slice(&frame[sent..]);
+            let _ = self
+                .poller
+                .watch_writable(fd.as_fd(), Self::token(child, false), true);
         }
     }
 
@@ -342,7 +377,7 @@ impl Os for RealOs {
                 let _ = self.poller.deregister(p.pidfd().as_fd());
                 // Grandchildren outside harrow's own (which die with their parent) go too.
                 let _ = p.kill_group();
-                match p.wait_timeout(Some(SEND_BOUND)) {
+                match p.wait_timeout(Some(REAP_BOUND)) {
                     Ok(sys::ReapOutcome::Reaped(s)) => s,
                     _ => ExitStatus::Exited(-1),
                 }
@@ -393,7 +428,12 @@ impl Os for RealOs {
                 t => {
                     let id = ChildId((t / 2) as u32);
                     if t % 2 == 0 {
-                        self.read_channel(id, out);
+                        if r.writable {
+                            self.flush_outbox(id);
+                        }
+                        if r.readable || r.hangup || r.error {
+                            self.read_channel(id, out);
+                        }
                     } else if let Some(c) = self.children.get_mut(&id)
                         && c.watch_exit
                     {

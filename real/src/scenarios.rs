@@ -204,6 +204,14 @@ pub const SCENARIOS: &[Scenario] = &[
         run: malformed_frame,
     },
     Scenario {
+        name: "large-payloads",
+        about: "requests and replies from empty to the frame limit echo intact; one over the \
+                limit is a typed error each way, and the channel still works after",
+        methods: ALL_METHODS,
+        not_for_others: "",
+        run: large_payloads,
+    },
+    Scenario {
         name: "fork-refused-multithreaded",
         about: "expected failure: plain Fork from a multi-threaded process is refused with an \
                 error naming ForkServer",
@@ -245,6 +253,8 @@ pub fn parse_method(s: &str) -> Option<SpawnMethod> {
 pub fn registry() -> Registry {
     Registry::new()
         .handler(DOUBLE, |n: u64| Ok::<u64, String>(n * 2))
+        .handler(ECHO_BYTES, |b: Vec<u8>| Ok::<Vec<u8>, String>(b))
+        .handler(GROW, |n: u32| Ok::<Vec<u8>, String>(vec![0xA5; n as usize]))
         .main(FAILS, || Err::<(), String>("assertion failed: 0".into()))
         .actor(STUCK, || Stuck)
         .actor(SLEEPER, || Sleeper)
@@ -259,6 +269,10 @@ pub fn registry() -> Registry {
 
 /// A daemon that doubles numbers.
 const DOUBLE: &str = "scenario-double";
+/// A daemon that echoes a byte vector.
+const ECHO_BYTES: &str = "scenario-echo-bytes";
+/// A daemon that answers `n` with `n` bytes.
+const GROW: &str = "scenario-grow";
 /// A run-to-result actor whose main fails.
 const FAILS: &str = "scenario-fails";
 /// A daemon whose start never returns (until released, in a thread child).
@@ -1289,6 +1303,79 @@ pub fn malformed_frame(method: SpawnMethod) -> Verdict {
         report.errors[0],
         child.outcome.expect("checked above")
     ))
+}
+
+// ---------------------------------------------------------------------------------------
+// 9b. Large payloads.
+
+/// Byte vectors from empty to the largest a frame holds echo intact, each larger than the
+/// socket buffer so both sides must wait for room mid-frame (the parent without blocking its
+/// event loop); a request over the limit is refused before anything is sent, a reply over it
+/// comes back as a remote error; the channel is in step after each, and the child exits 0.
+pub fn large_payloads(method: SpawnMethod) -> Verdict {
+    settled(method, || {
+        let limit = harrow_model::wire::max_payload(harrow_model::wire::DEFAULT_MAX_FRAME);
+        // postcard prefixes a byte vector with its length as a varint: 3 bytes here.
+        let largest = limit as usize - 3;
+        let ((), report) = with_nursery(open(method, Timeouts::TRACTOR)?, |n| {
+            let echo = n.spawn("echo", ECHO_BYTES)?;
+            for len in [0, 1, 4095, 4097, 300_000, largest] {
+                let sent: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+                let back: Vec<u8> = n.request(echo, &sent)?;
+                ensure!(
+                    back == sent,
+                    "{len} bytes came back as {} other bytes",
+                    back.len()
+                );
+            }
+            match n.request::<Vec<u8>, Vec<u8>>(echo, &vec![0; largest + 1]) {
+                Err(Error::Op(harrow_model::error::ChildOpError::PayloadTooLarge {
+                    max, ..
+                })) if max == limit => {}
+                other => {
+                    return Err(Failure(format!(
+                        "a request one byte over the limit returned {other:?}"
+                    )));
+                }
+            }
+            let grow = n.spawn("grow", GROW)?;
+            match n.request::<u32, Vec<u8>>(grow, &(2 * limit)) {
+                Err(Error::Remote(e)) if e.message.contains("payload limit") => {}
+                other => {
+                    return Err(Failure(format!(
+                        "a reply twice the limit returned {:?}",
+                        other.map(|v| v.len())
+                    )));
+                }
+            }
+            let fits: Vec<u8> = n.request(grow, &(limit - 3))?;
+            ensure!(
+                fits.len() == largest,
+                "{} bytes, expected {largest}",
+                fits.len()
+            );
+            let back: Vec<u8> = n.request(echo, &vec![7u8; 10])?;
+            ensure!(back == [7; 10], "after the refusals the echo gave {back:?}");
+            Ok(())
+        })?;
+        no_errors(&report)?;
+        ensure!(
+            report
+                .children
+                .iter()
+                .all(|c| c.outcome == Some(Outcome::Exited(ExitStatus::Exited(0)))),
+            "outcomes {:?}, expected every child to exit 0",
+            report
+                .children
+                .iter()
+                .map(|c| c.outcome)
+                .collect::<Vec<_>>()
+        );
+        Ok(format!(
+            "0 to {largest} bytes echoed; over the limit refused both ways; teardown took {:?}",
+            duration(&report)?
+        ))
+    })
 }
 
 // ---------------------------------------------------------------------------------------

@@ -64,6 +64,11 @@ scenario_tests! {
     exec_happy_teardown => "happy-teardown", Exec;
     thread_happy_teardown => "happy-teardown", Thread;
 
+    fork_large_payloads_echo_and_over_the_limit_is_typed => "large-payloads", Fork;
+    fork_server_large_payloads_echo_and_over_the_limit_is_typed => "large-payloads", ForkServer;
+    exec_large_payloads_echo_and_over_the_limit_is_typed => "large-payloads", Exec;
+    thread_large_payloads_echo_and_over_the_limit_is_typed => "large-payloads", Thread;
+
     fork_never_yields_is_killed => "never-yields", Fork;
     fork_server_never_yields_is_killed => "never-yields", ForkServer;
     exec_never_yields_is_killed => "never-yields", Exec;

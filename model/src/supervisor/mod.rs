@@ -284,6 +284,13 @@ impl Supervisor {
         payload: Vec<u8>,
     ) -> Result<RequestId, ChildOpError> {
         self.advance(now);
+        let max = crate::wire::max_payload(self.config.max_frame);
+        if payload.len() > max as usize {
+            return Err(ChildOpError::PayloadTooLarge {
+                len: payload.len() as u64,
+                max,
+            });
+        }
         let id = RequestId(self.next_request);
         self.user_op(child, Input::Request(id, payload))?;
         self.next_request += 1;

@@ -378,3 +378,39 @@ fn spawning_while_tearing_down_is_refused() {
     );
     assert_eq!(err, Err(SpawnError::NurseryClosing));
 }
+
+#[test]
+fn a_request_payload_over_the_frame_limit_is_refused_before_anything_is_sent() {
+    let mut s = Supervisor::new(SupervisorConfig {
+        max_frame: 64,
+        ..SupervisorConfig::default()
+    })
+    .unwrap();
+    let c = serving(&mut s, 1, SpawnMethod::Fork)[0];
+    let max = crate::wire::max_payload(64);
+    let err = s
+        .request(Timestamp::ZERO, c, vec![0; max as usize + 1])
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ChildOpError::PayloadTooLarge {
+            len: u64::from(max) + 1,
+            max
+        }
+    );
+    assert!(err.to_string().contains("max_frame"), "{err}");
+    assert!(
+        drain(&mut s).is_empty(),
+        "nothing may be sent for a refused request"
+    );
+    // The largest payload that fits is sent, and its frame is within the limit.
+    let id = s
+        .request(Timestamp::ZERO, c, vec![7; max as usize])
+        .unwrap();
+    let sent = drain(&mut s);
+    let [Command::Send { message, .. }] = sent.as_slice() else {
+        panic!("expected one send, got {sent:?}");
+    };
+    assert!(matches!(message, Message::Request { id: i, .. } if *i == id));
+    assert!(message.encode(64).is_ok());
+}

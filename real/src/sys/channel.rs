@@ -128,6 +128,45 @@ pub fn send_all(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<SendOutcome, SysError>
     Ok(SendOutcome::Complete)
 }
 
+/// Sends all of `buf` on a blocking socket, waiting for buffer space as long as the peer
+/// reads (man send(2), `MSG_NOSIGNAL`). For a child's channel: its parent's event loop
+/// always reads, or is gone (then `PeerGone`).
+pub fn send_all_blocking(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<SendOutcome, SysError> {
+    let mut sent = 0;
+    while sent < buf.len() {
+        match rustix::net::send(fd, &buf[sent..], SendFlags::NOSIGNAL) {
+            Ok(n) => sent += n,
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => {
+                // The descriptor is non-blocking after all: wait for room.
+                wait_for(fd, PollFlags::OUT, None)?;
+            }
+            Err(Errno::PIPE | Errno::CONNRESET) => return Ok(SendOutcome::PeerGone { sent }),
+            Err(e) => return Err(rustix_err(Op::Send)(e)),
+        }
+    }
+    Ok(SendOutcome::Complete)
+}
+
+/// Receives into `buf` on a blocking socket, waiting until something arrives (one system
+/// call when data is there); never returns `WouldBlock`.
+pub fn recv_blocking(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<RecvOutcome, SysError> {
+    loop {
+        return match rustix::net::recv(fd, &mut *buf, RecvFlags::empty()) {
+            Ok((0, _)) if !buf.is_empty() => Ok(RecvOutcome::Eof),
+            Ok((n, _)) => Ok(RecvOutcome::Data(n)),
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => {
+                // The descriptor is non-blocking after all: wait for data.
+                wait_readable(fd, None)?;
+                continue;
+            }
+            Err(Errno::CONNRESET) => Ok(RecvOutcome::PeerGone),
+            Err(e) => Err(rustix_err(Op::Recv)(e)),
+        };
+    }
+}
+
 /// Receives into `buf` without blocking (man recv(2), `MSG_DONTWAIT`).
 pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<RecvOutcome, SysError> {
     loop {

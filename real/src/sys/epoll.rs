@@ -29,6 +29,9 @@ pub struct Readiness {
     pub readable: bool,
     /// The peer hung up (`EPOLLHUP` / `EPOLLRDHUP`): no more data will ever come.
     pub hangup: bool,
+    /// There is room to write (`EPOLLOUT`), for a descriptor watched with
+    /// [`Poller::watch_writable`].
+    pub writable: bool,
     /// An error is pending on the descriptor (`EPOLLERR`).
     pub error: bool,
 }
@@ -71,6 +74,22 @@ impl Poller {
             .map_err(rustix_err(Op::EpollCtl))
     }
 
+    /// Adds (`true`) or removes (`false`) interest in `fd` having room to write, keeping
+    /// readability and hangup; `fd` must be registered, with `token`.
+    pub fn watch_writable(
+        &self,
+        fd: BorrowedFd<'_>,
+        token: u64,
+        writable: bool,
+    ) -> Result<(), SysError> {
+        let mut flags = EventFlags::IN | EventFlags::RDHUP;
+        if writable {
+            flags |= EventFlags::OUT;
+        }
+        epoll::modify(&self.epoll, fd, EventData::new_u64(token), flags)
+            .map_err(rustix_err(Op::EpollCtl))
+    }
+
     /// Stops watching `fd`.
     pub fn deregister(&self, fd: BorrowedFd<'_>) -> Result<(), SysError> {
         epoll::delete(&self.epoll, fd).map_err(rustix_err(Op::EpollCtl))
@@ -101,6 +120,7 @@ impl Poller {
                 token: event.data.u64(),
                 readable: flags.intersects(EventFlags::IN),
                 hangup: flags.intersects(EventFlags::HUP | EventFlags::RDHUP),
+                writable: flags.intersects(EventFlags::OUT),
                 error: flags.intersects(EventFlags::ERR),
             }
         }));
