@@ -132,25 +132,44 @@ impl Message {
         }
     }
 
-    /// Appends this message as one frame; fails if the body exceeds `max_frame`.
-    pub fn encode_into(&self, out: &mut Vec<u8>, max_frame: u32) -> Result<(), FrameError> {
-        let start = out.len();
-        out.extend_from_slice(&[0; HEADER]);
-        self.encode_body(out);
-        let body = out.len() - start - HEADER;
-        match u32::try_from(body) {
-            Ok(len) if len <= max_frame => {
-                out[start..start + HEADER].copy_from_slice(&len.to_le_bytes());
-                Ok(())
-            }
-            _ => {
-                out.truncate(start);
-                Err(FrameError::Oversize {
-                    len: body as u64,
-                    max: max_frame,
-                })
+    /// The length of this message's frame body, without encoding it.
+    pub fn body_len(&self) -> usize {
+        fn remote(e: &RemoteError) -> usize {
+            1 + 4 + e.message.len()
+        }
+        fn result(r: &Result<Vec<u8>, RemoteError>) -> usize {
+            1 + match r {
+                Ok(payload) => 4 + payload.len(),
+                Err(e) => remote(e),
             }
         }
+        1 + match self {
+            Message::SpawnSpec { actor, .. } => 4 + actor.len() + 1,
+            Message::Request { payload, .. } => 8 + 4 + payload.len(),
+            Message::Cancel | Message::CancelAck => 0,
+            Message::Handshake { .. } => 2 + 4,
+            Message::Reply { result: r, .. } => 8 + result(r),
+            Message::Finished { result: r } => result(r),
+            Message::Failed(e) => remote(e),
+        }
+    }
+
+    /// Appends this message as one frame; fails if the body exceeds `max_frame`.
+    pub fn encode_into(&self, out: &mut Vec<u8>, max_frame: u32) -> Result<(), FrameError> {
+        let body_len = self.body_len();
+        if body_len > max_frame as usize {
+            return Err(FrameError::Oversize {
+                len: body_len as u64,
+                max: max_frame,
+            });
+        }
+        out.reserve(HEADER + body_len);
+        // Within `max_frame`, a `u32`, as checked above.
+        out.extend_from_slice(&(body_len as u32).to_le_bytes());
+        let start = out.len();
+        self.encode_body(out);
+        debug_assert_eq!(out.len() - start, body_len, "body_len of {}", self.name());
+        Ok(())
     }
 
     /// This message as one frame, or, if it is too large, the message a child sends in its
@@ -178,7 +197,7 @@ impl Message {
 
     /// This message as one frame.
     pub fn encode(&self, max_frame: u32) -> Result<Vec<u8>, FrameError> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(HEADER + self.body_len().min(max_frame as usize));
         self.encode_into(&mut out, max_frame)?;
         Ok(out)
     }
@@ -601,6 +620,8 @@ mod tests {
     fn every_message_round_trips_through_a_byte_at_a_time_stream() {
         let mut stream = Vec::new();
         for m in samples() {
+            let frame = m.encode(DEFAULT_MAX_FRAME).unwrap();
+            assert_eq!(frame.len(), HEADER + m.body_len(), "{}", m.name());
             m.encode_into(&mut stream, DEFAULT_MAX_FRAME).unwrap();
         }
         let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME);

@@ -1,7 +1,9 @@
-//! Spawn and stop `N` children in a loop, for profiling the spawn path:
-//! `perf stat -e page-faults,context-switches target/release/examples/spawn_loop fork 1000`.
-use std::time::Instant;
+//! Spawn and stop children in a loop, each round beside one raw fork round trip, for
+//! profiling the spawn path: `target/perf/examples/spawn_loop fork 1000`, or under
+//! `perf stat -e page-faults` / `perf record -g`.
+use std::time::{Duration, Instant};
 
+use harrow_real::bench_baseline::{fork_round, median};
 use harrow_real::{Nursery, NurseryConfig, SpawnMethod};
 
 fn main() {
@@ -20,19 +22,21 @@ fn main() {
         ..NurseryConfig::default()
     })
     .expect("open a nursery");
-    let mut spawning = std::time::Duration::ZERO;
-    let t = Instant::now();
+    let mut ours: Vec<Duration> = Vec::new();
+    let mut raw: Vec<Duration> = Vec::new();
     for i in 0..count {
         let s = Instant::now();
         let c = n.spawn(&format!("c{i}"), "bench-echo").expect("spawn");
-        spawning += s.elapsed();
+        ours.push(s.elapsed());
         n.stop(c).expect("stop");
+        raw.push(fork_round().expect("fork round trip"));
     }
-    let all = t.elapsed();
     n.teardown();
+    let (h, b) = (median(&mut ours), median(&mut raw));
     eprintln!(
-        "{count} spawns: {:.1} µs each to the handshake, {:.1} µs each with the stop",
-        spawning.as_secs_f64() * 1e6 / f64::from(count),
-        all.as_secs_f64() * 1e6 / f64::from(count)
+        "{count} spawns: median {:.1} µs to the handshake; fork + _exit + waitid {:.1} µs; {:.2}x",
+        h.as_secs_f64() * 1e6,
+        b.as_secs_f64() * 1e6,
+        h.as_secs_f64() / b.as_secs_f64()
     );
 }

@@ -330,7 +330,7 @@ impl Nursery {
                 Event::Closed(report) => self.report = Some(report),
             }
         }
-        if self.driver.sup.report().cause == Some(TeardownCause::Interrupted) {
+        if self.driver.sup.teardown_cause() == Some(TeardownCause::Interrupted) {
             self.interrupted = true;
         }
     }

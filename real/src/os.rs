@@ -128,9 +128,8 @@ impl RealOs {
     ) -> Result<Kind, String> {
         match method {
             SpawnMethod::Fork => {
-                let name = actor.to_string();
-                let child = sys::fork_child(self.prelude, theirs, move |fd| {
-                    run_actor_as(&name, fd, std::process::id())
+                let child = sys::fork_child(self.prelude, theirs, |fd| {
+                    run_actor_as(actor, fd, std::process::id())
                 });
                 child.map(Kind::Process).map_err(|e| e.to_string())
             }

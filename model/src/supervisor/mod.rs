@@ -423,6 +423,11 @@ impl Supervisor {
         self.phase
     }
 
+    /// Why teardown started, once it has (what the report's `cause` will say).
+    pub fn teardown_cause(&self) -> Option<TeardownCause> {
+        self.cause
+    }
+
     /// Whether the nursery has closed.
     pub fn is_closed(&self) -> bool {
         self.phase == NurseryPhase::Closed
