@@ -5,7 +5,6 @@
 //! their pidfds; their process groups are killed only while the leader is unreaped, so the
 //! group id cannot have been reused.
 
-use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,7 +55,8 @@ struct Child {
 pub struct RealOs {
     poller: Poller,
     ready: Vec<Readiness>,
-    children: BTreeMap<ChildId, Child>,
+    /// By child id: ids are dense indices from 0, so a vector, written in place.
+    children: Vec<Option<Child>>,
     start: Instant,
     sigint: Option<SignalPipe>,
     wake_read: OwnedFd,
@@ -68,7 +68,8 @@ pub struct RealOs {
 
 impl std::fmt::Debug for RealOs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RealOs {{ children: {} }}", self.children.len())
+        let live = self.children.iter().flatten().count();
+        write!(f, "RealOs {{ children: {live} }}")
     }
 }
 
@@ -90,7 +91,7 @@ impl RealOs {
         Ok(RealOs {
             poller,
             ready: Vec::with_capacity(64),
-            children: BTreeMap::new(),
+            children: Vec::new(),
             start: Instant::now(),
             sigint,
             wake_read,
@@ -109,11 +110,15 @@ impl RealOs {
 
     /// The pid of a process child (a name only: the pidfd is what we act through).
     pub fn pid(&self, child: ChildId) -> Option<i32> {
-        match &self.children.get(&child)?.kind {
+        match &self.child(child)?.kind {
             Kind::Process(p) => Some(p.pid().as_raw()),
             Kind::Served { pid, .. } => Some(pid.as_raw()),
             Kind::Thread { .. } => None,
         }
+    }
+
+    fn child(&self, id: ChildId) -> Option<&Child> {
+        self.children.get(id.0 as usize)?.as_ref()
     }
 
     fn token(child: ChildId, pidfd: bool) -> u64 {
@@ -191,7 +196,11 @@ impl RealOs {
     }
 
     fn read_channel(&mut self, id: ChildId, out: &mut Vec<OsEvent>) {
-        let Some(c) = self.children.get_mut(&id) else {
+        let Some(c) = self
+            .children
+            .get_mut(id.0 as usize)
+            .and_then(Option::as_mut)
+        else {
             return;
         };
         let Some(fd) = c.channel.as_ref() else { return };
@@ -220,7 +229,11 @@ impl RealOs {
     /// Sends what the child's socket has room for now; stops watching for room once the
     /// outbox is empty.
     fn flush_outbox(&mut self, id: ChildId) {
-        let Some(c) = self.children.get_mut(&id) else {
+        let Some(c) = self
+            .children
+            .get_mut(id.0 as usize)
+            .and_then(Option::as_mut)
+        else {
             return;
         };
         let Some(fd) = c.channel.as_ref() else { return };
@@ -241,13 +254,15 @@ impl RealOs {
         // Drain first, then read the flags: a flag set after the drain leaves a byte.
         let mut sink = [0u8; 256];
         while let Ok(RecvOutcome::Data(_)) = sys::recv(self.wake_read.as_fd(), &mut sink) {}
-        for (id, c) in &mut self.children {
+        for (id, c) in self.children.iter_mut().enumerate() {
+            let Some(c) = c else { continue };
+            let id = ChildId(id as u32);
             if let Kind::Thread { done, .. } = &c.kind
                 && c.watch_exit
                 && done.load(Ordering::SeqCst)
             {
                 c.watch_exit = false;
-                out.push(OsEvent::Exited(*id));
+                out.push(OsEvent::Exited(id));
             }
         }
     }
@@ -293,21 +308,26 @@ impl Os for RealOs {
         };
         // The child exists now: even if watching it fails, keep it so teardown can reach it.
         let watched = register(&self.poller);
-        self.children.insert(
-            child,
-            Child {
-                kind,
-                channel: Some(ours),
-                outbox: Vec::new(),
-                eof_reported: false,
-                watch_exit: true,
-            },
-        );
+        let slot = child.0 as usize;
+        if self.children.len() <= slot {
+            self.children.resize_with(slot + 1, || None);
+        }
+        self.children[slot] = Some(Child {
+            kind,
+            channel: Some(ours),
+            outbox: Vec::new(),
+            eof_reported: false,
+            watch_exit: true,
+        });
         watched.map_err(|e| e.to_string())
     }
 
     fn send(&mut self, child: ChildId, frame: &[u8]) {
-        let Some(c) = self.children.get_mut(&child) else {
+        let Some(c) = self
+            .children
+            .get_mut(child.0 as usize)
+            .and_then(Option::as_mut)
+        else {
             return;
         };
         let Some(fd) = c.channel.as_ref() else { return };
@@ -326,7 +346,10 @@ impl Os for RealOs {
     }
 
     fn close(&mut self, child: ChildId) {
-        if let Some(c) = self.children.get_mut(&child)
+        if let Some(c) = self
+            .children
+            .get_mut(child.0 as usize)
+            .and_then(Option::as_mut)
             && let Some(fd) = c.channel.take()
         {
             if !c.eof_reported {
@@ -337,7 +360,7 @@ impl Os for RealOs {
     }
 
     fn kill(&mut self, child: ChildId) {
-        let Some(c) = self.children.get(&child) else {
+        let Some(c) = self.children.get(child.0 as usize).and_then(Option::as_ref) else {
             return;
         };
         match &c.kind {
@@ -358,7 +381,10 @@ impl Os for RealOs {
     }
 
     fn abandon(&mut self, child: ChildId) {
-        if let Some(c) = self.children.get_mut(&child)
+        if let Some(c) = self
+            .children
+            .get_mut(child.0 as usize)
+            .and_then(Option::as_mut)
             && let Kind::Thread { handle, .. } = &mut c.kind
         {
             // Detached: the thread may never return and nobody will join it.
@@ -368,10 +394,17 @@ impl Os for RealOs {
     }
 
     fn reap(&mut self, child: ChildId) -> ExitStatus {
-        let Some(mut c) = self.children.remove(&child) else {
+        let Some(c) = self
+            .children
+            .get_mut(child.0 as usize)
+            .and_then(Option::as_mut)
+        else {
             return ExitStatus::Exited(-1);
         };
-        let status = match &mut c.kind {
+        // Our end of the channel stays open until the protocol closes it (the drain reads
+        // what is left).
+        c.watch_exit = false;
+        match &mut c.kind {
             Kind::Process(p) => {
                 let _ = self.poller.deregister(p.pidfd().as_fd());
                 // Grandchildren outside harrow's own (which die with their parent) go too.
@@ -395,16 +428,7 @@ impl Os for RealOs {
                 Some(Ok(code)) => ExitStatus::Exited(code),
                 _ => ExitStatus::Exited(sys::PANIC_EXIT),
             },
-        };
-        // Our end stays open until the protocol closes it (the drain reads what is left).
-        self.children.insert(
-            child,
-            Child {
-                watch_exit: false,
-                ..c
-            },
-        );
-        status
+        }
     }
 
     fn wait(&mut self, deadline: Option<Timestamp>, out: &mut Vec<OsEvent>) {
@@ -433,7 +457,10 @@ impl Os for RealOs {
                         if r.readable || r.hangup || r.error {
                             self.read_channel(id, out);
                         }
-                    } else if let Some(c) = self.children.get_mut(&id)
+                    } else if let Some(c) = self
+                        .children
+                        .get_mut(id.0 as usize)
+                        .and_then(Option::as_mut)
                         && c.watch_exit
                     {
                         c.watch_exit = false;
