@@ -36,6 +36,11 @@ enum Kind {
         handle: Option<JoinHandle<i32>>,
         done: Arc<AtomicBool>,
     },
+    /// Reaped: its pidfd is closed (a finished child holds no descriptor but, until the
+    /// protocol closes it, its channel); the pid is kept as a name for reports.
+    Reaped {
+        pid: Option<sys::Pid>,
+    },
 }
 
 struct Child {
@@ -113,6 +118,7 @@ impl RealOs {
         match &self.child(child)?.kind {
             Kind::Process(p) => Some(p.pid().as_raw()),
             Kind::Served { pid, .. } => Some(pid.as_raw()),
+            Kind::Reaped { pid } => pid.map(sys::Pid::as_raw),
             Kind::Thread { .. } => None,
         }
     }
@@ -303,7 +309,7 @@ impl Os for RealOs {
                 Kind::Served { pidfd, .. } => {
                     poller.register(pidfd.as_fd(), Self::token(child, true))
                 }
-                Kind::Thread { .. } => Ok(()),
+                Kind::Thread { .. } | Kind::Reaped { .. } => Ok(()),
             }
         };
         // The child exists now: even if watching it fails, keep it so teardown can reach it.
@@ -376,7 +382,7 @@ impl Os for RealOs {
                     let _ = server.kill_group(*pid);
                 }
             }
-            Kind::Thread { .. } => {}
+            Kind::Thread { .. } | Kind::Reaped { .. } => {}
         }
     }
 
@@ -404,31 +410,38 @@ impl Os for RealOs {
         // Our end of the channel stays open until the protocol closes it (the drain reads
         // what is left).
         c.watch_exit = false;
-        match &mut c.kind {
+        let (status, pid) = match &mut c.kind {
             Kind::Process(p) => {
                 let _ = self.poller.deregister(p.pidfd().as_fd());
                 // Grandchildren outside harrow's own (which die with their parent) go too.
                 let _ = p.kill_group();
                 match p.wait_timeout(Some(REAP_BOUND)) {
-                    Ok(sys::ReapOutcome::Reaped(s)) => s,
-                    _ => ExitStatus::Exited(-1),
+                    Ok(sys::ReapOutcome::Reaped(s)) => (s, Some(p.pid())),
+                    // Not reaped: keep the process, whose drop kills and reaps it.
+                    _ => return ExitStatus::Exited(-1),
                 }
             }
             Kind::Served { pid, pidfd } => {
                 let _ = self.poller.deregister(pidfd.as_fd());
-                match self.fork_server.as_mut() {
+                let status = match self.fork_server.as_mut() {
                     Some(server) => {
                         let _ = server.kill_group(*pid);
                         server.reap(*pid).unwrap_or(ExitStatus::Exited(-1))
                     }
                     None => ExitStatus::Exited(-1),
-                }
+                };
+                (status, Some(*pid))
             }
             Kind::Thread { handle, .. } => match handle.take().map(JoinHandle::join) {
-                Some(Ok(code)) => ExitStatus::Exited(code),
-                _ => ExitStatus::Exited(sys::PANIC_EXIT),
+                Some(Ok(code)) => (ExitStatus::Exited(code), None),
+                _ => (ExitStatus::Exited(sys::PANIC_EXIT), None),
             },
-        }
+            Kind::Reaped { .. } => return ExitStatus::Exited(-1),
+        };
+        // Closes the pidfd: a long-lived nursery holds no descriptor for finished children,
+        // and every later fork copies (and every child scrubs) a table that does not grow.
+        c.kind = Kind::Reaped { pid };
+        status
     }
 
     fn wait(&mut self, deadline: Option<Timestamp>, out: &mut Vec<OsEvent>) {
@@ -467,7 +480,7 @@ impl Os for RealOs {
                         let fd = match &c.kind {
                             Kind::Process(p) => Some(p.pidfd().as_fd()),
                             Kind::Served { pidfd, .. } => Some(pidfd.as_fd()),
-                            Kind::Thread { .. } => None,
+                            Kind::Thread { .. } | Kind::Reaped { .. } => None,
                         };
                         if let Some(fd) = fd {
                             let _ = self.poller.deregister(fd);

@@ -212,6 +212,14 @@ pub const SCENARIOS: &[Scenario] = &[
         run: large_payloads,
     },
     Scenario {
+        name: "long-lived-nursery",
+        about: "one nursery spawns and stops children one after another: a finished child \
+                holds no descriptor, so the nursery's descriptors do not grow with its history",
+        methods: ALL_METHODS,
+        not_for_others: "",
+        run: long_lived_nursery,
+    },
+    Scenario {
         name: "fork-refused-multithreaded",
         about: "expected failure: plain Fork from a multi-threaded process is refused with an \
                 error naming ForkServer",
@@ -1374,6 +1382,58 @@ pub fn large_payloads(method: SpawnMethod) -> Verdict {
         Ok(format!(
             "0 to {largest} bytes echoed; over the limit refused both ways; teardown took {:?}",
             duration(&report)?
+        ))
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// 9c. A long-lived nursery.
+
+/// The descriptors this process has open.
+fn open_fd_count() -> Result<usize, Failure> {
+    let mut fds = [0; 4096];
+    sys::list_open_fds(&mut fds).map_err(|e| Failure(format!("list /proc/self/fd: {e}")))
+}
+
+/// Spawns and stops 50 children one after another in one nursery: once the first is gone,
+/// the process's descriptor count stays where it was (a finished child's pidfd and channel
+/// are closed when it is reaped and closed, not when the nursery ends), and every child
+/// exits 0.
+pub fn long_lived_nursery(method: SpawnMethod) -> Verdict {
+    settled(method, || {
+        const ROUNDS: usize = 50;
+        let ((first, last), report) = with_nursery(open(method, Timeouts::TRACTOR)?, |n| {
+            let mut counts = Vec::with_capacity(ROUNDS);
+            for i in 0..ROUNDS {
+                let c = n.spawn(&format!("c{i}"), DOUBLE)?;
+                let four: u64 = n.request(c, &2u64)?;
+                ensure!(four == 4, "2 * 2 came back as {four}");
+                n.stop(c)?;
+                counts.push(open_fd_count()?);
+            }
+            Ok((counts[0], counts[ROUNDS - 1]))
+        })?;
+        ensure!(
+            last == first,
+            "{first} descriptors open after the first child was stopped, {last} after the \
+             {ROUNDS}th: finished children keep descriptors"
+        );
+        no_errors(&report)?;
+        ensure!(
+            report.children.len() == ROUNDS
+                && report
+                    .children
+                    .iter()
+                    .all(|c| c.outcome == Some(Outcome::Exited(ExitStatus::Exited(0)))),
+            "expected {ROUNDS} children that exited 0, got {:?}",
+            report
+                .children
+                .iter()
+                .map(|c| c.outcome)
+                .collect::<Vec<_>>()
+        );
+        Ok(format!(
+            "{ROUNDS} children one after another; {last} descriptors open throughout"
         ))
     })
 }

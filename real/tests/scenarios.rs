@@ -69,6 +69,12 @@ scenario_tests! {
     exec_large_payloads_echo_and_over_the_limit_is_typed => "large-payloads", Exec;
     thread_large_payloads_echo_and_over_the_limit_is_typed => "large-payloads", Thread;
 
+    fork_long_lived_nursery_holds_no_fd_for_a_finished_child => "long-lived-nursery", Fork;
+    fork_server_long_lived_nursery_holds_no_fd_for_a_finished_child
+        => "long-lived-nursery", ForkServer;
+    exec_long_lived_nursery_holds_no_fd_for_a_finished_child => "long-lived-nursery", Exec;
+    thread_long_lived_nursery_holds_no_fd_for_a_finished_child => "long-lived-nursery", Thread;
+
     fork_never_yields_is_killed => "never-yields", Fork;
     fork_server_never_yields_is_killed => "never-yields", ForkServer;
     exec_never_yields_is_killed => "never-yields", Exec;
