@@ -201,8 +201,17 @@ impl<O: Os> Driver<O> {
 
     /// One loop turn: wait for the operating system, feed what happened, execute commands.
     pub fn turn(&mut self) {
+        self.turn_until(None);
+    }
+
+    /// [`Driver::turn`], but the wait also ends at `until` (a caller's own deadline, such as
+    /// a request's), whichever of it and the protocol's next deadline comes first.
+    pub fn turn_until(&mut self, until: Option<Timestamp>) {
         self.os.turn_begins();
-        let deadline = self.sup.poll_deadline();
+        let deadline = match (self.sup.poll_deadline(), until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let mut happened = core::mem::take(&mut self.scratch);
         self.os.wait(deadline, &mut happened);
         for ev in happened.drain(..) {

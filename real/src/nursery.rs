@@ -1,16 +1,17 @@
 //! The nursery: spawn actors, talk to them, cancel them, and tear them down with a report.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
+use std::time::Duration;
 
-use harrow_model::driver::{DriveError, Driver};
+use harrow_model::driver::{DriveError, Driver, Os};
 use harrow_model::error::{ChildError, ChildOpError, SpawnError};
 use harrow_model::supervisor::{
     Event, NurseryPhase, Phase, SpawnSpec, Supervisor, SupervisorConfig, TeardownCause,
     TeardownReport,
 };
 use harrow_model::wire::{RemoteError, Role};
-use harrow_model::{ChildId, Limits, RequestId, SpawnMethod, Timeouts};
+use harrow_model::{ChildId, Limits, RequestId, SpawnMethod, Timeouts, Timestamp};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -61,6 +62,12 @@ pub enum Error {
     Interrupted,
     /// The nursery closed before the awaited answer came.
     Closed,
+    /// No reply within the caller's timeout; the child keeps running (it is not cancelled)
+    /// and its late reply is dropped when it comes.
+    TimedOut {
+        /// How long the caller waited.
+        waited: Duration,
+    },
 }
 
 impl fmt::Display for Error {
@@ -74,6 +81,7 @@ impl fmt::Display for Error {
             Error::Payload(why) => write!(f, "{why}; both sides must use the same request and reply types"),
             Error::Interrupted => f.write_str("interrupted by SIGINT: the nursery is tearing down; call teardown() for the report"),
             Error::Closed => f.write_str("the nursery closed before the answer came; call teardown() for the report"),
+            Error::TimedOut { waited } => write!(f, "no reply within {waited:?}; the child still runs and its late reply will be dropped: wait longer, or cancel the child if it is stuck"),
         }
     }
 }
@@ -90,6 +98,9 @@ pub struct Nursery {
     driver: Driver<RealOs>,
     method: SpawnMethod,
     replies: BTreeMap<(ChildId, RequestId), Result<Vec<u8>, RemoteError>>,
+    /// Requests whose caller stopped waiting: their replies are dropped on arrival. Bounded
+    /// by the protocol's `max_in_flight` per child, as every one is still in flight.
+    abandoned: BTreeSet<(ChildId, RequestId)>,
     results: BTreeMap<ChildId, Result<Vec<u8>, RemoteError>>,
     failures: VecDeque<ChildError>,
     report: Option<TeardownReport>,
@@ -115,6 +126,7 @@ impl Nursery {
             driver: Driver::new(sup, os),
             method: config.method,
             replies: BTreeMap::new(),
+            abandoned: BTreeSet::new(),
             results: BTreeMap::new(),
             failures: VecDeque::new(),
             report: None,
@@ -188,15 +200,47 @@ impl Nursery {
         req: &Req,
     ) -> Result<Resp, Error> {
         let payload = encode(req).map_err(Error::Payload)?;
-        let reply = self.request_bytes(child, payload)?;
+        let reply = self.exchange(child, payload, None)?;
+        decode(&reply).map_err(Error::Payload)
+    }
+
+    /// Sends a typed request and waits at most `timeout` for the typed reply; see
+    /// [`Error::TimedOut`].
+    pub fn request_within<Req: Serialize, Resp: DeserializeOwned>(
+        &mut self,
+        child: Child,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, Error> {
+        let payload = encode(req).map_err(Error::Payload)?;
+        let reply = self.exchange(child, payload, Some(timeout))?;
         decode(&reply).map_err(Error::Payload)
     }
 
     /// Sends raw request bytes and waits for the raw reply bytes.
     pub fn request_bytes(&mut self, child: Child, payload: Vec<u8>) -> Result<Vec<u8>, Error> {
+        self.exchange(child, payload, None)
+    }
+
+    fn exchange(
+        &mut self,
+        child: Child,
+        payload: Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<u8>, Error> {
         let id = self.driver.request(child.0, payload).map_err(Error::Op)?;
-        self.pump(|n| n.replies.contains_key(&(child.0, id)) || n.lifecycle_done(child.0))?;
-        match self.replies.remove(&(child.0, id)) {
+        let deadline = timeout.map(|t| self.driver.os.now() + t);
+        let key = (child.0, id);
+        let answered = self.pump_until(deadline, |n| {
+            n.replies.contains_key(&key) || n.lifecycle_done(child.0)
+        })?;
+        if !answered {
+            self.abandoned.insert(key);
+            return Err(Error::TimedOut {
+                waited: timeout.unwrap_or_default(),
+            });
+        }
+        match self.replies.remove(&key) {
             Some(Ok(bytes)) => Ok(bytes),
             Some(Err(e)) => Err(Error::Remote(e)),
             None => Err(self
@@ -238,6 +282,12 @@ impl Nursery {
     /// The pid of a process child (a name only; harrow acts through its pidfd).
     pub fn pid(&self, child: Child) -> Option<i32> {
         self.driver.os.pid(child.0)
+    }
+
+    /// Replies held for no caller plus requests whose caller gave up and whose reply has not
+    /// come yet: zero whenever every answer has been claimed or dropped.
+    pub(crate) fn unclaimed_replies(&self) -> usize {
+        self.replies.len() + self.abandoned.len()
     }
 
     /// Child errors reported so far, oldest first, each once.
@@ -294,11 +344,20 @@ impl Nursery {
     }
 
     /// Turns the event loop until `done`; SIGINT and a closed nursery end the wait early.
-    fn pump(&mut self, mut done: impl FnMut(&Self) -> bool) -> Result<(), Error> {
+    fn pump(&mut self, done: impl FnMut(&Self) -> bool) -> Result<(), Error> {
+        self.pump_until(None, done).map(drop)
+    }
+
+    /// [`Nursery::pump`] until `deadline` at the latest: `Ok(false)` if it passed first.
+    fn pump_until(
+        &mut self,
+        deadline: Option<Timestamp>,
+        mut done: impl FnMut(&Self) -> bool,
+    ) -> Result<bool, Error> {
         loop {
             self.absorb_events();
             if done(self) {
-                return Ok(());
+                return Ok(true);
             }
             if self.interrupted
                 && self.report.is_none()
@@ -312,7 +371,10 @@ impl Nursery {
             if self.driver.sup.is_closed() {
                 return Err(Error::Closed);
             }
-            self.driver.turn();
+            if deadline.is_some_and(|d| self.driver.os.now() >= d) {
+                return Ok(false);
+            }
+            self.driver.turn_until(deadline);
         }
     }
 
@@ -321,7 +383,9 @@ impl Nursery {
             match ev {
                 Event::Ready(_) => {}
                 Event::Reply { child, id, result } => {
-                    self.replies.insert((child, id), result);
+                    if !self.abandoned.remove(&(child, id)) {
+                        self.replies.insert((child, id), result);
+                    }
                 }
                 Event::Finished { child, result } => {
                     self.results.insert(child, result);

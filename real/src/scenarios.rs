@@ -212,6 +212,14 @@ pub const SCENARIOS: &[Scenario] = &[
         run: large_payloads,
     },
     Scenario {
+        name: "request-timeout",
+        about: "a request that outlasts its timeout fails with TimedOut on time; the child \
+                keeps serving, and its late reply never answers a later request",
+        methods: ALL_METHODS,
+        not_for_others: "",
+        run: request_timeout,
+    },
+    Scenario {
         name: "long-lived-nursery",
         about: "one nursery spawns and stops children one after another: a finished child \
                 holds no descriptor, so the nursery's descriptors do not grow with its history",
@@ -263,6 +271,10 @@ pub fn registry() -> Registry {
         .handler(DOUBLE, |n: u64| Ok::<u64, String>(n * 2))
         .handler(ECHO_BYTES, |b: Vec<u8>| Ok::<Vec<u8>, String>(b))
         .handler(GROW, |n: u32| Ok::<Vec<u8>, String>(vec![0xA5; n as usize]))
+        .handler(SLOW, |ms: u64| {
+            std::thread::sleep(Duration::from_millis(ms));
+            Ok::<u64, String>(ms)
+        })
         .main(FAILS, || Err::<(), String>("assertion failed: 0".into()))
         .actor(STUCK, || Stuck)
         .actor(SLEEPER, || Sleeper)
@@ -281,6 +293,8 @@ const DOUBLE: &str = "scenario-double";
 const ECHO_BYTES: &str = "scenario-echo-bytes";
 /// A daemon that answers `n` with `n` bytes.
 const GROW: &str = "scenario-grow";
+/// A daemon that answers `ms` after sleeping `ms` milliseconds.
+const SLOW: &str = "scenario-slow";
 /// A run-to-result actor whose main fails.
 const FAILS: &str = "scenario-fails";
 /// A daemon whose start never returns (until released, in a thread child).
@@ -1387,7 +1401,54 @@ pub fn large_payloads(method: SpawnMethod) -> Verdict {
 }
 
 // ---------------------------------------------------------------------------------------
-// 9c. A long-lived nursery.
+// 9c. A request timeout.
+
+/// A request the child takes 400 ms to answer, asked with a 50 ms timeout, fails with
+/// `TimedOut` after 50 ms (not the 400); the next request gets its own answer, not the late
+/// one; the child exits 0 at teardown.
+pub fn request_timeout(method: SpawnMethod) -> Verdict {
+    settled(method, || {
+        let timeout = ms(50);
+        let ((took, next), report) = with_nursery(open(method, Timeouts::TRACTOR)?, |n| {
+            let child = n.spawn("slow", SLOW)?;
+            let started = Instant::now();
+            match n.request_within::<u64, u64>(child, &400, timeout) {
+                Err(Error::TimedOut { waited }) if waited == timeout => {}
+                other => return Err(Failure(format!("a 400 ms request returned {other:?}"))),
+            }
+            let took = started.elapsed();
+            let next: u64 = n.request(child, &1u64)?;
+            // The late reply came before the next one (the child answers in order): dropped.
+            ensure!(
+                n.unclaimed_replies() == 0,
+                "{} replies held after every answer was claimed or dropped",
+                n.unclaimed_replies()
+            );
+            Ok((took, next))
+        })?;
+        ensure!(
+            took >= timeout && took < ms(300),
+            "the timed-out request returned after {took:?}, expected 50 ms"
+        );
+        ensure!(
+            next == 1,
+            "the next request was answered with {next}, the late reply"
+        );
+        no_errors(&report)?;
+        let child = only_child(&report)?;
+        ensure!(
+            child.outcome == Some(Outcome::Exited(ExitStatus::Exited(0))),
+            "outcome {:?}, expected Exited(0)",
+            child.outcome
+        );
+        Ok(format!(
+            "timed out after {took:?}; the next request got its own answer"
+        ))
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// 9d. A long-lived nursery.
 
 /// The descriptors this process has open.
 fn open_fd_count() -> Result<usize, Failure> {

@@ -75,6 +75,12 @@ scenario_tests! {
     exec_long_lived_nursery_holds_no_fd_for_a_finished_child => "long-lived-nursery", Exec;
     thread_long_lived_nursery_holds_no_fd_for_a_finished_child => "long-lived-nursery", Thread;
 
+    fork_request_timeout_fails_on_time_and_drops_the_late_reply => "request-timeout", Fork;
+    fork_server_request_timeout_fails_on_time_and_drops_the_late_reply
+        => "request-timeout", ForkServer;
+    exec_request_timeout_fails_on_time_and_drops_the_late_reply => "request-timeout", Exec;
+    thread_request_timeout_fails_on_time_and_drops_the_late_reply => "request-timeout", Thread;
+
     fork_never_yields_is_killed => "never-yields", Fork;
     fork_server_never_yields_is_killed => "never-yields", ForkServer;
     exec_never_yields_is_killed => "never-yields", Exec;
