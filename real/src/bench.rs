@@ -382,6 +382,20 @@ pub fn run(rounds: usize) -> Result<(Vec<Figure>, Vec<String>), Error> {
         1.2,
         false,
     );
+    // The same, against re-executing this program (its loading and start-up included).
+    let (exec, exec_self_base) = spawn_to_handshake(
+        SpawnMethod::Exec,
+        rounds / 4 + 1,
+        bench_baseline::exec_self_round,
+    )?;
+    fig(
+        "Exec: spawn to handshake",
+        exec,
+        "posix_spawn of this program + wait",
+        exec_self_base,
+        1.2,
+        false,
+    );
     let mut python = PythonPeer::start();
     let cycle = paired(
         (rounds / 20).max(3),

@@ -96,6 +96,24 @@ pub fn spawn_true_round_trip(iterations: usize) -> Result<Duration, SysError> {
     measure(iterations, spawn_true_round)
 }
 
+/// `posix_spawn` of this very program, which exits as soon as [`crate::init`] runs, and its
+/// wait: the raw cost of re-executing the current binary (its loading and start-up), which
+/// `Exec` cannot avoid. Needs `init` first thing in `main`.
+pub fn exec_self_round() -> Result<Duration, SysError> {
+    timed(|| {
+        let (_ours, theirs) = socket_pair(SocketKind::Stream, IoMode::Blocking)?;
+        let mut child = crate::sys::exec_self(crate::ROLE_START_ONLY, &[], theirs)?;
+        match child.wait_timeout(Some(Duration::from_secs(5)))? {
+            crate::sys::ReapOutcome::Reaped(crate::sys::ExitStatus::Exited(0)) => Ok(()),
+            other => {
+                let _ = child.kill_and_reap();
+                let why = format!("the start-only child ended with {other:?}");
+                Err(SysError::Spawn(std::io::Error::other(why)))
+            }
+        }
+    })
+}
+
 /// Writes one byte to `to` and reads one back from `from`, both blocking.
 fn ping(to: &OwnedFd, from: &OwnedFd) -> Result<(), SysError> {
     let mut byte = [b'x'];

@@ -50,6 +50,9 @@ pub use os::RealOs;
 pub(crate) const ROLE_ACTOR: &str = "actor";
 /// The role of a re-executed fork server.
 pub(crate) const ROLE_FORK_SERVER: &str = forkserver::ROLE;
+/// The role of a re-executed child that exits 0 as soon as `init` sees it: the raw cost of
+/// re-executing this program, the baseline of `Exec` (`bench_baseline::exec_self_round`).
+pub(crate) const ROLE_START_ONLY: &str = "start-only";
 
 /// Installs the program's actors; in a re-executed child, runs its role and never returns.
 ///
@@ -69,6 +72,7 @@ pub fn init(registry: Registry) {
             };
             sys::exit_now(code)
         }
+        Some(ROLE_START_ONLY) => sys::exit_now(0),
         Some(ROLE_FORK_SERVER) => match sys::adopt_inherited_channel() {
             Ok(control) => forkserver::server_main(control, run_actor),
             Err(e) => {

@@ -1,30 +1,31 @@
 //! Exec: re-running the current executable as a child, with its channel at the fixed
 //! descriptor and an environment variable naming its role.
 //!
-//! Uses std's `Command` with a `pre_exec` hook, which makes std fork and exec (instead of
-//! `posix_spawn`). The hook runs in the forked child between fork and exec, so it must be
-//! async-signal-safe: it only makes raw system calls. It moves the channel to
-//! [`CHILD_CHANNEL_FD`], marks every other descriptor close-on-exec
-//! (`close_range(4, ~0, CLOSE_RANGE_CLOEXEC)`; std's own error-report pipe keeps working
-//! until the exec), arms the parent-death signal and re-checks the parent, and resets signal
-//! dispositions. std itself joins the child to its own process group (`process_group(0)`)
-//! and empties the signal mask. The death signal survives the exec (it is cleared only by a
-//! set-user-ID exec) and fires when the *thread* that called [`exec_self`] exits.
+//! The child is started with `posix_spawn` (nix), which glibc runs as `clone(CLONE_VM |
+//! CLONE_VFORK)` + exec: the parent's memory is never copied, so the cost does not grow with
+//! the parent's size, and no code of ours runs between the clone and the exec. What the fork
+//! prelude does by hand is asked of `posix_spawn` instead: the channel is `dup2`'d to
+//! [`CHILD_CHANNEL_FD`] (which clears its close-on-exec flag), every descriptor above it is
+//! closed (`posix_spawn_file_actions_addclosefrom_np`), the child leads its own process group,
+//! its signal mask is empty and every signal disposition is the default. The one step left,
+//! the parent-death signal, the child takes itself first thing ([`inherited_role`]), with the
+//! parent re-check that closes the race: `exec_self` puts the parent's pid in [`ROLE_ENV`].
 
-use std::ffi::OsStr;
+use std::ffi::{CString, OsStr};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::error::{Op, SysError, nix_err};
-use super::fds::{
-    CHILD_CHANNEL_FD, CloseMode, close_from, lift_above_stdio, own_raw, place_channel,
-};
-use super::fork::{arm_death_signal, open_pidfd_or_reap, reset_signals};
+use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
+
+use super::error::{Op, SysError, nix_err, rustix_err};
+use super::fds::{CHILD_CHANNEL_FD, own_raw};
+use super::fork::{arm_death_signal, exit_now, open_pidfd_or_reap, prelude_exit};
 use super::pidfd::{ChildProcess, Pid};
 
-/// The environment variable that marks an exec'd harrow child: `<role>:<parent pid>`.
+/// The environment variable that marks an exec'd harrow child: `<role>:<parent pid>`. The
+/// child removes it from its environment at start-up, so its own descendants never see it.
 pub const ROLE_ENV: &str = "HARROW_CHILD_ROLE";
 
 /// The path of the running executable, valid even if the file was replaced since.
@@ -32,50 +33,112 @@ const SELF_EXE: &str = "/proc/self/exe";
 
 /// Spawns the current executable with `args`, [`ROLE_ENV`] set to `<role>:<our pid>`, and
 /// `channel` at [`CHILD_CHANNEL_FD`]; returns the child with a pidfd opened right after the
-/// spawn. stdin, stdout and stderr are inherited; the parent's copy of `channel` is closed.
+/// spawn. stdin, stdout and stderr are inherited, every other descriptor is closed in the
+/// child; the parent's copy of `channel` is closed. Safe from any thread.
 pub fn exec_self(role: &str, args: &[&OsStr], channel: OwnedFd) -> Result<ChildProcess, SysError> {
-    let channel = lift_above_stdio(channel)?;
-    let raw = channel.as_raw_fd();
+    // dup2 onto itself would leave close-on-exec set with an older glibc: move it above 3.
+    let channel = if channel.as_raw_fd() <= CHILD_CHANNEL_FD {
+        rustix::io::fcntl_dupfd_cloexec(&channel, CHILD_CHANNEL_FD + 1)
+            .map_err(rustix_err(Op::SetFdFlags))?
+    } else {
+        channel
+    };
     let parent = Pid::current();
-    let mut cmd = Command::new(SELF_EXE);
-    cmd.args(args)
-        .env(ROLE_ENV, format!("{role}:{parent}"))
-        .process_group(0);
-    // SAFETY: the hook runs in the forked child before exec and only makes raw system calls
-    // (dup2, fcntl, close_range, prctl, getppid, sigaction): it allocates nothing, takes no
-    // lock and touches no shared state, as pre_exec requires (async-signal-safe).
-    unsafe { cmd.pre_exec(move || exec_prelude(raw, parent)) };
-    let child = cmd.spawn().map_err(SysError::Spawn)?;
-    let pid = Pid::from_raw(child.id() as i32).expect("spawn returns a positive pid");
-    // std's Child neither waits nor kills on drop; from here the pidfd is the only handle.
-    drop(child);
+    let spawn_err = |e: nix::Error| SysError::Spawn(std::io::Error::from(e));
+    let mut actions = PosixSpawnFileActions::init().map_err(spawn_err)?;
+    actions
+        .add_dup2(channel.as_raw_fd(), CHILD_CHANNEL_FD)
+        .map_err(spawn_err)?;
+    close_from_in_child(&mut actions, CHILD_CHANNEL_FD + 1)?;
+    let mut attr = PosixSpawnAttr::init().map_err(spawn_err)?;
+    attr.set_flags(
+        PosixSpawnFlags::POSIX_SPAWN_SETPGROUP
+            | PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK
+            | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF,
+    )
+    .map_err(spawn_err)?;
+    attr.set_pgroup(nix::unistd::Pid::from_raw(0))
+        .map_err(spawn_err)?;
+    attr.set_sigmask(&nix::sys::signal::SigSet::empty())
+        .map_err(spawn_err)?;
+    attr.set_sigdefault(&nix::sys::signal::SigSet::all())
+        .map_err(spawn_err)?;
+    let argv = std::iter::once(OsStr::new(SELF_EXE))
+        .chain(args.iter().copied())
+        .map(c_string)
+        .collect::<Result<Vec<_>, _>>()?;
+    let marker = format!("{ROLE_ENV}={role}:{parent}");
+    let envp = std::env::vars_os()
+        .filter(|(k, _)| k != ROLE_ENV)
+        .map(|(k, v)| {
+            let mut kv = k;
+            kv.push("=");
+            kv.push(v);
+            c_string(&kv)
+        })
+        .chain(std::iter::once(c_string(OsStr::new(&marker))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let pid = posix_spawn(SELF_EXE, &actions, &attr, &argv, &envp).map_err(spawn_err)?;
+    let pid = Pid::from_raw(pid.as_raw()).expect("posix_spawn returns a positive pid");
+    // Ours and unreaped (nobody else reaps it), so the pid cannot have been reused.
     let pidfd = open_pidfd_or_reap(pid)?;
-    let raw_pid = nix::unistd::Pid::from_raw(pid.as_raw());
-    // Closes the race with the child's own setpgid; EACCES once it has exec'd is fine.
-    let _ = nix::unistd::setpgid(raw_pid, raw_pid);
     drop(channel);
     Ok(ChildProcess::new(pid, pidfd))
 }
 
-/// The pre-exec hook: the fork prelude's steps that still matter before an exec.
-fn exec_prelude(channel: RawFd, parent: Pid) -> std::io::Result<()> {
-    let fail = std::io::Error::from_raw_os_error; // no allocation for OS errors
-    place_channel(channel).map_err(fail)?;
-    close_from(CHILD_CHANNEL_FD + 1, CloseMode::CloseOnExec).map_err(fail)?;
-    arm_death_signal(parent).map_err(|_| fail(libc::ESRCH))?;
-    reset_signals().map_err(fail)
+/// `s` as a C string; a NUL inside is an error that names it.
+fn c_string(s: &OsStr) -> Result<CString, SysError> {
+    CString::new(s.as_bytes()).map_err(|_| {
+        let why = format!("{s:?} holds a NUL byte and cannot be passed to a program");
+        SysError::Spawn(std::io::Error::new(std::io::ErrorKind::InvalidInput, why))
+    })
 }
 
-/// The role this process was exec'd in by [`exec_self`], if any.
+/// Adds "close every descriptor from `first` up" to `actions` (glibc 2.34+; nix does not
+/// wrap it).
+fn close_from_in_child(actions: &mut PosixSpawnFileActions, first: RawFd) -> Result<(), SysError> {
+    let raw: *mut PosixSpawnFileActions = actions;
+    // SAFETY: `PosixSpawnFileActions` is `#[repr(transparent)]` over an initialised
+    // `posix_spawn_file_actions_t` (nix's `init` above), so the cast pointer is valid and
+    // exclusively borrowed for this call; glibc only appends an action to it.
+    let r = unsafe {
+        libc::posix_spawn_file_actions_addclosefrom_np(
+            raw.cast::<libc::posix_spawn_file_actions_t>(),
+            first,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(SysError::Spawn(std::io::Error::from_raw_os_error(r)))
+    }
+}
+
+/// The role this process was exec'd in by [`exec_self`], if any, read once.
 ///
-/// `None` when [`ROLE_ENV`] is unset, malformed, or names another parent (an environment
-/// inherited through an unrelated spawn): only a direct child of the spawning process counts.
+/// The first call (the first thing `main` does, through [`crate::init`]) takes [`ROLE_ENV`]
+/// out of the environment, so no descendant inherits it, and, if it was set, arms the
+/// parent-death signal and re-checks that the parent it names is still our parent: if it is
+/// not, the parent died before the signal was armed, and this process ends at once (exit
+/// code [`prelude_exit::PARENT_GONE`]) instead of running as an orphan. `None` when the
+/// variable is unset or malformed.
 pub fn inherited_role() -> Option<String> {
-    let value = std::env::var(ROLE_ENV).ok()?;
-    let (role, parent) = value.rsplit_once(':')?;
-    let parent: i32 = parent.parse().ok()?;
-    let ppid = rustix::process::getppid()?.as_raw_pid();
-    (ppid == parent).then(|| role.to_owned())
+    static ROLE: OnceLock<Option<String>> = OnceLock::new();
+    ROLE.get_or_init(take_role).clone()
+}
+
+fn take_role() -> Option<String> {
+    let value = std::env::var_os(ROLE_ENV)?;
+    // SAFETY: called once, from the first line of `main` of a process `exec_self` just
+    // started (the variable is set only there), before it has started any thread: nothing
+    // else reads or writes the environment concurrently (std::env::remove_var's contract).
+    unsafe { std::env::remove_var(ROLE_ENV) };
+    let (role, parent) = value.to_str()?.rsplit_once(':')?;
+    let parent = Pid::from_raw(parent.parse().ok()?)?;
+    if arm_death_signal(parent).is_err() {
+        exit_now(prelude_exit::PARENT_GONE);
+    }
+    Some(role.to_owned())
 }
 
 /// Set once the inherited channel has an owner, so it never gets two.
@@ -90,9 +153,7 @@ static ADOPTED: AtomicBool = AtomicBool::new(false);
 pub fn adopt_inherited_channel() -> Result<OwnedFd, SysError> {
     let refuse = |reason| Err(SysError::NoInheritedChannel { reason });
     if inherited_role().is_none() {
-        return refuse(
-            "this process was not spawned by exec_self (HARROW_CHILD_ROLE unset or not ours)",
-        );
+        return refuse("this process was not spawned by exec_self (HARROW_CHILD_ROLE unset)");
     }
     if ADOPTED.swap(true, Ordering::SeqCst) {
         return refuse("the inherited channel was already adopted");

@@ -49,27 +49,13 @@ pub(crate) fn place_channel(raw: RawFd) -> Result<(), i32> {
     Ok(())
 }
 
-/// The flag for [`close_from`]: close, or only mark close-on-exec.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum CloseMode {
-    /// Close the descriptors (a forked child that will not exec).
-    Close,
-    /// Mark them close-on-exec (`CLOSE_RANGE_CLOEXEC`, Linux 5.11): a child about to exec
-    /// keeps std's error-report pipe working until the exec.
-    CloseOnExec,
-}
-
-/// Closes (or marks close-on-exec) every descriptor from `first` up (man close_range(2)).
+/// Closes every descriptor from `first` up (man close_range(2)).
 ///
 /// Async-signal-safe: one system call.
-pub(crate) fn close_from(first: RawFd, mode: CloseMode) -> Result<(), i32> {
-    let flags = match mode {
-        CloseMode::Close => 0,
-        CloseMode::CloseOnExec => libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
-    };
+pub(crate) fn close_from(first: RawFd) -> Result<(), i32> {
     // SAFETY: close_range only closes descriptor numbers; the caller is a new child whose
     // inherited owners of those numbers are never dropped, so nothing closes them twice.
-    let r = unsafe { libc::close_range(first as libc::c_uint, libc::c_uint::MAX, flags) };
+    let r = unsafe { libc::close_range(first as libc::c_uint, libc::c_uint::MAX, 0) };
     if r == -1 { Err(last_errno()) } else { Ok(()) }
 }
 

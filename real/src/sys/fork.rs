@@ -30,9 +30,7 @@ use nix::unistd::ForkResult;
 use rustix::fs::{Mode, OFlags, RawDir};
 
 use super::error::{Op, SysError, nix_err, rustix_err};
-use super::fds::{
-    CHILD_CHANNEL_FD, CloseMode, close_from, lift_above_stdio, own_raw, place_channel,
-};
+use super::fds::{CHILD_CHANNEL_FD, close_from, lift_above_stdio, own_raw, place_channel};
 use super::pidfd::{ChildProcess, Pid, Pidfd, Signal};
 
 /// Exit codes of a forked child whose prelude failed before its body ran.
@@ -209,7 +207,7 @@ fn child_main<F: FnMut(OwnedFd) -> i32>(plan: &ChildPlan, body: &mut F) -> ! {
 fn run_prelude(plan: &ChildPlan) -> Result<OwnedFd, i32> {
     place_channel(plan.channel).map_err(|_| prelude_exit::PLACE_CHANNEL)?;
     if plan.prelude.scrub_fds {
-        close_from(CHILD_CHANNEL_FD + 1, CloseMode::Close).map_err(|_| prelude_exit::SCRUB_FDS)?;
+        close_from(CHILD_CHANNEL_FD + 1).map_err(|_| prelude_exit::SCRUB_FDS)?;
     }
     arm_death_signal(plan.parent)?;
     rustix::process::setpgid(None, None).map_err(|_| prelude_exit::OWN_GROUP)?;
