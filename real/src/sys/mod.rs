@@ -3,7 +3,7 @@
 //! Thin, typed wrappers over Linux process and descriptor calls, built on nix and rustix
 //! (safe wrappers) wherever they have the call, and on libc only for what neither has:
 //! `close_range`, `dup2` onto a fixed number, `sigaction` for real-time signals, `fstat` of
-//! a raw number, `_exit`. Each `unsafe fn` documents under `# Safety` what its caller must
+//! a raw number, `posix_spawn_file_actions_addclosefrom_np`, `_exit`. Each `unsafe fn` documents under `# Safety` what its caller must
 //! avoid and the man page it follows; each `unsafe` block says why it is sound.
 //!
 //! The `unsafe` inventory:
@@ -12,7 +12,8 @@
 //!   `sigaction(SIG_DFL)` in the child;
 //! - [`fds`]: `dup2`, `fcntl`, `close`, `close_range` on raw numbers in a new child, and
 //!   taking ownership of the fixed channel descriptor;
-//! - [`exec`]: std's `pre_exec` hook (async-signal-safe by construction), `fstat` of fd 3;
+//! - [`exec`]: the closefrom file action on nix's spawn file actions, removing the role
+//!   variable from the environment at start-up (before any thread), `fstat` of fd 3;
 //! - [`raw_children`]: forks whose bodies are raw system calls only.
 //!
 //! Errors are [`SysError`]: the operation, the errno, and what to do.
