@@ -162,7 +162,7 @@ pub fn adopt_inherited_channel() -> Result<OwnedFd, SysError> {
         return refuse("descriptor 3 is not an open socket");
     }
     // SAFETY: descriptor 3 is open (fstat succeeded), was placed by our parent's posix_spawn
-    // hook, and ADOPTED guarantees this is its only owner in this process.
+    // file actions, and ADOPTED guarantees this is its only owner in this process.
     let fd = unsafe { own_raw(CHILD_CHANNEL_FD) };
     rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)
         .map_err(|e| SysError::os(Op::AdoptChannel, e.raw_os_error()))?;
