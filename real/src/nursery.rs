@@ -30,11 +30,11 @@ pub struct NurseryConfig {
     /// Whether SIGINT tears the nursery down (the handler is removed when it is dropped).
     ///
     /// Meant for the root of a tree: Ctrl-C reaches the root's process group only (every
-    /// process child leads its own), and the root's teardown takes the tree down. In a forked
-    /// child (`Fork`, `ForkServer`) it has no effect: the child's prelude resets every signal
-    /// to its default, and the handler state it inherited cannot be re-armed safely, so a
-    /// SIGINT sent to such a child directly ends it (and, by their parent-death signal, its
-    /// own children), which its parent reports.
+    /// process child leads its own), and the root's teardown takes the tree down. In a child
+    /// forked (`Fork`) from a process that handled SIGINT itself it has no effect: the
+    /// child's prelude resets every signal to its default, and the handler state it inherited
+    /// cannot be re-armed safely, so a SIGINT sent to that child directly ends it (and, by
+    /// their parent-death signal, its own children), which its parent reports.
     pub handle_sigint: bool,
 }
 
