@@ -71,6 +71,12 @@ pub struct RealOs {
     prelude: Prelude,
 }
 
+/// The child with id `id`, if it has a slot: a free function, so that the caller may go on
+/// using the other fields of `RealOs` while holding it.
+fn slot_mut(children: &mut [Option<Child>], id: ChildId) -> Option<&mut Child> {
+    children.get_mut(id.0 as usize)?.as_mut()
+}
+
 impl std::fmt::Debug for RealOs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let live = self.children.iter().flatten().count();
@@ -202,11 +208,7 @@ impl RealOs {
     }
 
     fn read_channel(&mut self, id: ChildId, out: &mut Vec<OsEvent>) {
-        let Some(c) = self
-            .children
-            .get_mut(id.0 as usize)
-            .and_then(Option::as_mut)
-        else {
+        let Some(c) = slot_mut(&mut self.children, id) else {
             return;
         };
         let Some(fd) = c.channel.as_ref() else { return };
@@ -235,11 +237,7 @@ impl RealOs {
     /// Sends what the child's socket has room for now; stops watching for room once the
     /// outbox is empty.
     fn flush_outbox(&mut self, id: ChildId) {
-        let Some(c) = self
-            .children
-            .get_mut(id.0 as usize)
-            .and_then(Option::as_mut)
-        else {
+        let Some(c) = slot_mut(&mut self.children, id) else {
             return;
         };
         let Some(fd) = c.channel.as_ref() else { return };
@@ -329,11 +327,7 @@ impl Os for RealOs {
     }
 
     fn send(&mut self, child: ChildId, frame: &[u8]) {
-        let Some(c) = self
-            .children
-            .get_mut(child.0 as usize)
-            .and_then(Option::as_mut)
-        else {
+        let Some(c) = slot_mut(&mut self.children, child) else {
             return;
         };
         let Some(fd) = c.channel.as_ref() else { return };
@@ -352,10 +346,7 @@ impl Os for RealOs {
     }
 
     fn close(&mut self, child: ChildId) {
-        if let Some(c) = self
-            .children
-            .get_mut(child.0 as usize)
-            .and_then(Option::as_mut)
+        if let Some(c) = slot_mut(&mut self.children, child)
             && let Some(fd) = c.channel.take()
         {
             if !c.eof_reported {
@@ -387,10 +378,7 @@ impl Os for RealOs {
     }
 
     fn abandon(&mut self, child: ChildId) {
-        if let Some(c) = self
-            .children
-            .get_mut(child.0 as usize)
-            .and_then(Option::as_mut)
+        if let Some(c) = slot_mut(&mut self.children, child)
             && let Kind::Thread { handle, .. } = &mut c.kind
         {
             // Detached: the thread may never return and nobody will join it.
@@ -400,11 +388,7 @@ impl Os for RealOs {
     }
 
     fn reap(&mut self, child: ChildId) -> ExitStatus {
-        let Some(c) = self
-            .children
-            .get_mut(child.0 as usize)
-            .and_then(Option::as_mut)
-        else {
+        let Some(c) = slot_mut(&mut self.children, child) else {
             return ExitStatus::Exited(-1);
         };
         // Our end of the channel stays open until the protocol closes it (the drain reads
@@ -470,10 +454,7 @@ impl Os for RealOs {
                         if r.readable || r.hangup || r.error {
                             self.read_channel(id, out);
                         }
-                    } else if let Some(c) = self
-                        .children
-                        .get_mut(id.0 as usize)
-                        .and_then(Option::as_mut)
+                    } else if let Some(c) = slot_mut(&mut self.children, id)
                         && c.watch_exit
                     {
                         c.watch_exit = false;

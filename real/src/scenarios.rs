@@ -635,6 +635,19 @@ fn only_child(report: &TeardownReport) -> Result<&crate::ChildSummary, Failure> 
     }
 }
 
+/// The report has `count` children, and every one exited 0.
+fn all_exited_0(report: &TeardownReport, count: usize) -> Result<(), Failure> {
+    let outcomes: Vec<_> = report.children.iter().map(|c| c.outcome).collect();
+    ensure!(
+        outcomes.len() == count
+            && outcomes
+                .iter()
+                .all(|o| *o == Some(Outcome::Exited(ExitStatus::Exited(0)))),
+        "expected {count} children that exited 0, got {outcomes:?}"
+    );
+    Ok(())
+}
+
 fn no_errors(report: &TeardownReport) -> Result<(), Failure> {
     ensure!(
         report.errors.is_empty(),
@@ -1381,18 +1394,7 @@ pub fn large_payloads(method: SpawnMethod) -> Verdict {
             Ok(())
         })?;
         no_errors(&report)?;
-        ensure!(
-            report
-                .children
-                .iter()
-                .all(|c| c.outcome == Some(Outcome::Exited(ExitStatus::Exited(0)))),
-            "outcomes {:?}, expected every child to exit 0",
-            report
-                .children
-                .iter()
-                .map(|c| c.outcome)
-                .collect::<Vec<_>>()
-        );
+        all_exited_0(&report, 2)?;
         Ok(format!(
             "0 to {largest} bytes echoed; over the limit refused both ways; teardown took {:?}",
             duration(&report)?
@@ -1480,19 +1482,7 @@ pub fn long_lived_nursery(method: SpawnMethod) -> Verdict {
              {ROUNDS}th: finished children keep descriptors"
         );
         no_errors(&report)?;
-        ensure!(
-            report.children.len() == ROUNDS
-                && report
-                    .children
-                    .iter()
-                    .all(|c| c.outcome == Some(Outcome::Exited(ExitStatus::Exited(0)))),
-            "expected {ROUNDS} children that exited 0, got {:?}",
-            report
-                .children
-                .iter()
-                .map(|c| c.outcome)
-                .collect::<Vec<_>>()
-        );
+        all_exited_0(&report, ROUNDS)?;
         Ok(format!(
             "{ROUNDS} children one after another; {last} descriptors open throughout"
         ))
