@@ -692,12 +692,7 @@ pub fn happy_teardown(method: SpawnMethod) -> Verdict {
         })?;
         ensure!(four == 42, "2 * 21 came back as {four}");
         no_errors(&report)?;
-        let child = only_child(&report)?;
-        ensure!(
-            child.outcome == Some(Outcome::Exited(ExitStatus::Exited(0))),
-            "outcome {:?}, expected Exited(0)",
-            child.outcome
-        );
+        all_exited_0(&report, 1)?;
         Ok(format!(
             "2 * 21 = {four}; exited 0; teardown took {:?}",
             duration(&report)?
@@ -1437,12 +1432,7 @@ pub fn request_timeout(method: SpawnMethod) -> Verdict {
             "the next request was answered with {next}, the late reply"
         );
         no_errors(&report)?;
-        let child = only_child(&report)?;
-        ensure!(
-            child.outcome == Some(Outcome::Exited(ExitStatus::Exited(0))),
-            "outcome {:?}, expected Exited(0)",
-            child.outcome
-        );
+        all_exited_0(&report, 1)?;
         Ok(format!(
             "timed out after {took:?}; the next request got its own answer"
         ))
