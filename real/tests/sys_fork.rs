@@ -182,5 +182,11 @@ fn fork_is_refused_in_a_multithreaded_process() {
     );
     tx.send(()).unwrap();
     other.join().unwrap().unwrap();
+    // join returns once the thread cleared its tid; its /proc/self/task entry goes a moment
+    // later, so wait (bounded) for the count to come back.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while sys::thread_count().unwrap() != 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     assert_eq!(sys::thread_count().unwrap(), 1);
 }
