@@ -155,22 +155,37 @@ pub enum Input {
     Request(RequestId, Vec<u8>),
 }
 
+/// The name [`Input::name`] gives, from its [`Input::name_parts`].
+pub(crate) fn input_name(parts: (&'static str, Option<&'static str>)) -> String {
+    match parts {
+        (kind, Some(message)) => alloc::format!("{kind}({message})"),
+        (kind, None) => kind.into(),
+    }
+}
+
 impl Input {
     /// A short name for tables and errors.
     pub fn name(&self) -> String {
-        match self {
-            Input::Launched => "Launched".into(),
-            Input::LaunchFailed(_) => "LaunchFailed".into(),
-            Input::Message(m) => alloc::format!("Message({})", m.name()),
-            Input::Malformed(_) => "Malformed".into(),
-            Input::ChannelClosed => "ChannelClosed".into(),
-            Input::ExitObserved => "ExitObserved".into(),
-            Input::Reaped(_) => "Reaped".into(),
-            Input::Deadline => "Deadline".into(),
-            Input::Cancel(_) => "Cancel".into(),
-            Input::HardStop => "HardStop".into(),
-            Input::Request(..) => "Request".into(),
-        }
+        input_name(self.name_parts())
+    }
+
+    /// [`Input::name`] in parts, without allocating: the input's kind and, for a message,
+    /// the message's name. The step loop keeps these, and formats them only on a refusal.
+    pub fn name_parts(&self) -> (&'static str, Option<&'static str>) {
+        let kind = match self {
+            Input::Launched => "Launched",
+            Input::LaunchFailed(_) => "LaunchFailed",
+            Input::Message(m) => return ("Message", Some(m.name())),
+            Input::Malformed(_) => "Malformed",
+            Input::ChannelClosed => "ChannelClosed",
+            Input::ExitObserved => "ExitObserved",
+            Input::Reaped(_) => "Reaped",
+            Input::Deadline => "Deadline",
+            Input::Cancel(_) => "Cancel",
+            Input::HardStop => "HardStop",
+            Input::Request(..) => "Request",
+        };
+        (kind, None)
     }
 }
 

@@ -508,11 +508,12 @@ impl Supervisor {
                 phase: "unknown".to_string(),
             });
         };
-        let (name, phase) = (input.name(), rec.life.phase.to_string());
+        // Named only on a refusal: this runs for every byte of every child.
+        let (parts, phase) = (input.name_parts(), rec.life.phase);
         let result = self.step(child, input).map_err(|_| InputError {
             child,
-            input: name,
-            phase,
+            input: lifecycle::input_name(parts),
+            phase: phase.to_string(),
         });
         self.check();
         result
