@@ -35,6 +35,10 @@ fn main() -> ExitCode {
             run: a_served_child_has_only_stdio_and_its_channel,
         },
         Test {
+            name: "a_served_child_has_no_caught_ignored_or_blocked_signal",
+            run: a_served_child_has_no_caught_ignored_or_blocked_signal,
+        },
+        Test {
             name: "the_passed_pidfd_kills_the_child_and_signals_its_exit",
             run: the_passed_pidfd_kills_the_child_and_signals_its_exit,
         },
@@ -87,6 +91,11 @@ fn run_child(actor: &str, channel: OwnedFd) -> i32 {
     }
     match actor {
         "wait" => send(channel.as_fd(), b"r"),
+        "signals" => {
+            let masks = ["SigCgt:", "SigIgn:", "SigBlk:"].map(common::status_mask);
+            let report: Vec<u8> = masks.iter().flat_map(|m| m.to_le_bytes()).collect();
+            send(channel.as_fd(), &report);
+        }
         "fds" => {
             let mut fds = [0; 64];
             let n = sys::list_open_fds(&mut fds).expect("list descriptors");
@@ -157,6 +166,26 @@ fn a_served_child_has_only_stdio_and_its_channel() {
         await_exit(&c.pidfd);
         assert_eq!(server.reap(c.pid).unwrap(), ExitStatus::Exited(0));
     }
+    shut(server);
+}
+
+/// The server resets its own signal state once (std ignores SIGPIPE and catches SIGSEGV and
+/// SIGBUS in every Rust program) so that its children, which skip the prelude's reset,
+/// start with no caught, ignored or blocked signal, exactly like a forked child.
+fn a_served_child_has_no_caught_ignored_or_blocked_signal() {
+    let mut server = ForkServer::start().unwrap();
+    let child = server.spawn("signals").unwrap();
+    let report = recv_n(child.channel.as_fd(), 24);
+    // glibc reserves signals 32 and 33 for itself and refuses to change them: not ours.
+    let glibc_reserved = (1u64 << 31) | (1 << 32);
+    let masks: Vec<u64> = report
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()) & !glibc_reserved)
+        .collect();
+    assert_eq!(masks, [0, 0, 0], "caught, ignored, blocked");
+    drop(child.channel);
+    await_exit(&child.pidfd);
+    assert_eq!(server.reap(child.pid).unwrap(), ExitStatus::Exited(0));
     shut(server);
 }
 

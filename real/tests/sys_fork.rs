@@ -98,25 +98,21 @@ fn channel_already_at_the_fixed_fd_is_kept() {
     assert_eq!(reap(&mut child), ExitStatus::Exited(0));
 }
 
-/// Reads a hex signal mask line ("SigIgn:", ...) from /proc/self/status.
-fn status_mask(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
-    u64::from_str_radix(line[field.len()..].trim(), 16).unwrap()
-}
-
 /// The parent catches SIGUSR1 and ignores SIGPIPE (std does); the child has no caught,
 /// ignored or blocked signal, and leads its own process group.
 fn prelude_resets_signals_and_joins_its_own_group() {
     let usr1 = sys::SignalPipe::install(libc::SIGUSR1).unwrap();
-    assert_ne!(status_mask("SigCgt:") & (1 << (libc::SIGUSR1 - 1)), 0);
+    assert_ne!(
+        common::status_mask("SigCgt:") & (1 << (libc::SIGUSR1 - 1)),
+        0
+    );
     let (ours, theirs) = channel_pair().unwrap();
     let mut child = fork_child(Prelude::STANDARD, theirs, |ch| {
         let own_group = rustix::process::getpgrp() == rustix::process::getpid();
         let masks = [
-            status_mask("SigCgt:"),
-            status_mask("SigIgn:"),
-            status_mask("SigBlk:"),
+            common::status_mask("SigCgt:"),
+            common::status_mask("SigIgn:"),
+            common::status_mask("SigBlk:"),
         ];
         let mut report = vec![u8::from(own_group)];
         for m in masks {

@@ -17,7 +17,7 @@ use super::wire::{
 };
 use crate::sys::{
     ChildProcess, Pid, Pidfd, Prelude, ReapOutcome, SysError, channel_pair, fork_child,
-    wait_readable,
+    reset_signals, wait_readable,
 };
 
 /// How long the server waits for the rest of a started request, or for room to reply.
@@ -40,9 +40,16 @@ pub const MAX_REAP_WAIT: Duration = Duration::from_secs(60);
 pub fn serve(control: OwnedFd, run_child: RunChild) -> ! {
     // The client's end of stream, not the starting thread's exit, ends the server.
     let _ = rustix::process::set_parent_process_death_signal(None);
+    // Every disposition default (std's ignored SIGPIPE, its stack-overflow handlers) and
+    // an empty mask, once: the children inherit that state and skip the prelude's reset.
+    let prelude = match reset_signals() {
+        Ok(()) => Prelude::FROM_DEFAULT_SIGNALS,
+        Err(_) => Prelude::STANDARD,
+    };
     let mut server = Server {
         control,
         run_child,
+        prelude,
         children: BTreeMap::new(),
     };
     let code = match server.run() {
@@ -60,6 +67,8 @@ pub fn serve(control: OwnedFd, run_child: RunChild) -> ! {
 struct Server {
     control: OwnedFd,
     run_child: RunChild,
+    /// The children's prelude: without the signal reset once the server's own is done.
+    prelude: Prelude,
     children: BTreeMap<Pid, ChildProcess>,
 }
 
@@ -172,9 +181,7 @@ impl Server {
         let (ours, theirs) = channel_pair()?;
         let run_child = self.run_child;
         // Single-threaded: fork_child checks it, and then the body may allocate and print.
-        let child = fork_child(Prelude::STANDARD, theirs, |channel| {
-            run_child(actor, channel)
-        })?;
+        let child = fork_child(self.prelude, theirs, |channel| run_child(actor, channel))?;
         let pid = child.pid();
         // A pidfd of its own for the client, so the client's flags never touch ours. Race-free:
         // the child is ours and unreaped.

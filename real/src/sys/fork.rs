@@ -58,16 +58,34 @@ pub struct Prelude {
     /// Close every inherited descriptor except 0, 1, 2 and the channel. Only the
     /// expected-failure scenario that demonstrates the lost-EOF bug turns this off.
     pub scrub_fds: bool,
+    /// Reset every signal disposition to the default and empty the signal mask (step 5).
+    /// Off only for a parent whose dispositions are all default and whose mask is empty, so
+    /// the child inherits that state anyway: the fork server, which resets its own once when
+    /// it starts ([`reset_signals`]) and never installs a handler.
+    pub reset_signals: bool,
 }
 
 impl Prelude {
     /// The prelude every real child runs.
-    pub const STANDARD: Prelude = Prelude { scrub_fds: true };
+    pub const STANDARD: Prelude = Prelude {
+        scrub_fds: true,
+        reset_signals: true,
+    };
+
+    /// The prelude of a child forked by a process whose signal state is already the
+    /// default (the fork server): the 62 `sigaction` calls would change nothing.
+    pub const FROM_DEFAULT_SIGNALS: Prelude = Prelude {
+        scrub_fds: true,
+        reset_signals: false,
+    };
 
     /// The prelude without the descriptor scrub: the child keeps every descriptor its parent
     /// had, including other children's channel ends, whose EOF then never arrives. For the
     /// smoke scenario and the test that demonstrate that bug; never for real children.
-    pub const UNSCRUBBED_LOSES_EOF: Prelude = Prelude { scrub_fds: false };
+    pub const UNSCRUBBED_LOSES_EOF: Prelude = Prelude {
+        scrub_fds: false,
+        reset_signals: true,
+    };
 }
 
 /// How many threads the calling process has, counted in `/proc/self/task` without allocating.
@@ -211,7 +229,9 @@ fn run_prelude(plan: &ChildPlan) -> Result<OwnedFd, i32> {
     }
     arm_death_signal(plan.parent)?;
     rustix::process::setpgid(None, None).map_err(|_| prelude_exit::OWN_GROUP)?;
-    reset_signals().map_err(|_| prelude_exit::SIGNAL_MASK)?;
+    if plan.prelude.reset_signals {
+        reset_signals().map_err(|_| prelude_exit::SIGNAL_MASK)?;
+    }
     // SAFETY: fd 3 was just placed and is open; the parent's owner of the original number
     // was forgotten, so this is its only owner in the child.
     Ok(unsafe { own_raw(CHILD_CHANNEL_FD) })
@@ -232,7 +252,7 @@ pub(crate) fn arm_death_signal(parent: Pid) -> Result<(), i32> {
 /// Every disposition back to `SIG_DFL` and the signal mask emptied, so the child starts
 /// from a standard state whatever handlers (a self-pipe, std's ignored `SIGPIPE`) the parent
 /// had. Async-signal-safe.
-pub(crate) fn reset_signals() -> Result<(), i32> {
+pub fn reset_signals() -> Result<(), i32> {
     reset_signal_dispositions();
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).map_err(|e| e as i32)
 }

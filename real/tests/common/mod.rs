@@ -235,3 +235,11 @@ pub fn expected_child_fds() -> Vec<RawFd> {
     fds.push(sys::CHILD_CHANNEL_FD);
     fds
 }
+
+/// Reads a hex signal mask line ("SigIgn:", ...) from /proc/self/status.
+#[allow(dead_code)]
+pub fn status_mask(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+    u64::from_str_radix(line[field.len()..].trim(), 16).unwrap()
+}
