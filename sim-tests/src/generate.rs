@@ -270,7 +270,7 @@ pub struct KnownOpen {
 }
 
 /// The open findings.
-pub const KNOWN_OPEN: [KnownOpen; 6] = [
+pub const KNOWN_OPEN: [KnownOpen; 5] = [
     KnownOpen {
         slug: "thread-supervisor-leaks-wake-pipe",
         what: "the nursery of a thread child that supervises children of its own opens a wake \
@@ -342,22 +342,6 @@ pub const KNOWN_OPEN: [KnownOpen; 6] = [
             sc.children
                 .iter()
                 .any(|c| c.role == Role::RunToResult && !c.children.is_empty())
-        },
-    },
-    KnownOpen {
-        slug: "starved-thread-join-hangs",
-        what: "a thread child that does not yield keeps the actor lock its process's thread \
-               children share, even once abandoned; a run-to-result thread sibling then never \
-               runs its main, and the body's join of it, which has no deadline, waits forever \
-               (a hang on the simulated OS; the pure world has no such lock)",
-        applies: |sc| {
-            let threads = |f: &dyn Fn(&ChildPlan) -> bool| {
-                sc.children
-                    .iter()
-                    .filter(|c| c.method == SpawnMethod::Thread)
-                    .any(f)
-            };
-            threads(&|c| ignores_cancel(&c.behaviour)) && threads(&|c| c.role == Role::RunToResult)
         },
     },
 ];

@@ -4,10 +4,10 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use super::world::{CtxState, Shared};
-use super::{ACTOR_LOCK, ALLOC_LOCK, CHANNEL_FD};
+use super::{ALLOC_LOCK, CHANNEL_FD};
 use crate::child::ChildRuntime;
 use crate::driver::{Actor, ChildEvent, ChildExit, ChildOs, run_child};
-use crate::kernel::{DeadlineOwner, Fd, LockOutcome, Pid, RecvOutcome, ThreadId};
+use crate::kernel::{DeadlineOwner, Fd, LockId, LockOutcome, Pid, RecvOutcome, ThreadId};
 use crate::platform::Platform;
 use crate::time::Timestamp;
 use crate::wire::DEFAULT_MAX_FRAME;
@@ -35,6 +35,8 @@ pub struct SimEnv<P: Platform, F: ActorFactory<P>> {
     pub thread: ThreadId,
     /// Whether it is a thread child (sharing its parent's process and locks).
     pub is_thread: bool,
+    /// The lock a thread child's actor code holds ([`super::actor_lock`]).
+    pub actor_lock: LockId,
     /// The thread-context slot and generation of a thread child.
     pub ctx: Option<(usize, u32)>,
 }
@@ -142,16 +144,16 @@ impl<P: Platform, F: ActorFactory<P>> SimEnv<P, F> {
         });
     }
 
-    /// Runs `f` as actor code: a thread actor holds the actor lock and allocates meanwhile.
+    /// Runs `f` as actor code: a thread actor holds its actor lock and allocates meanwhile.
     pub fn actor_code<R>(&self, f: impl FnOnce() -> R) -> R {
         if self.is_thread {
-            self.acquire(ACTOR_LOCK);
+            self.acquire(self.actor_lock);
             self.acquire(ALLOC_LOCK);
             self.release(ALLOC_LOCK);
         }
         let r = f();
         if self.is_thread {
-            self.release(ACTOR_LOCK);
+            self.release(self.actor_lock);
         }
         r
     }
@@ -291,6 +293,8 @@ pub(crate) fn process_body<P: Platform, F: ActorFactory<P>>(
             pid,
             thread,
             is_thread: false,
+            // A process's actor code runs alone in it and takes no lock.
+            actor_lock: super::actor_lock(thread, crate::flaw::Flaws::NONE),
             ctx: None,
         };
         let mut actor = factory.make(env, &start.actor);
@@ -367,6 +371,7 @@ pub(crate) struct ThreadStart {
     pub(crate) fd: Fd,
     pub(crate) ctx: (usize, u32),
     pub(crate) wake: Option<Fd>,
+    pub(crate) actor_lock: LockId,
 }
 
 /// The body of a thread child: the child's event loop on a thread of its parent's process.
@@ -382,6 +387,7 @@ pub(crate) fn thread_body<P: Platform, F: ActorFactory<P>>(
         fd,
         ctx,
         wake,
+        actor_lock,
     } = start;
     let env = SimEnv {
         shared: shared.clone(),
@@ -389,6 +395,7 @@ pub(crate) fn thread_body<P: Platform, F: ActorFactory<P>>(
         pid,
         thread,
         is_thread: true,
+        actor_lock,
         ctx: Some(ctx),
     };
     let mut os = SimChildOs::<P> {

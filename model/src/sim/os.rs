@@ -305,6 +305,7 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
             fd: theirs,
             ctx,
             wake,
+            actor_lock: super::actor_lock(tid, self.flaws),
         };
         let handle = P::spawn(move || thread_body::<P, F>(s, f, start));
         Ok(Child {
