@@ -270,18 +270,7 @@ pub struct KnownOpen {
 }
 
 /// The open findings.
-pub const KNOWN_OPEN: [KnownOpen; 5] = [
-    KnownOpen {
-        slug: "thread-supervisor-leaks-wake-pipe",
-        what: "the nursery of a thread child that supervises children of its own opens a wake \
-               pipe in its parent's process and never closes it: the root leaks two fds after \
-               teardown (property 11)",
-        applies: |sc| {
-            sc.children
-                .iter()
-                .any(|c| c.method == SpawnMethod::Thread && !c.children.is_empty())
-        },
-    },
+pub const KNOWN_OPEN: [KnownOpen; 4] = [
     KnownOpen {
         slug: "killed-supervisor-orphans-grandchild",
         what: "a supervising child is SIGKILLed (at its parent's ack timeout while it still \

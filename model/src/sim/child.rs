@@ -370,6 +370,7 @@ pub(crate) struct ThreadStart {
     pub(crate) thread: ThreadId,
     pub(crate) fd: Fd,
     pub(crate) ctx: (usize, u32),
+    /// The thread's own copy of its parent driver's wake pipe write end; it closes it last.
     pub(crate) wake: Option<Fd>,
     pub(crate) actor_lock: LockId,
 }
@@ -435,6 +436,7 @@ pub(crate) fn thread_body<P: Platform, F: ActorFactory<P>>(
         // Wake the parent's loop; a full pipe drops the byte, the flag above stays set.
         if let (Some(fd), true) = (wake, w.alive(pid)) {
             let _ = w.kernel.write_nonblocking(pid, fd);
+            let _ = w.kernel.close(pid, fd);
         }
         w.note(pid, format_args!("thread child returns with code {code}"));
         w.live_threads -= 1;

@@ -15,7 +15,7 @@ mod world;
 
 pub use child::{ActorFactory, SimChildOs, SimEnv};
 pub use clock::clock_thread;
-pub use os::SimOs;
+pub use os::{Seat, SimOs};
 pub use world::{CtxState, EnvAction, Shared, SimConfig, SimWorld, ThreadCtx};
 
 use crate::flaw::{Flaw, Flaws};

@@ -39,6 +39,19 @@ enum Ready {
     Wake,
 }
 
+/// Where a supervising driver runs, which decides what it leaves behind when it is dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seat {
+    /// The root's body: it installs the SIGINT handler, whose self-pipe the root keeps for life.
+    Root,
+    /// A child process's own nursery: the process exits once it is done, and the exit closes
+    /// every fd at once.
+    Process,
+    /// A thread child's nursery, a second driver inside its parent's process: dropping it
+    /// closes every fd it still holds there, as dropping harrow-real's `RealOs` does.
+    Thread,
+}
+
 /// A supervising simulated process's operating system.
 pub struct SimOs<P: Platform, F: ActorFactory<P>> {
     shared: P::Arc<Shared<P>>,
@@ -51,7 +64,7 @@ pub struct SimOs<P: Platform, F: ActorFactory<P>> {
     // Immutable for the whole run, or changed only while this thread sleeps: kept here so the
     // driver's frequent reads take no lock (each lock is a scheduling point for loom).
     flaws: crate::flaw::Flaws,
-    root: bool,
+    seat: Seat,
     /// Protocol time as of this thread's last wake-up. Time only moves when every thread is
     /// asleep, so it cannot change while this one runs.
     now: Timestamp,
@@ -71,7 +84,7 @@ impl<P: Platform, F: ActorFactory<P>> core::fmt::Debug for SimOs<P, F> {
 }
 
 impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
-    /// The operating system of process `me`, whose driver runs on `thread`.
+    /// The operating system of process `me`, whose driver runs on `thread` in `seat`.
     ///
     /// The root installs a SIGINT handler with a self-pipe; with flaw F5 a second reaper
     /// thread collects exited children behind the driver's back.
@@ -80,8 +93,9 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
         factory: P::Arc<F>,
         me: Pid,
         thread: ThreadId,
-        root: bool,
+        seat: Seat,
     ) -> Self {
+        let root = seat == Seat::Root;
         let (wake, second_reaper) = shared.with(|w| {
             // One wake pipe per supervising process, for SIGINT and thread-child exits alike.
             // Capacity one: a second wakeup before a drain is dropped, as on a full pipe.
@@ -110,7 +124,7 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
             wake,
             fork_server: None,
             flaws,
-            root,
+            seat,
             now,
             dead: false,
         }
@@ -124,7 +138,7 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
 
     /// Starts every environment action whose moment has come (the root's only).
     fn release_env(&self) {
-        if !self.root {
+        if self.seat != Seat::Root {
             return;
         }
         let due = self.shared.with(|w| {
@@ -266,9 +280,21 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
 
     fn launch_thread(&mut self, child: ChildId, actor: &str) -> Result<Child<P>, String> {
         let me = self.me;
-        let (tid, ours, theirs, ctx) = self.shared.with(|w| -> Result<_, String> {
+        let wake_end = self.wake.map(|(_, wr)| wr);
+        let (tid, ours, theirs, ctx, wake) = self.shared.with(|w| -> Result<_, String> {
             let (ours, theirs) = w.kernel.socketpair(me).map_err(|e| e.to_string())?;
-            let tid = w.kernel.spawn_thread(me).map_err(|e| e.to_string())?;
+            let tid = match w.kernel.spawn_thread(me) {
+                Ok(tid) => tid,
+                Err(e) => {
+                    let _ = w.kernel.close(me, ours);
+                    let _ = w.kernel.close(me, theirs);
+                    return Err(e.to_string());
+                }
+            };
+            // The thread's own copy of the wake pipe's write end (harrow-real shares it by
+            // `Arc`): an abandoned thread that returns after this driver is gone still writes
+            // to a pipe, never to whatever object reuses the fd number.
+            let wake = wake_end.and_then(|wr| w.kernel.dup(me, wr).ok());
             let slot = w.contexts.iter().position(|c| c.state == CtxState::Freed);
             let ctx = match slot {
                 Some(i) => {
@@ -293,11 +319,10 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
                 ),
             );
             w.live_threads += 1;
-            Ok((tid, ours, theirs, ctx))
+            Ok((tid, ours, theirs, ctx, wake))
         })?;
         let (s, f) = (self.shared.clone(), self.factory.clone());
         let name = String::from(actor);
-        let wake = self.wake.map(|(_, wr)| wr);
         let start = ThreadStart {
             actor: name,
             pid: me,
@@ -399,9 +424,12 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
 
     fn take_flags(&mut self, out: &mut Vec<OsEvent>) {
         let me = self.me;
+        // The pending-SIGINT flag is the process's: only the driver whose handler sets it
+        // takes it. A thread child's nursery in the same process must leave it to the root.
+        let handles_sigint = self.seat == Seat::Root;
         let sigint = self
             .shared
-            .with(|w| w.kernel.take_pending_sigint(me).unwrap_or(false));
+            .with(|w| handles_sigint && w.kernel.take_pending_sigint(me).unwrap_or(false));
         if sigint {
             self.shared
                 .with(|w| w.note(me, format_args!("the driver takes SIGINT")));
@@ -499,6 +527,37 @@ fn second_reaper_body<P: Platform>(shared: P::Arc<Shared<P>>, me: Pid) {
     shared.with(|w| w.live_threads -= 1);
 }
 
+impl<P: Platform, F: ActorFactory<P>> Drop for SimOs<P, F> {
+    fn drop(&mut self) {
+        if self.seat != Seat::Thread {
+            return;
+        }
+        let mut fds: Vec<Fd> = self
+            .wake
+            .take()
+            .into_iter()
+            .flat_map(|(r, w)| [r, w])
+            .collect();
+        for c in self.children.values_mut() {
+            fds.extend(c.channel.take());
+            fds.extend(c.pidfd.take());
+        }
+        let me = self.me;
+        self.shared.with(|w| {
+            if !w.alive(me) {
+                return;
+            }
+            for fd in &fds {
+                let _ = w.kernel.close(me, *fd);
+            }
+            w.note(
+                me,
+                format_args!("a thread child's nursery is dropped: it closes {fds:?}"),
+            );
+        });
+    }
+}
+
 impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
     fn now(&mut self) -> Timestamp {
         self.now
@@ -519,7 +578,7 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
             SpawnMethod::Thread => self.launch_thread(child, actor)?,
             _ => self.launch_process(child, actor, method)?,
         };
-        if self.root {
+        if self.seat == Seat::Root {
             let pid = (method != SpawnMethod::Thread).then_some(c.pid);
             self.shared.with(|w| w.launched.push(pid));
             self.release_env();

@@ -6,7 +6,7 @@ use std::time::Duration;
 use harrow_model::driver::{Actor, Driver};
 use harrow_model::platform::Platform;
 use harrow_model::policy::Timeouts;
-use harrow_model::sim::{ActorFactory, SimEnv, SimOs};
+use harrow_model::sim::{ActorFactory, Seat, SimEnv, SimOs};
 use harrow_model::supervisor::{Supervisor, SupervisorConfig, TeardownCause};
 use harrow_model::wire::{RemoteError, RemoteErrorKind};
 use harrow_model::{Flaws, RequestId};
@@ -83,7 +83,11 @@ impl<P: Platform> Scripted<P> {
             env.factory.clone(),
             env.pid,
             env.thread,
-            false,
+            if env.is_thread {
+                Seat::Thread
+            } else {
+                Seat::Process
+            },
         );
         let sup = Supervisor::new(self.config).expect("scenario timeouts are valid");
         let mut d = Driver::new(sup, os);

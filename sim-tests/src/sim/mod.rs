@@ -13,7 +13,7 @@ use harrow_model::ChildId;
 use harrow_model::driver::Driver;
 use harrow_model::kernel::KernelConfig;
 use harrow_model::platform::Platform;
-use harrow_model::sim::{EnvAction, Shared, SimConfig, SimOs, clock_thread};
+use harrow_model::sim::{EnvAction, Seat, Shared, SimConfig, SimOs, clock_thread};
 use harrow_model::supervisor::{
     NurseryPhase, SpawnSpec, Supervisor, SupervisorConfig, TeardownCause, TeardownReport,
 };
@@ -116,7 +116,7 @@ fn root_body<P: Platform>(
             ..RootResult::default()
         };
     };
-    let os = SimOs::<P, ScriptFactory>::new(shared.clone(), factory, root, thread, true);
+    let os = SimOs::<P, ScriptFactory>::new(shared.clone(), factory, root, thread, Seat::Root);
     let config = SupervisorConfig {
         timeouts: sc.timeouts,
         flaws: sc.flaws,
