@@ -270,7 +270,7 @@ pub struct KnownOpen {
 }
 
 /// The open findings.
-pub const KNOWN_OPEN: [KnownOpen; 4] = [
+pub const KNOWN_OPEN: [KnownOpen; 3] = [
     KnownOpen {
         slug: "killed-supervisor-orphans-grandchild",
         what: "a supervising child is SIGKILLed (at its parent's ack timeout while it still \
@@ -320,17 +320,6 @@ pub const KNOWN_OPEN: [KnownOpen; 4] = [
                     .faults
                     .iter()
                     .any(|f| matches!(f, Fault::SigkillChild { .. }))
-        },
-    },
-    KnownOpen {
-        slug: "run-to-result-supervisor-leaves-grandchildren",
-        what: "a run-to-result child that supervises children of its own exits once its main \
-               returns, without tearing its nursery down: its children see EOF and stop by \
-               themselves, but only after the root's teardown is over (property 11)",
-        applies: |sc| {
-            sc.children
-                .iter()
-                .any(|c| c.role == Role::RunToResult && !c.children.is_empty())
         },
     },
 ];

@@ -134,10 +134,23 @@ impl<P: Platform> Actor for Scripted<P> {
     }
 
     fn main(&mut self) -> Result<Vec<u8>, RemoteError> {
-        match self.plan.as_ref().map(|p| &p.behaviour) {
+        let result = match self.plan.as_ref().map(|p| &p.behaviour) {
             Some(Behaviour::FailsMain { message }) => Err(remote(RemoteErrorKind::Error, message)),
             _ => Ok(b"done".to_vec()),
+        };
+        // A run-to-result actor's nursery belongs to its main, as a harrow-real `Nursery`
+        // opened there does: it is torn down, its children cancelled and reaped, before the
+        // result goes out and the child exits.
+        let cause = if result.is_ok() {
+            TeardownCause::BodyFinished
+        } else {
+            TeardownCause::BodyFailed
+        };
+        if let Some(mut d) = self.nursery.take() {
+            d.begin_teardown(cause);
+            let _ = d.run_to_close();
         }
+        result
     }
 
     fn handle(&mut self, _id: RequestId, _payload: Vec<u8>) -> Result<Vec<u8>, RemoteError> {
