@@ -270,7 +270,7 @@ pub struct KnownOpen {
 }
 
 /// The open findings.
-pub const KNOWN_OPEN: [KnownOpen; 3] = [
+pub const KNOWN_OPEN: [KnownOpen; 2] = [
     KnownOpen {
         slug: "killed-supervisor-orphans-grandchild",
         what: "a supervising child is SIGKILLed (at its parent's ack timeout while it still \
@@ -306,20 +306,6 @@ pub const KNOWN_OPEN: [KnownOpen; 3] = [
                     .iter()
                     .flat_map(|c| std::iter::once(c).chain(c.children.iter()))
                     .any(|c| ignores_cancel(&c.behaviour))
-        },
-    },
-    KnownOpen {
-        slug: "dead-child-thread-acts-on-reused-pid",
-        what: "a SIGKILLed child is reaped (by init, its parent being dead) and its pid reused \
-               by a fork server while the killed child's simulated thread still runs: that \
-               thread's reads and its exit land on the new process, the server dies, and its \
-               client's reap of a grandchild fails with ESRCH",
-        applies: |sc| {
-            sc.faults.contains(&Fault::ParentDeath)
-                && sc
-                    .faults
-                    .iter()
-                    .any(|f| matches!(f, Fault::SigkillChild { .. }))
         },
     },
 ];

@@ -16,7 +16,7 @@ mod world;
 pub use child::{ActorFactory, SimChildOs, SimEnv};
 pub use clock::clock_thread;
 pub use os::{Seat, SimOs};
-pub use world::{CtxState, EnvAction, Shared, SimConfig, SimWorld, ThreadCtx};
+pub use world::{CtxState, EnvAction, Shared, SimConfig, SimProcess, SimWorld, ThreadCtx};
 
 use crate::flaw::{Flaw, Flaws};
 use crate::kernel::{Fd, LockId, ThreadId};

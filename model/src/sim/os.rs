@@ -5,7 +5,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use super::child::{ActorFactory, ChildStart, ThreadStart, process_body, thread_body};
-use super::world::{CtxState, EnvAction, Shared, SimWorld, ThreadCtx};
+use super::world::{CtxState, EnvAction, Shared, SimProcess, SimWorld, ThreadCtx};
 use super::{ACTOR_LOCK, DRIVER_SLOT};
 use crate::driver::{Os, OsEvent};
 use crate::error::ExitStatus;
@@ -56,11 +56,12 @@ pub enum Seat {
 pub struct SimOs<P: Platform, F: ActorFactory<P>> {
     shared: P::Arc<Shared<P>>,
     factory: P::Arc<F>,
-    me: Pid,
+    /// The process this driver runs in; every call checks that it still runs.
+    me: SimProcess,
     thread: ThreadId,
     children: BTreeMap<ChildId, Child<P>>,
     wake: Option<(Fd, Fd)>,
-    fork_server: Option<(Pid, ThreadId)>,
+    fork_server: Option<(SimProcess, ThreadId)>,
     // Immutable for the whole run, or changed only while this thread sleeps: kept here so the
     // driver's frequent reads take no lock (each lock is a scheduling point for loom).
     flaws: crate::flaw::Flaws,
@@ -91,7 +92,7 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
     pub fn new(
         shared: P::Arc<Shared<P>>,
         factory: P::Arc<F>,
-        me: Pid,
+        me: SimProcess,
         thread: ThreadId,
         seat: Seat,
     ) -> Self {
@@ -99,9 +100,9 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
         let (wake, second_reaper) = shared.with(|w| {
             // One wake pipe per supervising process, for SIGINT and thread-child exits alike.
             // Capacity one: a second wakeup before a drain is dropped, as on a full pipe.
-            let wake = w.kernel.pipe(me, 1).ok();
+            let wake = w.runs(me).then(|| w.kernel.pipe(me.pid, 1).ok()).flatten();
             if let (true, Some((_, wr))) = (root, wake) {
-                w.root_ready = w.kernel.install_sigint_handler(me, wr).is_ok();
+                w.root_ready = w.kernel.install_sigint_handler(me.pid, wr).is_ok();
             }
             let reaper = root && w.config.flaws.has(Flaw::KillAndReapByPid);
             if reaper {
@@ -162,7 +163,7 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
 
     /// The process this operating system belongs to.
     pub fn pid(&self) -> Pid {
-        self.me
+        self.me.pid
     }
 
     /// The shared world.
@@ -191,8 +192,12 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
         };
         let thread = self.thread;
         let (start, channel, pidfd, server_pidfd) = self.shared.with(|w| -> Result<_, String> {
-            let k = &mut w.kernel;
             let (forker, forker_thread) = server.unwrap_or((me, thread));
+            if !w.runs(me) || !w.runs(forker) {
+                return Err(kernel::Errno::ESRCH.to_string());
+            }
+            let (me, forker) = (me.pid, forker.pid);
+            let k = &mut w.kernel;
             let (ours, theirs) = k.socketpair(forker).map_err(|e| e.to_string())?;
             let spawned = match method {
                 SpawnMethod::Exec => k.spawn_exec(me, thread, &[theirs]),
@@ -205,6 +210,10 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
                     let _ = k.close(forker, theirs);
                     return Err(e.to_string());
                 }
+            };
+            let process = SimProcess {
+                pid: spawned.pid,
+                serial: k.serial_of(spawned.pid).map_err(|e| e.to_string())?,
             };
             let _ = k.setpgid(forker, spawned.pid, spawned.pid);
             let _ = k.close(forker, theirs);
@@ -238,7 +247,7 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
             let forked = method != SpawnMethod::Exec;
             let start = ChildStart {
                 actor: actor.into(),
-                pid: spawned.pid,
+                process,
                 thread: spawned.thread,
                 fd: theirs,
                 forked,
@@ -246,7 +255,7 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
             };
             Ok((start, channel, pidfd, server_pidfd))
         })?;
-        let (s, f, pid) = (self.shared.clone(), self.factory.clone(), start.pid);
+        let (s, f, pid) = (self.shared.clone(), self.factory.clone(), start.process.pid);
         drop(P::spawn(move || process_body::<P, F>(s, f, start)));
         Ok(Child {
             pid,
@@ -260,28 +269,38 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
         })
     }
 
-    fn fork_server(&mut self) -> Result<(Pid, ThreadId), String> {
+    fn fork_server(&mut self) -> Result<(SimProcess, ThreadId), String> {
         if let Some(s) = self.fork_server {
             return Ok(s);
         }
         let (me, thread) = (self.me, self.thread);
         let server = self.shared.with(|w| {
+            if !w.runs(me) {
+                return Err(kernel::Errno::ESRCH.to_string());
+            }
             let s = w
                 .kernel
-                .spawn_exec(me, thread, &[])
+                .spawn_exec(me.pid, thread, &[])
                 .map_err(|e| e.to_string())?;
-            w.note(me, format_args!("start the fork server: {}", s.pid));
-            w.servers.push(s.pid);
-            Ok::<_, String>((s.pid, s.thread))
+            let server = w
+                .process(s.pid)
+                .ok_or_else(|| kernel::Errno::ESRCH.to_string())?;
+            w.note(me.pid, format_args!("start the fork server: {}", s.pid));
+            w.servers.push(server);
+            Ok::<_, String>((server, s.thread))
         })?;
         self.fork_server = Some(server);
         Ok(server)
     }
 
     fn launch_thread(&mut self, child: ChildId, actor: &str) -> Result<Child<P>, String> {
-        let me = self.me;
+        let process = self.me;
+        let me = process.pid;
         let wake_end = self.wake.map(|(_, wr)| wr);
         let (tid, ours, theirs, ctx, wake) = self.shared.with(|w| -> Result<_, String> {
+            if !w.runs(process) {
+                return Err(kernel::Errno::ESRCH.to_string());
+            }
             let (ours, theirs) = w.kernel.socketpair(me).map_err(|e| e.to_string())?;
             let tid = match w.kernel.spawn_thread(me) {
                 Ok(tid) => tid,
@@ -325,7 +344,7 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
         let name = String::from(actor);
         let start = ThreadStart {
             actor: name,
-            pid: me,
+            process,
             thread: tid,
             fd: theirs,
             ctx,
@@ -346,23 +365,24 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
     }
 
     /// Where something is ready, seen under one lock, as epoll_wait would report it.
+    /// The caller has checked that this process still runs.
     fn readiness(&self, w: &SimWorld) -> Vec<Ready> {
-        let k = &w.kernel;
+        let (k, me) = (&w.kernel, self.me.pid);
         let mut ready = Vec::new();
         for (&id, c) in &self.children {
             if let Some(fd) = c.channel
                 && !c.eof_reported
-                && k.readable(self.me, fd).unwrap_or(false)
+                && k.readable(me, fd).unwrap_or(false)
             {
                 ready.push(Ready::Channel(id));
             }
             // Thread children announce their exit through the wake pipe, not here.
-            if c.watch_exit && c.ctx.is_none() && exited(w, self.me, c) {
+            if c.watch_exit && c.ctx.is_none() && exited(w, me, c) {
                 ready.push(Ready::Exit(id));
             }
         }
         if let Some((rd, _)) = self.wake
-            && k.readable(self.me, rd).unwrap_or(false)
+            && k.readable(me, rd).unwrap_or(false)
         {
             ready.push(Ready::Wake);
         }
@@ -370,13 +390,18 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
     }
 
     fn consume(&mut self, ready: Ready, out: &mut Vec<OsEvent>) {
-        let me = self.me;
+        let (process, me) = (self.me, self.me.pid);
         match ready {
             Ready::Channel(id) => {
                 let Some(fd) = self.children.get(&id).and_then(|c| c.channel) else {
                     return;
                 };
-                let got = self.shared.with(|w| w.kernel.recv(me, fd));
+                let got = self.shared.with(|w| {
+                    if !w.runs(process) {
+                        return Err(kernel::Errno::ESRCH);
+                    }
+                    w.kernel.recv(me, fd)
+                });
                 match got {
                     Ok(RecvOutcome::Data(bytes)) => out.push(OsEvent::Bytes(id, bytes)),
                     Ok(RecvOutcome::Eof) | Err(_) => {
@@ -411,7 +436,9 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
         let Some((rd, _)) = self.wake else { return };
         let me = self.me;
         let drain = |w: &mut SimWorld| {
-            let _ = w.kernel.drain(me, rd);
+            if w.runs(me) {
+                let _ = w.kernel.drain(me.pid, rd);
+            }
         };
         if self.flaw(Flaw::DroppedWakeups) {
             self.take_flags(out);
@@ -423,13 +450,13 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
     }
 
     fn take_flags(&mut self, out: &mut Vec<OsEvent>) {
-        let me = self.me;
+        let (process, me) = (self.me, self.me.pid);
         // The pending-SIGINT flag is the process's: only the driver whose handler sets it
         // takes it. A thread child's nursery in the same process must leave it to the root.
         let handles_sigint = self.seat == Seat::Root;
-        let sigint = self
-            .shared
-            .with(|w| handles_sigint && w.kernel.take_pending_sigint(me).unwrap_or(false));
+        let sigint = self.shared.with(|w| {
+            handles_sigint && w.runs(process) && w.kernel.take_pending_sigint(me).unwrap_or(false)
+        });
         if sigint {
             self.shared
                 .with(|w| w.note(me, format_args!("the driver takes SIGINT")));
@@ -477,7 +504,7 @@ fn to_status(s: kernel::ExitStatus) -> ExitStatus {
 /// An environment action striking once.
 fn env_strike<P: Platform>(shared: P::Arc<Shared<P>>, action: EnvAction) {
     shared.with(|w| {
-        let root = w.kernel.root();
+        let root = w.root;
         let target = match action {
             EnvAction::KillChild(n) => w
                 .launched
@@ -488,22 +515,24 @@ fn env_strike<P: Platform>(shared: P::Arc<Shared<P>>, action: EnvAction) {
             EnvAction::Interrupt | EnvAction::InterruptWhenServing => Some((root, Signal::Int)),
             EnvAction::KillRoot => Some((root, Signal::Kill)),
         };
-        if let Some((pid, signal)) = target
-            && w.alive(pid)
+        // The fault names a process, not a pid: once that process is gone, it misses.
+        if let Some((p, signal)) = target
+            && w.runs(p)
             && !w.over
         {
-            let _ = w.kernel.kill(Pid::INIT, pid, signal);
-            w.note(Pid::INIT, format_args!("environment: {signal} to {pid}"));
+            let _ = w.kernel.kill(Pid::INIT, p.pid, signal);
+            w.note(Pid::INIT, format_args!("environment: {signal} to {p}"));
         }
         w.env_threads -= 1;
     });
 }
 
 /// Flaw F5's second reaper: `waitpid(-1)` whenever a child of `me` is a zombie.
-fn second_reaper_body<P: Platform>(shared: P::Arc<Shared<P>>, me: Pid) {
+fn second_reaper_body<P: Platform>(shared: P::Arc<Shared<P>>, process: SimProcess) {
+    let me = process.pid;
     loop {
         let done = shared.wait_for(|w| {
-            if w.over || !w.alive(me) {
+            if w.over || !w.runs(process) {
                 return Some(true);
             }
             let zombie = w.kernel.children(me).into_iter().any(|c| {
@@ -518,6 +547,9 @@ fn second_reaper_body<P: Platform>(shared: P::Arc<Shared<P>>, me: Pid) {
             break;
         }
         shared.with(|w| {
+            if !w.runs(process) {
+                return;
+            }
             if let Ok(ReapOutcome::Reaped { pid, status }) = w.kernel.waitpid_any(me) {
                 w.note(me, format_args!("second reaper: waitpid(-1) reaps {pid}"));
                 w.stolen.push((pid, to_status(status)));
@@ -544,14 +576,14 @@ impl<P: Platform, F: ActorFactory<P>> Drop for SimOs<P, F> {
         }
         let me = self.me;
         self.shared.with(|w| {
-            if !w.alive(me) {
+            if !w.runs(me) {
                 return;
             }
             for fd in &fds {
-                let _ = w.kernel.close(me, *fd);
+                let _ = w.kernel.close(me.pid, *fd);
             }
             w.note(
-                me,
+                me.pid,
                 format_args!("a thread child's nursery is dropped: it closes {fds:?}"),
             );
         });
@@ -566,7 +598,7 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
     fn situation(&mut self) -> Situation {
         let threads = self
             .shared
-            .read(|w| w.kernel.threads(self.me).map(|t| t.len()).unwrap_or(1));
+            .read(|w| w.kernel.threads(self.me.pid).map(|t| t.len()).unwrap_or(1));
         Situation {
             threads,
             can_exec: true,
@@ -579,8 +611,11 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
             _ => self.launch_process(child, actor, method)?,
         };
         if self.seat == Seat::Root {
-            let pid = (method != SpawnMethod::Thread).then_some(c.pid);
-            self.shared.with(|w| w.launched.push(pid));
+            let is_process = method != SpawnMethod::Thread;
+            self.shared.with(|w| {
+                let p = w.process(c.pid).filter(|_| is_process);
+                w.launched.push(p);
+            });
             self.release_env();
         }
         self.children.insert(child, c);
@@ -591,8 +626,9 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
         let Some(fd) = self.children.get(&child).and_then(|c| c.channel) else {
             return;
         };
-        let me = self.me;
+        let (process, me) = (self.me, self.me.pid);
         self.shared.with(|w| match w.kernel.send(me, fd, frame) {
+            _ if !w.runs(process) => {}
             Ok(()) => w.note(
                 me,
                 format_args!("parent sends {} bytes to {child}", frame.len()),
@@ -609,8 +645,11 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
             return;
         };
         if let Some(fd) = c.channel.take() {
-            let me = self.me;
+            let (process, me) = (self.me, self.me.pid);
             self.shared.with(|w| {
+                if !w.runs(process) {
+                    return;
+                }
                 let _ = w.kernel.close(me, fd);
                 w.note(
                     me,
@@ -624,8 +663,11 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
         let Some(c) = self.children.get(&child) else {
             return;
         };
-        let (me, pid, pidfd) = (self.me, c.pid, c.pidfd);
+        let (process, me, pid, pidfd) = (self.me, self.me.pid, c.pid, c.pidfd);
         self.shared.with(|w| {
+            if !w.runs(process) {
+                return;
+            }
             match pidfd {
                 Some(fd) => {
                     let r = w.kernel.pidfd_send_signal(me, fd, Signal::Kill);
@@ -649,7 +691,7 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
         c.watch_exit = false;
         // Detach: the thread may never return, and nobody will join it.
         drop(c.thread.take());
-        let me = self.me;
+        let me = self.me.pid;
         let ctx = c.ctx;
         self.shared.with(|w| {
             w.abandoned += 1;
@@ -675,7 +717,7 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
     }
 
     fn reap(&mut self, child: ChildId) -> ExitStatus {
-        let me = self.me;
+        let (process, me) = (self.me, self.me.pid);
         let Some(c) = self.children.get_mut(&child) else {
             return ExitStatus::Exited(-1);
         };
@@ -693,9 +735,14 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
         let (pid, pidfd, server_pidfd) = (c.pid, c.pidfd.take(), c.server_pidfd.take());
         let server = self.fork_server.map(|s| s.0);
         self.shared.with(|w| {
+            // A dead process runs nothing: its reap never happens.
+            if !w.runs(process) {
+                return ExitStatus::Exited(-1);
+            }
             let _ = w.kernel.killpg(me, pid, Signal::Kill);
             let outcome = match (server_pidfd, server, pidfd) {
-                (Some(spid), Some(server), _) => w.kernel.waitid_pidfd(server, spid),
+                (Some(_), Some(server), _) if !w.runs(server) => Err(kernel::Errno::ESRCH),
+                (Some(spid), Some(server), _) => w.kernel.waitid_pidfd(server.pid, spid),
                 (None, _, Some(fd)) => w.kernel.waitid_pidfd(me, fd),
                 _ => match w.stolen.iter().position(|(p, _)| *p == pid) {
                     Some(i) => {
@@ -709,16 +756,16 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
             for fd in pidfd.into_iter() {
                 let _ = w.kernel.close(me, fd);
             }
-            if let (Some(spid), Some(server)) = (server_pidfd, server) {
-                let _ = w.kernel.close(server, spid);
+            if let (Some(spid), Some(server)) = (server_pidfd, server)
+                && w.runs(server)
+            {
+                let _ = w.kernel.close(server.pid, spid);
             }
             match outcome {
                 Ok(ReapOutcome::Reaped { status, .. }) => {
                     w.note(me, format_args!("reap {child}: {status}"));
                     to_status(status)
                 }
-                // A dead process runs nothing: its reap never happened.
-                _ if !w.alive(me) => ExitStatus::Exited(-1),
                 other => {
                     w.violate(alloc::format!("reap of {child} failed: {other:?}"));
                     ExitStatus::Exited(-1)
@@ -729,12 +776,13 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
 
     fn wait(&mut self, deadline: Option<Timestamp>, out: &mut Vec<OsEvent>) {
         let owner = DeadlineOwner {
-            pid: self.me,
+            pid: self.me.pid,
             slot: DRIVER_SLOT,
         };
         let me = self.me;
         let shared = self.shared.clone();
         shared.with(|w| match deadline {
+            _ if !w.runs(me) => {}
             // A deadline already past fires at once; re-arming replaces the previous one.
             Some(at) => {
                 let _ = w.kernel.arm(owner, at);
@@ -745,7 +793,7 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
         let (mut now, mut dead) = (self.now, false);
         let ready = shared.wait_for(|w| {
             now = w.kernel.now();
-            if !w.alive(me) || w.over {
+            if !w.runs(me) || w.over {
                 dead = true;
                 return Some(Vec::new());
             }
@@ -773,16 +821,18 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
         // Flaw F12: the event loop takes the lock thread actors hold while they run.
         let (me, thread) = (self.me, self.thread);
         self.shared.wait_for(|w| {
-            if !w.alive(me) {
+            if !w.runs(me) {
                 return Some(());
             }
-            match w.kernel.lock_acquire(me, thread, ACTOR_LOCK) {
+            match w.kernel.lock_acquire(me.pid, thread, ACTOR_LOCK) {
                 Ok(LockOutcome::WouldBlock { .. }) => None,
                 _ => Some(()),
             }
         });
         self.shared.with(|w| {
-            let _ = w.kernel.lock_release(me, thread, ACTOR_LOCK);
+            if w.runs(me) {
+                let _ = w.kernel.lock_release(me.pid, thread, ACTOR_LOCK);
+            }
         });
     }
 

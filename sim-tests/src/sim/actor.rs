@@ -81,7 +81,7 @@ impl<P: Platform> Scripted<P> {
         let os = SimOs::new(
             env.shared.clone(),
             env.factory.clone(),
-            env.pid,
+            env.process,
             env.thread,
             if env.is_thread {
                 Seat::Thread

@@ -1,7 +1,7 @@
 //! What must hold at the end of every execution (properties 3–11 of DESIGN.md).
 
 use harrow_model::kernel::{Fd, Pid};
-use harrow_model::sim::SimWorld;
+use harrow_model::sim::{SimProcess, SimWorld};
 use harrow_model::supervisor::TeardownReport;
 
 use super::RootResult;
@@ -18,18 +18,18 @@ pub(super) struct Leftovers {
 impl Leftovers {
     /// A look at the world.
     pub(super) fn of(w: &SimWorld) -> Self {
-        let root = w.kernel.root();
+        let is = |p: Pid, list: &[SimProcess]| list.iter().any(|s| s.pid == p && w.runs(*s));
         let live = w
             .kernel
             .live_processes()
             .into_iter()
             // Fork servers end with their client; detached helpers are not harrow's.
-            .filter(|p| *p != root && !w.servers.contains(p) && !w.helpers.contains(p))
+            .filter(|p| !is(*p, &[w.root]) && !is(*p, &w.servers) && !is(*p, &w.helpers))
             .collect();
         Leftovers {
             live,
             zombies: w.kernel.zombies(),
-            root_alive: w.alive(root),
+            root_alive: w.runs(w.root),
         }
     }
 }
@@ -57,9 +57,8 @@ pub(super) fn leftovers(l: &Leftovers) -> Vec<String> {
 
 /// Once every thread has ended, the root keeps exactly its SIGINT self-pipe.
 pub(super) fn leaked_fds(w: &SimWorld) -> Vec<String> {
-    let root = w.kernel.root();
-    let fds: Vec<Fd> = w.kernel.fds(root).unwrap_or_default();
-    if !w.alive(root) || fds.len() <= 2 {
+    let fds: Vec<Fd> = w.kernel.fds(w.root.pid).unwrap_or_default();
+    if !w.runs(w.root) || fds.len() <= 2 {
         return Vec::new();
     }
     vec![format!(

@@ -53,7 +53,7 @@ pub fn execute<P: Platform>(sc: &Scenario) -> Outcome {
     };
     shared.with(|w| w.env_pending = env_actions(sc));
     let root = root_body::<P>(shared.clone(), factory, sc);
-    let root_dead = shared.read(|w| !w.alive(w.kernel.root()));
+    let root_dead = shared.read(|w| !w.runs(w.root));
     if root_dead {
         // Orphans must end by themselves: waiting here for them is a hang if they do not.
         shared.wait_for(|w| (w.live_threads == 0).then_some(()));
@@ -104,10 +104,14 @@ fn root_body<P: Platform>(
     sc: &Scenario,
 ) -> RootResult {
     let (root, thread) = shared.with(|w| {
-        let root = w.kernel.root();
+        let root = w.root;
         (
             root,
-            w.kernel.threads(root).ok().and_then(|t| t.first().copied()),
+            w.kernel
+                .threads(root.pid)
+                .ok()
+                .and_then(|t| t.first().copied())
+                .filter(|_| w.runs(root)),
         )
     });
     let Some(thread) = thread else {
