@@ -270,53 +270,7 @@ pub struct KnownOpen {
 }
 
 /// The open findings.
-pub const KNOWN_OPEN: [KnownOpen; 2] = [
-    KnownOpen {
-        slug: "killed-supervisor-orphans-grandchild",
-        what: "a supervising child is SIGKILLed (at its parent's ack timeout while it still \
-               waits on a grandchild that does not yield, or by a fault while its fork server \
-               starts a grandchild); with no parent-death signal set in the simulated child's \
-               prelude (DESIGN §5), the grandchild outlives teardown (property 11) and its own \
-               children may stay unreaped (property 3)",
-        applies: |sc| {
-            let stuck_grandchild = sc
-                .children
-                .iter()
-                .flat_map(|c| c.children.iter())
-                .any(|g| ignores_cancel(&g.behaviour));
-            let killed_supervisor = sc.faults.iter().any(|f| match *f {
-                Fault::SigkillChild { child } => sc
-                    .children
-                    .get(child)
-                    .is_some_and(|c| !c.children.is_empty()),
-                _ => false,
-            });
-            stuck_grandchild || killed_supervisor
-        },
-    },
-    KnownOpen {
-        slug: "orphan-that-never-yields",
-        what: "the root dies while a child (or grandchild) does not yield: it cannot see its \
-               parent's EOF to cancel itself, and with no parent-death signal in the models it \
-               outlives its parent (property 11)",
-        applies: |sc| {
-            sc.faults.contains(&Fault::ParentDeath)
-                && sc
-                    .children
-                    .iter()
-                    .flat_map(|c| std::iter::once(c).chain(c.children.iter()))
-                    .any(|c| ignores_cancel(&c.behaviour))
-        },
-    },
-];
-
-/// Whether an actor keeps its thread past a cancel: never yields, or not for a while.
-fn ignores_cancel(b: &Behaviour) -> bool {
-    matches!(
-        b,
-        Behaviour::BlocksForever | Behaviour::Blocks { .. } | Behaviour::LeaksChannel { .. }
-    )
-}
+pub const KNOWN_OPEN: [KnownOpen; 0] = [];
 
 fn fork_after_thread(plans: &[ChildPlan]) -> bool {
     plans.iter().enumerate().any(|(i, p)| {

@@ -401,6 +401,8 @@ mod tests {
         let (a, b) = k.socketpair(root).unwrap();
         k.set_pdeathsig(root, Some(Signal::Kill)).unwrap();
         let child = k.fork(root, t).unwrap();
+        assert_eq!(k.pdeathsig(root), Ok(Some(Signal::Kill)));
+        assert_eq!(k.pdeathsig(child.pid), Ok(None));
         assert_eq!(k.fds(child.pid), Ok(vec![a, b]));
         assert_eq!(
             k.fd_info(child.pid, a).unwrap().object,

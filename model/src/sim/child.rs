@@ -4,10 +4,10 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use super::world::{CtxState, Shared, SimProcess};
-use super::{ALLOC_LOCK, CHANNEL_FD};
+use super::{ALLOC_LOCK, CHANNEL_FD, PARENT_GONE_EXIT};
 use crate::child::ChildRuntime;
 use crate::driver::{Actor, ChildEvent, ChildExit, ChildOs, run_child};
-use crate::kernel::{DeadlineOwner, Fd, LockId, LockOutcome, Pid, RecvOutcome, ThreadId};
+use crate::kernel::{DeadlineOwner, Fd, LockId, LockOutcome, Pid, RecvOutcome, Signal, ThreadId};
 use crate::platform::Platform;
 use crate::time::Timestamp;
 use crate::wire::DEFAULT_MAX_FRAME;
@@ -292,6 +292,8 @@ pub(crate) struct ChildStart {
     pub(crate) actor: alloc::string::String,
     pub(crate) process: SimProcess,
     pub(crate) thread: ThreadId,
+    /// The process that forked it (a fork server, for `ForkServer`): its parent at birth.
+    pub(crate) parent: Pid,
     pub(crate) fd: Fd,
     pub(crate) forked: bool,
     pub(crate) scrub: bool,
@@ -354,7 +356,8 @@ pub(crate) fn process_body<P: Platform, F: ActorFactory<P>>(
     shared.with(|w| w.live_threads -= 1);
 }
 
-/// The forked child's start-up: channel to a fixed fd, scrub, own group, allocate.
+/// The child's start-up, in the real backend's order (DESIGN §5): channel to a fixed fd,
+/// scrub, parent-death signal and parent re-check, own group; a forked child then allocates.
 fn prelude(w: &mut super::SimWorld, start: &ChildStart) -> bool {
     if !w.runs(start.process) {
         return false;
@@ -362,6 +365,7 @@ fn prelude(w: &mut super::SimWorld, start: &ChildStart) -> bool {
     let s = Prelude {
         pid: start.process.pid,
         thread: start.thread,
+        parent: start.parent,
         fd: start.fd,
         forked: start.forked,
         scrub: start.scrub,
@@ -372,6 +376,9 @@ fn prelude(w: &mut super::SimWorld, start: &ChildStart) -> bool {
     }
     if s.forked && s.scrub {
         let _ = w.kernel.close_all_except(s.pid, &[CHANNEL_FD]);
+    }
+    if w.config.parent_death_signal && !arm_death_signal(w, &s) {
+        return false;
     }
     let _ = w.kernel.setpgid(s.pid, s.pid, s.pid);
     let fds = w.kernel.fds(s.pid).unwrap_or_default();
@@ -400,9 +407,26 @@ fn prelude(w: &mut super::SimWorld, start: &ChildStart) -> bool {
 struct Prelude {
     pid: Pid,
     thread: ThreadId,
+    parent: Pid,
     fd: Fd,
     forked: bool,
     scrub: bool,
+}
+
+/// `PR_SET_PDEATHSIG(SIGKILL)`, then the parent re-check: a parent that died before the
+/// signal was armed has already handed the child to init, and the child leaves at once.
+/// `false` if it left.
+fn arm_death_signal(w: &mut super::SimWorld, s: &Prelude) -> bool {
+    let _ = w.kernel.set_pdeathsig(s.pid, Some(Signal::Kill));
+    if w.kernel.getppid(s.pid) == Ok(s.parent) {
+        return true;
+    }
+    w.note(
+        s.pid,
+        format_args!("child prelude: its parent {} is gone; it exits", s.parent),
+    );
+    let _ = w.kernel.exit(s.pid, PARENT_GONE_EXIT);
+    false
 }
 
 /// How a simulated thread child starts.

@@ -98,7 +98,7 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
     ) -> Self {
         let root = seat == Seat::Root;
         let (wake, second_reaper) = shared.with(|w| {
-            // One wake pipe per supervising process, for SIGINT and thread-child exits alike.
+            // One wake pipe per supervising driver, for SIGINT and thread-child exits alike.
             // Capacity one: a second wakeup before a drain is dropped, as on a full pipe.
             let wake = w.runs(me).then(|| w.kernel.pipe(me.pid, 1).ok()).flatten();
             if let (true, Some((_, wr))) = (root, wake) {
@@ -249,6 +249,7 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
                 actor: actor.into(),
                 process,
                 thread: spawned.thread,
+                parent: forker,
                 fd: theirs,
                 forked,
                 scrub,
@@ -285,6 +286,12 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
             let server = w
                 .process(s.pid)
                 .ok_or_else(|| kernel::Errno::ESRCH.to_string())?;
+            // The server is exec'd with the child prelude too (harrow-real's `exec_self`): it
+            // dies with the thread that started it, and its children die with it. It has no
+            // simulated thread of its own, so its prelude runs here, its parent alive.
+            if w.config.parent_death_signal {
+                let _ = w.kernel.set_pdeathsig(s.pid, Some(Signal::Kill));
+            }
             w.note(me.pid, format_args!("start the fork server: {}", s.pid));
             w.servers.push(server);
             Ok::<_, String>((server, s.thread))

@@ -35,6 +35,10 @@ pub struct SimConfig {
     pub flaws: Flaws,
     /// The protocol's timeouts.
     pub timeouts: Timeouts,
+    /// Whether child preludes arm the parent-death signal (`PR_SET_PDEATHSIG`, SIGKILL) and
+    /// re-check their parent, as the real backend's do (DESIGN §5); off, an orphan has only
+    /// the protocol's own defence, its self-cancel on parent EOF, as on a platform without it.
+    pub parent_death_signal: bool,
     /// Lines of trace kept; later lines are counted, not kept.
     pub max_trace: usize,
 }
@@ -329,6 +333,7 @@ mod tests {
             },
             flaws: Flaws::NONE,
             timeouts: crate::policy::Timeouts::default(),
+            parent_death_signal: true,
             max_trace: 0,
         };
         let mut w = SimWorld::new(config);

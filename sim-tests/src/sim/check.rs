@@ -25,6 +25,7 @@ impl Leftovers {
             .into_iter()
             // Fork servers end with their client; detached helpers are not harrow's.
             .filter(|p| !is(*p, &[w.root]) && !is(*p, &w.servers) && !is(*p, &w.helpers))
+            .filter(|p| !doomed(w, *p))
             .collect();
         Leftovers {
             live,
@@ -32,6 +33,16 @@ impl Leftovers {
             root_alive: w.runs(w.root),
         }
     }
+}
+
+/// Whether `pid` is a child whose parent died before its prelude ran: it has not armed its
+/// parent-death signal yet (`PR_GET_PDEATHSIG` says none) and init is its parent already,
+/// so the prelude's parent re-check ends it at its very next step, with nobody's help. A
+/// process just forked need not have run yet when the teardown that doomed it returns.
+fn doomed(w: &SimWorld, pid: Pid) -> bool {
+    w.config.parent_death_signal
+        && w.kernel.getppid(pid) == Ok(Pid::INIT)
+        && w.kernel.pdeathsig(pid) == Ok(None)
 }
 
 /// Property 11 (nothing outlives teardown) as problems; none if the root died.

@@ -43,6 +43,7 @@ pub fn execute<P: Platform>(sc: &Scenario) -> Outcome {
         kernel: KERNEL,
         flaws: sc.flaws,
         timeouts: sc.timeouts,
+        parent_death_signal: sc.parent_death_signal,
         max_trace: 400,
     };
     let shared = Shared::<P>::new(config);
