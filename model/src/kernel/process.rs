@@ -205,6 +205,12 @@ impl Kernel {
         Ok(self.process(pid)?.parent)
     }
 
+    /// The thread of its parent that created `pid`, whose exit fires its parent-death signal;
+    /// `None` once it was reparented (or for init and the root).
+    pub fn creator_thread(&self, pid: Pid) -> Result<Option<ThreadId>, Errno> {
+        Ok(self.process(pid)?.creator_thread)
+    }
+
     /// The process group of `pid`.
     pub fn pgid(&self, pid: Pid) -> Result<Pid, Errno> {
         Ok(self.process(pid)?.pgid)
@@ -409,6 +415,7 @@ mod tests {
             k.fd_info(root, a).unwrap().object
         );
         assert_eq!(k.pgid(child.pid), Ok(root));
+        assert_eq!(k.creator_thread(child.pid), Ok(Some(t)));
         assert_eq!(k.threads(child.pid), Ok(vec![child.thread]));
         assert_ne!(child.thread, t);
         k.exit(root, 0).unwrap();

@@ -5,7 +5,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use super::child::{ActorFactory, ChildStart, ThreadStart, process_body, thread_body};
-use super::world::{CtxState, EnvAction, Shared, SimProcess, SimWorld, ThreadCtx};
+use super::world::{CtxState, EnvAction, Shared, SimProcess, SimWorld};
 use super::{ACTOR_LOCK, DRIVER_SLOT};
 use crate::driver::{Os, OsEvent};
 use crate::error::ExitStatus;
@@ -66,6 +66,8 @@ pub struct SimOs<P: Platform, F: ActorFactory<P>> {
     // driver's frequent reads take no lock (each lock is a scheduling point for loom).
     flaws: crate::flaw::Flaws,
     seat: Seat,
+    /// The deadline slot this driver's waits arm.
+    slot: u32,
     /// Protocol time as of this thread's last wake-up. Time only moves when every thread is
     /// asleep, so it cannot change while this one runs.
     now: Timestamp,
@@ -97,7 +99,7 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
         seat: Seat,
     ) -> Self {
         let root = seat == Seat::Root;
-        let (wake, second_reaper) = shared.with(|w| {
+        let (wake, second_reaper, slot) = shared.with(|w| {
             // One wake pipe per supervising driver, for SIGINT and thread-child exits alike.
             // Capacity one: a second wakeup before a drain is dropped, as on a full pipe.
             let wake = w.runs(me).then(|| w.kernel.pipe(me.pid, 1).ok()).flatten();
@@ -108,7 +110,13 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
             if reaper {
                 w.live_threads += 1;
             }
-            (wake, reaper)
+            // A thread child's driver shares its process with another: a deadline slot of
+            // its own, so neither re-arms, disarms or takes the other's deadline.
+            let slot = match seat {
+                Seat::Thread => w.slot(),
+                Seat::Root | Seat::Process => DRIVER_SLOT,
+            };
+            (wake, reaper, slot)
         });
         if second_reaper {
             let s = shared.clone();
@@ -126,6 +134,7 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
             fork_server: None,
             flaws,
             seat,
+            slot,
             now,
             dead: false,
         }
@@ -321,22 +330,7 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
             // `Arc`): an abandoned thread that returns after this driver is gone still writes
             // to a pipe, never to whatever object reuses the fd number.
             let wake = wake_end.and_then(|wr| w.kernel.dup(me, wr).ok());
-            let slot = w.contexts.iter().position(|c| c.state == CtxState::Freed);
-            let ctx = match slot {
-                Some(i) => {
-                    let c = &mut w.contexts[i];
-                    c.generation += 1;
-                    c.state = CtxState::Running;
-                    (i, c.generation)
-                }
-                None => {
-                    w.contexts.push(ThreadCtx {
-                        generation: 0,
-                        state: CtxState::Running,
-                    });
-                    (w.contexts.len() - 1, 0)
-                }
-            };
+            let ctx = w.claim_context(tid);
             w.note(
                 me,
                 format_args!(
@@ -581,7 +575,7 @@ impl<P: Platform, F: ActorFactory<P>> Drop for SimOs<P, F> {
             fds.extend(c.channel.take());
             fds.extend(c.pidfd.take());
         }
-        let me = self.me;
+        let (me, server) = (self.me, self.fork_server.take());
         self.shared.with(|w| {
             if !w.runs(me) {
                 return;
@@ -593,6 +587,18 @@ impl<P: Platform, F: ActorFactory<P>> Drop for SimOs<P, F> {
                 me.pid,
                 format_args!("a thread child's nursery is dropped: it closes {fds:?}"),
             );
+            // harrow-real's ForkServer, dropped with it, ends its server and reaps it. Our
+            // own unreaped child: its pid cannot have been reused.
+            if let Some((server, _)) = server
+                && w.runs(server)
+            {
+                let _ = w.kernel.kill(me.pid, server.pid, Signal::Kill);
+                let _ = w.kernel.waitpid(me.pid, server.pid);
+                w.note(
+                    me.pid,
+                    format_args!("it stops and reaps its fork server {server}"),
+                );
+            }
         });
     }
 }
@@ -692,6 +698,7 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
 
     fn abandon(&mut self, child: ChildId) {
         let destroy = self.flaw(Flaw::DestroyBeforeJoin);
+        let root = self.seat == Seat::Root;
         let Some(c) = self.children.get_mut(&child) else {
             return;
         };
@@ -701,7 +708,11 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
         let me = self.me.pid;
         let ctx = c.ctx;
         self.shared.with(|w| {
-            w.abandoned += 1;
+            // The root's report counts the root's abandonments; a nested nursery's report
+            // counts its own.
+            if root {
+                w.abandoned += 1;
+            }
             if let Some((slot, _)) = ctx {
                 w.contexts[slot].state = if destroy {
                     CtxState::Freed
@@ -784,7 +795,7 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
     fn wait(&mut self, deadline: Option<Timestamp>, out: &mut Vec<OsEvent>) {
         let owner = DeadlineOwner {
             pid: self.me.pid,
-            slot: DRIVER_SLOT,
+            slot: self.slot,
         };
         let me = self.me;
         let shared = self.shared.clone();

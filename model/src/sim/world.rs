@@ -63,6 +63,8 @@ pub struct ThreadCtx {
     pub generation: u32,
     /// Where it is.
     pub state: CtxState,
+    /// The thread that runs (or ran) the child.
+    pub thread: crate::kernel::ThreadId,
 }
 
 /// A simulated process as its own threads name it: its pid, and the serial that tells it
@@ -103,7 +105,7 @@ pub struct SimWorld {
     pub violations: Vec<String>,
     /// Thread children's contexts.
     pub contexts: Vec<ThreadCtx>,
-    /// Thread children abandoned so far.
+    /// Thread children the root's nursery abandoned so far (its report must count them).
     pub abandoned: u32,
     /// Platform threads started and not yet finished (the clock excluded).
     pub live_threads: u32,
@@ -189,6 +191,31 @@ impl SimWorld {
         let who = self.kernel.root();
         self.note(who, format_args!("VIOLATION: {what}"));
         self.violations.push(what);
+    }
+
+    /// A context for a thread child running on `thread`: a freed slot, reused under a new
+    /// generation, or a new one. Returns its slot and generation.
+    pub(crate) fn claim_context(&mut self, thread: crate::kernel::ThreadId) -> (usize, u32) {
+        let running = |generation| ThreadCtx {
+            generation,
+            state: CtxState::Running,
+            thread,
+        };
+        match self
+            .contexts
+            .iter()
+            .position(|c| c.state == CtxState::Freed)
+        {
+            Some(i) => {
+                let generation = self.contexts[i].generation + 1;
+                self.contexts[i] = running(generation);
+                (i, generation)
+            }
+            None => {
+                self.contexts.push(running(0));
+                (self.contexts.len() - 1, 0)
+            }
+        }
     }
 
     /// A fresh deadline slot.

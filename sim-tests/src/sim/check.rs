@@ -1,7 +1,7 @@
 //! What must hold at the end of every execution (properties 3–11 of DESIGN.md).
 
 use harrow_model::kernel::{Fd, Pid};
-use harrow_model::sim::{SimProcess, SimWorld};
+use harrow_model::sim::{CtxState, SimProcess, SimWorld};
 use harrow_model::supervisor::TeardownReport;
 
 use super::RootResult;
@@ -25,11 +25,17 @@ impl Leftovers {
             .into_iter()
             // Fork servers end with their client; detached helpers are not harrow's.
             .filter(|p| !is(*p, &[w.root]) && !is(*p, &w.servers) && !is(*p, &w.helpers))
-            .filter(|p| !doomed(w, *p))
+            .filter(|p| !doomed(w, *p) && !held_by_abandoned(w, *p))
+            .collect();
+        let zombies = w
+            .kernel
+            .zombies()
+            .into_iter()
+            .filter(|p| !held_by_abandoned(w, *p))
             .collect();
         Leftovers {
             live,
-            zombies: w.kernel.zombies(),
+            zombies,
             root_alive: w.runs(w.root),
         }
     }
@@ -43,6 +49,36 @@ fn doomed(w: &SimWorld, pid: Pid) -> bool {
     w.config.parent_death_signal
         && w.kernel.getppid(pid) == Ok(Pid::INIT)
         && w.kernel.pdeathsig(pid) == Ok(None)
+}
+
+/// Whether `pid` descends from a process that an abandoned thread child started: it is the
+/// abandoned child's own subtree, still in the hands of its nursery, which goes on running
+/// on the leaked thread. Property 11 leaves abandoned thread children out (they are counted
+/// and reported); what they hold is leaked with them.
+fn held_by_abandoned(w: &SimWorld, pid: Pid) -> bool {
+    let leaked: Vec<_> = w
+        .contexts
+        .iter()
+        .filter(|c| c.state == CtxState::Leaked)
+        .map(|c| c.thread)
+        .collect();
+    if leaked.is_empty() {
+        return false;
+    }
+    let mut p = pid;
+    // Each step goes one level up the tree, whose depth is bounded by the pid pool.
+    for _ in 0..=w.config.kernel.pid_pool {
+        if let Ok(Some(t)) = w.kernel.creator_thread(p)
+            && leaked.contains(&t)
+        {
+            return true;
+        }
+        match w.kernel.getppid(p) {
+            Ok(parent) if parent != Pid::INIT && parent != w.root.pid => p = parent,
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// Property 11 (nothing outlives teardown) as problems; none if the root died.
