@@ -138,10 +138,24 @@ pub struct Scenario {
     /// Faults the environment may inject.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<Fault>,
+    /// Whether each child process's prelude arms the parent-death signal and re-checks its
+    /// parent, as the real backend's does (DESIGN §5): a process dies with its parent. Off,
+    /// the platform has no such signal and an orphan has only the protocol's own defence, its
+    /// self-cancel on parent EOF; the flaws that disarm that defence are shown this way.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub parent_death_signal: bool,
 }
 
 fn default_timeouts() -> Timeouts {
     Scenario::TIMEOUTS
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 impl Scenario {
@@ -165,6 +179,7 @@ impl Scenario {
             requests: 0,
             ending,
             faults: Vec::new(),
+            parent_death_signal: true,
         }
     }
 
@@ -181,15 +196,19 @@ impl Scenario {
                     Behaviour::BlocksForever | Behaviour::LeaksChannel { .. }
                 )
         };
-        // Errors that start a teardown, which cancels the join.
-        let errs = self.children.iter().any(|c| {
-            matches!(
-                (&c.behaviour, c.role),
-                (Behaviour::CrashesBeforeHandshake { .. }, _)
-                    | (Behaviour::FailsActor { .. }, _)
-                    | (Behaviour::FailsMain { .. }, Role::RunToResult)
-                    | (Behaviour::CrashesAfterHandshake { .. }, Role::RunToResult)
-            )
+        // Errors that start a teardown, which cancels the join. A child that a fault SIGKILLs
+        // may die before its error is out, and a death first seen once the teardown has begun
+        // (its cancel sent) is not an error: its error rescues nothing.
+        let killed = |i: usize| self.faults.contains(&Fault::SigkillChild { child: i });
+        let errs = self.children.iter().enumerate().any(|(i, c)| {
+            !killed(i)
+                && matches!(
+                    (&c.behaviour, c.role),
+                    (Behaviour::CrashesBeforeHandshake { .. }, _)
+                        | (Behaviour::FailsActor { .. }, _)
+                        | (Behaviour::FailsMain { .. }, Role::RunToResult)
+                        | (Behaviour::CrashesAfterHandshake { .. }, Role::RunToResult)
+                )
         });
         let rescued = self.ending != Ending::Finish
             || self.faults.iter().any(|f| match *f {

@@ -99,6 +99,21 @@ impl Kernel {
         Ok(new)
     }
 
+    /// `dup(fd)` in `pid`: the lowest free fd refers to `fd`'s object too.
+    ///
+    /// EBADF if `fd` is not open; EMFILE if the table is full.
+    pub fn dup(&mut self, pid: Pid, fd: Fd) -> Result<Fd, Errno> {
+        let limit = self.config.max_fds_per_process;
+        let p = self.running_mut(pid)?;
+        let object = *p.fds.get(&fd).ok_or(Errno::EBADF)?;
+        let new = (Fd::FIRST_ALLOCATED.0..limit)
+            .map(Fd)
+            .find(|f| !p.fds.contains_key(f))
+            .ok_or(Errno::EMFILE)?;
+        p.fds.insert(new, object);
+        Ok(new)
+    }
+
     /// `close_range(first, last)` in `pid` (inclusive); fds not open are skipped.
     pub fn close_range(&mut self, pid: Pid, first: Fd, last: Fd) -> Result<(), Errno> {
         let doomed: Vec<Fd> = self
@@ -311,6 +326,20 @@ mod tests {
         k.close(parent, a).unwrap();
         assert_eq!(k.recv(child1, b), Ok(RecvOutcome::Eof));
         assert_eq!(k.fds(child2), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_dup_keeps_a_pipe_writer_open_after_the_original_is_closed() {
+        let (mut k, pid) = kernel();
+        let (r, w) = k.pipe(pid, 1).unwrap();
+        let copy = k.dup(pid, w).unwrap();
+        assert_eq!(copy, Fd(5));
+        k.close(pid, w).unwrap();
+        assert_eq!(k.write_nonblocking(pid, copy), Ok(()));
+        assert_eq!(k.drain(pid, r), Ok(1));
+        k.close(pid, copy).unwrap();
+        assert_eq!(k.fds(pid), Ok(vec![r]));
+        assert_eq!(k.dup(pid, w), Err(Errno::EBADF));
     }
 
     #[test]

@@ -205,6 +205,12 @@ impl Kernel {
         Ok(self.process(pid)?.parent)
     }
 
+    /// The thread of its parent that created `pid`, whose exit fires its parent-death signal;
+    /// `None` once it was reparented (or for init and the root).
+    pub fn creator_thread(&self, pid: Pid) -> Result<Option<ThreadId>, Errno> {
+        Ok(self.process(pid)?.creator_thread)
+    }
+
     /// The process group of `pid`.
     pub fn pgid(&self, pid: Pid) -> Result<Pid, Errno> {
         Ok(self.process(pid)?.pgid)
@@ -401,12 +407,15 @@ mod tests {
         let (a, b) = k.socketpair(root).unwrap();
         k.set_pdeathsig(root, Some(Signal::Kill)).unwrap();
         let child = k.fork(root, t).unwrap();
+        assert_eq!(k.pdeathsig(root), Ok(Some(Signal::Kill)));
+        assert_eq!(k.pdeathsig(child.pid), Ok(None));
         assert_eq!(k.fds(child.pid), Ok(vec![a, b]));
         assert_eq!(
             k.fd_info(child.pid, a).unwrap().object,
             k.fd_info(root, a).unwrap().object
         );
         assert_eq!(k.pgid(child.pid), Ok(root));
+        assert_eq!(k.creator_thread(child.pid), Ok(Some(t)));
         assert_eq!(k.threads(child.pid), Ok(vec![child.thread]));
         assert_ne!(child.thread, t);
         k.exit(root, 0).unwrap();

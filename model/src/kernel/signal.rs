@@ -185,6 +185,11 @@ impl Kernel {
         Ok(())
     }
 
+    /// `pid`'s parent-death signal, like `prctl(PR_GET_PDEATHSIG)`.
+    pub fn pdeathsig(&self, pid: Pid) -> Result<Option<Signal>, Errno> {
+        Ok(self.running(pid)?.pdeathsig)
+    }
+
     /// Delivers `signal` to the live process `target` and runs any death it causes.
     pub(crate) fn signal_process(&mut self, sender: Pid, target: Pid, sig: Signal, via: SignalVia) {
         if let Some(status) = self.deliver(sender, target, sig, via) {

@@ -3,11 +3,11 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
-use super::world::{CtxState, Shared};
-use super::{ACTOR_LOCK, ALLOC_LOCK, CHANNEL_FD};
+use super::world::{CtxState, Shared, SimProcess};
+use super::{ALLOC_LOCK, CHANNEL_FD, PARENT_GONE_EXIT};
 use crate::child::ChildRuntime;
 use crate::driver::{Actor, ChildEvent, ChildExit, ChildOs, run_child};
-use crate::kernel::{DeadlineOwner, Fd, LockOutcome, Pid, RecvOutcome, ThreadId};
+use crate::kernel::{DeadlineOwner, Fd, LockId, LockOutcome, Pid, RecvOutcome, Signal, ThreadId};
 use crate::platform::Platform;
 use crate::time::Timestamp;
 use crate::wire::DEFAULT_MAX_FRAME;
@@ -30,22 +30,33 @@ pub struct SimEnv<P: Platform, F: ActorFactory<P>> {
     /// The factory, for actors that spawn children of their own.
     pub factory: P::Arc<F>,
     /// The process the actor runs in.
-    pub pid: Pid,
+    pub process: SimProcess,
     /// The thread the actor runs on.
     pub thread: ThreadId,
     /// Whether it is a thread child (sharing its parent's process and locks).
     pub is_thread: bool,
+    /// The lock a thread child's actor code holds ([`super::actor_lock`]).
+    pub actor_lock: LockId,
     /// The thread-context slot and generation of a thread child.
     pub ctx: Option<(usize, u32)>,
 }
 
 impl<P: Platform, F: ActorFactory<P>> core::fmt::Debug for SimEnv<P, F> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "SimEnv {{ pid: {}, thread: {} }}", self.pid, self.thread)
+        write!(
+            f,
+            "SimEnv {{ pid: {}, thread: {} }}",
+            self.process.pid, self.thread
+        )
     }
 }
 
 impl<P: Platform, F: ActorFactory<P>> SimEnv<P, F> {
+    /// The pid of the process the actor runs in.
+    pub fn pid(&self) -> Pid {
+        self.process.pid
+    }
+
     /// The current time.
     pub fn now(&self) -> Timestamp {
         self.shared.read(|w| w.kernel.now())
@@ -53,24 +64,25 @@ impl<P: Platform, F: ActorFactory<P>> SimEnv<P, F> {
 
     /// Whether the actor's process is alive (and, after the scenario, still wanted).
     pub fn alive(&self) -> bool {
-        self.shared.read(|w| w.alive(self.pid) && !w.over)
+        self.shared.read(|w| w.runs(self.process) && !w.over)
     }
 
     /// Blocks without yielding until `until` (forever if `None`); `false` if killed meanwhile.
     pub fn block(&self, until: Option<Timestamp>) -> bool {
+        let me = self.process;
         let owner = self.shared.with(|w| {
             let owner = DeadlineOwner {
-                pid: self.pid,
+                pid: me.pid,
                 slot: w.slot(),
             };
-            if let Some(at) = until {
+            if let (Some(at), true) = (until, w.runs(me)) {
                 let _ = w.kernel.arm(owner, at);
             }
-            w.note(self.pid, format_args!("actor stops yielding"));
+            w.note(me.pid, format_args!("actor stops yielding"));
             owner
         });
         self.shared.wait_for(|w| {
-            if !w.alive(self.pid) || w.over {
+            if !w.runs(me) || w.over {
                 return Some(false);
             }
             w.kernel.take_fired(owner).then_some(true)
@@ -87,8 +99,11 @@ impl<P: Platform, F: ActorFactory<P>> SimEnv<P, F> {
         if self.is_thread {
             return;
         }
-        let (pid, thread) = (self.pid, self.thread);
+        let (me, pid, thread) = (self.process, self.process.pid, self.thread);
         let started = self.shared.with(|w| {
+            if !w.runs(me) {
+                return None;
+            }
             let helper = w.kernel.fork(pid, thread).ok()?;
             let _ = w.kernel.setpgid(helper.pid, helper.pid, helper.pid);
             let owner = DeadlineOwner {
@@ -97,7 +112,8 @@ impl<P: Platform, F: ActorFactory<P>> SimEnv<P, F> {
             };
             let until = w.kernel.now() + hold;
             let _ = w.kernel.arm(owner, until);
-            w.helpers.push(helper.pid);
+            let helper_process = w.process(helper.pid)?;
+            w.helpers.push(helper_process);
             w.live_threads += 1;
             w.note(
                 pid,
@@ -106,7 +122,7 @@ impl<P: Platform, F: ActorFactory<P>> SimEnv<P, F> {
                     helper.pid
                 ),
             );
-            Some((helper.pid, owner))
+            Some((helper_process, owner))
         });
         let Some((helper, owner)) = started else {
             return;
@@ -114,12 +130,12 @@ impl<P: Platform, F: ActorFactory<P>> SimEnv<P, F> {
         let shared = self.shared.clone();
         drop(P::spawn(move || {
             shared.wait_for(|w| {
-                (w.over || !w.alive(helper) || w.kernel.take_fired(owner)).then_some(())
+                (w.over || !w.runs(helper) || w.kernel.take_fired(owner)).then_some(())
             });
             shared.with(|w| {
-                if w.alive(helper) {
-                    w.note(helper, format_args!("helper exits"));
-                    let _ = w.kernel.exit(helper, 0);
+                if w.runs(helper) {
+                    w.note(helper.pid, format_args!("helper exits"));
+                    let _ = w.kernel.exit(helper.pid, 0);
                 }
                 w.live_threads -= 1;
             });
@@ -131,37 +147,39 @@ impl<P: Platform, F: ActorFactory<P>> SimEnv<P, F> {
         if self.is_thread {
             return;
         }
+        let me = self.process;
         self.shared.with(|w| {
-            if w.alive(self.pid) {
+            if w.runs(me) {
                 w.note(
-                    self.pid,
+                    me.pid,
                     format_args!("actor crashes: process exits with code {code}"),
                 );
-                let _ = w.kernel.exit(self.pid, code);
+                let _ = w.kernel.exit(me.pid, code);
             }
         });
     }
 
-    /// Runs `f` as actor code: a thread actor holds the actor lock and allocates meanwhile.
+    /// Runs `f` as actor code: a thread actor holds its actor lock and allocates meanwhile.
     pub fn actor_code<R>(&self, f: impl FnOnce() -> R) -> R {
         if self.is_thread {
-            self.acquire(ACTOR_LOCK);
+            self.acquire(self.actor_lock);
             self.acquire(ALLOC_LOCK);
             self.release(ALLOC_LOCK);
         }
         let r = f();
         if self.is_thread {
-            self.release(ACTOR_LOCK);
+            self.release(self.actor_lock);
         }
         r
     }
 
     fn acquire(&self, lock: crate::kernel::LockId) {
+        let me = self.process;
         self.shared.wait_for(|w| {
-            if !w.alive(self.pid) || w.over {
+            if !w.runs(me) || w.over {
                 return Some(());
             }
-            match w.kernel.lock_acquire(self.pid, self.thread, lock) {
+            match w.kernel.lock_acquire(me.pid, self.thread, lock) {
                 Ok(LockOutcome::WouldBlock { .. }) => None,
                 _ => Some(()),
             }
@@ -169,8 +187,11 @@ impl<P: Platform, F: ActorFactory<P>> SimEnv<P, F> {
     }
 
     fn release(&self, lock: crate::kernel::LockId) {
+        let me = self.process;
         self.shared.with(|w| {
-            let _ = w.kernel.lock_release(self.pid, self.thread, lock);
+            if w.runs(me) {
+                let _ = w.kernel.lock_release(me.pid, self.thread, lock);
+            }
         });
     }
 }
@@ -178,7 +199,7 @@ impl<P: Platform, F: ActorFactory<P>> SimEnv<P, F> {
 /// The child side of a channel in the simulator.
 pub struct SimChildOs<P: Platform> {
     shared: P::Arc<Shared<P>>,
-    pid: Pid,
+    process: SimProcess,
     fd: Fd,
     ctx: Option<(usize, u32)>,
     /// End-of-file was reported once; it is not reported again.
@@ -187,7 +208,11 @@ pub struct SimChildOs<P: Platform> {
 
 impl<P: Platform> core::fmt::Debug for SimChildOs<P> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "SimChildOs {{ pid: {}, fd: {} }}", self.pid, self.fd)
+        write!(
+            f,
+            "SimChildOs {{ pid: {}, fd: {} }}",
+            self.process.pid, self.fd
+        )
     }
 }
 
@@ -214,34 +239,36 @@ impl<P: Platform> SimChildOs<P> {
 
 impl<P: Platform> ChildOs for SimChildOs<P> {
     fn send(&mut self, frame: &[u8]) {
+        let (me, pid) = (self.process, self.process.pid);
         self.shared.with(|w| {
             self.touch(w);
-            if !w.alive(self.pid) {
+            if !w.runs(me) {
                 return;
             }
-            match w.kernel.send(self.pid, self.fd, frame) {
+            match w.kernel.send(pid, self.fd, frame) {
                 Ok(()) => w.note(
-                    self.pid,
+                    pid,
                     format_args!("child sends {} bytes to its parent", frame.len()),
                 ),
-                Err(e) => w.note(self.pid, format_args!("child send fails: {e}")),
+                Err(e) => w.note(pid, format_args!("child send fails: {e}")),
             }
         });
     }
 
     fn wait(&mut self, out: &mut Vec<ChildEvent>) {
         let eof_reported = self.eof_reported;
+        let (me, pid) = (self.process, self.process.pid);
         let ev = self.shared.wait_for(|w| {
-            if !w.alive(self.pid) || w.over {
+            if !w.runs(me) || w.over {
                 return Some(ChildEvent::Killed);
             }
             if eof_reported {
                 return None;
             }
-            match w.kernel.recv(self.pid, self.fd) {
+            match w.kernel.recv(pid, self.fd) {
                 Ok(RecvOutcome::Data(bytes)) => Some(ChildEvent::Bytes(bytes)),
                 Ok(RecvOutcome::Eof) | Err(_) => {
-                    w.note(self.pid, format_args!("child reads EOF from its parent"));
+                    w.note(pid, format_args!("child reads EOF from its parent"));
                     Some(ChildEvent::Eof)
                 }
                 Ok(RecvOutcome::WouldBlock) => None,
@@ -255,7 +282,7 @@ impl<P: Platform> ChildOs for SimChildOs<P> {
     }
 
     fn alive(&mut self) -> bool {
-        self.shared.read(|w| w.alive(self.pid) && !w.over)
+        self.shared.read(|w| w.runs(self.process) && !w.over)
     }
 }
 
@@ -263,8 +290,10 @@ impl<P: Platform> ChildOs for SimChildOs<P> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ChildStart {
     pub(crate) actor: alloc::string::String,
-    pub(crate) pid: Pid,
+    pub(crate) process: SimProcess,
     pub(crate) thread: ThreadId,
+    /// The process that forked it (a fork server, for `ForkServer`): its parent at birth.
+    pub(crate) parent: Pid,
     pub(crate) fd: Fd,
     pub(crate) forked: bool,
     pub(crate) scrub: bool,
@@ -276,27 +305,31 @@ pub(crate) fn process_body<P: Platform, F: ActorFactory<P>>(
     factory: P::Arc<F>,
     start: ChildStart,
 ) {
-    let (pid, thread) = (start.pid, start.thread);
+    let (me, pid, thread) = (start.process, start.process.pid, start.thread);
     let booted = shared.with(|w| prelude(w, &start));
     let crash = factory.boot(&start.actor).err();
     if let (true, Some(code)) = (booted, crash) {
         shared.with(|w| {
-            w.note(pid, format_args!("child dies during boot with code {code}"));
-            let _ = w.kernel.exit(pid, code);
+            if w.runs(me) {
+                w.note(pid, format_args!("child dies during boot with code {code}"));
+                let _ = w.kernel.exit(pid, code);
+            }
         });
     } else if booted {
         let env = SimEnv {
             shared: shared.clone(),
             factory: factory.clone(),
-            pid,
+            process: me,
             thread,
             is_thread: false,
+            // A process's actor code runs alone in it and takes no lock.
+            actor_lock: super::actor_lock(thread, crate::flaw::Flaws::NONE),
             ctx: None,
         };
         let mut actor = factory.make(env, &start.actor);
         let mut os = SimChildOs::<P> {
             shared: shared.clone(),
-            pid,
+            process: me,
             fd: CHANNEL_FD,
             ctx: None,
             eof_reported: false,
@@ -310,7 +343,7 @@ pub(crate) fn process_body<P: Platform, F: ActorFactory<P>>(
         );
         shared.with(|w| {
             if let ChildExit::Code(code) = exit
-                && w.alive(pid)
+                && w.runs(me)
             {
                 w.note(pid, format_args!("child exits with code {code}"));
                 let _ = w.kernel.exit(pid, code);
@@ -318,22 +351,34 @@ pub(crate) fn process_body<P: Platform, F: ActorFactory<P>>(
         });
     } else {
         // Wedged before its handshake: it can do nothing until it is killed.
-        shared.wait_for(|w| (!w.alive(pid) || w.over).then_some(()));
+        shared.wait_for(|w| (!w.runs(me) || w.over).then_some(()));
     }
     shared.with(|w| w.live_threads -= 1);
 }
 
-/// The forked child's start-up: channel to a fixed fd, scrub, own group, allocate.
-fn prelude(w: &mut super::SimWorld, s: &ChildStart) -> bool {
-    if !w.alive(s.pid) {
+/// The child's start-up, in the real backend's order (DESIGN §5): channel to a fixed fd,
+/// scrub, parent-death signal and parent re-check, own group; a forked child then allocates.
+fn prelude(w: &mut super::SimWorld, start: &ChildStart) -> bool {
+    if !w.runs(start.process) {
         return false;
     }
+    let s = Prelude {
+        pid: start.process.pid,
+        thread: start.thread,
+        parent: start.parent,
+        fd: start.fd,
+        forked: start.forked,
+        scrub: start.scrub,
+    };
     if s.fd != CHANNEL_FD {
         let _ = w.kernel.dup2(s.pid, s.fd, CHANNEL_FD);
         let _ = w.kernel.close(s.pid, s.fd);
     }
     if s.forked && s.scrub {
         let _ = w.kernel.close_all_except(s.pid, &[CHANNEL_FD]);
+    }
+    if w.config.parent_death_signal && !arm_death_signal(w, &s) {
+        return false;
     }
     let _ = w.kernel.setpgid(s.pid, s.pid, s.pid);
     let fds = w.kernel.fds(s.pid).unwrap_or_default();
@@ -358,15 +403,44 @@ fn prelude(w: &mut super::SimWorld, s: &ChildStart) -> bool {
     }
 }
 
+/// What the prelude needs, once its process is known to run.
+struct Prelude {
+    pid: Pid,
+    thread: ThreadId,
+    parent: Pid,
+    fd: Fd,
+    forked: bool,
+    scrub: bool,
+}
+
+/// `PR_SET_PDEATHSIG(SIGKILL)`, then the parent re-check: a parent that died before the
+/// signal was armed has already handed the child to init, and the child leaves at once.
+/// `false` if it left.
+fn arm_death_signal(w: &mut super::SimWorld, s: &Prelude) -> bool {
+    let _ = w.kernel.set_pdeathsig(s.pid, Some(Signal::Kill));
+    if w.kernel.getppid(s.pid) == Ok(s.parent) {
+        return true;
+    }
+    w.note(
+        s.pid,
+        format_args!("child prelude: its parent {} is gone; it exits", s.parent),
+    );
+    let _ = w.kernel.exit(s.pid, PARENT_GONE_EXIT);
+    false
+}
+
 /// How a simulated thread child starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ThreadStart {
     pub(crate) actor: alloc::string::String,
-    pub(crate) pid: Pid,
+    /// The process the thread runs in: its parent's.
+    pub(crate) process: SimProcess,
     pub(crate) thread: ThreadId,
     pub(crate) fd: Fd,
     pub(crate) ctx: (usize, u32),
+    /// The thread's own copy of its parent driver's wake pipe write end; it closes it last.
     pub(crate) wake: Option<Fd>,
+    pub(crate) actor_lock: LockId,
 }
 
 /// The body of a thread child: the child's event loop on a thread of its parent's process.
@@ -377,23 +451,26 @@ pub(crate) fn thread_body<P: Platform, F: ActorFactory<P>>(
 ) -> i32 {
     let ThreadStart {
         actor: name,
-        pid,
+        process,
         thread,
         fd,
         ctx,
         wake,
+        actor_lock,
     } = start;
+    let pid = process.pid;
     let env = SimEnv {
         shared: shared.clone(),
         factory: factory.clone(),
-        pid,
+        process,
         thread,
         is_thread: true,
+        actor_lock,
         ctx: Some(ctx),
     };
     let mut os = SimChildOs::<P> {
         shared: shared.clone(),
-        pid,
+        process,
         fd,
         ctx: Some(ctx),
         eof_reported: false,
@@ -416,7 +493,8 @@ pub(crate) fn thread_body<P: Platform, F: ActorFactory<P>>(
     };
     shared.with(|w| {
         os.touch(w);
-        if w.alive(pid) {
+        let runs = w.runs(process);
+        if runs {
             let _ = w.kernel.close(pid, fd);
             let _ = w.kernel.exit_thread(pid, thread);
         }
@@ -426,8 +504,9 @@ pub(crate) fn thread_body<P: Platform, F: ActorFactory<P>>(
             c.state = CtxState::Finished(code);
         }
         // Wake the parent's loop; a full pipe drops the byte, the flag above stays set.
-        if let (Some(fd), true) = (wake, w.alive(pid)) {
+        if let (Some(fd), true) = (wake, runs && w.runs(process)) {
             let _ = w.kernel.write_nonblocking(pid, fd);
+            let _ = w.kernel.close(pid, fd);
         }
         w.note(pid, format_args!("thread child returns with code {code}"));
         w.live_threads -= 1;

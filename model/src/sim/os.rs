@@ -5,7 +5,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use super::child::{ActorFactory, ChildStart, ThreadStart, process_body, thread_body};
-use super::world::{CtxState, EnvAction, Shared, SimWorld, ThreadCtx};
+use super::world::{CtxState, EnvAction, Shared, SimProcess, SimWorld};
 use super::{ACTOR_LOCK, DRIVER_SLOT};
 use crate::driver::{Os, OsEvent};
 use crate::error::ExitStatus;
@@ -39,19 +39,35 @@ enum Ready {
     Wake,
 }
 
+/// Where a supervising driver runs, which decides what it leaves behind when it is dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seat {
+    /// The root's body: it installs the SIGINT handler, whose self-pipe the root keeps for life.
+    Root,
+    /// A child process's own nursery: the process exits once it is done, and the exit closes
+    /// every fd at once.
+    Process,
+    /// A thread child's nursery, a second driver inside its parent's process: dropping it
+    /// closes every fd it still holds there, as dropping harrow-real's `RealOs` does.
+    Thread,
+}
+
 /// A supervising simulated process's operating system.
 pub struct SimOs<P: Platform, F: ActorFactory<P>> {
     shared: P::Arc<Shared<P>>,
     factory: P::Arc<F>,
-    me: Pid,
+    /// The process this driver runs in; every call checks that it still runs.
+    me: SimProcess,
     thread: ThreadId,
     children: BTreeMap<ChildId, Child<P>>,
     wake: Option<(Fd, Fd)>,
-    fork_server: Option<(Pid, ThreadId)>,
+    fork_server: Option<(SimProcess, ThreadId)>,
     // Immutable for the whole run, or changed only while this thread sleeps: kept here so the
     // driver's frequent reads take no lock (each lock is a scheduling point for loom).
     flaws: crate::flaw::Flaws,
-    root: bool,
+    seat: Seat,
+    /// The deadline slot this driver's waits arm.
+    slot: u32,
     /// Protocol time as of this thread's last wake-up. Time only moves when every thread is
     /// asleep, so it cannot change while this one runs.
     now: Timestamp,
@@ -71,29 +87,36 @@ impl<P: Platform, F: ActorFactory<P>> core::fmt::Debug for SimOs<P, F> {
 }
 
 impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
-    /// The operating system of process `me`, whose driver runs on `thread`.
+    /// The operating system of process `me`, whose driver runs on `thread` in `seat`.
     ///
     /// The root installs a SIGINT handler with a self-pipe; with flaw F5 a second reaper
     /// thread collects exited children behind the driver's back.
     pub fn new(
         shared: P::Arc<Shared<P>>,
         factory: P::Arc<F>,
-        me: Pid,
+        me: SimProcess,
         thread: ThreadId,
-        root: bool,
+        seat: Seat,
     ) -> Self {
-        let (wake, second_reaper) = shared.with(|w| {
-            // One wake pipe per supervising process, for SIGINT and thread-child exits alike.
+        let root = seat == Seat::Root;
+        let (wake, second_reaper, slot) = shared.with(|w| {
+            // One wake pipe per supervising driver, for SIGINT and thread-child exits alike.
             // Capacity one: a second wakeup before a drain is dropped, as on a full pipe.
-            let wake = w.kernel.pipe(me, 1).ok();
+            let wake = w.runs(me).then(|| w.kernel.pipe(me.pid, 1).ok()).flatten();
             if let (true, Some((_, wr))) = (root, wake) {
-                w.root_ready = w.kernel.install_sigint_handler(me, wr).is_ok();
+                w.root_ready = w.kernel.install_sigint_handler(me.pid, wr).is_ok();
             }
             let reaper = root && w.config.flaws.has(Flaw::KillAndReapByPid);
             if reaper {
                 w.live_threads += 1;
             }
-            (wake, reaper)
+            // A thread child's driver shares its process with another: a deadline slot of
+            // its own, so neither re-arms, disarms or takes the other's deadline.
+            let slot = match seat {
+                Seat::Thread => w.slot(),
+                Seat::Root | Seat::Process => DRIVER_SLOT,
+            };
+            (wake, reaper, slot)
         });
         if second_reaper {
             let s = shared.clone();
@@ -110,7 +133,8 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
             wake,
             fork_server: None,
             flaws,
-            root,
+            seat,
+            slot,
             now,
             dead: false,
         }
@@ -124,7 +148,7 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
 
     /// Starts every environment action whose moment has come (the root's only).
     fn release_env(&self) {
-        if !self.root {
+        if self.seat != Seat::Root {
             return;
         }
         let due = self.shared.with(|w| {
@@ -148,7 +172,7 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
 
     /// The process this operating system belongs to.
     pub fn pid(&self) -> Pid {
-        self.me
+        self.me.pid
     }
 
     /// The shared world.
@@ -177,8 +201,12 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
         };
         let thread = self.thread;
         let (start, channel, pidfd, server_pidfd) = self.shared.with(|w| -> Result<_, String> {
-            let k = &mut w.kernel;
             let (forker, forker_thread) = server.unwrap_or((me, thread));
+            if !w.runs(me) || !w.runs(forker) {
+                return Err(kernel::Errno::ESRCH.to_string());
+            }
+            let (me, forker) = (me.pid, forker.pid);
+            let k = &mut w.kernel;
             let (ours, theirs) = k.socketpair(forker).map_err(|e| e.to_string())?;
             let spawned = match method {
                 SpawnMethod::Exec => k.spawn_exec(me, thread, &[theirs]),
@@ -191,6 +219,10 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
                     let _ = k.close(forker, theirs);
                     return Err(e.to_string());
                 }
+            };
+            let process = SimProcess {
+                pid: spawned.pid,
+                serial: k.serial_of(spawned.pid).map_err(|e| e.to_string())?,
             };
             let _ = k.setpgid(forker, spawned.pid, spawned.pid);
             let _ = k.close(forker, theirs);
@@ -224,15 +256,16 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
             let forked = method != SpawnMethod::Exec;
             let start = ChildStart {
                 actor: actor.into(),
-                pid: spawned.pid,
+                process,
                 thread: spawned.thread,
+                parent: forker,
                 fd: theirs,
                 forked,
                 scrub,
             };
             Ok((start, channel, pidfd, server_pidfd))
         })?;
-        let (s, f, pid) = (self.shared.clone(), self.factory.clone(), start.pid);
+        let (s, f, pid) = (self.shared.clone(), self.factory.clone(), start.process.pid);
         drop(P::spawn(move || process_body::<P, F>(s, f, start)));
         Ok(Child {
             pid,
@@ -246,45 +279,58 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
         })
     }
 
-    fn fork_server(&mut self) -> Result<(Pid, ThreadId), String> {
+    fn fork_server(&mut self) -> Result<(SimProcess, ThreadId), String> {
         if let Some(s) = self.fork_server {
             return Ok(s);
         }
         let (me, thread) = (self.me, self.thread);
         let server = self.shared.with(|w| {
+            if !w.runs(me) {
+                return Err(kernel::Errno::ESRCH.to_string());
+            }
             let s = w
                 .kernel
-                .spawn_exec(me, thread, &[])
+                .spawn_exec(me.pid, thread, &[])
                 .map_err(|e| e.to_string())?;
-            w.note(me, format_args!("start the fork server: {}", s.pid));
-            w.servers.push(s.pid);
-            Ok::<_, String>((s.pid, s.thread))
+            let server = w
+                .process(s.pid)
+                .ok_or_else(|| kernel::Errno::ESRCH.to_string())?;
+            // The server is exec'd with the child prelude too (harrow-real's `exec_self`): it
+            // dies with the thread that started it, and its children die with it. It has no
+            // simulated thread of its own, so its prelude runs here, its parent alive.
+            if w.config.parent_death_signal {
+                let _ = w.kernel.set_pdeathsig(s.pid, Some(Signal::Kill));
+            }
+            w.note(me.pid, format_args!("start the fork server: {}", s.pid));
+            w.servers.push(server);
+            Ok::<_, String>((server, s.thread))
         })?;
         self.fork_server = Some(server);
         Ok(server)
     }
 
     fn launch_thread(&mut self, child: ChildId, actor: &str) -> Result<Child<P>, String> {
-        let me = self.me;
-        let (tid, ours, theirs, ctx) = self.shared.with(|w| -> Result<_, String> {
+        let process = self.me;
+        let me = process.pid;
+        let wake_end = self.wake.map(|(_, wr)| wr);
+        let (tid, ours, theirs, ctx, wake) = self.shared.with(|w| -> Result<_, String> {
+            if !w.runs(process) {
+                return Err(kernel::Errno::ESRCH.to_string());
+            }
             let (ours, theirs) = w.kernel.socketpair(me).map_err(|e| e.to_string())?;
-            let tid = w.kernel.spawn_thread(me).map_err(|e| e.to_string())?;
-            let slot = w.contexts.iter().position(|c| c.state == CtxState::Freed);
-            let ctx = match slot {
-                Some(i) => {
-                    let c = &mut w.contexts[i];
-                    c.generation += 1;
-                    c.state = CtxState::Running;
-                    (i, c.generation)
-                }
-                None => {
-                    w.contexts.push(ThreadCtx {
-                        generation: 0,
-                        state: CtxState::Running,
-                    });
-                    (w.contexts.len() - 1, 0)
+            let tid = match w.kernel.spawn_thread(me) {
+                Ok(tid) => tid,
+                Err(e) => {
+                    let _ = w.kernel.close(me, ours);
+                    let _ = w.kernel.close(me, theirs);
+                    return Err(e.to_string());
                 }
             };
+            // The thread's own copy of the wake pipe's write end (harrow-real shares it by
+            // `Arc`): an abandoned thread that returns after this driver is gone still writes
+            // to a pipe, never to whatever object reuses the fd number.
+            let wake = wake_end.and_then(|wr| w.kernel.dup(me, wr).ok());
+            let ctx = w.claim_context(tid);
             w.note(
                 me,
                 format_args!(
@@ -293,18 +339,18 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
                 ),
             );
             w.live_threads += 1;
-            Ok((tid, ours, theirs, ctx))
+            Ok((tid, ours, theirs, ctx, wake))
         })?;
         let (s, f) = (self.shared.clone(), self.factory.clone());
         let name = String::from(actor);
-        let wake = self.wake.map(|(_, wr)| wr);
         let start = ThreadStart {
             actor: name,
-            pid: me,
+            process,
             thread: tid,
             fd: theirs,
             ctx,
             wake,
+            actor_lock: super::actor_lock(tid, self.flaws),
         };
         let handle = P::spawn(move || thread_body::<P, F>(s, f, start));
         Ok(Child {
@@ -320,23 +366,24 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
     }
 
     /// Where something is ready, seen under one lock, as epoll_wait would report it.
+    /// The caller has checked that this process still runs.
     fn readiness(&self, w: &SimWorld) -> Vec<Ready> {
-        let k = &w.kernel;
+        let (k, me) = (&w.kernel, self.me.pid);
         let mut ready = Vec::new();
         for (&id, c) in &self.children {
             if let Some(fd) = c.channel
                 && !c.eof_reported
-                && k.readable(self.me, fd).unwrap_or(false)
+                && k.readable(me, fd).unwrap_or(false)
             {
                 ready.push(Ready::Channel(id));
             }
             // Thread children announce their exit through the wake pipe, not here.
-            if c.watch_exit && c.ctx.is_none() && exited(w, self.me, c) {
+            if c.watch_exit && c.ctx.is_none() && exited(w, me, c) {
                 ready.push(Ready::Exit(id));
             }
         }
         if let Some((rd, _)) = self.wake
-            && k.readable(self.me, rd).unwrap_or(false)
+            && k.readable(me, rd).unwrap_or(false)
         {
             ready.push(Ready::Wake);
         }
@@ -344,13 +391,18 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
     }
 
     fn consume(&mut self, ready: Ready, out: &mut Vec<OsEvent>) {
-        let me = self.me;
+        let (process, me) = (self.me, self.me.pid);
         match ready {
             Ready::Channel(id) => {
                 let Some(fd) = self.children.get(&id).and_then(|c| c.channel) else {
                     return;
                 };
-                let got = self.shared.with(|w| w.kernel.recv(me, fd));
+                let got = self.shared.with(|w| {
+                    if !w.runs(process) {
+                        return Err(kernel::Errno::ESRCH);
+                    }
+                    w.kernel.recv(me, fd)
+                });
                 match got {
                     Ok(RecvOutcome::Data(bytes)) => out.push(OsEvent::Bytes(id, bytes)),
                     Ok(RecvOutcome::Eof) | Err(_) => {
@@ -385,7 +437,9 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
         let Some((rd, _)) = self.wake else { return };
         let me = self.me;
         let drain = |w: &mut SimWorld| {
-            let _ = w.kernel.drain(me, rd);
+            if w.runs(me) {
+                let _ = w.kernel.drain(me.pid, rd);
+            }
         };
         if self.flaw(Flaw::DroppedWakeups) {
             self.take_flags(out);
@@ -397,10 +451,13 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
     }
 
     fn take_flags(&mut self, out: &mut Vec<OsEvent>) {
-        let me = self.me;
-        let sigint = self
-            .shared
-            .with(|w| w.kernel.take_pending_sigint(me).unwrap_or(false));
+        let (process, me) = (self.me, self.me.pid);
+        // The pending-SIGINT flag is the process's: only the driver whose handler sets it
+        // takes it. A thread child's nursery in the same process must leave it to the root.
+        let handles_sigint = self.seat == Seat::Root;
+        let sigint = self.shared.with(|w| {
+            handles_sigint && w.runs(process) && w.kernel.take_pending_sigint(me).unwrap_or(false)
+        });
         if sigint {
             self.shared
                 .with(|w| w.note(me, format_args!("the driver takes SIGINT")));
@@ -448,7 +505,7 @@ fn to_status(s: kernel::ExitStatus) -> ExitStatus {
 /// An environment action striking once.
 fn env_strike<P: Platform>(shared: P::Arc<Shared<P>>, action: EnvAction) {
     shared.with(|w| {
-        let root = w.kernel.root();
+        let root = w.root;
         let target = match action {
             EnvAction::KillChild(n) => w
                 .launched
@@ -459,22 +516,24 @@ fn env_strike<P: Platform>(shared: P::Arc<Shared<P>>, action: EnvAction) {
             EnvAction::Interrupt | EnvAction::InterruptWhenServing => Some((root, Signal::Int)),
             EnvAction::KillRoot => Some((root, Signal::Kill)),
         };
-        if let Some((pid, signal)) = target
-            && w.alive(pid)
+        // The fault names a process, not a pid: once that process is gone, it misses.
+        if let Some((p, signal)) = target
+            && w.runs(p)
             && !w.over
         {
-            let _ = w.kernel.kill(Pid::INIT, pid, signal);
-            w.note(Pid::INIT, format_args!("environment: {signal} to {pid}"));
+            let _ = w.kernel.kill(Pid::INIT, p.pid, signal);
+            w.note(Pid::INIT, format_args!("environment: {signal} to {p}"));
         }
         w.env_threads -= 1;
     });
 }
 
 /// Flaw F5's second reaper: `waitpid(-1)` whenever a child of `me` is a zombie.
-fn second_reaper_body<P: Platform>(shared: P::Arc<Shared<P>>, me: Pid) {
+fn second_reaper_body<P: Platform>(shared: P::Arc<Shared<P>>, process: SimProcess) {
+    let me = process.pid;
     loop {
         let done = shared.wait_for(|w| {
-            if w.over || !w.alive(me) {
+            if w.over || !w.runs(process) {
                 return Some(true);
             }
             let zombie = w.kernel.children(me).into_iter().any(|c| {
@@ -489,6 +548,9 @@ fn second_reaper_body<P: Platform>(shared: P::Arc<Shared<P>>, me: Pid) {
             break;
         }
         shared.with(|w| {
+            if !w.runs(process) {
+                return;
+            }
             if let Ok(ReapOutcome::Reaped { pid, status }) = w.kernel.waitpid_any(me) {
                 w.note(me, format_args!("second reaper: waitpid(-1) reaps {pid}"));
                 w.stolen.push((pid, to_status(status)));
@@ -496,6 +558,49 @@ fn second_reaper_body<P: Platform>(shared: P::Arc<Shared<P>>, me: Pid) {
         });
     }
     shared.with(|w| w.live_threads -= 1);
+}
+
+impl<P: Platform, F: ActorFactory<P>> Drop for SimOs<P, F> {
+    fn drop(&mut self) {
+        if self.seat != Seat::Thread {
+            return;
+        }
+        let mut fds: Vec<Fd> = self
+            .wake
+            .take()
+            .into_iter()
+            .flat_map(|(r, w)| [r, w])
+            .collect();
+        for c in self.children.values_mut() {
+            fds.extend(c.channel.take());
+            fds.extend(c.pidfd.take());
+        }
+        let (me, server) = (self.me, self.fork_server.take());
+        self.shared.with(|w| {
+            if !w.runs(me) {
+                return;
+            }
+            for fd in &fds {
+                let _ = w.kernel.close(me.pid, *fd);
+            }
+            w.note(
+                me.pid,
+                format_args!("a thread child's nursery is dropped: it closes {fds:?}"),
+            );
+            // harrow-real's ForkServer, dropped with it, ends its server and reaps it. Our
+            // own unreaped child: its pid cannot have been reused.
+            if let Some((server, _)) = server
+                && w.runs(server)
+            {
+                let _ = w.kernel.kill(me.pid, server.pid, Signal::Kill);
+                let _ = w.kernel.waitpid(me.pid, server.pid);
+                w.note(
+                    me.pid,
+                    format_args!("it stops and reaps its fork server {server}"),
+                );
+            }
+        });
+    }
 }
 
 impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
@@ -506,7 +611,7 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
     fn situation(&mut self) -> Situation {
         let threads = self
             .shared
-            .read(|w| w.kernel.threads(self.me).map(|t| t.len()).unwrap_or(1));
+            .read(|w| w.kernel.threads(self.me.pid).map(|t| t.len()).unwrap_or(1));
         Situation {
             threads,
             can_exec: true,
@@ -518,9 +623,12 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
             SpawnMethod::Thread => self.launch_thread(child, actor)?,
             _ => self.launch_process(child, actor, method)?,
         };
-        if self.root {
-            let pid = (method != SpawnMethod::Thread).then_some(c.pid);
-            self.shared.with(|w| w.launched.push(pid));
+        if self.seat == Seat::Root {
+            let is_process = method != SpawnMethod::Thread;
+            self.shared.with(|w| {
+                let p = w.process(c.pid).filter(|_| is_process);
+                w.launched.push(p);
+            });
             self.release_env();
         }
         self.children.insert(child, c);
@@ -531,8 +639,9 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
         let Some(fd) = self.children.get(&child).and_then(|c| c.channel) else {
             return;
         };
-        let me = self.me;
+        let (process, me) = (self.me, self.me.pid);
         self.shared.with(|w| match w.kernel.send(me, fd, frame) {
+            _ if !w.runs(process) => {}
             Ok(()) => w.note(
                 me,
                 format_args!("parent sends {} bytes to {child}", frame.len()),
@@ -549,8 +658,11 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
             return;
         };
         if let Some(fd) = c.channel.take() {
-            let me = self.me;
+            let (process, me) = (self.me, self.me.pid);
             self.shared.with(|w| {
+                if !w.runs(process) {
+                    return;
+                }
                 let _ = w.kernel.close(me, fd);
                 w.note(
                     me,
@@ -564,8 +676,11 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
         let Some(c) = self.children.get(&child) else {
             return;
         };
-        let (me, pid, pidfd) = (self.me, c.pid, c.pidfd);
+        let (process, me, pid, pidfd) = (self.me, self.me.pid, c.pid, c.pidfd);
         self.shared.with(|w| {
+            if !w.runs(process) {
+                return;
+            }
             match pidfd {
                 Some(fd) => {
                     let r = w.kernel.pidfd_send_signal(me, fd, Signal::Kill);
@@ -583,16 +698,21 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
 
     fn abandon(&mut self, child: ChildId) {
         let destroy = self.flaw(Flaw::DestroyBeforeJoin);
+        let root = self.seat == Seat::Root;
         let Some(c) = self.children.get_mut(&child) else {
             return;
         };
         c.watch_exit = false;
         // Detach: the thread may never return, and nobody will join it.
         drop(c.thread.take());
-        let me = self.me;
+        let me = self.me.pid;
         let ctx = c.ctx;
         self.shared.with(|w| {
-            w.abandoned += 1;
+            // The root's report counts the root's abandonments; a nested nursery's report
+            // counts its own.
+            if root {
+                w.abandoned += 1;
+            }
             if let Some((slot, _)) = ctx {
                 w.contexts[slot].state = if destroy {
                     CtxState::Freed
@@ -615,7 +735,7 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
     }
 
     fn reap(&mut self, child: ChildId) -> ExitStatus {
-        let me = self.me;
+        let (process, me) = (self.me, self.me.pid);
         let Some(c) = self.children.get_mut(&child) else {
             return ExitStatus::Exited(-1);
         };
@@ -633,9 +753,14 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
         let (pid, pidfd, server_pidfd) = (c.pid, c.pidfd.take(), c.server_pidfd.take());
         let server = self.fork_server.map(|s| s.0);
         self.shared.with(|w| {
+            // A dead process runs nothing: its reap never happens.
+            if !w.runs(process) {
+                return ExitStatus::Exited(-1);
+            }
             let _ = w.kernel.killpg(me, pid, Signal::Kill);
             let outcome = match (server_pidfd, server, pidfd) {
-                (Some(spid), Some(server), _) => w.kernel.waitid_pidfd(server, spid),
+                (Some(_), Some(server), _) if !w.runs(server) => Err(kernel::Errno::ESRCH),
+                (Some(spid), Some(server), _) => w.kernel.waitid_pidfd(server.pid, spid),
                 (None, _, Some(fd)) => w.kernel.waitid_pidfd(me, fd),
                 _ => match w.stolen.iter().position(|(p, _)| *p == pid) {
                     Some(i) => {
@@ -649,16 +774,16 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
             for fd in pidfd.into_iter() {
                 let _ = w.kernel.close(me, fd);
             }
-            if let (Some(spid), Some(server)) = (server_pidfd, server) {
-                let _ = w.kernel.close(server, spid);
+            if let (Some(spid), Some(server)) = (server_pidfd, server)
+                && w.runs(server)
+            {
+                let _ = w.kernel.close(server.pid, spid);
             }
             match outcome {
                 Ok(ReapOutcome::Reaped { status, .. }) => {
                     w.note(me, format_args!("reap {child}: {status}"));
                     to_status(status)
                 }
-                // A dead process runs nothing: its reap never happened.
-                _ if !w.alive(me) => ExitStatus::Exited(-1),
                 other => {
                     w.violate(alloc::format!("reap of {child} failed: {other:?}"));
                     ExitStatus::Exited(-1)
@@ -669,12 +794,13 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
 
     fn wait(&mut self, deadline: Option<Timestamp>, out: &mut Vec<OsEvent>) {
         let owner = DeadlineOwner {
-            pid: self.me,
-            slot: DRIVER_SLOT,
+            pid: self.me.pid,
+            slot: self.slot,
         };
         let me = self.me;
         let shared = self.shared.clone();
         shared.with(|w| match deadline {
+            _ if !w.runs(me) => {}
             // A deadline already past fires at once; re-arming replaces the previous one.
             Some(at) => {
                 let _ = w.kernel.arm(owner, at);
@@ -685,7 +811,7 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
         let (mut now, mut dead) = (self.now, false);
         let ready = shared.wait_for(|w| {
             now = w.kernel.now();
-            if !w.alive(me) || w.over {
+            if !w.runs(me) || w.over {
                 dead = true;
                 return Some(Vec::new());
             }
@@ -713,16 +839,18 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
         // Flaw F12: the event loop takes the lock thread actors hold while they run.
         let (me, thread) = (self.me, self.thread);
         self.shared.wait_for(|w| {
-            if !w.alive(me) {
+            if !w.runs(me) {
                 return Some(());
             }
-            match w.kernel.lock_acquire(me, thread, ACTOR_LOCK) {
+            match w.kernel.lock_acquire(me.pid, thread, ACTOR_LOCK) {
                 Ok(LockOutcome::WouldBlock { .. }) => None,
                 _ => Some(()),
             }
         });
         self.shared.with(|w| {
-            let _ = w.kernel.lock_release(me, thread, ACTOR_LOCK);
+            if w.runs(me) {
+                let _ = w.kernel.lock_release(me.pid, thread, ACTOR_LOCK);
+            }
         });
     }
 

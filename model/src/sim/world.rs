@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 
 use crate::flaw::Flaws;
-use crate::kernel::{Kernel, KernelConfig, Pid};
+use crate::kernel::{Kernel, KernelConfig, Pid, ProcessSerial};
 use crate::platform::Platform;
 use crate::policy::Timeouts;
 
@@ -35,6 +35,10 @@ pub struct SimConfig {
     pub flaws: Flaws,
     /// The protocol's timeouts.
     pub timeouts: Timeouts,
+    /// Whether child preludes arm the parent-death signal (`PR_SET_PDEATHSIG`, SIGKILL) and
+    /// re-check their parent, as the real backend's do (DESIGN §5); off, an orphan has only
+    /// the protocol's own defence, its self-cancel on parent EOF, as on a platform without it.
+    pub parent_death_signal: bool,
     /// Lines of trace kept; later lines are counted, not kept.
     pub max_trace: usize,
 }
@@ -59,6 +63,29 @@ pub struct ThreadCtx {
     pub generation: u32,
     /// Where it is.
     pub state: CtxState,
+    /// The thread that runs (or ran) the child.
+    pub thread: crate::kernel::ThreadId,
+}
+
+/// A simulated process as its own threads name it: its pid, and the serial that tells it
+/// from any later process on the same pid.
+///
+/// A simulated thread learns of its process's death only at its next system call, and by
+/// then the pid may have been reaped and reused. Every call a simulated thread makes on
+/// behalf of its process first checks [`SimWorld::runs`]: a dead process runs nothing, so a
+/// late thread of it must never act on the stranger that holds its pid now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SimProcess {
+    /// The pid it holds (or held).
+    pub pid: Pid,
+    /// Its serial, never reused.
+    pub serial: ProcessSerial,
+}
+
+impl core::fmt::Display for SimProcess {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}", self.pid)
+    }
 }
 
 /// Everything the simulated threads share.
@@ -66,6 +93,8 @@ pub struct ThreadCtx {
 pub struct SimWorld {
     /// The kernel.
     pub kernel: Kernel,
+    /// The root process.
+    pub root: SimProcess,
     /// The configuration.
     pub config: SimConfig,
     /// Readable lines, one per system call or decision, for counterexamples.
@@ -76,7 +105,7 @@ pub struct SimWorld {
     pub violations: Vec<String>,
     /// Thread children's contexts.
     pub contexts: Vec<ThreadCtx>,
-    /// Thread children abandoned so far.
+    /// Thread children the root's nursery abandoned so far (its report must count them).
     pub abandoned: u32,
     /// Platform threads started and not yet finished (the clock excluded).
     pub live_threads: u32,
@@ -86,11 +115,11 @@ pub struct SimWorld {
     pub stolen: Vec<(Pid, crate::error::ExitStatus)>,
     /// The next free deadline slot.
     pub next_slot: u32,
-    /// Children launched by the root, by spawn order, with their pid if they are processes
-    /// (for faults that target one).
-    pub launched: Vec<Option<Pid>>,
+    /// Children launched by the root, by spawn order, if they are processes (for faults that
+    /// target one).
+    pub launched: Vec<Option<SimProcess>>,
     /// Fork-server processes started so far.
-    pub servers: Vec<Pid>,
+    pub servers: Vec<SimProcess>,
     /// Environment threads still running.
     pub env_threads: u32,
     /// Environment actions whose moment has not come yet.
@@ -102,7 +131,7 @@ pub struct SimWorld {
     /// The root's body is serving until SIGINT.
     pub awaiting_sigint: bool,
     /// Helper processes an actor started outside harrow (detached; they end by themselves).
-    pub helpers: Vec<Pid>,
+    pub helpers: Vec<SimProcess>,
     /// Bumped by every change to the world.
     pub epoch: u64,
     /// Threads asleep that have re-checked their wait condition since the last change.
@@ -114,8 +143,11 @@ impl SimWorld {
     pub fn new(config: SimConfig) -> Self {
         let kernel =
             Kernel::new(config.kernel).expect("the kernel config leaves room for the root");
+        let pid = kernel.root();
+        let serial = kernel.serial_of(pid).expect("the root was just started");
         SimWorld {
             kernel,
+            root: SimProcess { pid, serial },
             config,
             trace: Vec::new(),
             trace_dropped: 0,
@@ -161,6 +193,31 @@ impl SimWorld {
         self.violations.push(what);
     }
 
+    /// A context for a thread child running on `thread`: a freed slot, reused under a new
+    /// generation, or a new one. Returns its slot and generation.
+    pub(crate) fn claim_context(&mut self, thread: crate::kernel::ThreadId) -> (usize, u32) {
+        let running = |generation| ThreadCtx {
+            generation,
+            state: CtxState::Running,
+            thread,
+        };
+        match self
+            .contexts
+            .iter()
+            .position(|c| c.state == CtxState::Freed)
+        {
+            Some(i) => {
+                let generation = self.contexts[i].generation + 1;
+                self.contexts[i] = running(generation);
+                (i, generation)
+            }
+            None => {
+                self.contexts.push(running(0));
+                (self.contexts.len() - 1, 0)
+            }
+        }
+    }
+
     /// A fresh deadline slot.
     pub fn slot(&mut self) -> u32 {
         self.next_slot += 1;
@@ -193,10 +250,22 @@ impl SimWorld {
         self.settled = 0;
     }
 
-    /// Whether `pid` is alive.
+    /// Whether whichever process holds `pid` now is a running process of the system under
+    /// test. Threads asking about their own process use [`SimWorld::runs`].
     pub fn alive(&self, pid: Pid) -> bool {
         self.kernel.process_state(pid) == Some(crate::kernel::ProcState::Running)
             && self.kernel.role(pid) == Ok(crate::kernel::Role::Ordinary)
+    }
+
+    /// Whether the exact process `p` still runs: alive, and still the holder of its pid.
+    pub fn runs(&self, p: SimProcess) -> bool {
+        self.alive(p.pid) && self.kernel.serial_of(p.pid) == Ok(p.serial)
+    }
+
+    /// The process holding `pid` now, as its threads will name it.
+    pub fn process(&self, pid: Pid) -> Option<SimProcess> {
+        let serial = self.kernel.serial_of(pid).ok()?;
+        Some(SimProcess { pid, serial })
     }
 }
 
@@ -274,5 +343,44 @@ impl<P: Platform> Shared<P> {
             }
             w = P::wait(&self.cv, w);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::{ReapOutcome, Signal};
+
+    #[test]
+    fn a_process_that_was_reaped_does_not_run_on_the_stranger_that_reuses_its_pid() {
+        let config = SimConfig {
+            kernel: KernelConfig {
+                bystander_on_reuse: false,
+                ..KernelConfig::default()
+            },
+            flaws: Flaws::NONE,
+            timeouts: crate::policy::Timeouts::default(),
+            parent_death_signal: true,
+            max_trace: 0,
+        };
+        let mut w = SimWorld::new(config);
+        let root = w.root;
+        assert!(w.runs(root));
+        let t = w.kernel.threads(root.pid).unwrap()[0];
+        let first = w.kernel.fork(root.pid, t).unwrap();
+        let old = w.process(first.pid).unwrap();
+        assert!(w.runs(old));
+        w.kernel.kill(root.pid, old.pid, Signal::Kill).unwrap();
+        assert!(!w.runs(old), "a zombie runs nothing");
+        assert!(matches!(
+            w.kernel.waitpid(root.pid, old.pid),
+            Ok(ReapOutcome::Reaped { .. })
+        ));
+        let second = w.kernel.fork(root.pid, t).unwrap();
+        assert_eq!(second.pid, old.pid, "the pid is reused at once");
+        let new = w.process(second.pid).unwrap();
+        assert!(w.alive(old.pid), "the pid names a live process again");
+        assert!(!w.runs(old), "but not the one that held it before");
+        assert!(w.runs(new));
     }
 }

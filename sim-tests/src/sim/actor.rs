@@ -6,7 +6,7 @@ use std::time::Duration;
 use harrow_model::driver::{Actor, Driver};
 use harrow_model::platform::Platform;
 use harrow_model::policy::Timeouts;
-use harrow_model::sim::{ActorFactory, SimEnv, SimOs};
+use harrow_model::sim::{ActorFactory, Seat, SimEnv, SimOs};
 use harrow_model::supervisor::{Supervisor, SupervisorConfig, TeardownCause};
 use harrow_model::wire::{RemoteError, RemoteErrorKind};
 use harrow_model::{Flaws, RequestId};
@@ -81,9 +81,13 @@ impl<P: Platform> Scripted<P> {
         let os = SimOs::new(
             env.shared.clone(),
             env.factory.clone(),
-            env.pid,
+            env.process,
             env.thread,
-            false,
+            if env.is_thread {
+                Seat::Thread
+            } else {
+                Seat::Process
+            },
         );
         let sup = Supervisor::new(self.config).expect("scenario timeouts are valid");
         let mut d = Driver::new(sup, os);
@@ -130,10 +134,23 @@ impl<P: Platform> Actor for Scripted<P> {
     }
 
     fn main(&mut self) -> Result<Vec<u8>, RemoteError> {
-        match self.plan.as_ref().map(|p| &p.behaviour) {
+        let result = match self.plan.as_ref().map(|p| &p.behaviour) {
             Some(Behaviour::FailsMain { message }) => Err(remote(RemoteErrorKind::Error, message)),
             _ => Ok(b"done".to_vec()),
+        };
+        // A run-to-result actor's nursery belongs to its main, as a harrow-real `Nursery`
+        // opened there does: it is torn down, its children cancelled and reaped, before the
+        // result goes out and the child exits.
+        let cause = if result.is_ok() {
+            TeardownCause::BodyFinished
+        } else {
+            TeardownCause::BodyFailed
+        };
+        if let Some(mut d) = self.nursery.take() {
+            d.begin_teardown(cause);
+            let _ = d.run_to_close();
         }
+        result
     }
 
     fn handle(&mut self, _id: RequestId, _payload: Vec<u8>) -> Result<Vec<u8>, RemoteError> {

@@ -1,7 +1,7 @@
 //! What must hold at the end of every execution (properties 3–11 of DESIGN.md).
 
 use harrow_model::kernel::{Fd, Pid};
-use harrow_model::sim::SimWorld;
+use harrow_model::sim::{CtxState, SimProcess, SimWorld};
 use harrow_model::supervisor::TeardownReport;
 
 use super::RootResult;
@@ -18,20 +18,67 @@ pub(super) struct Leftovers {
 impl Leftovers {
     /// A look at the world.
     pub(super) fn of(w: &SimWorld) -> Self {
-        let root = w.kernel.root();
+        let is = |p: Pid, list: &[SimProcess]| list.iter().any(|s| s.pid == p && w.runs(*s));
         let live = w
             .kernel
             .live_processes()
             .into_iter()
             // Fork servers end with their client; detached helpers are not harrow's.
-            .filter(|p| *p != root && !w.servers.contains(p) && !w.helpers.contains(p))
+            .filter(|p| !is(*p, &[w.root]) && !is(*p, &w.servers) && !is(*p, &w.helpers))
+            .filter(|p| !doomed(w, *p) && !held_by_abandoned(w, *p))
+            .collect();
+        let zombies = w
+            .kernel
+            .zombies()
+            .into_iter()
+            .filter(|p| !held_by_abandoned(w, *p))
             .collect();
         Leftovers {
             live,
-            zombies: w.kernel.zombies(),
-            root_alive: w.alive(root),
+            zombies,
+            root_alive: w.runs(w.root),
         }
     }
+}
+
+/// Whether `pid` is a child whose parent died before its prelude ran: it has not armed its
+/// parent-death signal yet (`PR_GET_PDEATHSIG` says none) and init is its parent already,
+/// so the prelude's parent re-check ends it at its very next step, with nobody's help. A
+/// process just forked need not have run yet when the teardown that doomed it returns.
+fn doomed(w: &SimWorld, pid: Pid) -> bool {
+    w.config.parent_death_signal
+        && w.kernel.getppid(pid) == Ok(Pid::INIT)
+        && w.kernel.pdeathsig(pid) == Ok(None)
+}
+
+/// Whether `pid` descends from a process that an abandoned thread child started: it is the
+/// abandoned child's own subtree, still in the hands of its nursery, which goes on running
+/// on the leaked thread. Property 11 leaves abandoned thread children out (they are counted
+/// and reported); what they hold is leaked with them.
+fn held_by_abandoned(w: &SimWorld, pid: Pid) -> bool {
+    let leaked: Vec<_> = w
+        .contexts
+        .iter()
+        .filter(|c| c.state == CtxState::Leaked)
+        .map(|c| c.thread)
+        .collect();
+    if leaked.is_empty() {
+        return false;
+    }
+    let mut p = pid;
+    // Each step goes one level up the tree, whose depth is bounded by the pid pool.
+    for _ in 0..=w.config.kernel.pid_pool {
+        if let Ok(Some(t)) = w.kernel.creator_thread(p)
+            && leaked.contains(&t)
+        {
+            return true;
+        }
+        match w.kernel.getppid(p) {
+            Ok(parent) if parent != Pid::INIT && parent != w.root.pid => p = parent,
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// Property 11 (nothing outlives teardown) as problems; none if the root died.
@@ -57,9 +104,8 @@ pub(super) fn leftovers(l: &Leftovers) -> Vec<String> {
 
 /// Once every thread has ended, the root keeps exactly its SIGINT self-pipe.
 pub(super) fn leaked_fds(w: &SimWorld) -> Vec<String> {
-    let root = w.kernel.root();
-    let fds: Vec<Fd> = w.kernel.fds(root).unwrap_or_default();
-    if !w.alive(root) || fds.len() <= 2 {
+    let fds: Vec<Fd> = w.kernel.fds(w.root.pid).unwrap_or_default();
+    if !w.runs(w.root) || fds.len() <= 2 {
         return Vec::new();
     }
     vec![format!(

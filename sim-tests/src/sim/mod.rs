@@ -13,7 +13,7 @@ use harrow_model::ChildId;
 use harrow_model::driver::Driver;
 use harrow_model::kernel::KernelConfig;
 use harrow_model::platform::Platform;
-use harrow_model::sim::{EnvAction, Shared, SimConfig, SimOs, clock_thread};
+use harrow_model::sim::{EnvAction, Seat, Shared, SimConfig, SimOs, clock_thread};
 use harrow_model::supervisor::{
     NurseryPhase, SpawnSpec, Supervisor, SupervisorConfig, TeardownCause, TeardownReport,
 };
@@ -43,6 +43,7 @@ pub fn execute<P: Platform>(sc: &Scenario) -> Outcome {
         kernel: KERNEL,
         flaws: sc.flaws,
         timeouts: sc.timeouts,
+        parent_death_signal: sc.parent_death_signal,
         max_trace: 400,
     };
     let shared = Shared::<P>::new(config);
@@ -53,7 +54,7 @@ pub fn execute<P: Platform>(sc: &Scenario) -> Outcome {
     };
     shared.with(|w| w.env_pending = env_actions(sc));
     let root = root_body::<P>(shared.clone(), factory, sc);
-    let root_dead = shared.read(|w| !w.alive(w.kernel.root()));
+    let root_dead = shared.read(|w| !w.runs(w.root));
     if root_dead {
         // Orphans must end by themselves: waiting here for them is a hang if they do not.
         shared.wait_for(|w| (w.live_threads == 0).then_some(()));
@@ -104,10 +105,14 @@ fn root_body<P: Platform>(
     sc: &Scenario,
 ) -> RootResult {
     let (root, thread) = shared.with(|w| {
-        let root = w.kernel.root();
+        let root = w.root;
         (
             root,
-            w.kernel.threads(root).ok().and_then(|t| t.first().copied()),
+            w.kernel
+                .threads(root.pid)
+                .ok()
+                .and_then(|t| t.first().copied())
+                .filter(|_| w.runs(root)),
         )
     });
     let Some(thread) = thread else {
@@ -116,7 +121,7 @@ fn root_body<P: Platform>(
             ..RootResult::default()
         };
     };
-    let os = SimOs::<P, ScriptFactory>::new(shared.clone(), factory, root, thread, true);
+    let os = SimOs::<P, ScriptFactory>::new(shared.clone(), factory, root, thread, Seat::Root);
     let config = SupervisorConfig {
         timeouts: sc.timeouts,
         flaws: sc.flaws,

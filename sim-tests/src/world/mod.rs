@@ -441,8 +441,40 @@ impl<'s> World<'s> {
                 for kid in &mut self.st.kids {
                     kid.parent_died();
                 }
+                for i in 0..self.st.kids.len() {
+                    self.dies_with_the_root(i);
+                }
             }
         }
+    }
+
+    /// What the root's death does to child `i` at once: a thread dies with the process it
+    /// runs in; a process dies of its parent-death signal, or leaves in its prelude when the
+    /// parent re-check finds the root gone (if the scenario's preludes arm that signal).
+    fn dies_with_the_root(&mut self, i: usize) {
+        let kid = &self.st.kids[i];
+        if kid.proc != Proc::Running || (kid.is_process() && !self.sc.parent_death_signal) {
+            return;
+        }
+        // A wedged child (F3) is stuck past its prelude, so its signal is armed.
+        let (status, why) = if kid.is_process() && !kid.booted && !kid.wedged {
+            (
+                harrow_model::ExitStatus::Exited(harrow_model::sim::PARENT_GONE_EXIT),
+                "its prelude finds the root gone",
+            )
+        } else if kid.is_process() {
+            (
+                harrow_model::ExitStatus::Signaled(9),
+                "its parent-death signal kills it",
+            )
+        } else {
+            (
+                harrow_model::ExitStatus::Signaled(9),
+                "its thread dies with the root's process",
+            )
+        };
+        self.note(&kid_name(i), || why.into());
+        self.exit_kid(i, status);
     }
 
     /// Drains the supervisor: executes its commands, records its events.
