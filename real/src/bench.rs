@@ -99,9 +99,19 @@ const WARM_UP: usize = 5;
 /// fails is reported as not measured (`None`), harrow going on alone.
 fn paired(
     rounds: usize,
+    harrow: impl FnMut() -> Result<Duration, Error>,
+    baseline: impl FnMut() -> Result<Duration, SysError>,
+) -> Result<(Duration, Option<Duration>), Error> {
+    let (mut ours, theirs) = paired_samples(rounds, harrow, baseline)?;
+    Ok((median(&mut ours), theirs.map(|mut s| median(&mut s))))
+}
+
+/// [`paired`]'s samples, unsorted: harrow's, and the baseline's unless it failed.
+fn paired_samples(
+    rounds: usize,
     mut harrow: impl FnMut() -> Result<Duration, Error>,
     mut baseline: impl FnMut() -> Result<Duration, SysError>,
-) -> Result<(Duration, Option<Duration>), Error> {
+) -> Result<(Vec<Duration>, Option<Vec<Duration>>), Error> {
     let mut ours = Vec::with_capacity(rounds);
     let mut theirs = Some(Vec::with_capacity(rounds));
     for i in 0..WARM_UP + rounds {
@@ -120,7 +130,7 @@ fn paired(
             _ => {}
         }
     }
-    Ok((median(&mut ours), theirs.map(|mut s| median(&mut s))))
+    Ok((ours, theirs))
 }
 
 /// Spawn-to-handshake rounds with `method`, each child stopped after its (untimed) round,
@@ -149,33 +159,54 @@ fn spawn_to_handshake(
     measured
 }
 
-/// Request/reply round trips to one Fork child against 1-byte socketpair ping-pongs.
+/// Sessions of the request/reply figure: each a fresh harrow child and a fresh echo child.
+/// A round trip costs about twice as much when the two ends run on different CPUs (each
+/// wake-up crosses to the other, perhaps idle, CPU) as on one, and where the scheduler puts
+/// a child is chance; pooling several pairs of children keeps one unlucky placement from
+/// deciding the ratio.
+const SESSIONS: usize = 8;
+
+/// Request/reply round trips to Fork children against 1-byte socketpair ping-pongs.
 fn request_reply(rounds: usize) -> Result<(Duration, Option<Duration>), Error> {
-    let mut n = Nursery::open_with(config(SpawnMethod::Fork))?;
-    let c = n.spawn("echo", "bench-echo")?;
-    let mut ping = PingPong::start(SocketKind::Stream).ok();
-    for i in 0..1000u64 {
-        let _: u64 = n.request(c, &i)?;
-    }
-    let mut i = 0u64;
-    let measured = paired(
-        rounds,
-        || {
-            i += 1;
-            let t = Instant::now();
+    let per_session = rounds.div_ceil(SESSIONS);
+    let mut ours = Vec::with_capacity(rounds);
+    let mut theirs = Some(Vec::with_capacity(rounds));
+    for _ in 0..SESSIONS {
+        let mut n = Nursery::open_with(config(SpawnMethod::Fork))?;
+        let c = n.spawn("echo", "bench-echo")?;
+        let mut ping = PingPong::start(SocketKind::Stream).ok();
+        for i in 0..100u64 {
             let _: u64 = n.request(c, &i)?;
-            Ok(t.elapsed())
-        },
-        || match ping.as_mut() {
-            Some(p) => p.round(),
-            None => Err(SysError::os(crate::sys::Op::Fork, libc::EAGAIN)),
-        },
-    );
-    if let Some(p) = ping {
-        let _ = p.finish();
+        }
+        let mut i = 0u64;
+        let measured = paired_samples(
+            per_session,
+            || {
+                i += 1;
+                let t = Instant::now();
+                let _: u64 = n.request(c, &i)?;
+                Ok(t.elapsed())
+            },
+            || match ping.as_mut() {
+                Some(p) => p.round(),
+                None => Err(SysError::os(crate::sys::Op::Fork, libc::EAGAIN)),
+            },
+        );
+        if let Some(p) = ping {
+            let _ = p.finish();
+        }
+        n.teardown();
+        let (h, b) = measured?;
+        ours.extend(h);
+        theirs = match (theirs, b) {
+            (Some(mut all), Some(b)) => {
+                all.extend(b);
+                Some(all)
+            }
+            _ => None,
+        };
     }
-    n.teardown();
-    measured
+    Ok((median(&mut ours), theirs.map(|mut s| median(&mut s))))
 }
 
 /// One full cycle: 25 children spawned side by side, one request each, graceful teardown.
