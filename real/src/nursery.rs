@@ -106,7 +106,8 @@ pub struct Nursery {
     method: SpawnMethod,
     replies: BTreeMap<(ChildId, RequestId), Result<Vec<u8>, RemoteError>>,
     /// Requests whose caller stopped waiting: their replies are dropped on arrival. Bounded
-    /// by the protocol's `max_in_flight` per child, as every one is still in flight.
+    /// by the protocol's `max_in_flight` per live child (those of finished children are
+    /// forgotten at the next time-out).
     abandoned: BTreeSet<(ChildId, RequestId)>,
     results: BTreeMap<ChildId, Result<Vec<u8>, RemoteError>>,
     failures: VecDeque<ChildError>,
@@ -242,6 +243,14 @@ impl Nursery {
             n.replies.contains_key(&key) || n.lifecycle_done(child.0)
         })?;
         if !answered {
+            // Children that are over will answer nothing more: forget what they owed.
+            let over: Vec<ChildId> = self
+                .abandoned
+                .iter()
+                .map(|&(c, _)| c)
+                .filter(|&c| self.phase_of(c).is_none_or(|p| p == Phase::Done))
+                .collect();
+            self.abandoned.retain(|(c, _)| !over.contains(c));
             self.abandoned.insert(key);
             return Err(Error::TimedOut {
                 waited: timeout.unwrap_or_default(),
