@@ -207,9 +207,7 @@ impl Nursery {
         child: Child,
         req: &Req,
     ) -> Result<Resp, Error> {
-        let payload = encode(req).map_err(Error::Payload)?;
-        let reply = self.exchange(child, payload, None)?;
-        decode(&reply).map_err(Error::Payload)
+        self.typed_exchange(child, req, None)
     }
 
     /// Sends a typed request and waits at most `timeout` for the typed reply; see
@@ -220,14 +218,23 @@ impl Nursery {
         req: &Req,
         timeout: Duration,
     ) -> Result<Resp, Error> {
-        let payload = encode(req).map_err(Error::Payload)?;
-        let reply = self.exchange(child, payload, Some(timeout))?;
-        decode(&reply).map_err(Error::Payload)
+        self.typed_exchange(child, req, Some(timeout))
     }
 
     /// Sends raw request bytes and waits for the raw reply bytes.
     pub fn request_bytes(&mut self, child: Child, payload: Vec<u8>) -> Result<Vec<u8>, Error> {
         self.exchange(child, payload, None)
+    }
+
+    fn typed_exchange<Req: Serialize, Resp: DeserializeOwned>(
+        &mut self,
+        child: Child,
+        req: &Req,
+        timeout: Option<Duration>,
+    ) -> Result<Resp, Error> {
+        let payload = encode(req).map_err(Error::Payload)?;
+        let reply = self.exchange(child, payload, timeout)?;
+        decode(&reply).map_err(Error::Payload)
     }
 
     fn exchange(
