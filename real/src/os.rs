@@ -331,6 +331,10 @@ impl Os for RealOs {
             return;
         };
         let Some(fd) = c.channel.as_ref() else { return };
+        if c.eof_reported {
+            // Nobody reads this channel any more (and it is no longer watched for room).
+            return;
+        }
         if !c.outbox.is_empty() {
             // Behind earlier bytes: keep the order.
             c.outbox.extend_from_slice(frame);
