@@ -3,7 +3,7 @@
 mod lifecycle;
 mod report;
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
@@ -185,6 +185,10 @@ pub(crate) struct ChildRecord {
 pub struct Supervisor {
     pub(crate) config: SupervisorConfig,
     pub(crate) children: Vec<ChildRecord>,
+    /// The children a turn must look at: those not finished, and any with a deadline armed.
+    /// An index over `children`, updated after every step, so that a long-lived nursery's
+    /// turns cost what its live children cost, not what its history does.
+    attended: BTreeSet<ChildId>,
     pub(crate) registry: BTreeMap<String, ChildId>,
     pub(crate) phase: NurseryPhase,
     pub(crate) cause: Option<TeardownCause>,
@@ -205,6 +209,7 @@ impl Supervisor {
         Ok(Supervisor {
             config,
             children: Vec::new(),
+            attended: BTreeSet::new(),
             registry: BTreeMap::new(),
             phase: NurseryPhase::Open,
             cause: None,
@@ -267,6 +272,7 @@ impl Supervisor {
             stop_started_at: None,
             finished_at: None,
         });
+        self.attended.insert(child);
         self.commands.push_back(Command::Launch {
             child,
             actor: spec.actor,
@@ -384,11 +390,10 @@ impl Supervisor {
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.advance(now);
         let due: Vec<ChildId> = self
-            .children
+            .attended
             .iter()
-            .enumerate()
-            .filter(|(_, c)| c.life.deadline.is_some_and(|d| d <= self.now))
-            .map(|(i, _)| ChildId(i as u32))
+            .copied()
+            .filter(|c| self.life_of(*c).deadline.is_some_and(|d| d <= self.now))
             .collect();
         for child in due {
             // A due deadline is valid in every phase that arms one; a refusal would be a
@@ -410,7 +415,15 @@ impl Supervisor {
 
     /// The earliest deadline, if any wait is bounded right now.
     pub fn poll_deadline(&self) -> Option<Timestamp> {
-        self.children.iter().filter_map(|c| c.life.deadline).min()
+        self.attended
+            .iter()
+            .filter_map(|c| self.life_of(*c).deadline)
+            .min()
+    }
+
+    /// The lifecycle of a child this supervisor spawned.
+    fn life_of(&self, child: ChildId) -> &Lifecycle {
+        &self.children[child.0 as usize].life
     }
 
     /// The live child registered under `name`; never a child known to be dead.
@@ -599,6 +612,11 @@ impl Supervisor {
         if rec.life.is_finished() && rec.finished_at.is_none() {
             rec.finished_at = Some(now);
         }
+        if rec.life.is_finished() && rec.life.deadline.is_none() {
+            self.attended.remove(&child);
+        } else {
+            self.attended.insert(child);
+        }
         let failed = self.errors.iter().any(|e| e.child == child);
         if failed && self.cause.is_none_or(|c| !c.is_error()) {
             self.teardown(TeardownCause::ChildFailed(child));
@@ -626,8 +644,10 @@ impl Supervisor {
             self.cancel_next_serially();
         } else {
             // Every cancel goes out in this one step, at one `now`: one shared deadline.
-            for i in 0..self.children.len() {
-                self.cancel_for_teardown(ChildId(i as u32), cause);
+            // A finished child wants none, so only the attended ones are asked.
+            let attended: Vec<ChildId> = self.attended.iter().copied().collect();
+            for child in attended {
+                self.cancel_for_teardown(child, cause);
             }
         }
         self.close_if_done();
@@ -665,9 +685,10 @@ impl Supervisor {
     /// bound runs from the moment the last result is in (at once when none is awaited).
     fn start_teardown_clock(&mut self) {
         let cause = self.cause.expect("tearing down has a cause");
+        // A child that is not attended is Done.
         let joining = !cause.is_error()
-            && self.children.iter().any(|c| {
-                let l = &c.life;
+            && self.attended.iter().any(|c| {
+                let l = self.life_of(*c);
                 l.role == Role::RunToResult
                     && !l.result_delivered
                     && !l.is_stopping()
@@ -680,7 +701,7 @@ impl Supervisor {
 
     fn close_if_done(&mut self) {
         if self.phase == NurseryPhase::TearingDown
-            && self.children.iter().all(|c| c.life.is_finished())
+            && self.attended.iter().all(|c| self.life_of(*c).is_finished())
         {
             self.phase = NurseryPhase::Closed;
             let report = report::build(self);
@@ -693,6 +714,17 @@ impl Supervisor {
         if !cfg!(debug_assertions) || self.violation.is_some() {
             return;
         }
+        let attended: BTreeSet<ChildId> = (0..self.children.len() as u32)
+            .map(ChildId)
+            .filter(|c| {
+                let l = self.life_of(*c);
+                !l.is_finished() || l.deadline.is_some()
+            })
+            .collect();
+        assert_eq!(
+            self.attended, attended,
+            "the attended-children index is out of step"
+        );
         if let Err(v) = invariant::check_supervisor(self) {
             assert!(
                 !self.config.flaws.is_none(),
