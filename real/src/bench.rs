@@ -160,10 +160,10 @@ fn spawn_to_handshake(
 }
 
 /// Sessions of the request/reply figure: each a fresh harrow child and a fresh echo child.
-/// A round trip costs about twice as much when the two ends run on different CPUs (each
-/// wake-up crosses to the other, perhaps idle, CPU) as on one, and where the scheduler puts
-/// a child is chance; pooling several pairs of children keeps one unlucky placement from
-/// deciding the ratio.
+/// A round trip costs two to three times as much when the two ends run on different CPUs
+/// (each wake-up crosses to the other, perhaps idle, CPU) as on one. Where the scheduler puts
+/// a child follows the order the two are forked in (the first tends to take the idle CPU),
+/// so the sessions alternate that order, and their samples are pooled.
 const SESSIONS: usize = 8;
 
 /// Request/reply round trips to Fork children against 1-byte socketpair ping-pongs.
@@ -171,10 +171,17 @@ fn request_reply(rounds: usize) -> Result<(Duration, Option<Duration>), Error> {
     let per_session = rounds.div_ceil(SESSIONS);
     let mut ours = Vec::with_capacity(rounds);
     let mut theirs = Some(Vec::with_capacity(rounds));
-    for _ in 0..SESSIONS {
+    for session in 0..SESSIONS {
+        // Which child is forked first decides which CPU each tends to land on: alternate.
+        let mut ping = None;
+        if session % 2 == 1 {
+            ping = PingPong::start(SocketKind::Stream).ok();
+        }
         let mut n = Nursery::open_with(config(SpawnMethod::Fork))?;
         let c = n.spawn("echo", "bench-echo")?;
-        let mut ping = PingPong::start(SocketKind::Stream).ok();
+        if session % 2 == 0 {
+            ping = PingPong::start(SocketKind::Stream).ok();
+        }
         for i in 0..100u64 {
             let _: u64 = n.request(c, &i)?;
         }
