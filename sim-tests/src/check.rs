@@ -132,7 +132,11 @@ pub fn run_one(
             let s = explicit::search(sc, explicit::MAX_STATES);
             let cx = s.counterexample.map(|c| {
                 let problems: Vec<String> = c.problems.iter().map(|p| p.to_string()).collect();
-                format!("{}\n{}", problems.join("\n"), numbered(&c.trace))
+                format!(
+                    "{}\n{}",
+                    problems.join("\n"),
+                    crate::run::numbered(&c.trace)
+                )
             });
             let cx = if s.truncated && cx.is_none() {
                 Some(format!(
@@ -156,14 +160,6 @@ fn summarize(run: EngineRun) -> (u64, f64, Option<String>) {
         format!("{}\n{}{schedule}", f.problems.join("\n"), f.trace)
     });
     (run.explored, run.seconds, cx)
-}
-
-fn numbered(trace: &[String]) -> String {
-    trace
-        .iter()
-        .enumerate()
-        .map(|(i, l)| format!("{:>4}. {l}\n", i + 1))
-        .collect()
 }
 
 /// The checks the options select, in table order, without running them.

@@ -372,14 +372,6 @@ fn compact(schedule: &str) -> String {
     schedule.chars().filter(|c| !c.is_whitespace()).collect()
 }
 
-fn numbered(trace: &[String]) -> String {
-    trace
-        .iter()
-        .enumerate()
-        .map(|(i, l)| format!("{:>4}. {l}\n", i + 1))
-        .collect()
-}
-
 /// Replays the pure world's choices, then runs on (first enabled choice) to the end.
 fn replay_choices(sc: &Scenario, choices: &[Choice]) -> Replayed {
     let stale = |why: String| Replayed {
@@ -416,7 +408,7 @@ fn replay_choices(sc: &Scenario, choices: &[Choice]) -> Replayed {
                 Verdict::Reproduced
             },
             problems: r.problems.iter().map(|p| p.to_string()).collect(),
-            trace: numbered(&r.trace),
+            trace: crate::run::numbered(&r.trace),
         },
         Err(payload) => Replayed {
             verdict: Verdict::Reproduced,

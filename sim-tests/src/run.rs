@@ -90,6 +90,15 @@ impl RunReport {
     }
 }
 
+/// A trace as numbered steps, one per line, for a counterexample.
+pub fn numbered(trace: &[String]) -> String {
+    trace
+        .iter()
+        .enumerate()
+        .map(|(i, l)| format!("{:>4}. {l}\n", i + 1))
+        .collect()
+}
+
 /// Runs the scenario taking the first enabled choice each time, with a trace.
 pub fn deterministic(sc: &Scenario) -> RunReport {
     run(World::traced(sc), |_| 0)

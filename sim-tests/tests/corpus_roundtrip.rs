@@ -13,6 +13,21 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     dir
 }
 
+/// Replays the entry at `path` (then removes `dir`), asserting it reproduces its failure.
+fn replay_reproduces(path: &std::path::Path, dir: &std::path::Path) -> corpus::Replayed {
+    let r = corpus::replay_file(path);
+    let _ = std::fs::remove_dir_all(dir);
+    assert!(r.result.is_ok(), "{}", corpus::describe(&r));
+    let replayed = r.replayed.clone().expect("replayed");
+    assert_eq!(
+        replayed.verdict,
+        Verdict::Reproduced,
+        "{}",
+        corpus::describe(&r)
+    );
+    replayed
+}
+
 #[test]
 fn a_shuttle_failure_round_trips_through_a_corpus_file() {
     let case = flaws::case_for(Flaw::NoEscalation);
@@ -42,16 +57,7 @@ fn a_shuttle_failure_round_trips_through_a_corpus_file() {
         "the entry holds shuttle's persisted schedule"
     );
 
-    let r = corpus::replay_file(&path);
-    let _ = std::fs::remove_dir_all(&dir);
-    let replayed = r.replayed.as_ref().expect("replayed");
-    assert_eq!(
-        replayed.verdict,
-        Verdict::Reproduced,
-        "{}",
-        corpus::describe(&r)
-    );
-    assert!(r.result.is_ok(), "{}", corpus::describe(&r));
+    let replayed = replay_reproduces(&path, &dir);
     assert_eq!(
         replayed.problems, failure.problems,
         "the same failure comes back"
@@ -84,16 +90,7 @@ fn an_explicit_counterexample_round_trips_through_a_corpus_file() {
     let loaded = corpus::load(&path).expect("reads back");
     assert_eq!(loaded, entry);
     assert_eq!(loaded.schedule, Schedule::Choices(cx.schedule.clone()));
-    let r = corpus::replay_file(&path);
-    let _ = std::fs::remove_dir_all(&dir);
-    let replayed = r.replayed.as_ref().expect("replayed");
-    assert_eq!(
-        replayed.verdict,
-        Verdict::Reproduced,
-        "{}",
-        corpus::describe(&r)
-    );
-    assert!(r.result.is_ok(), "{}", corpus::describe(&r));
+    let replayed = replay_reproduces(&path, &dir);
     let Expect::Found(key) = &loaded.expect else {
         panic!("a found entry")
     };

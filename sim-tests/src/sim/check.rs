@@ -134,11 +134,7 @@ impl Outcome {
 
     /// The trace as numbered steps, for a counterexample.
     pub fn numbered_trace(&self) -> String {
-        self.trace
-            .iter()
-            .enumerate()
-            .map(|(i, l)| format!("{:>4}. {l}\n", i + 1))
-            .collect()
+        crate::run::numbered(&self.trace)
     }
 }
 
