@@ -6,6 +6,7 @@
 //! the [`Os`] reports back in. The only thing left to get wrong here is ordering, which is
 //! exactly what the model checkers explore.
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -56,12 +57,32 @@ pub trait Os {
     /// Reaps an exited child (joins a thread child) and returns how it ended.
     fn reap(&mut self, child: ChildId) -> ExitStatus;
     /// Blocks until at least one event or `deadline`, appending what happened to `out`.
-    fn wait(&mut self, deadline: Option<Timestamp>, out: &mut Vec<OsEvent>);
-    /// Called at the top of every loop turn; a hook for the simulator's flaw switches.
-    fn turn_begins(&mut self) {}
-    /// Whether this process is still alive (always, on Linux: a killed process runs nothing).
-    fn alive(&mut self) -> bool {
-        true
+    ///
+    /// `Err` when no wait is possible any more and the loop must stop: on Linux, the wait
+    /// itself failed for a reason other than an interruption (a loop that went on would
+    /// spin); in the simulator, a killed process's thread learns here that it is dead.
+    fn wait(
+        &mut self,
+        deadline: Option<Timestamp>,
+        out: &mut Vec<OsEvent>,
+    ) -> Result<(), WaitError>;
+}
+
+/// Why [`Os::wait`] cannot wait any more.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WaitError {
+    /// This process was killed (only the simulator, where a process is a thread, sees this).
+    Killed,
+    /// The system's wait call failed; the text says what the system said.
+    Failed(String),
+}
+
+impl fmt::Display for WaitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaitError::Killed => f.write_str("this process was killed"),
+            WaitError::Failed(why) => write!(f, "the event loop cannot wait: {why}"),
+        }
     }
 }
 
@@ -69,14 +90,14 @@ pub trait Os {
 pub const MAX_TURNS: u64 = 1_000_000;
 
 /// Why a driver loop stopped before its condition held.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DriveError {
     /// The nursery closed first; the awaited thing will never happen.
     NurseryClosed,
     /// The loop turned [`MAX_TURNS`] times: a livelock.
     TurnBound,
-    /// This process was killed (only the simulator can observe its own death).
-    Killed,
+    /// The operating system could not wait any more.
+    Wait(WaitError),
 }
 
 impl fmt::Display for DriveError {
@@ -87,7 +108,7 @@ impl fmt::Display for DriveError {
                 f,
                 "the event loop turned {MAX_TURNS} times without progress"
             ),
-            DriveError::Killed => f.write_str("this process was killed"),
+            DriveError::Wait(e) => e.fmt(f),
         }
     }
 }
@@ -177,10 +198,7 @@ impl<O: Os> Driver<O> {
             if self.sup.is_closed() {
                 return Err(DriveError::NurseryClosed);
             }
-            if !self.os.alive() {
-                return Err(DriveError::Killed);
-            }
-            self.turn();
+            self.turn()?;
         }
         Err(DriveError::TurnBound)
     }
@@ -191,38 +209,38 @@ impl<O: Os> Driver<O> {
             if self.sup.is_closed() {
                 return Ok(());
             }
-            if !self.os.alive() {
-                return Err(DriveError::Killed);
-            }
-            self.turn();
+            self.turn()?;
         }
         Err(DriveError::TurnBound)
     }
 
     /// One loop turn: wait for the operating system, feed what happened, execute commands.
-    pub fn turn(&mut self) {
-        self.turn_until(None);
+    pub fn turn(&mut self) -> Result<(), DriveError> {
+        self.turn_until(None)
     }
 
     /// [`Driver::turn`], but the wait also ends at `until` (a caller's own deadline, such as
     /// a request's), whichever of it and the protocol's next deadline comes first.
-    pub fn turn_until(&mut self, until: Option<Timestamp>) {
-        self.os.turn_begins();
+    ///
+    /// What happened before a failed wait is still fed to the protocol.
+    pub fn turn_until(&mut self, until: Option<Timestamp>) -> Result<(), DriveError> {
         let deadline = match (self.sup.poll_deadline(), until) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         let mut happened = core::mem::take(&mut self.scratch);
-        self.os.wait(deadline, &mut happened);
+        let waited = self.os.wait(deadline, &mut happened);
         for ev in happened.drain(..) {
             self.feed(ev);
         }
         self.scratch = happened;
+        waited.map_err(DriveError::Wait)?;
         let now = self.os.now();
         if self.sup.poll_deadline().is_some_and(|d| d <= now) {
             self.sup.handle_timeout(now);
         }
         self.execute();
+        Ok(())
     }
 
     fn feed(&mut self, ev: OsEvent) {
@@ -337,7 +355,11 @@ pub trait ChildOs {
     fn send(&mut self, frame: &[u8]);
     /// Blocks until at least one event, appending them to `out`.
     fn wait(&mut self, out: &mut Vec<ChildEvent>);
-    /// Whether this process is still alive (always, on Linux: a killed process runs nothing).
+    /// Whether this process may go on after its actor's code returned.
+    ///
+    /// On Linux, always: a killed process runs no code, so nothing runs to ask. The
+    /// simulator runs a process as a thread, which must be told that its process was killed
+    /// while it ran the actor, so as not to act for a dead process.
     fn alive(&mut self) -> bool;
 }
 
@@ -355,6 +377,25 @@ pub trait Actor {
     }
     /// Tears the actor's own nursery down, blocking until it has closed.
     fn teardown_subtree(&mut self) {}
+}
+
+/// A boxed actor is an actor: registries hold them as `Box<dyn Actor + Send>`.
+impl<A: Actor + ?Sized> Actor for Box<A> {
+    fn start(&mut self, name: &str) -> Result<(), RemoteError> {
+        (**self).start(name)
+    }
+    fn main(&mut self) -> Result<Vec<u8>, RemoteError> {
+        (**self).main()
+    }
+    fn handle(&mut self, id: RequestId, payload: Vec<u8>) -> Result<Vec<u8>, RemoteError> {
+        (**self).handle(id, payload)
+    }
+    fn supervises(&self) -> bool {
+        (**self).supervises()
+    }
+    fn teardown_subtree(&mut self) {
+        (**self).teardown_subtree()
+    }
 }
 
 /// How a child's event loop ended.

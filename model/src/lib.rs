@@ -26,11 +26,11 @@ pub mod error;
 pub mod flaw;
 pub mod id;
 pub mod invariant;
-pub mod kernel;
+
 pub mod method;
-pub mod platform;
+
 pub mod policy;
-pub mod sim;
+
 pub mod supervisor;
 pub mod time;
 pub mod wire;

@@ -21,30 +21,62 @@
 //!
 //! - [`Registry`] and [`init`]: actors by name, the same in every process.
 //! - [`Nursery`]: spawn, request, cancel, tear down with a [`TeardownReport`].
-//! - [`forkserver`]: the single-threaded fork-server process behind `ForkServer`.
-//! - [`sys`]: the system layer; the only module with `unsafe`.
-//! - [`bench_baseline`]: the raw costs harrow's own figures are compared against.
 
 #![deny(unsafe_code)]
 
 mod actor;
-pub mod bench;
-pub mod bench_baseline;
+// `child` and `os` have items that only `internals` re-exports.
+#[cfg_attr(not(feature = "internals"), allow(unreachable_pub))]
 mod child;
+#[cfg(feature = "internals")]
 pub mod forkserver;
+#[cfg(not(feature = "internals"))]
+#[allow(unreachable_pub, dead_code, unused_imports)]
+mod forkserver;
 mod nursery;
+#[cfg_attr(not(feature = "internals"), allow(unreachable_pub, dead_code))]
 mod os;
-pub mod scenarios;
+// The system layer: the only module with `unsafe`. Public only to harrow's own tools.
+#[cfg(feature = "internals")]
 #[allow(unsafe_code)]
 pub mod sys;
+#[cfg(not(feature = "internals"))]
+#[allow(unsafe_code, unreachable_pub, dead_code, unused_imports)]
+mod sys;
 
 pub use actor::{Registry, decode, encode};
-pub use child::{UNKNOWN_ACTOR_EXIT, run_actor};
 pub use harrow_model::supervisor::{ChildSummary, Outcome, TeardownCause, TeardownReport};
 pub use harrow_model::wire::{RemoteError, RemoteErrorKind, Role};
 pub use harrow_model::{ChildError, ChildErrorKind, ExitStatus, SpawnMethod, Timeouts};
 pub use nursery::{Child, Error, Nursery, NurseryConfig};
-pub use os::RealOs;
+
+use child::run_actor;
+
+/// Not part of the API: what harrow's own smoke scenarios, benchmarks and tests reach into.
+///
+/// Present only with the non-default `internals` feature, which the `harrow` command turns
+/// on and a program built on this crate never needs; nothing here is stable.
+#[cfg(feature = "internals")]
+pub mod internals {
+    pub use crate::child::{UNKNOWN_ACTOR_EXIT, run_actor};
+    pub use crate::os::RealOs;
+
+    /// The role of a re-executed child that exits 0 as soon as `init` sees it: the raw cost
+    /// of re-executing this program, the baseline of `Exec`.
+    pub const ROLE_START_ONLY: &str = crate::ROLE_START_ONLY;
+
+    /// Makes the nursery fork its children without the descriptor scrub, for the smoke
+    /// scenario that shows the lost-EOF bug the scrub prevents.
+    pub fn without_fd_scrub(nursery: &mut crate::Nursery) {
+        nursery.os_mut().without_fd_scrub_for_the_lost_eof_demo();
+    }
+
+    /// Replies held for no caller plus requests whose caller gave up and whose reply has not
+    /// come yet: zero whenever every answer has been claimed or dropped.
+    pub fn unclaimed_replies(nursery: &crate::Nursery) -> usize {
+        nursery.unclaimed_replies()
+    }
+}
 
 /// The role of a re-executed child that runs an actor.
 pub(crate) const ROLE_ACTOR: &str = "actor";

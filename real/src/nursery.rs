@@ -143,7 +143,8 @@ impl Nursery {
     }
 
     /// The operating system underneath, for the smoke scenarios that need to reach into it.
-    pub fn os_mut(&mut self) -> &mut RealOs {
+    #[cfg(feature = "internals")]
+    pub(crate) fn os_mut(&mut self) -> &mut RealOs {
         &mut self.driver.os
     }
 
@@ -309,6 +310,7 @@ impl Nursery {
 
     /// Replies held for no caller plus requests whose caller gave up and whose reply has not
     /// come yet: zero whenever every answer has been claimed or dropped.
+    #[cfg(feature = "internals")]
     pub(crate) fn unclaimed_replies(&self) -> usize {
         self.replies.len() + self.abandoned.len()
     }
@@ -397,7 +399,7 @@ impl Nursery {
             if deadline.is_some_and(|d| self.driver.os.now() >= d) {
                 return Ok(false);
             }
-            self.driver.turn_until(deadline);
+            self.driver.turn_until(deadline)?;
         }
     }
 

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use harrow_model::driver::{Os, OsEvent};
+use harrow_model::driver::{Os, OsEvent, WaitError};
 use harrow_model::{ChildId, ExitStatus, Situation, SpawnMethod, Timestamp};
 
 use crate::actor;
@@ -432,11 +432,19 @@ impl Os for RealOs {
         status
     }
 
-    fn wait(&mut self, deadline: Option<Timestamp>, out: &mut Vec<OsEvent>) {
+    fn wait(
+        &mut self,
+        deadline: Option<Timestamp>,
+        out: &mut Vec<OsEvent>,
+    ) -> Result<(), WaitError> {
         let now = self.now();
         self.ready.clear();
         let mut ready = std::mem::take(&mut self.ready);
-        let _ = self.poller.wait_until_timestamp(deadline, now, &mut ready);
+        // Interruptions are retried inside; any other failure would repeat on every turn.
+        if let Err(e) = self.poller.wait_until_timestamp(deadline, now, &mut ready) {
+            self.ready = ready;
+            return Err(WaitError::Failed(e.to_string()));
+        }
         for r in &ready {
             match r.token {
                 WAKE => self.take_wakeups(out),
@@ -479,6 +487,7 @@ impl Os for RealOs {
         if out.is_empty() && deadline.is_some_and(|d| d <= self.now()) {
             out.push(OsEvent::Deadline);
         }
+        Ok(())
     }
 }
 

@@ -338,7 +338,7 @@ impl Entry {
             (Verdict::Stale(why), _) => Err(format!(
                 "STALE corpus entry {at}: its schedule no longer fits the code ({why}).\n  \
                  Re-minimise it on the current code:\n    \
-                 cargo run --release -p harrow-sim-tests --bin harrow -- corpus add --engine {e} \
+                 cargo run --release -p harrow -- corpus add --engine {e} \
                  --from {at} --replace\n  \
                  (seeded entries: `harrow corpus seed` regenerates them all), or retire it: once \
                  its failure is pinned as a literal scenario test, delete the file.",

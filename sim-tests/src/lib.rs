@@ -7,12 +7,15 @@
 //! - [`generate`]: proptest strategies over scenarios, and how a generated one runs.
 //! - [`corpus`]: the regression corpus: entries, replay, and how entries are made.
 
+extern crate alloc;
+
 pub mod check;
 pub mod corpus;
 pub mod engine;
 pub mod explicit;
 pub mod flaws;
 pub mod generate;
+pub mod kernel;
 pub mod platform;
 pub mod run;
 pub mod scenario;

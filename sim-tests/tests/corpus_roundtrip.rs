@@ -3,9 +3,9 @@
 //! `check_replay_roundtrip_file`, written against the persisted file).
 
 use harrow_model::{Flaw, Flaws};
-use harrow_sim_tests::corpus::{self, Entry, Expect, Kind, Schedule, Verdict};
-use harrow_sim_tests::engine::{self, ShuttleBudget};
-use harrow_sim_tests::{explicit, flaws};
+use harrow_sim::corpus::{self, Entry, Expect, Kind, Schedule, Verdict};
+use harrow_sim::engine::{self, ShuttleBudget};
+use harrow_sim::{explicit, flaws};
 
 fn tempdir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("harrow-rt-{name}-{}", std::process::id()));
@@ -67,7 +67,7 @@ fn a_shuttle_failure_round_trips_through_a_corpus_file() {
 
     // The same schedule with the flaw off does not show F9: the replay is of the code.
     let off = Entry {
-        scenario: harrow_sim_tests::scenario::Scenario {
+        scenario: harrow_sim::scenario::Scenario {
             flaws: Flaws::NONE,
             ..entry.scenario.clone()
         },

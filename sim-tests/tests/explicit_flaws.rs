@@ -2,9 +2,9 @@
 //! counterexample, and covers every state of the same scenario with the flaw off.
 
 use harrow_model::Flaw;
-use harrow_sim_tests::check::assert_flaw_pair;
-use harrow_sim_tests::engine::ShuttleBudget;
-use harrow_sim_tests::flaws::{self, Engine};
+use harrow_sim::check::assert_flaw_pair;
+use harrow_sim::engine::ShuttleBudget;
+use harrow_sim::flaws::{self, Engine};
 
 #[test]
 fn explicit_finds_every_flaw_named_for_it() {
@@ -26,11 +26,11 @@ fn explicit_finds_every_flaw_named_for_it() {
 fn explicit_counterexamples_replay_to_the_same_failure() {
     for flaw in [Flaw::NoEscalation, Flaw::NoFdScrub, Flaw::KillAndReapByPid] {
         let case = flaws::case_for(flaw);
-        let search = harrow_sim_tests::explicit::search(&case.scenario, 100_000);
+        let search = harrow_sim::explicit::search(&case.scenario, 100_000);
         let cx = search
             .counterexample
             .unwrap_or_else(|| panic!("{flaw} is found"));
-        let replayed = harrow_sim_tests::run::replay(&case.scenario, &cx.schedule)
+        let replayed = harrow_sim::run::replay(&case.scenario, &cx.schedule)
             .unwrap_or_else(|| panic!("{flaw}'s schedule fits its scenario"));
         assert!(
             !replayed.holds(),

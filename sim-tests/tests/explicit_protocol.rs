@@ -3,8 +3,8 @@
 //! change to the state space shows up as a changed number in review.
 
 use harrow_model::SpawnMethod;
-use harrow_sim_tests::explicit;
-use harrow_sim_tests::scenario::{self, Behaviour, ChildPlan, Ending, Scenario};
+use harrow_sim::explicit;
+use harrow_sim::scenario::{self, Behaviour, ChildPlan, Ending, Scenario};
 
 fn search_all(scenarios: &[Scenario]) -> String {
     let mut table = String::new();

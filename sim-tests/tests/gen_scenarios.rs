@@ -1,4 +1,4 @@
-//! Generated scenarios (`harrow_sim_tests::generate`) on the simulated OS under shuttle — trees
+//! Generated scenarios (`harrow_sim::generate`) on the simulated OS under shuttle — trees
 //! with grandchildren, every spawn method, behaviour and fault — and, for the same scenario's
 //! root children, in the pure world; proptest owns both seeds.
 //!
@@ -11,9 +11,9 @@
 use std::path::Path;
 
 use harrow_model::Flaw;
-use harrow_sim_tests::corpus::{self, Verdict};
-use harrow_sim_tests::generate::{self, FlawGen, GenConfig};
-use harrow_sim_tests::scenario::{Behaviour, Ending, Scenario};
+use harrow_sim::corpus::{self, Verdict};
+use harrow_sim::generate::{self, FlawGen, GenConfig};
+use harrow_sim::scenario::{Behaviour, Ending, Scenario};
 use proptest::prelude::*;
 use proptest::test_runner::{
     Config, FileFailurePersistence, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,

@@ -3,9 +3,9 @@
 //! One process per test (cargo-nextest): loom keeps global state per model.
 
 use harrow_model::Flaw;
-use harrow_sim_tests::check::assert_flaw_pair;
-use harrow_sim_tests::engine::ShuttleBudget;
-use harrow_sim_tests::flaws::Engine;
+use harrow_sim::check::assert_flaw_pair;
+use harrow_sim::engine::ShuttleBudget;
+use harrow_sim::flaws::Engine;
 
 fn loom(flaw: Flaw) {
     assert_flaw_pair(Engine::Loom, flaw, ShuttleBudget::default());

@@ -11,10 +11,10 @@
 //!   models: the bulk of the suite, split into their own tests so nextest spreads them.
 
 use harrow_model::SpawnMethod;
-use harrow_sim_tests::check::{Expect, assert_one, loom_fits};
-use harrow_sim_tests::engine::ShuttleBudget;
-use harrow_sim_tests::flaws::{self, Engine};
-use harrow_sim_tests::scenario::{self, Scenario};
+use harrow_sim::check::{Expect, assert_one, loom_fits};
+use harrow_sim::engine::ShuttleBudget;
+use harrow_sim::flaws::{self, Engine};
+use harrow_sim::scenario::{self, Scenario};
 
 fn holds(scenarios: Vec<Scenario>) {
     let mut checked = 0;

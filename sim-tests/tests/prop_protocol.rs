@@ -21,9 +21,9 @@ use harrow_model::wire::{
 use harrow_model::{
     ChildErrorKind, ChildId, ExitStatus, Initiator, RequestId, Situation, SpawnMethod, Timestamp,
 };
-use harrow_sim_tests::run;
-use harrow_sim_tests::scenario::{Behaviour, ChildPlan, Ending, Fault, Scenario};
-use harrow_sim_tests::world::{Choice, Kid, Proc, World};
+use harrow_sim::run;
+use harrow_sim::scenario::{Behaviour, ChildPlan, Ending, Fault, Scenario};
+use harrow_sim::world::{Choice, Kid, Proc, World};
 use proptest::prelude::*;
 use proptest::test_runner::{FileFailurePersistence, TestCaseError};
 

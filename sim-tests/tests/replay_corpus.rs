@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use harrow_model::{Flaw, Flaws};
-use harrow_sim_tests::corpus::{self, Entry, Expect, Kind, Schedule, Verdict};
-use harrow_sim_tests::world::Choice;
+use harrow_sim::corpus::{self, Entry, Expect, Kind, Schedule, Verdict};
+use harrow_sim::world::Choice;
 
 fn corpus_dir() -> &'static Path {
     Path::new(corpus::DIR)
@@ -137,7 +137,7 @@ fn a_stale_shuttle_schedule_fails_the_run_with_the_reminimise_message() {
     let (dir, _) = edited_copy("stale-shuttle", "f2-destroy-before-join.json", |e| {
         let c = e.scenario.children[0].clone();
         e.scenario.children = (0..3)
-            .map(|i| harrow_sim_tests::scenario::ChildPlan {
+            .map(|i| harrow_sim::scenario::ChildPlan {
                 name: format!("k{i}"),
                 ..c.clone()
             })
@@ -242,7 +242,7 @@ fn an_entry_that_does_not_parse_or_disagrees_with_itself_fails_the_run() {
 #[test]
 fn every_known_open_finding_has_an_entry_that_it_covers() {
     let files = corpus::files(corpus_dir());
-    for k in harrow_sim_tests::generate::KNOWN_OPEN {
+    for k in harrow_sim::generate::KNOWN_OPEN {
         let suffix = format!("-{}.json", k.slug);
         let mine: Vec<&PathBuf> = files
             .iter()

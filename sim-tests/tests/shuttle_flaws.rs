@@ -3,9 +3,9 @@
 //! shuttle persists failing schedules; the engine reads them back into the counterexample.
 
 use harrow_model::Flaw;
-use harrow_sim_tests::check::assert_flaw_pair;
-use harrow_sim_tests::engine::ShuttleBudget;
-use harrow_sim_tests::flaws::Engine;
+use harrow_sim::check::assert_flaw_pair;
+use harrow_sim::engine::ShuttleBudget;
+use harrow_sim::flaws::Engine;
 
 fn shuttle(flaw: Flaw) {
     assert_flaw_pair(Engine::Shuttle, flaw, ShuttleBudget::default());

@@ -4,10 +4,10 @@
 //! The schedule counts here add up to more than 10,000 per CI run; `SHUTTLE_SCALE=N`
 //! multiplies them for long runs.
 
-use harrow_sim_tests::check::{Expect, assert_one};
-use harrow_sim_tests::engine::ShuttleBudget;
-use harrow_sim_tests::flaws::{self, Engine};
-use harrow_sim_tests::scenario::{self, Scenario};
+use harrow_sim::check::{Expect, assert_one};
+use harrow_sim::engine::ShuttleBudget;
+use harrow_sim::flaws::{self, Engine};
+use harrow_sim::scenario::{self, Scenario};
 
 fn scale() -> usize {
     std::env::var("SHUTTLE_SCALE")

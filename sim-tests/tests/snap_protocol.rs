@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use harrow_model::supervisor::{Input, Outcome, Phase};
 use harrow_model::wire::{Message, Role};
 use harrow_model::{ChildErrorKind, ChildId, Flaw, Flaws, SpawnMethod};
-use harrow_sim_tests::run::{self, Problem, RunReport};
-use harrow_sim_tests::scenario::{self, Behaviour, ChildPlan, Ending, Scenario};
-use harrow_sim_tests::table::{self, Cell, Variant};
+use harrow_sim::run::{self, Problem, RunReport};
+use harrow_sim::scenario::{self, Behaviour, ChildPlan, Ending, Scenario};
+use harrow_sim::table::{self, Cell, Variant};
 
 /// Which `Input` variant an input is; exhaustive, so a new input kind breaks the build here.
 fn input_kind(i: &Input) -> &'static str {

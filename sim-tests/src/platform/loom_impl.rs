@@ -2,7 +2,7 @@
 
 use loom::sync::{Condvar, Mutex, MutexGuard};
 
-use harrow_model::platform::Platform;
+use crate::platform::Platform;
 
 /// loom's threads, locks and leak-tracked `Arc`.
 #[derive(Debug)]

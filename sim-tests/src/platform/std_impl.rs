@@ -9,7 +9,7 @@ use shuttle::{sync as shuttle_sync, thread as shuttle_thread};
 use std::sync::{Arc, PoisonError};
 use std::{sync as std_sync, thread as std_thread};
 
-use harrow_model::platform::Platform;
+use crate::platform::Platform;
 
 /// The standard library's threads and locks.
 #[derive(Debug)]

@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::platform::Platform;
+use crate::sim::{ActorFactory, Seat, SimEnv, SimOs};
 use harrow_model::driver::{Actor, Driver};
-use harrow_model::platform::Platform;
 use harrow_model::policy::Timeouts;
-use harrow_model::sim::{ActorFactory, Seat, SimEnv, SimOs};
 use harrow_model::supervisor::{Supervisor, SupervisorConfig, TeardownCause};
 use harrow_model::wire::{RemoteError, RemoteErrorKind};
 use harrow_model::{Flaws, RequestId};

@@ -1,7 +1,7 @@
 //! What must hold at the end of every execution (properties 3–11 of DESIGN.md).
 
-use harrow_model::kernel::{Fd, Pid};
-use harrow_model::sim::{CtxState, SimProcess, SimWorld};
+use crate::kernel::{Fd, Pid};
+use crate::sim::{CtxState, SimProcess, SimWorld};
 use harrow_model::supervisor::TeardownReport;
 
 use super::RootResult;

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use harrow_model::Flaw;
-use harrow_sim_tests::check::{self, CheckOptions};
-use harrow_sim_tests::engine::ShuttleBudget;
-use harrow_sim_tests::flaws::Engine;
-use harrow_sim_tests::{corpus, run, scenario, table};
+use harrow_sim::check::{self, CheckOptions};
+use harrow_sim::engine::ShuttleBudget;
+use harrow_sim::flaws::Engine;
+use harrow_sim::{corpus, run, scenario, table};
 
 /// harrow: a spawn / cancel / teardown protocol, checked for hangs and races.
 #[derive(Debug, Parser)]
@@ -161,8 +161,8 @@ fn parse_flaw(s: &str) -> Result<Flaw, String> {
 fn main() -> ExitCode {
     // First: `smoke` re-executes this binary (Exec children, the fork server, and the
     // scenarios' parent processes), and the re-executed process finds its role here.
-    harrow_real::init(harrow_real::scenarios::registry().merge(harrow_real::bench::registry()));
-    if let Some(code) = harrow_real::scenarios::run_parent_role() {
+    harrow_real::init(harrow::smoke::registry().merge(harrow::bench::registry()));
+    if let Some(code) = harrow::smoke::run_parent_role() {
         return code;
     }
     let cli = Cli::parse();
@@ -267,15 +267,15 @@ fn main() -> ExitCode {
             all,
             scenario,
             method,
-        }) => harrow_real::scenarios::smoke(&harrow_real::scenarios::SmokeArgs {
+        }) => harrow::smoke::smoke(&harrow::smoke::SmokeArgs {
             list,
             all,
             scenario,
             method,
         }),
-        Some(Command::Bench { rounds }) => match harrow_real::bench::run(rounds) {
+        Some(Command::Bench { rounds }) => match harrow::bench::run(rounds) {
             Ok((figures, notes)) => {
-                print!("{}", harrow_real::bench::render(&figures, &notes));
+                print!("{}", harrow::bench::render(&figures, &notes));
                 let missed = figures.iter().any(|f| f.meets() == Some(false));
                 if missed {
                     ExitCode::FAILURE

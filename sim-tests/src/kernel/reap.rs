@@ -103,8 +103,8 @@ impl Kernel {
 
 #[cfg(test)]
 mod tests {
-    use alloc::string::ToString;
-    use alloc::vec;
+    use std::string::ToString;
+    use std::vec;
 
     use super::super::{KernelConfig, Signal, Violation};
     use super::*;

@@ -3,7 +3,7 @@
 //!
 //! Each function runs a few warm-up rounds, then `iterations` timed rounds, and returns the
 //! median. They time, they never assert: a timed test is not a benchmark. The children they
-//! fork have raw-syscall bodies ([`crate::sys::raw_children`]), so every function here works
+//! fork have raw-syscall bodies ([`harrow_real::sys::raw_children`]), so every function here works
 //! from a multi-threaded process too.
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
 
-use crate::sys::ChildProcess;
-use crate::sys::raw_children::{fork_exit_reap, spawn_echo, spawn_fork_server, spawn_pipe_echo};
-use crate::sys::{IoMode, Op, SocketKind, SysError, pipe_pair, socket_pair};
+use harrow_real::sys::ChildProcess;
+use harrow_real::sys::raw_children::{
+    fork_exit_reap, spawn_echo, spawn_fork_server, spawn_pipe_echo,
+};
+use harrow_real::sys::{IoMode, Op, SocketKind, SysError, pipe_pair, socket_pair};
 
 /// Untimed rounds before the timed ones (page faults, caches, first-use costs).
 const WARM_UP: usize = 20;
@@ -96,15 +98,18 @@ pub fn spawn_true_round_trip(iterations: usize) -> Result<Duration, SysError> {
     measure(iterations, spawn_true_round)
 }
 
-/// `posix_spawn` of this very program, which exits as soon as [`crate::init`] runs, and its
+/// `posix_spawn` of this very program, which exits as soon as [`harrow_real::init`] runs, and its
 /// wait: the raw cost of re-executing the current binary (its loading and start-up), which
 /// `Exec` cannot avoid. Needs `init` first thing in `main`.
 pub fn exec_self_round() -> Result<Duration, SysError> {
     timed(|| {
         let (_ours, theirs) = socket_pair(SocketKind::Stream, IoMode::Blocking)?;
-        let mut child = crate::sys::exec_self(crate::ROLE_START_ONLY, &[], theirs)?;
+        let mut child =
+            harrow_real::sys::exec_self(harrow_real::internals::ROLE_START_ONLY, &[], theirs)?;
         match child.wait_timeout(Some(Duration::from_secs(5)))? {
-            crate::sys::ReapOutcome::Reaped(crate::sys::ExitStatus::Exited(0)) => Ok(()),
+            harrow_real::sys::ReapOutcome::Reaped(harrow_real::sys::ExitStatus::Exited(0)) => {
+                Ok(())
+            }
             other => {
                 let _ = child.kill_and_reap();
                 let why = format!("the start-only child ended with {other:?}");

@@ -1,10 +1,10 @@
 //! The kernel's event log: what happened, one readable line per event, for counterexample
 //! traces. Bounded: the oldest events are dropped, and counted, when it is full.
 
-use alloc::collections::VecDeque;
-use alloc::vec::Vec;
 use core::fmt;
 use core::hash::{Hash, Hasher};
+use std::collections::VecDeque;
+use std::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
@@ -13,7 +13,7 @@ use super::clock::DeadlineOwner;
 use super::fd::FdKind;
 use super::ids::{Fd, LockId, ObjectId, Pid, ThreadId};
 use super::signal::{ExitStatus, Signal, SignalOutcome, SignalVia};
-use crate::time::Timestamp;
+use harrow_model::time::Timestamp;
 
 /// One thing the kernel did.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -387,7 +387,7 @@ impl fmt::Display for EventLog {
 
 #[cfg(test)]
 mod tests {
-    use alloc::string::ToString;
+    use std::string::ToString;
 
     use super::*;
 

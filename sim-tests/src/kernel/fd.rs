@@ -1,7 +1,7 @@
 //! Fd tables and the objects they point at: one table per process, copied whole by fork;
 //! an object lives until the last fd referring to it, in any process, is closed.
 
-use alloc::vec::Vec;
+use std::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
@@ -280,7 +280,7 @@ mod pass_tests {
 
 #[cfg(test)]
 mod tests {
-    use alloc::vec;
+    use std::vec;
 
     use super::super::{KernelConfig, RecvOutcome};
     use super::*;

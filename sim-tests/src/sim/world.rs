@@ -1,13 +1,13 @@
 //! The state every simulated thread shares: the kernel plus what the simulator tracks.
 
-use alloc::string::String;
-use alloc::vec::Vec;
 use core::fmt::Write;
+use std::string::String;
+use std::vec::Vec;
 
-use crate::flaw::Flaws;
 use crate::kernel::{Kernel, KernelConfig, Pid, ProcessSerial};
 use crate::platform::Platform;
-use crate::policy::Timeouts;
+use harrow_model::flaw::Flaws;
+use harrow_model::policy::Timeouts;
 
 /// Something the environment does to the system under test, once its moment has come.
 ///
@@ -112,7 +112,7 @@ pub struct SimWorld {
     /// The scenario is over: abandoned threads and the clock may stop.
     pub over: bool,
     /// Statuses taken by a second reaper (flaw F5), by pid.
-    pub stolen: Vec<(Pid, crate::error::ExitStatus)>,
+    pub stolen: Vec<(Pid, harrow_model::error::ExitStatus)>,
     /// The next free deadline slot.
     pub next_slot: u32,
     /// Children launched by the root, by spawn order, if they are processes (for faults that
@@ -181,7 +181,7 @@ impl SimWorld {
         let _ = write!(
             line,
             "[{:>10}] {who:<7} {what}",
-            alloc::format!("{}", self.kernel.now())
+            format!("{}", self.kernel.now())
         );
         self.trace.push(line);
     }
@@ -359,7 +359,7 @@ mod tests {
                 ..KernelConfig::default()
             },
             flaws: Flaws::NONE,
-            timeouts: crate::policy::Timeouts::default(),
+            timeouts: harrow_model::policy::Timeouts::default(),
             parent_death_signal: true,
             max_trace: 0,
         };

@@ -1,6 +1,6 @@
-//! Prints the raw baselines once: `cargo run --release -p harrow-real --example baselines [N]`.
+//! Prints the raw baselines once: `cargo run --release -p harrow --example baselines [N]`.
 
-use harrow_real::bench_baseline;
+use harrow::baseline;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let iterations = std::env::args()
@@ -8,7 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|n| n.parse())
         .transpose()?
         .unwrap_or(1000);
-    for b in bench_baseline::all(iterations)? {
+    for b in baseline::all(iterations)? {
         println!(
             "{:<36} {:>10.1} µs  (median of {})",
             b.name,

@@ -3,8 +3,8 @@
 
 use core::fmt;
 
-use alloc::vec;
-use alloc::vec::Vec;
+use std::vec;
+use std::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
@@ -250,7 +250,7 @@ impl Kernel {
 
 #[cfg(test)]
 mod tests {
-    use alloc::vec::Vec;
+    use std::vec::Vec;
 
     use super::super::{Kernel, KernelConfig};
     use super::*;

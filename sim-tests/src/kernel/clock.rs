@@ -1,7 +1,7 @@
 //! Virtual time with named deadlines. Time moves only when a deadline fires, so timeouts
 //! are just one more event a scheduler or a search may choose.
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -9,7 +9,7 @@ use super::Kernel;
 use super::error::Errno;
 use super::event::KernelEvent;
 use super::ids::Pid;
-use crate::time::Timestamp;
+use harrow_model::time::Timestamp;
 
 /// Who armed a deadline: a process and one of its timer slots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -5,8 +5,8 @@
 //! process is closed; so a reader misses EOF while any process, however unrelated, still
 //! holds a copy of the other end.
 
-use alloc::collections::VecDeque;
-use alloc::vec::Vec;
+use std::collections::VecDeque;
+use std::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 

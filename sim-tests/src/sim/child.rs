@@ -1,16 +1,16 @@
 //! The child side of the simulator: process and thread bodies, and what actors may do.
 
-use alloc::boxed::Box;
-use alloc::vec::Vec;
+use std::boxed::Box;
+use std::vec::Vec;
 
 use super::world::{CtxState, Shared, SimProcess};
 use super::{ALLOC_LOCK, CHANNEL_FD, PARENT_GONE_EXIT};
-use crate::child::ChildRuntime;
-use crate::driver::{Actor, ChildEvent, ChildExit, ChildOs, run_child};
 use crate::kernel::{DeadlineOwner, Fd, LockId, LockOutcome, Pid, RecvOutcome, Signal, ThreadId};
 use crate::platform::Platform;
-use crate::time::Timestamp;
-use crate::wire::DEFAULT_MAX_FRAME;
+use harrow_model::child::ChildRuntime;
+use harrow_model::driver::{Actor, ChildEvent, ChildExit, ChildOs, run_child};
+use harrow_model::time::Timestamp;
+use harrow_model::wire::DEFAULT_MAX_FRAME;
 
 /// Makes the actor a simulated child runs; the scenario decides what it does.
 pub trait ActorFactory<P: Platform>: Send + Sync + Sized + 'static {
@@ -224,7 +224,7 @@ impl<P: Platform> SimChildOs<P> {
         };
         let ctx = w.contexts[slot];
         if ctx.generation != generation || ctx.state == CtxState::Freed {
-            w.violate(alloc::format!(
+            w.violate(format!(
                 "destroy race (property 4): the thread of context slot {slot} touched its \
                  context after it was destroyed{}",
                 if ctx.generation != generation {
@@ -289,7 +289,7 @@ impl<P: Platform> ChildOs for SimChildOs<P> {
 /// How a simulated child starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ChildStart {
-    pub(crate) actor: alloc::string::String,
+    pub(crate) actor: std::string::String,
     pub(crate) process: SimProcess,
     pub(crate) thread: ThreadId,
     /// The process that forked it (a fork server, for `ForkServer`): its parent at birth.
@@ -323,7 +323,7 @@ pub(crate) fn process_body<P: Platform, F: ActorFactory<P>>(
             thread,
             is_thread: false,
             // A process's actor code runs alone in it and takes no lock.
-            actor_lock: super::actor_lock(thread, crate::flaw::Flaws::NONE),
+            actor_lock: super::actor_lock(thread, harrow_model::flaw::Flaws::NONE),
             ctx: None,
         };
         let mut actor = factory.make(env, &start.actor);
@@ -388,7 +388,7 @@ fn prelude(w: &mut super::SimWorld, start: &ChildStart) -> bool {
     }
     match w.kernel.lock_acquire(s.pid, s.thread, ALLOC_LOCK) {
         Ok(LockOutcome::Wedged { holder }) => {
-            w.violate(alloc::format!(
+            w.violate(format!(
                 "fork from a busy process (property 7): {} wedged before its handshake on the \
                  allocator lock, held at fork time by {holder}, a thread that does not exist \
                  in the child",
@@ -432,7 +432,7 @@ fn arm_death_signal(w: &mut super::SimWorld, s: &Prelude) -> bool {
 /// How a simulated thread child starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ThreadStart {
-    pub(crate) actor: alloc::string::String,
+    pub(crate) actor: std::string::String,
     /// The process the thread runs in: its parent's.
     pub(crate) process: SimProcess,
     pub(crate) thread: ThreadId,
@@ -512,26 +512,4 @@ pub(crate) fn thread_body<P: Platform, F: ActorFactory<P>>(
         w.live_threads -= 1;
     });
     code
-}
-
-impl<A: Actor + ?Sized> Actor for Box<A> {
-    fn start(&mut self, name: &str) -> Result<(), crate::wire::RemoteError> {
-        (**self).start(name)
-    }
-    fn main(&mut self) -> Result<Vec<u8>, crate::wire::RemoteError> {
-        (**self).main()
-    }
-    fn handle(
-        &mut self,
-        id: crate::id::RequestId,
-        payload: Vec<u8>,
-    ) -> Result<Vec<u8>, crate::wire::RemoteError> {
-        (**self).handle(id, payload)
-    }
-    fn supervises(&self) -> bool {
-        (**self).supervises()
-    }
-    fn teardown_subtree(&mut self) {
-        (**self).teardown_subtree()
-    }
 }

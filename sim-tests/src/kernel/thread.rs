@@ -2,7 +2,7 @@
 //! the process (it stayed behind in the parent at fork, or exited holding it) is wedged:
 //! whoever waits for it waits forever.
 
-use alloc::vec::Vec;
+use std::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 

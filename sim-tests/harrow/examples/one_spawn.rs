@@ -1,7 +1,7 @@
 //! One Fork spawn and teardown, for tracing: `strace -f target/release/examples/one_spawn`.
 use harrow_real::{Nursery, NurseryConfig, SpawnMethod};
 fn main() {
-    harrow_real::init(harrow_real::bench::registry());
+    harrow_real::init(harrow::bench::registry());
     let mut n = Nursery::open_with(NurseryConfig {
         method: SpawnMethod::Fork,
         handle_sigint: false,

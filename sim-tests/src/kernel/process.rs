@@ -1,9 +1,9 @@
 //! Processes: creation by fork or spawn-and-exec, pid allocation, process groups, and death
 //! with everything it sets off (fds closed, children orphaned, parent-death signals).
 
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
-use alloc::vec;
-use alloc::vec::Vec;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::vec;
+use std::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
@@ -345,7 +345,7 @@ impl Kernel {
 
 #[cfg(test)]
 mod tests {
-    use alloc::vec;
+    use std::vec;
 
     use super::super::{KernelConfig, RecvOutcome};
     use super::*;

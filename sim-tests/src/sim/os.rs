@@ -1,22 +1,22 @@
 //! The supervising side of the simulator: [`Os`] over the simulated kernel.
 
-use alloc::collections::BTreeMap;
-use alloc::string::{String, ToString};
-use alloc::vec::Vec;
+use std::collections::BTreeMap;
+use std::string::{String, ToString};
+use std::vec::Vec;
 
 use super::child::{ActorFactory, ChildStart, ThreadStart, process_body, thread_body};
 use super::world::{CtxState, EnvAction, Shared, SimProcess, SimWorld};
 use super::{ACTOR_LOCK, DRIVER_SLOT};
-use crate::driver::{Os, OsEvent};
-use crate::error::ExitStatus;
-use crate::flaw::Flaw;
-use crate::id::ChildId;
 use crate::kernel::{
     self, DeadlineOwner, Fd, LockOutcome, Pid, ReapOutcome, RecvOutcome, Signal, ThreadId,
 };
-use crate::method::{Situation, SpawnMethod};
 use crate::platform::Platform;
-use crate::time::Timestamp;
+use harrow_model::driver::{Os, OsEvent, WaitError};
+use harrow_model::error::ExitStatus;
+use harrow_model::flaw::Flaw;
+use harrow_model::id::ChildId;
+use harrow_model::method::{Situation, SpawnMethod};
+use harrow_model::time::Timestamp;
 
 /// What the simulator knows about one child of a supervising process.
 struct Child<P: Platform> {
@@ -64,15 +64,13 @@ pub struct SimOs<P: Platform, F: ActorFactory<P>> {
     fork_server: Option<(SimProcess, ThreadId)>,
     // Immutable for the whole run, or changed only while this thread sleeps: kept here so the
     // driver's frequent reads take no lock (each lock is a scheduling point for loom).
-    flaws: crate::flaw::Flaws,
+    flaws: harrow_model::flaw::Flaws,
     seat: Seat,
     /// The deadline slot this driver's waits arm.
     slot: u32,
     /// Protocol time as of this thread's last wake-up. Time only moves when every thread is
     /// asleep, so it cannot change while this one runs.
     now: Timestamp,
-    /// Set once a wait found this process dead (or the scenario over).
-    dead: bool,
 }
 
 impl<P: Platform, F: ActorFactory<P>> core::fmt::Debug for SimOs<P, F> {
@@ -136,7 +134,6 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
             seat,
             slot,
             now,
-            dead: false,
         }
     }
 
@@ -603,6 +600,31 @@ impl<P: Platform, F: ActorFactory<P>> Drop for SimOs<P, F> {
     }
 }
 
+impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
+    /// Flaw F12: at the top of every wait, the event loop takes the lock thread actors hold
+    /// while they run (tractor's shared GIL), so an actor that never yields starves it.
+    fn take_actor_lock_if_flawed(&mut self) {
+        if !self.flaw(Flaw::ControlPathSharesLock) {
+            return;
+        }
+        let (me, thread) = (self.me, self.thread);
+        self.shared.wait_for(|w| {
+            if !w.runs(me) {
+                return Some(());
+            }
+            match w.kernel.lock_acquire(me.pid, thread, ACTOR_LOCK) {
+                Ok(LockOutcome::WouldBlock { .. }) => None,
+                _ => Some(()),
+            }
+        });
+        self.shared.with(|w| {
+            if w.runs(me) {
+                let _ = w.kernel.lock_release(me.pid, thread, ACTOR_LOCK);
+            }
+        });
+    }
+}
+
 impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
     fn now(&mut self) -> Timestamp {
         self.now
@@ -647,7 +669,7 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
                 format_args!("parent sends {} bytes to {child}", frame.len()),
             ),
             Err(kernel::Errno::EAGAIN) => {
-                w.violate(alloc::format!("bound hit: {child}'s channel is full"))
+                w.violate(format!("bound hit: {child}'s channel is full"))
             }
             Err(e) => w.note(me, format_args!("parent send to {child} fails: {e}")),
         });
@@ -785,14 +807,19 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
                     to_status(status)
                 }
                 other => {
-                    w.violate(alloc::format!("reap of {child} failed: {other:?}"));
+                    w.violate(format!("reap of {child} failed: {other:?}"));
                     ExitStatus::Exited(-1)
                 }
             }
         })
     }
 
-    fn wait(&mut self, deadline: Option<Timestamp>, out: &mut Vec<OsEvent>) {
+    fn wait(
+        &mut self,
+        deadline: Option<Timestamp>,
+        out: &mut Vec<OsEvent>,
+    ) -> Result<(), WaitError> {
+        self.take_actor_lock_if_flawed();
         let owner = DeadlineOwner {
             pid: self.me.pid,
             slot: self.slot,
@@ -823,38 +850,15 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
             fired.then(Vec::new)
         });
         self.now = now;
-        self.dead = dead;
+        if dead {
+            return Err(WaitError::Killed);
+        }
         if fired {
             out.push(OsEvent::Deadline);
         }
         for r in ready {
             self.consume(r, out);
         }
-    }
-
-    fn turn_begins(&mut self) {
-        if !self.flaw(Flaw::ControlPathSharesLock) {
-            return;
-        }
-        // Flaw F12: the event loop takes the lock thread actors hold while they run.
-        let (me, thread) = (self.me, self.thread);
-        self.shared.wait_for(|w| {
-            if !w.runs(me) {
-                return Some(());
-            }
-            match w.kernel.lock_acquire(me.pid, thread, ACTOR_LOCK) {
-                Ok(LockOutcome::WouldBlock { .. }) => None,
-                _ => Some(()),
-            }
-        });
-        self.shared.with(|w| {
-            if w.runs(me) {
-                let _ = w.kernel.lock_release(me.pid, thread, ACTOR_LOCK);
-            }
-        });
-    }
-
-    fn alive(&mut self) -> bool {
-        !self.dead
+        Ok(())
     }
 }

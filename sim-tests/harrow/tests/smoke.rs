@@ -1,23 +1,24 @@
-//! tractor's scenarios for real: each scenario of `harrow_real::scenarios` under each spawn
+//! tractor's scenarios for real: each scenario of `harrow::smoke` under each spawn
 //! method it applies to, as its own test.
 //!
 //! The custom harness (`common`) runs every test on the main thread, one at a time, and
 //! after each asserts that no child process and no descriptor leaked. This binary is also
 //! re-executed: as an `Exec` child or a fork server (`harrow_real::init` serves those) and as
 //! the "parent" process of the scenarios that kill or interrupt a parent
-//! (`scenarios::run_parent_role`).
+//! (`smoke::run_parent_role`).
 
+#[path = "../../../real/tests/common/mod.rs"]
 mod common;
 
 use std::process::ExitCode;
 
 use common::{Test, live_children, open_fds};
+use harrow::smoke::{self, Verdict};
 use harrow_real::SpawnMethod::{self, Exec, Fork, ForkServer, Thread};
-use harrow_real::scenarios::{self, Verdict};
 
 fn main() -> ExitCode {
-    harrow_real::init(scenarios::registry());
-    if let Some(code) = scenarios::run_parent_role() {
+    harrow_real::init(smoke::registry());
+    if let Some(code) = smoke::run_parent_role() {
         return code;
     }
     common::main(TESTS)
@@ -37,7 +38,7 @@ macro_rules! scenario_tests {
     ($($test:ident => $scenario:literal, $method:expr;)*) => {
         $(
             fn $test() {
-                let s = scenarios::find($scenario).expect("a scenario of that name");
+                let s = smoke::find($scenario).expect("a scenario of that name");
                 expect((s.run)($method));
             }
         )*
@@ -136,7 +137,7 @@ scenario_tests! {
 
 /// The tests above cover exactly the catalogue: every scenario, every method it lists.
 fn every_scenario_runs_under_every_method_it_applies_to() {
-    let mut expected: Vec<(&str, SpawnMethod)> = scenarios::SCENARIOS
+    let mut expected: Vec<(&str, SpawnMethod)> = smoke::SCENARIOS
         .iter()
         .flat_map(|s| s.methods.iter().map(move |&m| (s.name, m)))
         .collect();
@@ -154,11 +155,11 @@ fn nursery_work_leaves_no_child_and_no_fd_in_proc() {
     let fds_before = open_fds();
     assert!(live_children().is_empty(), "children before the work");
     for method in [Fork, ForkServer, Exec, Thread] {
-        expect(scenarios::happy_teardown(method));
-        expect(scenarios::never_yields(method));
-        expect(scenarios::boot_dies(method));
+        expect(smoke::happy_teardown(method));
+        expect(smoke::never_yields(method));
+        expect(smoke::boot_dies(method));
     }
-    expect(scenarios::malformed_frame(Fork));
+    expect(smoke::malformed_frame(Fork));
     let children = live_children();
     assert!(children.is_empty(), "children left in /proc: {children:?}");
     assert_eq!(open_fds(), fds_before, "descriptors before and after");

@@ -3,11 +3,11 @@
 //! `perf stat -e page-faults` / `perf record -g`.
 use std::time::{Duration, Instant};
 
-use harrow_real::bench_baseline::{fork_round, median};
+use harrow::baseline::{fork_round, median};
 use harrow_real::{Nursery, NurseryConfig, SpawnMethod};
 
 fn main() {
-    harrow_real::init(harrow_real::bench::registry());
+    harrow_real::init(harrow::bench::registry());
     let mut args = std::env::args().skip(1);
     let method = match args.next().as_deref() {
         Some("forkserver") => SpawnMethod::ForkServer,

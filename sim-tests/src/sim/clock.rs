@@ -1,9 +1,9 @@
 //! The clock thread: moves time when nothing else can happen, fires due deadlines, and
 //! reports a hang.
 
-use alloc::format;
-use alloc::string::String;
-use alloc::vec::Vec;
+use std::format;
+use std::string::String;
+use std::vec::Vec;
 
 use super::world::{Shared, SimWorld};
 use crate::platform::Platform;

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use harrow_model::wire::Role;
 use harrow_model::{SpawnMethod, Timeouts};
 
-use crate::Registry;
-use crate::bench_baseline::{self, PingPong, RawForkServer, median};
-use crate::nursery::{Error, Nursery, NurseryConfig};
-use crate::sys::{SocketKind, SysError};
+use crate::baseline::{self, PingPong, RawForkServer, median};
+use harrow_real::Registry;
+use harrow_real::sys::{SocketKind, SysError};
+use harrow_real::{Error, Nursery, NurseryConfig};
 
-/// The actors the bench spawns; merge them into the registry given to [`crate::init`].
+/// The actors the bench spawns; merge them into the registry given to [`harrow_real::init`].
 pub fn registry() -> Registry {
     Registry::new()
         .handler("bench-echo", |n: u64| Ok::<u64, String>(n))
@@ -196,7 +196,7 @@ fn request_reply(rounds: usize) -> Result<(Duration, Option<Duration>), Error> {
             },
             || match ping.as_mut() {
                 Some(p) => p.round(),
-                None => Err(SysError::os(crate::sys::Op::Fork, libc::EAGAIN)),
+                None => Err(SysError::os(harrow_real::sys::Op::Fork, libc::EAGAIN)),
             },
         );
         if let Some(p) = ping {
@@ -369,8 +369,7 @@ pub fn run(rounds: usize) -> Result<(Vec<Figure>, Vec<String>), Error> {
         });
     };
     // Fork first: it needs a single-threaded process (thread children come later).
-    let (fork, fork_base) =
-        spawn_to_handshake(SpawnMethod::Fork, rounds, bench_baseline::fork_round)?;
+    let (fork, fork_base) = spawn_to_handshake(SpawnMethod::Fork, rounds, baseline::fork_round)?;
     fig(
         "Fork: spawn to handshake",
         fork,
@@ -392,7 +391,7 @@ pub fn run(rounds: usize) -> Result<(Vec<Figure>, Vec<String>), Error> {
     let served = spawn_to_handshake(SpawnMethod::ForkServer, rounds, || {
         match raw_server.as_mut() {
             Some(s) => s.round(),
-            None => Err(SysError::os(crate::sys::Op::Fork, libc::EAGAIN)),
+            None => Err(SysError::os(harrow_real::sys::Op::Fork, libc::EAGAIN)),
         }
     });
     if let Some(s) = raw_server {
@@ -410,7 +409,7 @@ pub fn run(rounds: usize) -> Result<(Vec<Figure>, Vec<String>), Error> {
     let (exec, exec_base) = spawn_to_handshake(
         SpawnMethod::Exec,
         rounds / 4 + 1,
-        bench_baseline::spawn_true_round,
+        baseline::spawn_true_round,
     )?;
     fig(
         "Exec: spawn to handshake",
@@ -421,11 +420,8 @@ pub fn run(rounds: usize) -> Result<(Vec<Figure>, Vec<String>), Error> {
         false,
     );
     // The same, against re-executing this program (its loading and start-up included).
-    let (exec, exec_self_base) = spawn_to_handshake(
-        SpawnMethod::Exec,
-        rounds / 4 + 1,
-        bench_baseline::exec_self_round,
-    )?;
+    let (exec, exec_self_base) =
+        spawn_to_handshake(SpawnMethod::Exec, rounds / 4 + 1, baseline::exec_self_round)?;
     fig(
         "Exec: spawn to handshake",
         exec,

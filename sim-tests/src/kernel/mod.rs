@@ -39,8 +39,8 @@ mod sequences;
 mod signal;
 mod thread;
 
-use alloc::collections::BTreeMap;
-use alloc::vec::Vec;
+use std::collections::BTreeMap;
+use std::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
@@ -270,9 +270,9 @@ impl Kernel {
 
 #[cfg(test)]
 mod tests {
-    use alloc::vec;
     use core::hash::{Hash, Hasher};
     use std::collections::hash_map::DefaultHasher;
+    use std::vec;
 
     use super::*;
 
@@ -296,7 +296,7 @@ mod tests {
         // The log is history: two paths to the same state are the same state.
         let mut a = copy.clone();
         let owner = DeadlineOwner { pid: root, slot: 0 };
-        a.arm(owner, crate::time::Timestamp::from_millis(1))
+        a.arm(owner, harrow_model::time::Timestamp::from_millis(1))
             .unwrap();
         a.disarm(owner);
         a.spawn_thread(root).unwrap();

@@ -4,22 +4,22 @@
 //! Each scenario is a function of the spawn method that returns a [`Verdict`]: `Ok` with a
 //! one-line summary when the expected outcome happened (including the expected failures of
 //! the smoke convention), `Err` saying what went wrong otherwise. The same functions run
-//! under the test suite (`real/tests/scenarios.rs`) and under `harrow smoke`.
+//! under the test suite (`sim-tests/harrow/tests/smoke.rs`) and under `harrow smoke`.
 //!
 //! A program that runs them must, first thing in `main`:
 //!
 //! ```no_run
 //! fn main() -> std::process::ExitCode {
-//!     harrow_real::init(harrow_real::scenarios::registry());
-//!     if let Some(code) = harrow_real::scenarios::run_parent_role() {
+//!     harrow_real::init(harrow::smoke::registry());
+//!     if let Some(code) = harrow::smoke::run_parent_role() {
 //!         return code;
 //!     }
-//!     // ... run scenarios, e.g. harrow_real::scenarios::smoke(&Default::default())
+//!     // ... run scenarios, e.g. harrow::smoke::smoke(&Default::default())
 //!     # std::process::ExitCode::SUCCESS
 //! }
 //! ```
 //!
-//! [`init`](crate::init) serves the re-executed children of `Exec` and `ForkServer`;
+//! [`init`](harrow_real::init) serves the re-executed children of `Exec` and `ForkServer`;
 //! [`run_parent_role`] serves the re-executed "parent" processes of the scenarios that kill
 //! or interrupt a parent (`parent-sigkilled`, `sigint-during-teardown`).
 //!
@@ -39,10 +39,10 @@ use harrow_model::supervisor::ForceReason;
 use harrow_model::wire::{RemoteError, RemoteErrorKind, Role};
 use harrow_model::{RequestId, SpawnMethod, Timeouts};
 
-use crate::actor::{Registry, encode};
-use crate::nursery::{Child, Error, Nursery, NurseryConfig};
-use crate::sys;
-use crate::{ChildErrorKind, ExitStatus, Outcome, TeardownCause, TeardownReport};
+use harrow_real::sys;
+use harrow_real::{Child, Error, Nursery, NurseryConfig};
+use harrow_real::{ChildErrorKind, ExitStatus, Outcome, TeardownCause, TeardownReport};
+use harrow_real::{Registry, encode};
 
 /// A scenario's result: `Ok(summary)` when the expected outcome happened, else what went wrong.
 pub type Verdict = Result<String, Failure>;
@@ -264,7 +264,7 @@ pub fn parse_method(s: &str) -> Option<SpawnMethod> {
 // ---------------------------------------------------------------------------------------
 // The actors.
 
-/// The test actors every scenario needs; pass it to [`crate::init`] first thing in `main`
+/// The test actors every scenario needs; pass it to [`harrow_real::init`] first thing in `main`
 /// (merge it with your own with [`Registry::merge`]).
 pub fn registry() -> Registry {
     Registry::new()
@@ -628,7 +628,7 @@ fn poll(bound: Duration, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 /// The single child of a report, or an error.
-fn only_child(report: &TeardownReport) -> Result<&crate::ChildSummary, Failure> {
+fn only_child(report: &TeardownReport) -> Result<&harrow_real::ChildSummary, Failure> {
     match report.children.as_slice() {
         [one] => Ok(one),
         all => Err(Failure(format!("expected one child, got {}", all.len()))),
@@ -947,7 +947,7 @@ impl Drop for QuietPanics {
 pub const PARENT_ENV: &str = "HARROW_SCENARIO_PARENT";
 
 /// In a process re-executed as a scenario's "parent", runs that role and returns its exit
-/// code; `None` in every other process. Call it right after [`crate::init`] in `main`.
+/// code; `None` in every other process. Call it right after [`harrow_real::init`] in `main`.
 pub fn run_parent_role() -> Option<ExitCode> {
     let value = std::env::var(PARENT_ENV).ok()?;
     let mut parts = value.rsplitn(3, ':');
@@ -1417,9 +1417,9 @@ pub fn request_timeout(method: SpawnMethod) -> Verdict {
             let next: u64 = n.request(child, &1u64)?;
             // The late reply came before the next one (the child answers in order): dropped.
             ensure!(
-                n.unclaimed_replies() == 0,
+                harrow_real::internals::unclaimed_replies(n) == 0,
                 "{} replies held after every answer was claimed or dropped",
-                n.unclaimed_replies()
+                harrow_real::internals::unclaimed_replies(n)
             );
             Ok((took, next))
         })?;
@@ -1554,7 +1554,7 @@ fn lost_eof(method: SpawnMethod) -> Verdict {
     };
     let mut scrubbed = open(method, t)?;
     let mut unscrubbed = open(method, t)?;
-    unscrubbed.os_mut().without_fd_scrub_for_the_lost_eof_demo();
+    harrow_real::internals::without_fd_scrub(&mut unscrubbed);
     let watched = (|| {
         // A writes its garbage only when asked, so that B is surely forked before we close
         // our end of A's channel (with garbage in its start, the violation could be handled
