@@ -26,11 +26,8 @@ pub mod error;
 pub mod flaw;
 pub mod id;
 pub mod invariant;
-
 pub mod method;
-
 pub mod policy;
-
 pub mod supervisor;
 pub mod time;
 pub mod wire;
