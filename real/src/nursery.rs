@@ -27,7 +27,9 @@ pub struct NurseryConfig {
     pub timeouts: Timeouts,
     /// Table and queue bounds.
     pub limits: Limits,
-    /// Whether SIGINT tears the nursery down (the handler is removed when it is dropped).
+    /// Whether SIGINT tears the nursery down. The host's own SIGINT disposition (default,
+    /// ignored, or its handler, which is still called) is back as it was once the last
+    /// nursery that handles SIGINT is dropped.
     ///
     /// Meant for the root of a tree: Ctrl-C reaches the root's process group only (every
     /// process child leads its own), and the root's teardown takes the tree down. In a child

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use common::{MUST, Test};
-use harrow_real::sys::{self, ExitStatus, ReapOutcome, SignalPipe, wait_readable};
+use harrow_real::sys::signals::MAX_WATCHERS;
+use harrow_real::sys::{self, ExitStatus, ReapOutcome, SignalPipe, SysError, wait_readable};
 use signal_hook::low_level::raise;
 
 /// The role of the re-executed child that checks SIGINT's default action comes back.
@@ -29,6 +30,10 @@ fn main() -> ExitCode {
         Test {
             name: "signals_are_a_level_not_a_count",
             run: signals_are_a_level_not_a_count,
+        },
+        Test {
+            name: "watchers_are_bounded_and_one_too_many_is_a_typed_error",
+            run: watchers_are_bounded_and_one_too_many_is_a_typed_error,
         },
     ])
 }
@@ -71,9 +76,33 @@ fn signals_are_a_level_not_a_count() {
     drop(pipe);
 }
 
+/// The table the handler reads is static: `MAX_WATCHERS` pipes may watch at once, one more
+/// is refused with an error that says what to do; every pipe still sees the signal, and once
+/// one is gone another may take its place.
+fn watchers_are_bounded_and_one_too_many_is_a_typed_error() {
+    let mut pipes: Vec<SignalPipe> = (0..MAX_WATCHERS)
+        .map(|_| SignalPipe::sigint().unwrap())
+        .collect();
+    let refused = SignalPipe::sigint().unwrap_err();
+    assert!(
+        matches!(refused, SysError::TooManySignalWatchers { max } if max == MAX_WATCHERS),
+        "{refused:?}"
+    );
+    assert!(
+        refused.to_string().contains("handle_sigint: false"),
+        "{refused}"
+    );
+    raise(libc::SIGINT).unwrap();
+    assert!(pipes.iter().all(|p| p.take_pending().unwrap()));
+    pipes.pop();
+    pipes.push(SignalPipe::sigint().unwrap());
+    raise(libc::SIGINT).unwrap();
+    assert!(pipes.iter().all(|p| p.take_pending().unwrap()));
+}
+
 /// In a fresh process: one SIGINT is caught while a pipe watches; once the pipe is dropped,
-/// SIGINT's default action is back and the process dies of it. Without the conditional
-/// default, signal-hook's dispatcher stays and the second SIGINT is silently ignored.
+/// SIGINT's default action is back and the process dies of it (a handler that stayed
+/// installed would ignore the second SIGINT silently).
 fn sigint_terminates_again_once_no_pipe_watches() {
     let (_ours, theirs) = sys::channel_pair().unwrap();
     let mut child = sys::exec_self(DEFAULT_AGAIN, &[], theirs).unwrap();

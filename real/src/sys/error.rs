@@ -117,6 +117,11 @@ pub enum SysError {
     },
     /// The executable could not be spawned; std's error says why.
     Spawn(std::io::Error),
+    /// As many signal pipes as there may be already watch signals.
+    TooManySignalWatchers {
+        /// The limit.
+        max: usize,
+    },
 }
 
 impl SysError {
@@ -201,6 +206,12 @@ impl fmt::Display for SysError {
             SysError::NoInheritedChannel { reason } => {
                 write!(f, "could not adopt the inherited channel: {reason}")
             }
+            SysError::TooManySignalWatchers { max } => write!(
+                f,
+                "cannot watch another signal: {max} signal pipes (one per nursery that handles \
+                 SIGINT) already exist; tear some of those nurseries down, or open this one with \
+                 handle_sigint: false"
+            ),
             SysError::Spawn(e) => write!(
                 f,
                 "could not spawn a child program: {e}; check that the program (for exec_self: \
