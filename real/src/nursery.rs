@@ -29,7 +29,8 @@ pub struct NurseryConfig {
     pub limits: Limits,
     /// Whether SIGINT tears the nursery down. The host's own SIGINT disposition (default,
     /// ignored, or its handler, which is still called) is back as it was once the last
-    /// nursery that handles SIGINT is dropped.
+    /// nursery that handles SIGINT is dropped, and not before that nursery's `teardown`
+    /// has returned.
     ///
     /// Meant for the root of a tree: Ctrl-C reaches the root's process group only (every
     /// process child leads its own), and the root's teardown takes the tree down. In a child

@@ -493,6 +493,11 @@ impl Os for RealOs {
 
 impl Drop for RealOs {
     fn drop(&mut self) {
+        // The handler goes last: until every wait below is over (the fork server's exit, a
+        // child killed and reaped by its drop) a SIGINT is still the nursery's, never the
+        // host's default action, which would end the host inside `teardown()`.
+        drop(self.fork_server.take());
+        self.children.clear();
         if let Some(pipe) = self.sigint.take() {
             pipe.uninstall();
         }

@@ -1,7 +1,7 @@
 //! A nursery that handles SIGINT leaves its host's SIGINT disposition as it found it: a host
 //! that ignores SIGINT, or handles it itself (by `sigaction`, or through signal-hook's
 //! registry as tokio's signal driver does), before or after the nursery, still does so once
-//! every nursery is gone.
+//! every nursery is gone; and until `teardown` returns, SIGINT never kills the host.
 //!
 //! Each case runs in a re-executed copy of this binary (a "host"), which a wrong disposition
 //! kills; the test reads how it ended. A host reports a broken expectation by its exit code
@@ -9,12 +9,14 @@
 
 mod common;
 
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use common::{MUST, Test};
-use harrow_real::sys::{self, ExitStatus, ReapOutcome};
+use common::{MUST, Test, recv_n, send};
+use harrow_real::sys::{self, ChildProcess, ExitStatus, Pid, Pidfd, ReapOutcome, Signal};
 use harrow_real::{Nursery, NurseryConfig, Registry, SpawnMethod};
 
 const DOUBLE: &str = "double";
@@ -43,6 +45,10 @@ fn main() -> ExitCode {
         Test {
             name: "bug_sigint_after_nursery_kills_host_that_handles_it",
             run: bug_sigint_after_nursery_kills_host_that_handles_it,
+        },
+        Test {
+            name: "bug_sigint_during_forkserver_drop_kills_host",
+            run: bug_sigint_during_forkserver_drop_kills_host,
         },
         Test {
             name: "sigint_kills_a_default_host_again_once_its_nursery_is_gone",
@@ -103,6 +109,76 @@ fn sigint_kills_a_default_host_again_once_its_nursery_is_gone() {
     expect_host("default", ExitStatus::Signaled(libc::SIGINT));
 }
 
+/// How many storms `bug_sigint_during_forkserver_drop_kills_host` raises.
+const STORMS: usize = 20;
+/// The pause between two SIGINTs of a storm.
+const STORM_PAUSE: Duration = Duration::from_micros(50);
+
+/// A `ForkServer` nursery's host, SIGINT at its default, gets a storm of SIGINTs while it
+/// tears down, until its fork server is gone; it must survive and exit 0.
+///
+/// Each SIGINT is sent while the host is stopped (`SIGSTOP`, and the test waits until it is)
+/// and its fork server has not exited: so the host has not reaped the server, and its
+/// `teardown()` has not returned; once continued, the host takes the SIGINT before running
+/// anything else. What went wrong: `RealOs` removed the handler first and then dropped its
+/// fork server, whose drop waits for the server to exit; a SIGINT in that wait found SIGINT's
+/// default action and killed the host inside `teardown()` (the issue saw 3 of 20 storms).
+/// The fix: the fork server and the children go first, the handler last.
+fn bug_sigint_during_forkserver_drop_kills_host() {
+    for storm in 0..STORMS {
+        let (ours, theirs) = sys::channel_pair().unwrap();
+        let mut host = sys::exec_self("storm", &[], theirs).unwrap();
+        let server = i32::from_le_bytes(recv_n(ours.as_fd(), 4).try_into().unwrap());
+        // The host waits for our go before its teardown reaps the server: its pid is safe.
+        let server = Pidfd::open(Pid::from_raw(server).unwrap()).unwrap();
+        // One SIGINT before the go, so that every storm has at least one.
+        assert!(
+            sigint_while_stopped(&host, &server),
+            "the server is gone early"
+        );
+        let mut sent = 1;
+        send(ours.as_fd(), b"g");
+        let deadline = Instant::now() + MUST;
+        while sigint_while_stopped(&host, &server) {
+            assert!(
+                Instant::now() < deadline,
+                "the fork server outlived {MUST:?}"
+            );
+            sent += 1;
+            std::thread::sleep(STORM_PAUSE);
+        }
+        let status = match host.wait_timeout(Some(MUST)).unwrap() {
+            ReapOutcome::Reaped(status) => status,
+            ReapOutcome::Running => panic!("the host did not exit within {MUST:?}"),
+        };
+        assert_eq!(
+            status,
+            ExitStatus::Exited(0),
+            "storm {storm}: the host died of {sent} SIGINTs sent while its fork server lived"
+        );
+    }
+}
+
+/// Stops `host`, and if `server` has not exited, sends the host a SIGINT; continues it.
+/// Returns whether the server was still there (false too once the host is gone: it is left
+/// unreaped, for the caller to read how it ended).
+fn sigint_while_stopped(host: &ChildProcess, server: &Pidfd) -> bool {
+    use rustix::process::{WaitId, WaitIdOptions, waitid};
+    let _ = host.signal(Signal::STOP).unwrap();
+    let options = WaitIdOptions::STOPPED | WaitIdOptions::EXITED | WaitIdOptions::NOWAIT;
+    let state = waitid(WaitId::PidFd(host.pidfd().as_fd()), options);
+    let state = state.unwrap().expect("a blocking waitid reports a state");
+    if !state.stopped() {
+        return false;
+    }
+    let alive = !server.wait_exited(Some(Duration::ZERO)).unwrap();
+    if alive {
+        let _ = host.signal(Signal::INT).unwrap();
+    }
+    let _ = host.signal(Signal::CONT).unwrap();
+    alive
+}
+
 // ---------------------------------------------------------------------------------------
 // The hosts.
 
@@ -115,6 +191,7 @@ fn host(role: &str) -> ExitCode {
         "handles-by-registry-meanwhile" => handling_host(Handler::Registry, false),
         "handles-by-sigaction-meanwhile" => handling_host(Handler::Sigaction, false),
         "default" => default_host(),
+        "storm" => storm_host(),
         other => Err((2, format!("no host role `{other}`"))),
     };
     match outcome {
@@ -255,4 +332,28 @@ fn default_host() -> HostResult {
     expect_disposition(libc::SIG_DFL)?;
     raise_sigint();
     Err((2, "still alive after a SIGINT at its default".into()))
+}
+
+/// Three children through a fork server; tells the test its server's pid, waits for the go,
+/// tears down (the SIGINTs come meanwhile) and exits 0.
+fn storm_host() -> HostResult {
+    let channel = sys::adopt_inherited_channel().map_err(|e| (2, e.to_string()))?;
+    let mut n = busy_nursery(SpawnMethod::ForkServer)?;
+    for i in 0..2 {
+        n.spawn(&format!("doubler{i}"), DOUBLE)
+            .map_err(|e| (NURSERY_FAILED, e.to_string()))?;
+    }
+    let server = match common::live_children()[..] {
+        [server] => server,
+        ref others => return Err((2, format!("expected one child, the server: {others:?}"))),
+    };
+    send(channel.as_fd(), &server.to_le_bytes());
+    assert_eq!(recv_n(channel.as_fd(), 1), b"g");
+    // An interrupted teardown reports its cause; every child is still accounted for.
+    let report = n.teardown();
+    if report.children.len() == 3 {
+        Ok(())
+    } else {
+        Err((NURSERY_FAILED, format!("report: {report:?}")))
+    }
 }
