@@ -430,6 +430,21 @@ pub fn run(rounds: usize) -> Result<(Vec<Figure>, Vec<String>), Error> {
         1.2,
         false,
     );
+    // The same from a worker thread: what a spawn off the main thread costs.
+    let from_worker = std::thread::scope(|s| {
+        s.spawn(|| spawn_to_handshake(SpawnMethod::Exec, rounds / 4 + 1, baseline::exec_self_round))
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    });
+    let (exec, exec_self_base) = from_worker?;
+    fig(
+        "Exec off main thread: to handshake",
+        exec,
+        "posix_spawn of this program + wait",
+        exec_self_base,
+        1.2,
+        false,
+    );
     let mut python = PythonPeer::start();
     let cycle = paired(
         (rounds / 20).max(3),
