@@ -17,6 +17,7 @@ use harrow_model::{ChildId, ExitStatus, Situation, SpawnMethod, Timestamp};
 use crate::actor;
 use crate::child::run_actor_as;
 use crate::forkserver::ForkServer;
+use crate::spawner;
 use crate::sys::{
     self, ChildProcess, Pidfd, Poller, Prelude, Readiness, RecvOutcome, SendOutcome, SignalPipe,
 };
@@ -67,6 +68,8 @@ pub struct RealOs {
     wake_read: OwnedFd,
     wake_write: Arc<OwnedFd>,
     fork_server: Option<ForkServer>,
+    /// Held once an `Exec` child was spawned off the main thread; dropped after the children.
+    spawner: Option<spawner::Lease>,
     buf: Vec<u8>,
     prelude: Prelude,
 }
@@ -108,6 +111,7 @@ impl RealOs {
             wake_read,
             wake_write: Arc::new(wake_write),
             fork_server: None,
+            spawner: None,
             buf: vec![0; 64 * 1024],
             prelude: Prelude::STANDARD,
         })
@@ -157,7 +161,7 @@ impl RealOs {
                     );
                 }
                 let args = [std::ffi::OsStr::new(actor)];
-                sys::exec_self(crate::ROLE_ACTOR, &args, theirs)
+                spawner::exec_self(crate::ROLE_ACTOR, &args, theirs, &mut self.spawner)
                     .map(Kind::Process)
                     .map_err(|e| e.to_string())
             }
@@ -498,6 +502,8 @@ impl Drop for RealOs {
         // host's default action, which would end the host inside `teardown()`.
         drop(self.fork_server.take());
         self.children.clear();
+        // Only now: a child spawned on the spawner thread dies when that thread ends.
+        drop(self.spawner.take());
         if let Some(pipe) = self.sigint.take() {
             pipe.uninstall();
         }

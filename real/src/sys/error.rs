@@ -117,6 +117,8 @@ pub enum SysError {
     },
     /// The executable could not be spawned; std's error says why.
     Spawn(std::io::Error),
+    /// harrow's spawner thread could not be started, or is gone.
+    SpawnerThread(std::io::Error),
     /// As many signal pipes as there may be already watch signals.
     TooManySignalWatchers {
         /// The limit.
@@ -206,6 +208,13 @@ impl fmt::Display for SysError {
             SysError::NoInheritedChannel { reason } => {
                 write!(f, "could not adopt the inherited channel: {reason}")
             }
+            SysError::SpawnerThread(e) => write!(
+                f,
+                "could not spawn an Exec child through harrow's spawner thread ({e}): a child \
+                 spawned off the main thread is spawned there, so that it outlives the thread \
+                 that asked; spawn from the main thread, or raise the thread limit \
+                 (RLIMIT_NPROC)"
+            ),
             SysError::TooManySignalWatchers { max } => write!(
                 f,
                 "cannot watch another signal: {max} signal pipes (one per nursery that handles \
@@ -224,7 +233,7 @@ impl fmt::Display for SysError {
 impl std::error::Error for SysError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            SysError::Spawn(e) => Some(e),
+            SysError::Spawn(e) | SysError::SpawnerThread(e) => Some(e),
             _ => None,
         }
     }

@@ -430,7 +430,7 @@ pub fn run(rounds: usize) -> Result<(Vec<Figure>, Vec<String>), Error> {
         1.2,
         false,
     );
-    // The same from a worker thread: what a spawn off the main thread costs.
+    // The same from a worker thread, which hands each spawn to harrow's spawner thread.
     let from_worker = std::thread::scope(|s| {
         s.spawn(|| spawn_to_handshake(SpawnMethod::Exec, rounds / 4 + 1, baseline::exec_self_round))
             .join()
