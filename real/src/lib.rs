@@ -103,7 +103,8 @@ pub fn init(registry: Registry) {
                     2
                 }
             };
-            sys::exit_now(code)
+            // What the actor printed without a newline is in our buffer: flush it.
+            sys::exit_flushed(code)
         }
         Some(ROLE_START_ONLY) => sys::exit_now(0),
         Some(ROLE_FORK_SERVER) => match sys::adopt_inherited_channel() {

@@ -12,7 +12,9 @@
 //! 4. `setpgid(0, 0)`: lead its own process group, so `killpg` reaches grandchildren (the
 //!    parent calls `setpgid(child, child)` too, closing the race);
 //! 5. every signal disposition back to default, and the signal mask emptied;
-//! 6. the body, whose return value or panic (as 101) leads only to `_exit`.
+//! 6. the body, whose return value or panic (as 101) leads only to `_exit`, after a flush of
+//!    Rust's standard output when the parent was single-threaded ([`fork_child`]), so that
+//!    what the body printed without a newline is not lost.
 //!
 //! A prelude step that fails ends the child with one of the [`prelude_exit`] codes. The child
 //! never returns into the parent's frames and never drops an object inherited from the
@@ -21,6 +23,7 @@
 //! Everything the child needs is computed before the fork, and the prelude makes only raw
 //! system calls: it allocates nothing and takes no lock, so it is async-signal-safe.
 
+use std::io::Write;
 use std::mem::{self, ManuallyDrop, MaybeUninit};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -119,7 +122,9 @@ pub fn thread_count() -> Result<usize, SysError> {
 /// Refuses with [`SysError::MultiThreaded`] unless the calling process has exactly one
 /// thread: then no lock can be held by a thread that does not exist in the child, and the
 /// body may do anything (allocate, print). The count cannot go stale, since only this thread
-/// could start another. The parent's copy of `channel` is closed; `body`'s captures are
+/// could start another. Rust's standard output is flushed before the fork, so the child does
+/// not inherit (and print again) a partial line of ours, and in the child after the body, so
+/// that its own partial line is not lost at `_exit`. The parent's copy of `channel` is closed; `body`'s captures are
 /// dropped in the parent and never in the child (so `body` is called through a reference:
 /// `FnMut`, not `FnOnce`). After the scrub, the body may use only the channel it is given;
 /// a captured descriptor's number may by then be closed or reused.
@@ -131,9 +136,10 @@ where
     if threads != 1 {
         return Err(SysError::MultiThreaded { threads });
     }
+    let _ = std::io::stdout().flush();
     // SAFETY: the process is single-threaded (checked above), so the child inherits no lock
-    // held by a vanished thread and `body` may call anything.
-    unsafe { fork_child_unchecked(prelude, channel, body) }
+    // held by a vanished thread, and `body` and the flush after it may call anything.
+    unsafe { fork_with(prelude, channel, body, true) }
 }
 
 /// [`fork_child`] without the single-thread check.
@@ -152,11 +158,30 @@ pub unsafe fn fork_child_unchecked<F>(
 where
     F: FnMut(OwnedFd) -> i32,
 {
+    // SAFETY: the caller's contract; no flush, which takes the standard output's lock.
+    unsafe { fork_with(prelude, channel, body, false) }
+}
+
+/// The fork; the child flushes Rust's standard output after `body` if `flush_stdout`.
+///
+/// # Safety
+///
+/// As [`fork_child_unchecked`]; `flush_stdout` only if the process is single-threaded.
+unsafe fn fork_with<F>(
+    prelude: Prelude,
+    channel: OwnedFd,
+    body: F,
+    flush_stdout: bool,
+) -> Result<ChildProcess, SysError>
+where
+    F: FnMut(OwnedFd) -> i32,
+{
     let channel = lift_above_stdio(channel)?;
     let plan = ChildPlan {
         prelude,
         channel: channel.as_raw_fd(),
         parent: Pid::current(),
+        flush_stdout,
     };
     let mut body = ManuallyDrop::new(body);
     // SAFETY: the child runs only `child_main`: the async-signal-safe prelude and then
@@ -204,12 +229,14 @@ struct ChildPlan {
     prelude: Prelude,
     channel: RawFd,
     parent: Pid,
+    /// Flush Rust's standard output before `_exit` (the parent was single-threaded).
+    flush_stdout: bool,
 }
 
 /// The child side: prelude, body, `_exit`. Never returns.
 fn child_main<F: FnMut(OwnedFd) -> i32>(plan: &ChildPlan, body: &mut F) -> ! {
     let code = match run_prelude(plan) {
-        Err(code) => code,
+        Err(code) => exit_now(code),
         Ok(channel) => match catch_unwind(AssertUnwindSafe(|| body(channel))) {
             Ok(code) => code,
             Err(payload) => {
@@ -218,7 +245,11 @@ fn child_main<F: FnMut(OwnedFd) -> i32>(plan: &ChildPlan, body: &mut F) -> ! {
             }
         },
     };
-    exit_now(code)
+    if plan.flush_stdout {
+        exit_flushed(code)
+    } else {
+        exit_now(code)
+    }
 }
 
 /// Runs prelude steps 1 to 5; returns the channel at the fixed number, or an exit code.
@@ -274,6 +305,14 @@ fn reset_signal_dispositions() {
         // and the old action is not requested (null). sigaction is async-signal-safe.
         unsafe { libc::sigaction(sig, &default, std::ptr::null_mut()) };
     }
+}
+
+/// Flushes Rust's standard output (what the process printed without a newline), then
+/// [`exit_now`]: the way out of a child that owns its output buffer, one forked from a
+/// single-threaded parent (whose buffer was flushed before the fork) or exec'd.
+pub fn exit_flushed(code: i32) -> ! {
+    let _ = std::io::stdout().flush();
+    exit_now(code)
 }
 
 /// Ends the calling process at once with `code` (man _exit(2)): no atexit handlers, no
