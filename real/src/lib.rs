@@ -1,28 +1,10 @@
-//! harrow's production backend: the model's protocol and its one driver over Linux processes.
-//!
-//! ```no_run
-//! use harrow_real::{Nursery, Registry};
-//!
-//! fn registry() -> Registry {
-//!     Registry::new().handler("double", |n: u64| Ok::<u64, String>(n * 2))
-//! }
-//!
-//! fn main() {
-//!     // First line of main: a re-executed child or the fork server runs its role here.
-//!     harrow_real::init(registry());
-//!     let mut nursery = Nursery::open().expect("open");
-//!     let child = nursery.spawn("doubler", "double").expect("spawn");
-//!     let four: u64 = nursery.request(child, &2u64).expect("request");
-//!     assert_eq!(four, 4);
-//!     let report = nursery.teardown();
-//!     assert!(report.errors.is_empty());
-//! }
-//! ```
-//!
-//! - [`Registry`] and [`init`]: actors by name, the same in every process.
-//! - [`Nursery`]: spawn, request, cancel, tear down with a [`TeardownReport`].
-
+#![doc = include_str!("../README.md")]
 #![deny(unsafe_code)]
+
+/// The workspace README's examples, compiled and run as doctests so that they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
 
 mod actor;
 // `child` and `os` have items that only `internals` re-exports.
@@ -84,7 +66,7 @@ pub(crate) const ROLE_ACTOR: &str = "actor";
 /// The role of a re-executed fork server.
 pub(crate) const ROLE_FORK_SERVER: &str = forkserver::ROLE;
 /// The role of a re-executed child that exits 0 as soon as `init` sees it: the raw cost of
-/// re-executing this program, the baseline of `Exec` (`bench_baseline::exec_self_round`).
+/// re-executing this program, the baseline of `Exec` (`harrow::baseline::exec_self_round`).
 pub(crate) const ROLE_START_ONLY: &str = "start-only";
 
 /// Installs the program's actors; in a re-executed child, runs its role and never returns.
