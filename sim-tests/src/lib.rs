@@ -1,11 +1,4 @@
-//! Checkers, scenarios and tools for harrow's protocol.
-//!
-//! - [`scenario`]: test cases as data.
-//! - [`world`]: the pure world, where the protocol runs with scripted actors and no threads.
-//! - [`run`]: runs a world to its end and checks the properties of DESIGN.md.
-//! - [`table`]: the child lifecycle's state × input table and dot graph.
-//! - [`generate`]: proptest strategies over scenarios, and how a generated one runs.
-//! - [`corpus`]: the regression corpus: entries, replay, and how entries are made.
+#![doc = include_str!("../README.md")]
 
 extern crate alloc;
 
