@@ -1,7 +1,7 @@
 //! The flaw catalogue: switches that put a known hang or race back, so checkers must find it.
 //!
 //! The shipped protocol runs with [`Flaws::NONE`]. Each switch re-creates one bug class
-//! tractor hit (see `shared/design/FLAWS.md`); its postmortem is beside it in
+//! tractor hit (the catalogue is `model/FLAWS.md`); its postmortem is beside it in
 //! [`Flaw::postmortem`]. The real backend never enables one except in its smoke scenarios
 //! of expected failures.
 

@@ -1,4 +1,4 @@
-//! The safety properties (1–6 of DESIGN.md) in per-step form: named predicates over a state.
+//! The safety properties (1–6 of `model/PROPERTIES.md`) in per-step form: named predicates.
 //!
 //! The supervisor checks them after every transition in debug builds. With no flaw switched
 //! on a violation is a protocol bug and panics; with a flaw on it is recorded, and the
@@ -19,7 +19,7 @@ use crate::supervisor::{Outcome, Phase, Supervisor};
 pub struct Invariant {
     /// The predicate's name.
     pub name: &'static str,
-    /// The DESIGN.md property it is the per-step form of.
+    /// The property (numbered as in `PROPERTIES.md`) it is the per-step form of.
     pub property: u8,
     /// `Err` with a sentence naming the child and what is wrong.
     pub check: fn(&Supervisor) -> Result<(), String>,
@@ -30,7 +30,7 @@ pub struct Invariant {
 pub struct Violation {
     /// The predicate's name.
     pub invariant: String,
-    /// The DESIGN.md property number.
+    /// The property's number, as in `PROPERTIES.md`.
     pub property: u8,
     /// What was seen.
     pub detail: String,

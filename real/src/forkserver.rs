@@ -4,7 +4,7 @@
 //! a child that can never release it. [`ForkServer::start`] re-executes the current binary
 //! (an exec, safe from any thread) in role [`ROLE`]; the new process is single-threaded, runs
 //! [`serve`], and forks each child its client asks for, so children start from a clean,
-//! small, single-threaded parent (`linux-spawn-facts.md` §0 items 4-6).
+//! small, single-threaded parent (`real/LINUX.md`, facts 4 and 5).
 //!
 //! Who does what:
 //! - the **server** forks (standard prelude: channel at fd 3, scrub, death signal, own

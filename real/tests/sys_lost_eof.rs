@@ -1,4 +1,4 @@
-//! The lost-EOF bug (FLAWS.md F6, tractor H9), reproduced without the descriptor scrub and
+//! The lost-EOF bug (flaw F6, tractor H9), reproduced without the descriptor scrub and
 //! fixed with it.
 //!
 //! Child A waits for end of stream on its channel. Child B is forked afterwards, while the

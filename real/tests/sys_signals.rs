@@ -1,4 +1,4 @@
-//! The SIGINT self-pipe (FLAWS.md F11): a full pipe drops wake bytes, never a signal; the
+//! The SIGINT self-pipe (flaw F11): a full pipe drops wake bytes, never a signal; the
 //! signal is a level flag, not a count.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Runs a world to its end under some schedule and checks the properties of DESIGN.md.
+//! Runs a world to its end under some schedule and checks the properties of `model/PROPERTIES.md`.
 
 use std::fmt;
 use std::time::Duration;

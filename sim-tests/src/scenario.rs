@@ -139,9 +139,10 @@ pub struct Scenario {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<Fault>,
     /// Whether each child process's prelude arms the parent-death signal and re-checks its
-    /// parent, as the real backend's does (DESIGN §5): a process dies with its parent. Off,
-    /// the platform has no such signal and an orphan has only the protocol's own defence, its
-    /// self-cancel on parent EOF; the flaws that disarm that defence are shown this way.
+    /// parent, as the real backend's does (`real/LINUX.md`, fact 4): a process dies with its
+    /// parent. Off, the platform has no such signal and an orphan has only the protocol's own
+    /// defence, its self-cancel on parent EOF; the flaws that disarm that defence are shown
+    /// this way.
     #[serde(default = "yes", skip_serializing_if = "is_yes")]
     pub parent_death_signal: bool,
 }

@@ -196,7 +196,7 @@ enum Closed {
     /// After the reap, by end-of-file or the drain deadline: the drain is over.
     DrainOver,
     /// After the reap, because a late frame broke the protocol: the drain still waits for
-    /// its deadline (DESIGN's `Draining ──EOF / drain bound──▶ Done`).
+    /// its deadline (the lifecycle's `Draining ──EOF / drain bound──▶ Done`).
     ByViolationWhileDraining,
 }
 
@@ -282,7 +282,7 @@ impl RefChild {
             || self.reap_commands > 0)
     }
 
-    /// The death report due when the child finishes (DESIGN §5; property 5): none if we
+    /// The death report due when the child finishes (property 5): none if we
     /// stopped it (a cancel went out, a kill, an error of the supervisor's own, or the
     /// supervisor began the stop: `initiator`,
     /// whose first cause the reference cannot always tell), a boot failure if it never
@@ -1258,7 +1258,7 @@ fn oracle(sc: &Scenario, r: &run::RunReport, kids: &[Kid], sup: &Supervisor) -> 
     Ok(())
 }
 
-/// Its death report, decided once its channel is drained (DESIGN §5; property 5: at most one).
+/// Its death report, decided once its channel is drained (property 5: at most one).
 ///
 /// Whether it handshook is the world's fact: the parent reads a handshake that was sent
 /// before it ends the drain, so one queued behind the exit still counts. Whether a cancel
@@ -1344,7 +1344,7 @@ fn check_behaviour(
             prop_assert!(sigkilled(sc, i), "{}", ctx);
             prop_assert_eq!(status, ExitStatus::Signaled(9), "{}", ctx);
         }
-        // Died before its handshake, by itself: a boot failure with its status (DESIGN §5).
+        // Died before its handshake, by itself: a boot failure with its status.
         (Behaviour::CrashesBeforeHandshake { code }, _)
             if unforced && status == ExitStatus::Exited(*code) =>
         {

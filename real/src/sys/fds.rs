@@ -3,8 +3,8 @@
 //!
 //! `O_CLOEXEC` acts only at `execve`; a child forked without exec keeps the whole fd table
 //! of its parent, including other children's channel ends, and then those children never
-//! see EOF (the lost-EOF bug, FLAWS.md F6). So the child prelude moves its channel to
-//! [`CHILD_CHANNEL_FD`] and closes everything above it with `close_range(2)`.
+//! see EOF (the lost-EOF bug, flaw F6; `real/LINUX.md` fact 3). So the child prelude moves
+//! its channel to [`CHILD_CHANNEL_FD`] and closes everything above it with `close_range(2)`.
 
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};

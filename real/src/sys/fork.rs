@@ -1,7 +1,7 @@
 //! Fork without exec: [`fork_child`] and the child prelude it runs before the body.
 //!
-//! The prelude, in order, each step a fix for a bug tractor hit (see
-//! `linux-spawn-facts.md` §2):
+//! The prelude, in order, each step a fix for a bug tractor hit (see `real/LINUX.md`,
+//! facts 2 to 5):
 //!
 //! 1. move the channel to [`CHILD_CHANNEL_FD`] (3) with `dup2` (if it already is 3, only
 //!    clear its close-on-exec flag);

@@ -1,4 +1,4 @@
-//! A signal self-pipe done right (FLAWS.md F11), over a handler that leaves the host's
+//! A signal self-pipe done right (flaw F11), over a handler that leaves the host's
 //! disposition of the signal as it found it.
 //!
 //! **Flag and pipe.** Each [`SignalPipe`] has a flag and a wake pipe. The handler sets the

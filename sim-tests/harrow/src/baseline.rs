@@ -1,5 +1,5 @@
 //! Raw baselines: what the bare system calls cost on this machine, measured in the same run
-//! as harrow's own figures so that every figure can be reported as a ratio (PERF.md).
+//! as harrow's own figures so that every figure can be reported as a ratio (see PERF.md).
 //!
 //! Each function runs a few warm-up rounds, then `iterations` timed rounds, and returns the
 //! median. They time, they never assert: a timed test is not a benchmark. The children they

@@ -32,7 +32,7 @@ enum Command {
         harrow check                                  every engine, every scenario and flaw\n  \
         harrow check --engine explicit                the explicit-state search only\n  \
         harrow check --engine shuttle --engine loom   two engines\n  \
-        harrow check --flaw 9                         F9 on every engine FLAWS.md names\n  \
+        harrow check --flaw 9                         F9 on every engine named for it\n  \
         harrow check --engine shuttle --scenario tree-3-sigint --shuttle-random 20000\n  \
         harrow check --quiet > report.txt             no progress, table only")]
     Check {
@@ -97,8 +97,8 @@ enum Command {
         #[arg(long)]
         method: Option<String>,
     },
-    /// Measure the real backend: each figure of PERF.md beside its raw baseline from the
-    /// same run, their ratio and the target. Exit 1 if a target is missed.
+    /// Measure the real backend: each figure of sim-tests/harrow/PERF.md beside its raw
+    /// baseline from the same run, their ratio and the target. Exit 1 if a target is missed.
     Bench {
         /// Timed rounds for each spawn figure (request/reply gets ten times as many).
         #[arg(long, default_value_t = 200)]

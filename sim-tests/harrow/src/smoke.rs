@@ -1,4 +1,4 @@
-//! tractor's test scenarios (`tractor-protocol.md` §9) and the smoke scenarios (§10), for
+//! tractor's test scenarios and its smoke scenarios (expected failures included), for
 //! real, for every spawn method each applies to.
 //!
 //! Each scenario is a function of the spawn method that returns a [`Verdict`]: `Ok` with a
@@ -123,7 +123,7 @@ const PROCESS_METHODS: &[SpawnMethod] = &[
 ];
 const FORK_ONLY: &[SpawnMethod] = &[SpawnMethod::Fork];
 
-/// Every scenario, in the order of `tractor-protocol.md` §9, then the expected failures.
+/// Every scenario, in the order of tractor's test suite, then the expected failures.
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "happy-teardown",

@@ -1,4 +1,4 @@
-//! What must hold at the end of every execution (properties 3–11 of DESIGN.md).
+//! What must hold at the end of every execution (properties 3–11 of `model/PROPERTIES.md`).
 
 use crate::kernel::{Fd, Pid};
 use crate::sim::{CtxState, SimProcess, SimWorld};

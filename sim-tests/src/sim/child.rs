@@ -356,7 +356,7 @@ pub(crate) fn process_body<P: Platform, F: ActorFactory<P>>(
     shared.with(|w| w.live_threads -= 1);
 }
 
-/// The child's start-up, in the real backend's order (DESIGN §5): channel to a fixed fd,
+/// The child's start-up, in the real backend's order (`real/LINUX.md`): channel to a fixed fd,
 /// scrub, parent-death signal and parent re-check, own group; a forked child then allocates.
 fn prelude(w: &mut super::SimWorld, start: &ChildStart) -> bool {
     if !w.runs(start.process) {

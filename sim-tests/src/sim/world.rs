@@ -36,8 +36,9 @@ pub struct SimConfig {
     /// The protocol's timeouts.
     pub timeouts: Timeouts,
     /// Whether child preludes arm the parent-death signal (`PR_SET_PDEATHSIG`, SIGKILL) and
-    /// re-check their parent, as the real backend's do (DESIGN §5); off, an orphan has only
-    /// the protocol's own defence, its self-cancel on parent EOF, as on a platform without it.
+    /// re-check their parent, as the real backend's do (`real/LINUX.md`, fact 4); off, an
+    /// orphan has only the protocol's own defence, its self-cancel on parent EOF, as on a
+    /// platform without it.
     pub parent_death_signal: bool,
     /// Lines of trace kept; later lines are counted, not kept.
     pub max_trace: usize,
