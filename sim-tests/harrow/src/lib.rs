@@ -1,7 +1,7 @@
 //! The `harrow` command's own library: what it runs against the real backend.
 //!
 //! - [`smoke`]: tractor's scenarios and the expected failures, run for real.
-//! - [`bench`]: each figure of the backend beside its raw baseline, measured in the same run.
+//! - [`mod@bench`]: each figure of the backend beside its raw baseline, measured in the same run.
 //! - [`baseline`]: the raw costs those figures are compared against.
 //!
 //! The model checking itself lives in `harrow-sim`; `main.rs` ties both to the command line.

@@ -5,7 +5,7 @@
 //! calling thread, lets the rest of the world finish, and checks what is left.
 //!
 //! The simulated operating system: the driver's [`Os`](harrow_model::driver::Os) over the
-//! simulated kernel, on any [`Platform`](crate::platform::Platform) (std, loom, shuttle).
+//! simulated kernel, on any [`Platform`] (std, loom, shuttle).
 //!
 //! A simulated process is a platform thread running a driver; a thread child is a platform
 //! thread inside its parent's simulated process. Every system call takes the world's lock
