@@ -498,8 +498,16 @@ impl core::error::Error for FrameError {}
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FrameDecoder {
     buf: Vec<u8>,
+    /// Where the undecoded bytes begin in `buf`. Decoding a frame only advances it; the
+    /// decoded prefix is dropped once a batch is decoded (when `next_message` runs out of
+    /// whole frames, or before the next `push`), so a read that holds many frames moves
+    /// each of its bytes at most once, not once per frame before it.
+    start: usize,
     max_frame: u32,
     failed: bool,
+    /// Bytes shifted inside the buffer so far: what the cost-per-frame test counts.
+    #[cfg(test)]
+    moved: usize,
 }
 
 impl FrameDecoder {
@@ -507,8 +515,11 @@ impl FrameDecoder {
     pub fn new(max_frame: u32) -> Self {
         FrameDecoder {
             buf: Vec::new(),
+            start: 0,
             max_frame,
             failed: false,
+            #[cfg(test)]
+            moved: 0,
         }
     }
 
@@ -517,6 +528,7 @@ impl FrameDecoder {
         if self.failed {
             return Err(FrameError::Desynchronized);
         }
+        self.compact();
         self.buf.extend_from_slice(bytes);
         // Check the header now so an oversize frame is refused before its body is buffered.
         self.check_header()
@@ -528,21 +540,27 @@ impl FrameDecoder {
             return Err(FrameError::Desynchronized);
         }
         self.check_header()?;
-        if self.buf.len() < HEADER {
+        let pending = self.pending();
+        let whole = pending.len() >= HEADER && {
+            let len = self.header_len() as usize;
+            pending.len() >= HEADER + len
+        };
+        if !whole {
+            // The batch is decoded: drop its prefix now, so that an idle decoder holds only
+            // the unfinished frame (and compares equal to any other holding the same bytes).
+            self.compact();
             return Ok(None);
         }
         let len = self.header_len() as usize;
-        if self.buf.len() < HEADER + len {
-            return Ok(None);
-        }
-        let decoded = Message::decode_body(&self.buf[HEADER..HEADER + len]);
-        self.buf.drain(..HEADER + len);
+        let body = self.start + HEADER..self.start + HEADER + len;
+        let decoded = Message::decode_body(&self.buf[body]);
+        self.start += HEADER + len;
         decoded.map(Some).map_err(|e| self.fail(e))
     }
 
     /// Reports end of stream: an error if it cut a frame short.
     pub fn finish(&self) -> Result<(), FrameError> {
-        match self.buf.len() {
+        match self.buffered() {
             0 => Ok(()),
             received => Err(FrameError::EofInsideFrame { received }),
         }
@@ -550,15 +568,33 @@ impl FrameDecoder {
 
     /// Bytes buffered but not yet decoded.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// Drops the decoded prefix, moving the undecoded rest to the front.
+    fn compact(&mut self) {
+        if self.start == 0 {
+            return;
+        }
+        #[cfg(test)]
+        {
+            self.moved += self.buf.len() - self.start;
+        }
+        self.buf.drain(..self.start);
+        self.start = 0;
     }
 
     fn header_len(&self) -> u32 {
-        u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]])
+        let b = self.pending();
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
     }
 
     fn check_header(&mut self) -> Result<(), FrameError> {
-        if self.buf.len() >= HEADER && self.header_len() > self.max_frame {
+        if self.buffered() >= HEADER && self.header_len() > self.max_frame {
             let err = FrameError::Oversize {
                 len: u64::from(self.header_len()),
                 max: self.max_frame,
@@ -571,6 +607,7 @@ impl FrameDecoder {
     fn fail(&mut self, err: FrameError) -> FrameError {
         self.failed = true;
         self.buf = Vec::new();
+        self.start = 0;
         err
     }
 }
@@ -634,6 +671,35 @@ mod tests {
         }
         assert_eq!(got, samples());
         assert!(dec.finish().is_ok());
+    }
+
+    /// Decoding many small frames from one read removed each from the front of the buffer,
+    /// shifting everything behind it: a 64 KiB read of small frames cost 405 ns a frame
+    /// against 26 ns one at a time, quadratic in the frames per read. Fixed: decoding only
+    /// advances a read offset, and the decoded prefix is dropped once per batch, so every
+    /// byte moves at most once however many frames a read holds.
+    #[test]
+    fn bug_decoder_shifts_the_rest_of_a_read_for_every_frame() {
+        let frame = Message::Cancel.encode(DEFAULT_MAX_FRAME).unwrap();
+        for reads_of in [64, 1024, 16 * 1024] {
+            let frames = reads_of / frame.len();
+            let read = frame.repeat(frames);
+            let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME);
+            dec.push(&read).unwrap();
+            let mut got = 0;
+            while let Some(m) = dec.next_message().unwrap() {
+                assert_eq!(m, Message::Cancel);
+                got += 1;
+            }
+            assert_eq!(got, frames);
+            assert!(
+                dec.moved <= read.len(),
+                "decoding {frames} frames from one {}-byte read moved {} bytes: each frame \
+                 shifted the rest of the read",
+                read.len(),
+                dec.moved
+            );
+        }
     }
 
     #[test]
