@@ -85,6 +85,15 @@ pub enum ChildErrorKind {
     ReapTimedOut,
 }
 
+impl ChildErrorKind {
+    /// Whether this error cancels the nursery (one cancels all). A launch failure does not:
+    /// no child ever ran, the system refused a resource (descriptors, processes), and the
+    /// caller already has the error from `spawn`; its siblings keep serving.
+    pub fn cancels_nursery(&self) -> bool {
+        !matches!(self, ChildErrorKind::LaunchFailed(_))
+    }
+}
+
 /// A message a child may not send where it sent it, or a frame that did not decode.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ProtocolViolation {

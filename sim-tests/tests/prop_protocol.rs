@@ -328,8 +328,9 @@ impl RefChild {
 ///   (when closed after the reap by a protocol violation, only once the drain bound passed);
 /// - the registry: exactly the children whose `Ready` was emitted and for which no kill,
 ///   abandon or reap command has gone out (the only transitions that deregister);
-/// - the nursery: open until a teardown call or the first child error, closed exactly when
-///   teardown has started and every child has finished;
+/// - the nursery: open until a teardown call or the first child error other than a launch
+///   failure (the caller's error, which cancels no sibling), closed exactly when teardown has
+///   started and every child has finished;
 /// - which driver reports are accepted (launch, exit, reap, EOF, malformed frame), which user
 ///   stops are, which spawns are, and that a request is accepted only by a ready, uncancelled,
 ///   connected child; a killed child given up on after the reap bound still has its exit
@@ -868,7 +869,9 @@ impl Harness {
                 c.ready = true;
             }
             Event::Failed(err) => {
-                self.r.begin_teardown(self.now, true);
+                if err.kind.cancels_nursery() {
+                    self.r.begin_teardown(self.now, true);
+                }
                 let c = &mut self.r.children[err.child.0 as usize];
                 match &err.kind {
                     ChildErrorKind::ReapTimedOut => c.reap_timed_out = true,

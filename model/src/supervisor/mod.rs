@@ -617,7 +617,10 @@ impl Supervisor {
         } else {
             self.attended.insert(child);
         }
-        let failed = self.errors.iter().any(|e| e.child == child);
+        let failed = self
+            .errors
+            .iter()
+            .any(|e| e.child == child && e.kind.cancels_nursery());
         if failed && self.cause.is_none_or(|c| !c.is_error()) {
             self.teardown(TeardownCause::ChildFailed(child));
         }

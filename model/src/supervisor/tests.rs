@@ -207,6 +207,41 @@ fn one_child_error_cancels_every_sibling_in_one_step_with_one_deadline() {
     assert_eq!(s.report().cause, Some(TeardownCause::ChildFailed(ids[2])));
 }
 
+/// A spawn that the system refused (no descriptor, no process slot) cancelled every serving
+/// sibling, as if a child had failed: under fd pressure one refused spawn took the whole
+/// nursery down, though no child misbehaved and the caller already had the error from
+/// `spawn`. A launch failure is the caller's error: reported once, cancelling no one.
+#[test]
+fn bug_a_refused_launch_cancels_every_sibling() {
+    let mut s = sup(Flaws::NONE);
+    let ids = serving(&mut s, 2, SpawnMethod::Exec);
+    let t = Timestamp::from_millis(3);
+    let c = s
+        .spawn(
+            t,
+            spec("squeezed", SpawnMethod::Exec, Role::Daemon),
+            &Situation::default(),
+        )
+        .unwrap();
+    drain(&mut s);
+    s.handle_launch_failed(t, c, "out of descriptors".into())
+        .unwrap();
+    let sent: Vec<Command> = drain(&mut s);
+    assert!(
+        sent.iter().all(|c| !matches!(c, Command::Send { .. })),
+        "a refused launch sent {sent:?}"
+    );
+    assert_eq!(s.phase(), NurseryPhase::Open);
+    for id in ids {
+        assert_eq!(s.lifecycle(id).unwrap().phase, Phase::Serving);
+    }
+    let failed: Vec<Event> = events(&mut s);
+    assert!(
+        matches!(failed.as_slice(), [Event::Failed(e)] if e.child == c),
+        "the refusal is reported once: {failed:?}"
+    );
+}
+
 #[test]
 fn flaw_f10_cancels_one_child_at_a_time() {
     let mut s = sup(Flaws::only(Flaw::SerialTeardown));
