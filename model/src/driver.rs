@@ -54,8 +54,9 @@ pub trait Os {
     fn kill(&mut self, child: ChildId);
     /// Abandons a thread child: detach it and leak its context.
     fn abandon(&mut self, child: ChildId);
-    /// Reaps an exited child (joins a thread child) and returns how it ended.
-    fn reap(&mut self, child: ChildId) -> ExitStatus;
+    /// Reaps an exited child (joins a thread child) and returns how it ended; `Err` says why
+    /// it could not be reaped (a status is never made up).
+    fn reap(&mut self, child: ChildId) -> Result<ExitStatus, String>;
     /// Blocks until at least one event or `deadline`, appending what happened to `out`.
     ///
     /// `Err` when no wait is possible any more and the loop must stop: on Linux, the wait
@@ -327,8 +328,10 @@ impl<O: Os> Driver<O> {
                 Command::Kill { child } => self.os.kill(child),
                 Command::Abandon { child } => self.os.abandon(child),
                 Command::Reap { child } => {
-                    let status = self.os.reap(child);
-                    let _ = self.sup.handle_reaped(now, child, status);
+                    let _ = match self.os.reap(child) {
+                        Ok(status) => self.sup.handle_reaped(now, child, status),
+                        Err(why) => self.sup.handle_reap_failed(now, child, why),
+                    };
                 }
             }
         }

@@ -83,6 +83,8 @@ pub enum ChildErrorKind {
     Protocol(ProtocolViolation),
     /// It was killed but its exit was not seen within the reap timeout.
     ReapTimedOut,
+    /// It exited but could not be reaped; the text says why (its exit status is unknown).
+    ReapFailed(String),
 }
 
 impl ChildErrorKind {
@@ -174,6 +176,11 @@ impl fmt::Display for ChildError {
                 f,
                 "{who} was killed but did not exit within the reap timeout (stuck in the \
                  kernel?); it is reported and left to init"
+            ),
+            ChildErrorKind::ReapFailed(why) => write!(
+                f,
+                "{who} exited but could not be reaped ({why}), so its exit status is unknown; \
+                 it is reported as unreaped"
             ),
         }?;
         write!(f, " (initiated by {})", self.initiator)

@@ -395,9 +395,9 @@ impl Os for RealOs {
         }
     }
 
-    fn reap(&mut self, child: ChildId) -> ExitStatus {
+    fn reap(&mut self, child: ChildId) -> Result<ExitStatus, String> {
         let Some(c) = slot_mut(&mut self.children, child) else {
-            return ExitStatus::Exited(-1);
+            return Err(format!("{child} was never launched here"));
         };
         // Our end of the channel stays open until the protocol closes it (the drain reads
         // what is left).
@@ -410,30 +410,35 @@ impl Os for RealOs {
                 match p.wait_timeout(Some(REAP_BOUND)) {
                     Ok(sys::ReapOutcome::Reaped(s)) => (s, Some(p.pid())),
                     // Not reaped: keep the process, whose drop kills and reaps it.
-                    _ => return ExitStatus::Exited(-1),
+                    Ok(sys::ReapOutcome::Running) => {
+                        return Err(format!(
+                            "its pidfd said it exited, but it was not reapable within \
+                             {REAP_BOUND:?}"
+                        ));
+                    }
+                    Err(e) => return Err(e.to_string()),
                 }
             }
             Kind::Served { pid, pidfd } => {
                 let _ = self.poller.deregister(pidfd.as_fd());
-                let status = match self.fork_server.as_mut() {
-                    Some(server) => {
-                        let _ = server.kill_group(*pid);
-                        server.reap(*pid).unwrap_or(ExitStatus::Exited(-1))
-                    }
-                    None => ExitStatus::Exited(-1),
+                let Some(server) = self.fork_server.as_mut() else {
+                    return Err("its fork server is gone, and only it could reap it".into());
                 };
-                (status, Some(*pid))
+                let _ = server.kill_group(*pid);
+                (server.reap(*pid).map_err(|e| e.to_string())?, Some(*pid))
             }
             Kind::Thread { handle, .. } => match handle.take().map(JoinHandle::join) {
                 Some(Ok(code)) => (ExitStatus::Exited(code), None),
-                _ => (ExitStatus::Exited(sys::PANIC_EXIT), None),
+                // The panic escaped the catch in the thread's body: it is the thread's exit.
+                Some(Err(_)) => (ExitStatus::Exited(sys::PANIC_EXIT), None),
+                None => return Err("its thread was abandoned and cannot be joined".into()),
             },
-            Kind::Reaped { .. } => return ExitStatus::Exited(-1),
+            Kind::Reaped { .. } => return Err("it was already reaped".into()),
         };
         // Closes the pidfd: a long-lived nursery holds no descriptor for finished children,
         // and every later fork copies (and every child scrubs) a table that does not grow.
         c.kind = Kind::Reaped { pid };
-        status
+        Ok(status)
     }
 
     fn wait(

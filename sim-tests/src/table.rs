@@ -239,6 +239,7 @@ pub fn probes(state: &State) -> Vec<Probe> {
         ("ChannelClosed", Input::ChannelClosed),
         ("ExitObserved", Input::ExitObserved),
         ("Reaped", Input::Reaped(ExitStatus::Exited(0))),
+        ("ReapFailed", Input::ReapFailed("ESRCH".into())),
         ("Cancel", Input::Cancel(Initiator::Nursery)),
         ("HardStop", Input::HardStop),
         ("Request", Input::Request(RequestId(1), b"ping".to_vec())),
@@ -380,6 +381,7 @@ fn show_result(r: &Result<Vec<u8>, RemoteError>) -> &'static str {
 fn show_kind(k: &ChildErrorKind) -> String {
     match k {
         ChildErrorKind::LaunchFailed(_) => "LaunchFailed".into(),
+        ChildErrorKind::ReapFailed(_) => "ReapFailed".into(),
         ChildErrorKind::Remote(_) => "Remote".into(),
         // The frame error's own text is a paragraph; its variant is what the table needs.
         ChildErrorKind::Protocol(ProtocolViolation::Malformed(e)) => {

@@ -20,6 +20,7 @@ fn input_kind(i: &Input) -> &'static str {
         Input::ChannelClosed => "ChannelClosed",
         Input::ExitObserved => "ExitObserved",
         Input::Reaped(_) => "Reaped",
+        Input::ReapFailed(_) => "ReapFailed",
         Input::Deadline => "Deadline",
         Input::Cancel(_) => "Cancel",
         Input::HardStop => "HardStop",
@@ -41,7 +42,7 @@ fn message_kind(m: &Message) -> &'static str {
     }
 }
 
-const INPUT_KINDS: usize = 11;
+const INPUT_KINDS: usize = 12;
 const MESSAGE_KINDS: usize = 8;
 
 #[test]

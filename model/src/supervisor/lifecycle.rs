@@ -124,7 +124,8 @@ pub enum Outcome {
     },
     /// Its thread was abandoned and leaked on purpose.
     Abandoned(ForceReason),
-    /// It was killed but its exit never came within the reap bound.
+    /// It was killed but its exit never came within the reap bound, or its reap failed:
+    /// its status is unknown.
     Unreaped,
 }
 
@@ -145,6 +146,9 @@ pub enum Input {
     ExitObserved,
     /// The reap (or join) finished with this status.
     Reaped(ExitStatus),
+    /// The reap could not be done (its reaper is gone, or the system refused); the text says
+    /// why. The status is unknown, and is never made up.
+    ReapFailed(String),
     /// Its deadline passed.
     Deadline,
     /// Someone asked it to stop gracefully.
@@ -180,6 +184,7 @@ impl Input {
             Input::ChannelClosed => "ChannelClosed",
             Input::ExitObserved => "ExitObserved",
             Input::Reaped(_) => "Reaped",
+            Input::ReapFailed(_) => "ReapFailed",
             Input::Deadline => "Deadline",
             Input::Cancel(_) => "Cancel",
             Input::HardStop => "HardStop",
@@ -372,6 +377,7 @@ impl Lifecycle {
             Input::ChannelClosed => self.on_channel_closed(now, cx, out),
             Input::ExitObserved => self.on_exit(cx, out),
             Input::Reaped(status) => self.on_reaped(now, status, cx, out),
+            Input::ReapFailed(why) => self.on_reap_failed(now, why, cx, out),
             Input::Deadline => self.on_deadline(now, cx, out),
             Input::Cancel(who) => self.on_cancel(now, who, cx, out),
             Input::HardStop => self.on_hard_stop(now, cx, out),
@@ -655,6 +661,13 @@ impl Lifecycle {
             Some(reason) => Outcome::Killed { reason, status },
             None => Outcome::Exited(status),
         });
+        self.drain_or_finish(now, cx, out);
+        Ok(())
+    }
+
+    /// After the reap (done or failed): read what the channel still holds, within the drain
+    /// bound, or finish if our end is closed.
+    fn drain_or_finish(&mut self, now: Timestamp, cx: &StepContext, out: &mut Vec<Action>) {
         if self.channel_open {
             self.phase = Phase::Draining;
             self.deadline = if cx.flaws.has(Flaw::UnboundedPeerDrain) {
@@ -665,6 +678,31 @@ impl Lifecycle {
         } else {
             self.finish(out);
         }
+    }
+
+    /// The reap ordered at the exit could not be done: the child is reported unreaped with
+    /// why, and the drain goes on as after a reap (its channel may still hold messages).
+    fn on_reap_failed(
+        &mut self,
+        now: Timestamp,
+        why: String,
+        cx: &StepContext,
+        out: &mut Vec<Action>,
+    ) -> Result<(), Refusal> {
+        let late = self.phase == Phase::Done && self.exit_observed && self.reaped_status.is_none();
+        if late {
+            // Given up on already (reported as a reap timeout): nothing new to say.
+            return Ok(());
+        }
+        if self.phase != Phase::AwaitingReap {
+            return Err(Refusal::Invalid);
+        }
+        out.push(Action::Error(
+            ChildErrorKind::ReapFailed(why),
+            Initiator::Supervisor,
+        ));
+        self.outcome = Some(Outcome::Unreaped);
+        self.drain_or_finish(now, cx, out);
         Ok(())
     }
 

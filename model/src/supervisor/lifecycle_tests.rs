@@ -663,6 +663,34 @@ fn a_kill_that_is_never_reaped_is_reported_after_the_reap_bound() {
     assert!(l.is_finished());
 }
 
+/// A reap that could not be done (the fork server that is a served child's reaper is gone)
+/// is reported as such, with why, and the outcome is unreaped: no status is made up.
+#[test]
+fn a_failed_reap_is_an_error_and_an_unreaped_outcome_never_a_status() {
+    let mut l = at(Phase::AwaitingReap);
+    let out = ok(&mut l, Input::ReapFailed("the fork server is gone".into()));
+    assert_eq!(
+        errors(&out),
+        vec![&ChildErrorKind::ReapFailed(
+            "the fork server is gone".into()
+        )]
+    );
+    assert_eq!(l.outcome, Some(Outcome::Unreaped));
+    assert_eq!(l.reaped_status, None);
+    assert_eq!(l.phase, Phase::Draining, "late messages are still read");
+    let out = ok(&mut l, Input::ChannelClosed);
+    assert_eq!(
+        out,
+        vec![Action::CloseChannel, Action::Outcome(Outcome::Unreaped)]
+    );
+    assert!(
+        at(Phase::Serving)
+            .step(T0, Input::ReapFailed("no".into()), &cx())
+            .is_err(),
+        "only an ordered reap can fail"
+    );
+}
+
 #[test]
 fn a_second_exit_report_while_awaiting_the_reap_is_ignored() {
     let mut l = at(Phase::AwaitingReap);

@@ -386,6 +386,16 @@ impl Supervisor {
         self.driver_input(now, child, Input::Reaped(status))
     }
 
+    /// The reap ordered by a `Reap` command could not be done; `why` says what failed.
+    pub fn handle_reap_failed(
+        &mut self,
+        now: Timestamp,
+        child: ChildId,
+        why: String,
+    ) -> Result<(), InputError> {
+        self.driver_input(now, child, Input::ReapFailed(why))
+    }
+
     /// Time has reached `now`: every deadline at or before it fires.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.advance(now);

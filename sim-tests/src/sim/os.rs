@@ -756,10 +756,10 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
         });
     }
 
-    fn reap(&mut self, child: ChildId) -> ExitStatus {
+    fn reap(&mut self, child: ChildId) -> Result<ExitStatus, String> {
         let (process, me) = (self.me, self.me.pid);
         let Some(c) = self.children.get_mut(&child) else {
-            return ExitStatus::Exited(-1);
+            return Err(format!("{child} was never launched here"));
         };
         if let Some(handle) = c.thread.take() {
             let code = P::join(handle);
@@ -770,14 +770,14 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
                 }
                 w.note(me, format_args!("join {child}'s thread: code {code}"));
             });
-            return ExitStatus::Exited(code);
+            return Ok(ExitStatus::Exited(code));
         }
         let (pid, pidfd, server_pidfd) = (c.pid, c.pidfd.take(), c.server_pidfd.take());
         let server = self.fork_server.map(|s| s.0);
         self.shared.with(|w| {
             // A dead process runs nothing: its reap never happens.
             if !w.runs(process) {
-                return ExitStatus::Exited(-1);
+                return Err("this process is dead".into());
             }
             let _ = w.kernel.killpg(me, pid, Signal::Kill);
             let outcome = match (server_pidfd, server, pidfd) {
@@ -788,7 +788,7 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
                     Some(i) => {
                         let (_, status) = w.stolen.remove(i);
                         w.note(me, format_args!("reap {child}: the second reaper had it"));
-                        return status;
+                        return Ok(status);
                     }
                     None => w.kernel.waitpid(me, pid),
                 },
@@ -804,11 +804,11 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
             match outcome {
                 Ok(ReapOutcome::Reaped { status, .. }) => {
                     w.note(me, format_args!("reap {child}: {status}"));
-                    to_status(status)
+                    Ok(to_status(status))
                 }
                 other => {
                     w.violate(format!("reap of {child} failed: {other:?}"));
-                    ExitStatus::Exited(-1)
+                    Err(format!("the reap failed: {other:?}"))
                 }
             }
         })
