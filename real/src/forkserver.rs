@@ -165,10 +165,36 @@ impl ForkServer {
         }
         let request = wire::encode(SPAWN, actor.as_bytes());
         let reply = self.exchange(Request::Spawn, &request, Duration::ZERO)?;
+        if reply.fds_lost {
+            return Err(self.discard(&reply));
+        }
         let spawned = decode_spawned(reply);
         let spawned = self.check(spawned)?;
         self.live.insert(spawned.pid);
         Ok(spawned)
+    }
+
+    /// A child reply whose descriptors this process had no room for: the server forked a
+    /// child we cannot talk to or watch. Kill its group (it leads it, and is unreaped) and
+    /// have the server reap it, so that it neither runs on nor counts against the server's
+    /// table; the stream is in step (the reply's bytes arrived), so the server stays usable.
+    fn discard(&mut self, reply: &wire::Frame) -> ForkServerError {
+        let pid = wire::i32_at(&reply.payload, 0).and_then(Pid::from_raw);
+        let Some(pid) = pid.filter(|_| reply.kind == CHILD) else {
+            let detail = format!("a {:?} reply carried descriptors", char::from(reply.kind));
+            return self
+                .check::<()>(Err(protocol(Request::Spawn, detail)))
+                .unwrap_err();
+        };
+        self.live.insert(pid);
+        let reaped = match self.kill_group(pid) {
+            Ok(_) => self.reap(pid).map(drop),
+            Err(e) => Err(e),
+        };
+        ForkServerError::OutOfDescriptors {
+            pid,
+            cleanup: reaped.err().map(|e| e.to_string()),
+        }
     }
 
     /// Asks the server to reap child `pid`, letting it wait up to the timeout for the exit;

@@ -83,6 +83,15 @@ pub enum ForkServerError {
         /// The server's own account: what failed and what to do.
         message: String,
     },
+    /// The server forked the child, but this process had no descriptor free to receive its
+    /// channel and pidfd (`RLIMIT_NOFILE`): the child was killed and reaped (unless
+    /// `cleanup` says why not); the server stays usable.
+    OutOfDescriptors {
+        /// The child that was forked and then discarded.
+        pid: Pid,
+        /// Why killing or reaping it failed, if it did (the server reaps it at shutdown).
+        cleanup: Option<String>,
+    },
     /// An earlier failure left this client unusable.
     Broken {
         /// The earlier failure, as text.
@@ -194,6 +203,21 @@ impl fmt::Display for ForkServerError {
                  is still usable",
                 request.what()
             ),
+            ForkServerError::OutOfDescriptors { pid, cleanup } => {
+                write!(
+                    f,
+                    "the fork server forked child {pid}, but this process is out of file \
+                     descriptors (RLIMIT_NOFILE) and could not receive its channel and pidfd; "
+                )?;
+                match cleanup {
+                    None => f.write_str("the child was killed and reaped")?,
+                    Some(why) => write!(f, "killing and reaping the child failed ({why})")?,
+                }
+                f.write_str(
+                    ", and the server is still usable: close descriptors you no longer need or \
+                     raise the limit (ulimit -n), then spawn again",
+                )
+            }
             ForkServerError::Broken { cause } => write!(
                 f,
                 "this fork server is unusable after an earlier failure ({cause}): drop it and \

@@ -125,7 +125,7 @@ impl Server {
             };
             let reply = match frame.kind {
                 // Descriptors the client should not have sent are closed with the frame.
-                _ if !frame.fds.is_empty() => {
+                _ if !frame.fds.is_empty() || frame.fds_lost => {
                     Reply::error(libc::EINVAL, "a request carried file descriptors")
                 }
                 SPAWN => self.spawn(&frame.payload),

@@ -50,6 +50,9 @@ pub(super) struct Frame {
     pub(super) payload: Vec<u8>,
     /// Descriptors received with it, in the order sent.
     pub(super) fds: Vec<OwnedFd>,
+    /// Descriptors sent with it could not be received (this process is out of descriptors):
+    /// `fds` is then empty. The frame's bytes all arrived, so the stream is still in step.
+    pub(super) fds_lost: bool,
 }
 
 /// What reading a frame came to.
@@ -129,17 +132,25 @@ enum Fill {
     TimedOut,
 }
 
+/// The descriptors that came with a frame's bytes, and whether some were lost on the way.
+#[derive(Default)]
+struct Attached {
+    fds: Vec<OwnedFd>,
+    lost: bool,
+}
+
 /// Fills `buf` from `sock`, collecting any descriptors that arrive, until `deadline`.
 fn fill(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
-    fds: &mut Vec<OwnedFd>,
+    attached: &mut Attached,
     deadline: Option<Instant>,
 ) -> Result<Fill, SysError> {
     let mut got = 0;
     while got < buf.len() {
         let received = recv_with_fds(sock, &mut buf[got..], MAX_FDS)?;
-        fds.extend(received.fds);
+        attached.fds.extend(received.fds);
+        attached.lost |= received.fds_lost;
         match received.outcome {
             RecvOutcome::Data(n) => got += n,
             RecvOutcome::Eof | RecvOutcome::PeerGone => return Ok(Fill::Closed),
@@ -161,9 +172,9 @@ pub(super) fn read_frame(
     sock: BorrowedFd<'_>,
     deadline: Option<Instant>,
 ) -> Result<Read, SysError> {
-    let mut fds = Vec::new();
+    let mut attached = Attached::default();
     let mut header = [0u8; HEADER];
-    match fill(sock, &mut header, &mut fds, deadline)? {
+    match fill(sock, &mut header, &mut attached, deadline)? {
         Fill::Full => {}
         Fill::Closed => return Ok(Read::Closed),
         Fill::TimedOut => return Ok(Read::TimedOut),
@@ -173,11 +184,17 @@ pub(super) fn read_frame(
         return Ok(Read::Oversized(len));
     };
     let mut payload = vec![0u8; len];
-    match fill(sock, &mut payload, &mut fds, deadline)? {
+    match fill(sock, &mut payload, &mut attached, deadline)? {
         Fill::Full => Ok(Read::Frame(Frame {
             kind: header[0],
             payload,
-            fds,
+            // A partial set is no set: whatever arrived is closed with the frame's loss.
+            fds: if attached.lost {
+                Vec::new()
+            } else {
+                attached.fds
+            },
+            fds_lost: attached.lost,
         })),
         Fill::Closed => Ok(Read::Closed),
         Fill::TimedOut => Ok(Read::TimedOut),

@@ -95,12 +95,6 @@ pub enum SysError {
         /// How many threads the process had.
         threads: usize,
     },
-    /// A received message carried more descriptors than the receiver had room for
-    /// (`MSG_CTRUNC`); the ones that did arrive were closed.
-    ControlTruncated {
-        /// How many arrived and were closed.
-        closed: usize,
-    },
     /// More descriptors were given to one message than [`crate::sys::scm::MAX_FDS`].
     TooManyFds {
         /// How many were given.
@@ -189,12 +183,6 @@ impl fmt::Display for SysError {
                 "plain fork refused: this process has {threads} threads, and a forked child could \
                  wedge on a lock another thread held at fork time; use the fork-server method \
                  (ForkServer) or the exec method (Exec) instead"
-            ),
-            SysError::ControlTruncated { closed } => write!(
-                f,
-                "a message carried more file descriptors than the receiver had room for \
-                 (MSG_CTRUNC); the {closed} that arrived were closed: send fewer per message or \
-                 raise max_fds on the receiver"
             ),
             SysError::TooManyFds { given, max } => write!(
                 f,

@@ -3,8 +3,9 @@
 //! Built on rustix's `sendmsg`/`recvmsg`, not nix's: nix refuses to iterate the control
 //! messages of a truncated (`MSG_CTRUNC`) receive, which would leave the descriptors that
 //! did arrive open with no owner; rustix hands every arrived descriptor over as an
-//! `OwnedFd`, so a truncated receive closes them all and reports
-//! [`SysError::ControlTruncated`]. Received descriptors are close-on-exec
+//! `OwnedFd`, so a truncated receive closes them all and says so
+//! ([`Received::fds_lost`]). Its data did arrive: a stream stays in step, and the caller
+//! decides what the lost descriptors mean. Received descriptors are close-on-exec
 //! (`MSG_CMSG_CLOEXEC`) from the moment they exist.
 
 use std::io::{IoSlice, IoSliceMut};
@@ -33,6 +34,11 @@ pub struct Received {
     pub outcome: RecvOutcome,
     /// The descriptors, owned and close-on-exec, in the order they were sent.
     pub fds: Vec<OwnedFd>,
+    /// Some descriptors sent with this data could not be received (`MSG_CTRUNC`): the
+    /// process is out of descriptors (`RLIMIT_NOFILE`; the kernel drops what it cannot
+    /// install), or more were sent than `max_fds`. Those that did arrive were closed, so
+    /// `fds` is then empty.
+    pub fds_lost: bool,
 }
 
 /// Sends `data` (at least one byte) with up to [`MAX_FDS`] descriptors attached, without
@@ -83,8 +89,9 @@ pub fn send_with_fds(
 /// Receives into `buf` without blocking, accepting up to `max_fds` (at most [`MAX_FDS`])
 /// attached descriptors (man recvmsg(2), `MSG_CMSG_CLOEXEC`).
 ///
-/// A message that carried more descriptors than there was room for is
-/// [`SysError::ControlTruncated`]; the descriptors that arrived are closed first.
+/// A message whose descriptors could not all be received (no room, or out of descriptors)
+/// comes back with its data and [`Received::fds_lost`]; the descriptors that arrived are
+/// closed, so that no caller mistakes a partial set for the whole.
 pub fn recv_with_fds(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
@@ -112,12 +119,14 @@ pub fn recv_with_fds(
                 return Ok(Received {
                     outcome: RecvOutcome::WouldBlock,
                     fds: Vec::new(),
+                    fds_lost: false,
                 });
             }
             Err(Errno::CONNRESET) => {
                 return Ok(Received {
                     outcome: RecvOutcome::PeerGone,
                     fds: Vec::new(),
+                    fds_lost: false,
                 });
             }
             Err(e) => return Err(rustix_err(Op::Recvmsg)(e)),
@@ -129,15 +138,18 @@ pub fn recv_with_fds(
             fds.extend(arrived);
         }
     }
-    if msg.flags.contains(ReturnFlags::CTRUNC) {
-        let closed = fds.len();
-        drop(fds);
-        return Err(SysError::ControlTruncated { closed });
+    let fds_lost = msg.flags.contains(ReturnFlags::CTRUNC);
+    if fds_lost {
+        fds.clear();
     }
     let outcome = if msg.bytes == 0 && !buf.is_empty() {
         RecvOutcome::Eof
     } else {
         RecvOutcome::Data(msg.bytes)
     };
-    Ok(Received { outcome, fds })
+    Ok(Received {
+        outcome,
+        fds,
+        fds_lost,
+    })
 }
