@@ -21,6 +21,6 @@ pub mod wire;
 pub use error::{ChildError, ChildErrorKind, ExitStatus, Initiator};
 pub use flaw::{Flaw, Flaws};
 pub use id::{ChildId, RequestId};
-pub use method::{Situation, SpawnMethod};
+pub use method::{Situation, SpawnMethod, Uncounted};
 pub use policy::{Limits, Timeouts};
 pub use time::Timestamp;

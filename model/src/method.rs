@@ -37,8 +37,10 @@ impl SpawnMethod {
     /// Whether this method can work in the caller's situation; a refusal names the fix.
     pub fn check(self, situation: &Situation) -> Result<(), MethodRefused> {
         let reason = match self {
-            SpawnMethod::Fork if situation.threads > 1 => RefusalReason::MultiThreaded {
-                threads: situation.threads,
+            SpawnMethod::Fork => match situation.threads {
+                Ok(threads) if threads > 1 => RefusalReason::MultiThreaded { threads },
+                Ok(_) => return Ok(()),
+                Err(why) => RefusalReason::ThreadsUncounted(why),
             },
             SpawnMethod::Exec if !situation.can_exec => RefusalReason::NoExecutable,
             SpawnMethod::ForkServer if !situation.can_exec => RefusalReason::NoExecutable,
@@ -75,8 +77,8 @@ pub enum HardStop {
 /// What the caller's process looks like when it spawns, as far as spawn methods care.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Situation {
-    /// Threads alive in the calling process.
-    pub threads: usize,
+    /// Threads alive in the calling process, or why they could not be counted.
+    pub threads: Result<usize, Uncounted>,
     /// Whether the current executable can be re-executed (it called `harrow_real::init`).
     pub can_exec: bool,
 }
@@ -84,10 +86,19 @@ pub struct Situation {
 impl Default for Situation {
     fn default() -> Self {
         Situation {
-            threads: 1,
+            threads: Ok(1),
             can_exec: true,
         }
     }
+}
+
+/// Why the calling process's threads could not be counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Uncounted {
+    /// The process is out of file descriptors, so the thread list could not be opened.
+    OutOfDescriptors,
+    /// The thread list could not be read for another reason (on Linux: `/proc` missing).
+    Unreadable,
 }
 
 /// Why a spawn method cannot be used here.
@@ -100,6 +111,8 @@ pub enum RefusalReason {
     },
     /// The current executable cannot be re-executed as a child.
     NoExecutable,
+    /// The threads could not be counted, so a fork cannot be known to be safe.
+    ThreadsUncounted(Uncounted),
 }
 
 /// A spawn method refused in the caller's situation; the message names the method to use.
@@ -118,6 +131,20 @@ impl fmt::Display for MethodRefused {
                 f,
                 "spawn method {} refused: this process has {threads} threads, and a fork here \
                  could wedge the child on a lock another thread holds; use ForkServer instead",
+                self.method
+            ),
+            RefusalReason::ThreadsUncounted(Uncounted::OutOfDescriptors) => write!(
+                f,
+                "spawn method {} refused: could not count this process's threads: out of file \
+                 descriptors (RLIMIT_NOFILE), and a fork is safe only in a single-threaded \
+                 process; close descriptors you no longer need or raise the limit (ulimit -n)",
+                self.method
+            ),
+            RefusalReason::ThreadsUncounted(Uncounted::Unreadable) => write!(
+                f,
+                "spawn method {} refused: could not count this process's threads (is /proc \
+                 mounted?), and a fork is safe only in a single-threaded process; use \
+                 ForkServer or Exec instead",
                 self.method
             ),
             RefusalReason::NoExecutable => write!(
@@ -140,7 +167,7 @@ mod tests {
     #[test]
     fn fork_is_refused_when_multi_threaded_and_names_fork_server() {
         let busy = Situation {
-            threads: 3,
+            threads: Ok(3),
             can_exec: true,
         };
         let err = SpawnMethod::Fork.check(&busy).unwrap_err();

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use harrow_model::driver::{Os, OsEvent, WaitError};
-use harrow_model::{ChildId, ExitStatus, Situation, SpawnMethod, Timestamp};
+use harrow_model::{ChildId, ExitStatus, Situation, SpawnMethod, Timestamp, Uncounted};
 
 use crate::actor;
 use crate::child::run_actor_as;
@@ -283,7 +283,10 @@ impl Os for RealOs {
 
     fn situation(&mut self) -> Situation {
         Situation {
-            threads: sys::thread_count().unwrap_or(usize::MAX),
+            threads: sys::thread_count().map_err(|e| match e.errno() {
+                Some(libc::EMFILE | libc::ENFILE) => Uncounted::OutOfDescriptors,
+                _ => Uncounted::Unreadable,
+            }),
             can_exec: actor::initialized(),
         }
     }

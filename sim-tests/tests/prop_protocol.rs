@@ -464,7 +464,7 @@ impl Harness {
                     role: *role,
                 };
                 let situation = Situation {
-                    threads: *threads,
+                    threads: Ok(*threads),
                     can_exec: true,
                 };
                 let got = s.spawn(now, spec, &situation);

@@ -82,7 +82,7 @@ fn spawn_issues_launch_and_refuses_fork_when_multithreaded() {
         }]
     );
     let busy = Situation {
-        threads: 4,
+        threads: Ok(4),
         can_exec: true,
     };
     let err = s

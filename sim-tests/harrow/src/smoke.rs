@@ -86,6 +86,10 @@ macro_rules! ensure {
     };
 }
 
+mod limits;
+
+pub use limits::{fd_pressure, thread_count_unreadable};
+
 /// One scenario: its name, what it shows, and the spawn methods it applies to.
 #[derive(Clone, Copy)]
 pub struct Scenario {
@@ -226,6 +230,22 @@ pub const SCENARIOS: &[Scenario] = &[
         methods: ALL_METHODS,
         not_for_others: "",
         run: long_lived_nursery,
+    },
+    Scenario {
+        name: "fd-pressure",
+        about: "a spawn with no descriptor to spare fails with an error naming descriptors; \
+                the sibling keeps serving, a later spawn works, nothing is made up in the report",
+        methods: ALL_METHODS,
+        not_for_others: "",
+        run: fd_pressure,
+    },
+    Scenario {
+        name: "thread-count-unreadable",
+        about: "expected failure: with no descriptor to spare the threads cannot be counted, \
+                and Fork is refused saying so",
+        methods: FORK_ONLY,
+        not_for_others: "only Fork depends on the thread count",
+        run: thread_count_unreadable,
     },
     Scenario {
         name: "fork-refused-multithreaded",

@@ -35,8 +35,9 @@ fn expect(verdict: Verdict) {
 /// One test per line: `test_name => "scenario-name", Method;`. Also lists the pairs, so a
 /// test can check that every scenario runs under every method it applies to.
 macro_rules! scenario_tests {
-    ($($test:ident => $scenario:literal, $method:expr;)*) => {
+    ($($(#[$doc:meta])* $test:ident => $scenario:literal, $method:expr;)*) => {
         $(
+            $(#[$doc])*
             fn $test() {
                 let s = smoke::find($scenario).expect("a scenario of that name");
                 expect((s.run)($method));
@@ -75,6 +76,24 @@ scenario_tests! {
         => "long-lived-nursery", ForkServer;
     exec_long_lived_nursery_holds_no_fd_for_a_finished_child => "long-lived-nursery", Exec;
     thread_long_lived_nursery_holds_no_fd_for_a_finished_child => "long-lived-nursery", Thread;
+
+    fork_spawn_under_fd_pressure_fails_typed_and_harms_no_sibling => "fd-pressure", Fork;
+    /// With the descriptor limit at the open count, the fork server's reply arrived with its
+    /// two descriptors cut off (`MSG_CTRUNC`); the client took that for a broken stream,
+    /// closed its control socket, and the server SIGKILLed every served sibling, which the
+    /// report then showed as a made-up `Exited(-1)`. Fixed: the frame's bytes did arrive, so
+    /// the stream is intact; the client kills and reaps the child it cannot hold and fails
+    /// that one spawn with an error naming descriptors, and a reap that cannot happen is
+    /// reported as such, never as a status.
+    bug_forkserver_fd_pressure_kills_siblings => "fd-pressure", ForkServer;
+    /// Under fd pressure `/proc/self/task` cannot be opened; `situation()` turned that into
+    /// `usize::MAX` threads, and Fork was refused because "this process has
+    /// 18446744073709551615 threads". Fixed: the situation carries the count or why it could
+    /// not be taken, and Fork is refused with "could not count this process's threads: out
+    /// of file descriptors" and what to do.
+    bug_thread_count_failure_reads_as_huge_count => "thread-count-unreadable", Fork;
+    exec_spawn_under_fd_pressure_fails_typed_and_harms_no_sibling => "fd-pressure", Exec;
+    thread_spawn_under_fd_pressure_fails_typed_and_harms_no_sibling => "fd-pressure", Thread;
 
     fork_request_timeout_fails_on_time_and_drops_the_late_reply => "request-timeout", Fork;
     fork_server_request_timeout_fails_on_time_and_drops_the_late_reply

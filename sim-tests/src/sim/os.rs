@@ -635,7 +635,7 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
             .shared
             .read(|w| w.kernel.threads(self.me.pid).map(|t| t.len()).unwrap_or(1));
         Situation {
-            threads,
+            threads: Ok(threads),
             can_exec: true,
         }
     }

@@ -37,7 +37,7 @@ impl World<'_> {
             .filter(|k| !k.is_process() && !k.is_gone())
             .count();
         let situation = Situation {
-            threads,
+            threads: Ok(threads),
             can_exec: true,
         };
         match self.st.sup.spawn(self.st.now, spec, &situation) {
