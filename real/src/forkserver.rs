@@ -22,8 +22,9 @@
 //!
 //! # Shutdown
 //!
-//! At end of stream on its control socket (the client dropped it, exited or crashed) the
-//! server sends `SIGKILL` to every remaining child's process group (each leader is still
+//! At end of stream on its control socket (the client shut it down, exited or crashed), or
+//! when its client process exits (watched through a pidfd: a copy of the socket forked into
+//! another process would hold the end of stream back), the server sends `SIGKILL` to every remaining child's process group (each leader is still
 //! unreaped, so its pgid names no one else), kills and reaps every child, and exits 0. It
 //! waits for requests without a bound, but the rest of a started request and every reply are
 //! bounded by [`IO_BOUND`]; a stalled or unparseable request, or a failing control socket,
@@ -104,7 +105,7 @@ pub struct Spawned {
 
 /// The client of one fork-server process.
 ///
-/// Dropping it closes the control socket; the server then kills and reaps its remaining
+/// Dropping it shuts the control socket down; the server then kills and reaps its remaining
 /// children and exits, and the drop waits for that up to the timeout (then kills the server,
 /// whose children die of their parent-death signal). [`ForkServer::shutdown`] does the same
 /// and reports the server's status.
@@ -247,7 +248,7 @@ impl ForkServer {
     /// its children and exit; returns its status (`exit 0` when it cleaned up).
     pub fn shutdown(mut self) -> Result<ExitStatus, ForkServerError> {
         let request = Request::Shutdown;
-        self.control = None;
+        self.hang_up();
         match self.server.wait_timeout(Some(self.timeout)) {
             Ok(ReapOutcome::Reaped(status)) => Ok(status),
             // Drop kills it; its children die of their parent-death signal.
@@ -371,9 +372,18 @@ impl ForkServer {
             && self.broken.is_none()
         {
             self.broken = Some(e.to_string());
-            self.control = None;
+            self.hang_up();
         }
         result
+    }
+
+    /// Ends the control stream for the server: a shutdown, not only a close, so that copies
+    /// of the socket held elsewhere (a process forked from ours without exec, a descriptor
+    /// taken with pidfd_getfd) cannot keep the server from seeing end of stream.
+    fn hang_up(&mut self) {
+        if let Some(control) = self.control.take() {
+            let _ = rustix::net::shutdown(&control, rustix::net::Shutdown::Both);
+        }
     }
 
     /// The server closed the socket: wait (bounded) for it to exit, to say how it ended.
@@ -396,7 +406,7 @@ impl ForkServer {
 impl Drop for ForkServer {
     fn drop(&mut self) {
         // End of stream: the server kills and reaps its children, then exits.
-        self.control = None;
+        self.hang_up();
         if self.broken.is_none() {
             let _ = self.server.wait_timeout(Some(self.timeout));
         }

@@ -132,7 +132,9 @@ impl Nursery {
             ..SupervisorConfig::default()
         };
         let sup = Supervisor::new(sup_config).map_err(|e| Error::Open(e.to_string()))?;
-        let os = RealOs::new(config.handle_sigint).map_err(|e| Error::Open(e.to_string()))?;
+        let mut os = RealOs::new(config.handle_sigint).map_err(|e| Error::Open(e.to_string()))?;
+        // Killing and reaping what is left is the server's last act: the reap bound fits it.
+        os.set_fork_server_timeout(config.timeouts.reap);
         Ok(Nursery {
             driver: Driver::new(sup, os),
             method: config.method,

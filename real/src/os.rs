@@ -70,6 +70,8 @@ pub struct RealOs {
     fork_server: Option<ForkServer>,
     /// Held once an `Exec` child was spawned off the main thread; dropped after the children.
     spawner: Option<spawner::Lease>,
+    /// The bound of every wait on the fork server, its drop's included.
+    fork_server_timeout: Duration,
     buf: Vec<u8>,
     prelude: Prelude,
 }
@@ -112,9 +114,19 @@ impl RealOs {
             wake_write: Arc::new(wake_write),
             fork_server: None,
             spawner: None,
+            fork_server_timeout: crate::forkserver::DEFAULT_TIMEOUT,
             buf: vec![0; 64 * 1024],
             prelude: Prelude::STANDARD,
         })
+    }
+
+    /// Bounds every wait on the fork server (started at the first `ForkServer` spawn), its
+    /// drop's included, by `timeout`: a nursery passes its reap timeout.
+    pub fn set_fork_server_timeout(&mut self, timeout: Duration) {
+        self.fork_server_timeout = timeout;
+        if let Some(server) = self.fork_server.as_mut() {
+            server.set_timeout(timeout);
+        }
     }
 
     /// Forks children without the fd scrub: only for the smoke scenario that shows the
@@ -176,7 +188,8 @@ impl RealOs {
                     "ForkServer needs harrow_real::init(registry) as the first line of main".into(),
                 );
             }
-            self.fork_server = Some(ForkServer::start().map_err(|e| e.to_string())?);
+            let server = ForkServer::start_with_timeout(self.fork_server_timeout);
+            self.fork_server = Some(server.map_err(|e| e.to_string())?);
         }
         let server = self.fork_server.as_mut().expect("started above");
         let s = server.spawn(actor).map_err(|e| e.to_string())?;

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use common::{MUST, MUST_NOT, Test, encode_fds, expected_child_fds, recv_fds, recv_n, send};
 use harrow_real::forkserver::{ForkServer, ForkServerError, MAX_ACTOR_LEN, ROLE, Request, serve};
 use harrow_real::sys::{
-    self, ExitStatus, Pid, Pidfd, ReapOutcome, Signal, SignalOutcome, adopt_inherited_channel,
-    inherited_role,
+    self, ExitStatus, Pid, Pidfd, Prelude, ReapOutcome, Signal, SignalOutcome,
+    adopt_inherited_channel, channel_pair, fork_child, inherited_role,
 };
 
 fn main() -> ExitCode {
@@ -73,6 +73,14 @@ fn main() -> ExitCode {
         Test {
             name: "the_server_outlives_the_thread_that_started_it",
             run: the_server_outlives_the_thread_that_started_it,
+        },
+        Test {
+            name: "bug_forkserver_outlives_killed_client",
+            run: bug_forkserver_outlives_killed_client,
+        },
+        Test {
+            name: "bug_forkserver_drop_blocks_past_timeouts",
+            run: bug_forkserver_drop_blocks_past_timeouts,
         },
     ])
 }
@@ -435,4 +443,105 @@ fn the_server_outlives_the_thread_that_started_it() {
     await_exit(&child.pidfd);
     assert_eq!(server.reap(child.pid).unwrap(), ExitStatus::Exited(5));
     shut(server);
+}
+
+/// How long a process forked from the client without exec holds its copy of the control
+/// socket in the two tests below: far past every bound they check.
+const HOLD: Duration = Duration::from_secs(4);
+
+/// Forks (no descriptor scrub, no parent-death signal) a process that holds a copy of every
+/// descriptor of ours, the fork server's control socket among them, for [`HOLD`]: what a
+/// plain `fork()` in a thread child of the client leaves behind. `theirs` (made before the
+/// server, so below its control socket) goes to the child's fd 3, which its prelude
+/// overwrites: fd 3 must not be the control socket.
+fn fork_control_holder(theirs: OwnedFd) -> sys::ChildProcess {
+    fork_child(Prelude::UNSCRUBBED_LOSES_EOF, theirs, |_| {
+        let _ = rustix::process::set_parent_process_death_signal(None);
+        std::thread::sleep(HOLD);
+        0
+    })
+    .unwrap()
+}
+
+/// The client process of `bug_forkserver_outlives_killed_client`: starts a server, spawns a
+/// `wait` child, forks a control holder, reports the three pids (12 bytes), then sleeps
+/// until it is killed.
+fn run_client(channel: OwnedFd) -> i32 {
+    let (_keep, theirs) = channel_pair().unwrap();
+    let mut server = ForkServer::start().expect("start the server");
+    let child = server.spawn("wait").expect("spawn");
+    assert_eq!(recv_n(child.channel.as_fd(), 1), b"r");
+    let holder = fork_control_holder(theirs);
+    let pids: Vec<u8> = [server.server_pid(), child.pid, holder.pid()]
+        .iter()
+        .flat_map(|p| p.as_raw().to_le_bytes())
+        .collect();
+    send(channel.as_fd(), &pids);
+    std::mem::forget((server, child, holder));
+    std::thread::sleep(Duration::from_secs(60));
+    0
+}
+
+/// The client was SIGKILLed while a process forked from it without exec still held the
+/// control socket, so the socket never reached end of stream: the server and its children
+/// lived on until that process exited. Fixed: the server holds a pidfd of its client (its
+/// parent) and ends, killing its children, when that turns readable.
+fn bug_forkserver_outlives_killed_client() {
+    let _subreaper = Subreaper::on();
+    let (ours, theirs) = channel_pair().unwrap();
+    let mut client = fork_child(Prelude::STANDARD, theirs, run_client).unwrap();
+    let raw = recv_n(ours.as_fd(), 12);
+    let pid = |i: usize| {
+        let n = i32::from_le_bytes(raw[i * 4..i * 4 + 4].try_into().unwrap());
+        Pidfd::open(Pid::from_raw(n).unwrap()).unwrap()
+    };
+    let (server, child, holder) = (pid(0), pid(1), pid(2));
+    client.kill_and_reap().unwrap();
+    let bound = Duration::from_millis(1500);
+    let start = Instant::now();
+    let server_ended = server.wait_exited(Some(bound)).unwrap();
+    let waited = start.elapsed();
+    let child_ended = child.wait_exited(Some(Duration::ZERO)).unwrap();
+    // Clean up before judging: the holder, then the server (both now reparented to us).
+    let _ = holder.send_signal(Signal::KILL).unwrap();
+    holder.reap_blocking().unwrap();
+    assert!(
+        server.wait_exited(Some(MUST)).unwrap(),
+        "the server outlived the holder"
+    );
+    let status = server.reap_blocking().unwrap();
+    assert!(
+        server_ended,
+        "the server was still alive {waited:?} after its client was SIGKILLed"
+    );
+    assert!(child_ended, "the served child outlived the server's end");
+    assert_eq!(status, ExitStatus::Exited(0), "the server's own status");
+}
+
+/// Dropping the client while a forked copy held the control socket waited the whole 5 s
+/// timeout for an end of stream that could not come, then killed the server. Fixed: the
+/// client shuts the socket down (for every copy at once) rather than only closing its own
+/// descriptor, so the server sees end of stream at once and cleans up.
+fn bug_forkserver_drop_blocks_past_timeouts() {
+    let (_keep, theirs) = channel_pair().unwrap();
+    let mut server = ForkServer::start().unwrap();
+    let child = server.spawn("wait").unwrap();
+    assert_eq!(recv_n(child.channel.as_fd(), 1), b"r");
+    let server_pidfd = dup(server.server_pidfd());
+    let mut holder = fork_control_holder(theirs);
+    let start = Instant::now();
+    drop(server);
+    let took = start.elapsed();
+    let _ = holder.kill_and_reap();
+    assert!(
+        took < Duration::from_millis(1000),
+        "dropping the client took {took:?}: it waited for an end of stream a forked copy of \
+         the control socket held back"
+    );
+    assert_eq!(
+        server_pidfd.send_signal(Signal::KILL).unwrap(),
+        SignalOutcome::Gone,
+        "the drop reaped the server"
+    );
+    assert!(child.pidfd.wait_exited(Some(MUST)).unwrap());
 }

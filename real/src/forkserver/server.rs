@@ -17,7 +17,7 @@ use super::wire::{
 };
 use crate::sys::{
     ChildProcess, Pid, Pidfd, Prelude, ReapOutcome, SysError, channel_pair, fork_child,
-    reset_signals, wait_readable,
+    reset_signals, wait_readable_either,
 };
 
 /// How long the server waits for the rest of a started request, or for room to reply.
@@ -38,8 +38,22 @@ pub const MAX_REAP_WAIT: Duration = Duration::from_secs(60);
 /// started: the children are forked with [`fork_child`], which refuses a multi-threaded
 /// process.
 pub fn serve(control: OwnedFd, run_child: RunChild) -> ! {
-    // The client's end of stream, not the starting thread's exit, ends the server.
+    // The client's death, not the starting thread's exit, ends the server. Its end of stream
+    // is not enough: a process forked from the client without exec (or a copy taken with
+    // pidfd_getfd) keeps the control socket open after the client is gone. So watch the
+    // client itself, our parent: the death signal exec armed still holds while the pidfd is
+    // opened, so the parent it names is the client, and the re-check below sees a death
+    // that came before the signal was disarmed.
+    let client = watch_parent();
     let _ = rustix::process::set_parent_process_death_signal(None);
+    let client = match client {
+        Ok((pidfd, parent)) if rustix::process::getppid() == Some(parent) => pidfd,
+        Ok(_) => std::process::exit(0),
+        Err(why) => {
+            eprintln!("harrow fork server {}: {why}; stopping", Pid::current());
+            std::process::exit(1)
+        }
+    };
     // Every disposition default (std's ignored SIGPIPE, its stack-overflow handlers) and
     // an empty mask, once: the children inherit that state and skip the prelude's reset.
     let prelude = match reset_signals() {
@@ -48,6 +62,7 @@ pub fn serve(control: OwnedFd, run_child: RunChild) -> ! {
     };
     let mut server = Server {
         control,
+        client,
         run_child,
         prelude,
         children: BTreeMap::new(),
@@ -63,9 +78,19 @@ pub fn serve(control: OwnedFd, run_child: RunChild) -> ! {
     std::process::exit(code)
 }
 
-/// The server's state: its control socket and its unreaped children.
+/// A pidfd of this process's parent, and the parent's pid.
+fn watch_parent() -> Result<(Pidfd, rustix::process::Pid), String> {
+    let parent = rustix::process::getppid().ok_or("it has no parent")?;
+    let pid = Pid::from_raw(parent.as_raw_nonzero().get()).ok_or("a parent pid out of range")?;
+    let pidfd = Pidfd::open(pid).map_err(|e| format!("cannot watch its client: {e}"))?;
+    Ok((pidfd, parent))
+}
+
+/// The server's state: its control socket, its client, and its unreaped children.
 struct Server {
     control: OwnedFd,
+    /// Readable once the client process has exited.
+    client: Pidfd,
     run_child: RunChild,
     /// The children's prelude: without the signal reset once the server's own is done.
     prelude: Prelude,
@@ -110,7 +135,11 @@ impl Server {
             return Ok(());
         }
         loop {
-            wait_readable(self.control.as_fd(), None).map_err(|e| e.to_string())?;
+            let (_, client_gone) = wait_readable_either(self.control.as_fd(), self.client.as_fd())
+                .map_err(|e| e.to_string())?;
+            if client_gone {
+                return Ok(());
+            }
             let deadline = Instant::now() + IO_BOUND;
             let frame = match wire::read_frame(self.control.as_fd(), Some(deadline)) {
                 Ok(Read::Frame(frame)) => frame,

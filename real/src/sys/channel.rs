@@ -208,6 +208,29 @@ pub fn wait_for(
     }
 }
 
+/// Waits without bound until `first` or `second` is readable; says which are.
+pub fn wait_readable_either(
+    first: BorrowedFd<'_>,
+    second: BorrowedFd<'_>,
+) -> Result<(bool, bool), SysError> {
+    let events = PollFlags::IN | PollFlags::RDHUP;
+    loop {
+        let mut fds = [
+            PollFd::from_borrowed_fd(first, events),
+            PollFd::from_borrowed_fd(second, events),
+        ];
+        match rustix::event::poll(&mut fds, None) {
+            Ok(0) => continue,
+            Ok(_) => {
+                let ready = |fd: &PollFd<'_>| !fd.revents().is_empty();
+                return Ok((ready(&fds[0]), ready(&fds[1])));
+            }
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(rustix_err(Op::Poll)(e)),
+        }
+    }
+}
+
 /// Waits until `fd` is readable (data, end of stream or hangup) or `timeout` passes.
 pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<bool, SysError> {
     wait_for(fd, PollFlags::IN | PollFlags::RDHUP, timeout)

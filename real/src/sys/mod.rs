@@ -35,7 +35,7 @@ pub mod signals;
 pub use channel::{
     IoMode, RecvOutcome, SendOutcome, SocketKind, channel_pair, pipe_pair, recv, recv_blocking,
     recv_exact_timeout, recv_timeout, send_all, send_all_blocking, send_all_timeout,
-    set_nonblocking, socket_pair, wait_readable,
+    set_nonblocking, socket_pair, wait_readable, wait_readable_either,
 };
 pub use epoll::{MAX_EVENTS, Poller, Readiness};
 pub use error::{Op, SysError};
