@@ -104,6 +104,30 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         rounds: usize,
     },
+    /// Soak the real backend: spawn → request → teardown cycles per spawn method (a fresh
+    /// nursery each cycle, and one long-lived nursery), bounded in count and time. Prints
+    /// descriptors, zombies, threads and resident memory after the first window and at the
+    /// end, and the median cycle time of the first and last window (1000 cycles at most);
+    /// exit 1 if anything grew or the last window is over 1.2x slower.
+    #[command(after_help = "Examples:\n  \
+        harrow soak --cycles 10000                       every process method, both runs\n  \
+        harrow soak --cycles 2000 --method fork          one method\n  \
+        harrow soak --cycles 10000 --no-long-lived       fresh nurseries only")]
+    Soak {
+        /// Cycles per run.
+        #[arg(long, default_value_t = 10_000)]
+        cycles: usize,
+        /// Only this spawn method (fork, fork-server, exec, thread); default: the three
+        /// process methods.
+        #[arg(long)]
+        method: Option<String>,
+        /// Skip the long-lived-nursery runs.
+        #[arg(long)]
+        no_long_lived: bool,
+        /// Stop each run after this many seconds, finished or not.
+        #[arg(long, default_value_t = 600)]
+        time_limit: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -288,7 +312,43 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::Soak {
+            cycles,
+            method,
+            no_long_lived,
+            time_limit,
+        }) => soak(cycles, method.as_deref(), !no_long_lived, time_limit),
         None => scenarios(None),
+    }
+}
+
+fn soak(cycles: usize, method: Option<&str>, long_lived: bool, time_limit: u64) -> ExitCode {
+    use harrow_model::SpawnMethod;
+    let methods = match method.map(harrow::smoke::parse_method) {
+        None => vec![
+            SpawnMethod::Fork,
+            SpawnMethod::ForkServer,
+            SpawnMethod::Exec,
+        ],
+        Some(Some(m)) => vec![m],
+        Some(None) => {
+            eprintln!("harrow soak: unknown method; use fork, fork-server, exec or thread");
+            return ExitCode::from(2);
+        }
+    };
+    let opts = harrow::soak::SoakOptions {
+        cycles,
+        methods,
+        long_lived,
+        time_limit: std::time::Duration::from_secs(time_limit),
+        progress: true,
+    };
+    let runs = harrow::soak::run(&opts);
+    print!("{}", harrow::soak::render(&runs));
+    if runs.iter().all(|r| r.problems().is_empty()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

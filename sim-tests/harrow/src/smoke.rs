@@ -308,7 +308,7 @@ pub fn registry() -> Registry {
 }
 
 /// A daemon that doubles numbers.
-const DOUBLE: &str = "scenario-double";
+pub(crate) const DOUBLE: &str = "scenario-double";
 /// A daemon that echoes a byte vector.
 const ECHO_BYTES: &str = "scenario-echo-bytes";
 /// A daemon that answers `n` with `n` bytes.

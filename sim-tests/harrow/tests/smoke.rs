@@ -56,6 +56,10 @@ macro_rules! scenario_tests {
                 name: "nursery_work_leaves_no_child_and_no_fd_in_proc",
                 run: nursery_work_leaves_no_child_and_no_fd_in_proc,
             },
+            Test {
+                name: "a_short_soak_gains_no_descriptor_zombie_thread_or_memory",
+                run: a_short_soak_gains_no_descriptor_zombie_thread_or_memory,
+            },
         ];
     };
 }
@@ -182,4 +186,34 @@ fn nursery_work_leaves_no_child_and_no_fd_in_proc() {
     let children = live_children();
     assert!(children.is_empty(), "children left in /proc: {children:?}");
     assert_eq!(open_fds(), fds_before, "descriptors before and after");
+}
+
+/// `harrow soak`, short: 150 cycles of each run (fresh nurseries, one long-lived nursery)
+/// for each process method; nothing the process holds grows between the first window and
+/// the end. Cycle times are printed, not asserted: speed is the bench's and the full
+/// soak's to judge.
+fn a_short_soak_gains_no_descriptor_zombie_thread_or_memory() {
+    let opts = harrow::soak::SoakOptions {
+        cycles: 150,
+        methods: vec![Fork, ForkServer, Exec],
+        long_lived: true,
+        time_limit: std::time::Duration::from_secs(60),
+        progress: false,
+    };
+    let runs = harrow::soak::run(&opts);
+    print!("{}", harrow::soak::render(&runs));
+    for r in &runs {
+        assert!(
+            r.error.is_none() && r.done == r.asked,
+            "{}: {:?}",
+            r.label,
+            r.problems()
+        );
+        assert!(
+            r.growth().is_empty(),
+            "{}: {}",
+            r.label,
+            r.growth().join("; ")
+        );
+    }
 }

@@ -53,7 +53,7 @@ impl FdCeiling {
 
 impl Drop for FdCeiling {
     fn drop(&mut self) {
-        let _ = setrlimit(Resource::Nofile, self.saved.clone());
+        let _ = setrlimit(Resource::Nofile, self.saved);
         self.fillers.clear();
     }
 }
