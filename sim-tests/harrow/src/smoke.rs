@@ -86,8 +86,13 @@ macro_rules! ensure {
     };
 }
 
+mod hostile;
 mod limits;
 
+pub use hostile::{
+    failed_flood, half_frame_then_exit, huge_length_then_silence, second_handshake,
+    unknown_reply_flood,
+};
 pub use limits::{fd_pressure, thread_count_unreadable};
 
 /// One scenario: its name, what it shows, and the spawn methods it applies to.
@@ -232,6 +237,41 @@ pub const SCENARIOS: &[Scenario] = &[
         run: long_lived_nursery,
     },
     Scenario {
+        name: "hostile-huge-length",
+        about: "a child announces a whole frame and goes silent: the request times out, the cut frame is a typed error, memory stays put",
+        methods: PROCESS_METHODS,
+        not_for_others: "a thread child has no channel descriptor of its own to write on",
+        run: huge_length_then_silence,
+    },
+    Scenario {
+        name: "hostile-unknown-replies",
+        about: "a child floods replies to requests never sent: a typed protocol error, memory stays put",
+        methods: PROCESS_METHODS,
+        not_for_others: "a thread child has no channel descriptor of its own to write on",
+        run: unknown_reply_flood,
+    },
+    Scenario {
+        name: "hostile-second-handshake",
+        about: "a serving child sends a second handshake: a typed protocol error",
+        methods: PROCESS_METHODS,
+        not_for_others: "a thread child has no channel descriptor of its own to write on",
+        run: second_handshake,
+    },
+    Scenario {
+        name: "hostile-failed-flood",
+        about: "a child floods Failed reports: one error in the report, memory stays put (fails until issue #14 fault 3 is fixed)",
+        methods: PROCESS_METHODS,
+        not_for_others: "a thread child has no channel descriptor of its own to write on",
+        run: failed_flood,
+    },
+    Scenario {
+        name: "hostile-half-frame",
+        about: "a child writes half a frame and exits: a typed error for the cut frame",
+        methods: PROCESS_METHODS,
+        not_for_others: "a thread child has no channel descriptor of its own to write on",
+        run: half_frame_then_exit,
+    },
+    Scenario {
         name: "fd-pressure",
         about: "a spawn with no descriptor to spare fails with an error naming descriptors; \
                 the sibling keeps serving, a later spawn works, nothing is made up in the report",
@@ -287,7 +327,11 @@ pub fn parse_method(s: &str) -> Option<SpawnMethod> {
 /// The test actors every scenario needs; pass it to [`harrow_real::init`] first thing in `main`
 /// (merge it with your own with [`Registry::merge`]).
 pub fn registry() -> Registry {
-    Registry::new()
+    hostile::Act::ALL
+        .into_iter()
+        .fold(Registry::new(), |r, (act, name)| {
+            r.actor(name, move || hostile::Hostile(act))
+        })
         .handler(DOUBLE, |n: u64| Ok::<u64, String>(n * 2))
         .handler(ECHO_BYTES, |b: Vec<u8>| Ok::<Vec<u8>, String>(b))
         .handler(GROW, |n: u32| Ok::<Vec<u8>, String>(vec![0xA5; n as usize]))

@@ -81,6 +81,26 @@ scenario_tests! {
     exec_long_lived_nursery_holds_no_fd_for_a_finished_child => "long-lived-nursery", Exec;
     thread_long_lived_nursery_holds_no_fd_for_a_finished_child => "long-lived-nursery", Thread;
 
+    fork_huge_length_then_silence_is_typed_and_bounded => "hostile-huge-length", Fork;
+    fork_server_huge_length_then_silence_is_typed_and_bounded => "hostile-huge-length", ForkServer;
+    exec_huge_length_then_silence_is_typed_and_bounded => "hostile-huge-length", Exec;
+
+    fork_unknown_reply_flood_is_typed_and_bounded => "hostile-unknown-replies", Fork;
+    fork_server_unknown_reply_flood_is_typed_and_bounded => "hostile-unknown-replies", ForkServer;
+    exec_unknown_reply_flood_is_typed_and_bounded => "hostile-unknown-replies", Exec;
+
+    fork_second_handshake_is_typed => "hostile-second-handshake", Fork;
+    fork_server_second_handshake_is_typed => "hostile-second-handshake", ForkServer;
+    exec_second_handshake_is_typed => "hostile-second-handshake", Exec;
+
+    fork_failed_flood_is_one_error_and_bounded => "hostile-failed-flood", Fork;
+    fork_server_failed_flood_is_one_error_and_bounded => "hostile-failed-flood", ForkServer;
+    exec_failed_flood_is_one_error_and_bounded => "hostile-failed-flood", Exec;
+
+    fork_half_frame_then_exit_is_typed => "hostile-half-frame", Fork;
+    fork_server_half_frame_then_exit_is_typed => "hostile-half-frame", ForkServer;
+    exec_half_frame_then_exit_is_typed => "hostile-half-frame", Exec;
+
     fork_spawn_under_fd_pressure_fails_typed_and_harms_no_sibling => "fd-pressure", Fork;
     /// With the descriptor limit at the open count, the fork server's reply arrived with its
     /// two descriptors cut off (`MSG_CTRUNC`); the client took that for a broken stream,
