@@ -122,6 +122,8 @@ pub struct Driver<O: Os> {
     /// The operating system.
     pub os: O,
     decoders: Vec<FrameDecoder>,
+    /// Channels closed since the last wait: their decoders are freed before the next one.
+    closed: Vec<ChildId>,
     events: VecDeque<Event>,
     scratch: Vec<OsEvent>,
 }
@@ -133,6 +135,7 @@ impl<O: Os> Driver<O> {
             sup,
             os,
             decoders: Vec::new(),
+            closed: Vec::new(),
             events: VecDeque::new(),
             scratch: Vec::new(),
         }
@@ -229,6 +232,7 @@ impl<O: Os> Driver<O> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        self.free_closed_decoders();
         let mut happened = core::mem::take(&mut self.scratch);
         let waited = self.os.wait(deadline, &mut happened);
         for ev in happened.drain(..) {
@@ -290,6 +294,19 @@ impl<O: Os> Driver<O> {
         }
     }
 
+    /// Frees the buffers of the decoders whose channel was closed: a closed channel reports
+    /// nothing after the wait that follows its close (bytes already read in the batch that
+    /// closed it still went through its decoder), so a long-lived nursery keeps no buffer
+    /// per finished child.
+    fn free_closed_decoders(&mut self) {
+        let max = self.sup.config().max_frame;
+        for child in self.closed.drain(..) {
+            if let Some(dec) = self.decoders.get_mut(child.0 as usize) {
+                *dec = FrameDecoder::new(max);
+            }
+        }
+    }
+
     fn decoder(&mut self, child: ChildId) -> &mut FrameDecoder {
         let i = child.0 as usize;
         let max = self.sup.config().max_frame;
@@ -324,7 +341,10 @@ impl<O: Os> Driver<O> {
                         self.os.send(child, &frame);
                     }
                 }
-                Command::CloseChannel { child } => self.os.close(child),
+                Command::CloseChannel { child } => {
+                    self.os.close(child);
+                    self.closed.push(child);
+                }
                 Command::Kill { child } => self.os.kill(child),
                 Command::Abandon { child } => self.os.abandon(child),
                 Command::Reap { child } => {

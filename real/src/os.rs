@@ -373,6 +373,8 @@ impl Os for RealOs {
         if let Some(c) = slot_mut(&mut self.children, child)
             && let Some(fd) = c.channel.take()
         {
+            // Nothing more is sent on it: a finished child keeps no buffer.
+            c.outbox = Vec::new();
             if !c.eof_reported {
                 let _ = self.poller.deregister(fd.as_fd());
             }

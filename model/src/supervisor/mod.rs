@@ -252,11 +252,13 @@ impl Supervisor {
                 .check(situation)
                 .map_err(SpawnError::MethodRefused)?;
         }
-        if self
-            .children
-            .iter()
-            .any(|c| c.name == spec.name && !c.life.is_finished())
-        {
+        // Only attended children can be unfinished (a finished one leaves the set once it has
+        // no deadline): the check costs the live children, not the nursery's history.
+        let live_name = |c: &ChildId| {
+            let r = &self.children[c.0 as usize];
+            r.name == spec.name && !r.life.is_finished()
+        };
+        if self.attended.iter().any(live_name) {
             return Err(SpawnError::NameTaken(spec.name));
         }
         let child = ChildId(self.children.len() as u32);

@@ -185,9 +185,12 @@ fn fresh_cycle(method: SpawnMethod) -> Result<(), String> {
     clean(&report)
 }
 
-/// One nursery for the whole run: spawn, one request and stop per cycle.
+/// One nursery for the whole run: spawn, one request and stop per cycle. It may hold every
+/// cycle's child over its life (`max_children` counts finished children too, issue #10).
 fn long_lived(opts: &SoakOptions, method: SpawnMethod) -> SoakRun {
-    let mut nursery = match Nursery::open_with(config(method)) {
+    let mut cfg = config(method);
+    cfg.limits.max_children = u32::try_from(opts.cycles + 1).unwrap_or(u32::MAX);
+    let mut nursery = match Nursery::open_with(cfg) {
         Ok(n) => n,
         Err(e) => return failed_to_open(opts, method, e),
     };
