@@ -93,7 +93,7 @@ pub use hostile::{
     failed_flood, half_frame_then_exit, huge_length_then_silence, second_handshake,
     unknown_reply_flood,
 };
-pub use limits::{fd_pressure, thread_count_unreadable};
+pub use limits::{fd_limit_until_refused, fd_pressure, thread_count_unreadable};
 
 /// One scenario: its name, what it shows, and the spawn methods it applies to.
 #[derive(Clone, Copy)]
@@ -278,6 +278,14 @@ pub const SCENARIOS: &[Scenario] = &[
         methods: ALL_METHODS,
         not_for_others: "",
         run: fd_pressure,
+    },
+    Scenario {
+        name: "fd-limit-until-refused",
+        about: "under a low descriptor limit, spawn until one is refused: a typed error naming \
+                descriptors, every earlier child still serves, a clean teardown",
+        methods: ALL_METHODS,
+        not_for_others: "",
+        run: fd_limit_until_refused,
     },
     Scenario {
         name: "thread-count-unreadable",

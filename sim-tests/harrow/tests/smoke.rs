@@ -101,6 +101,13 @@ scenario_tests! {
     fork_server_half_frame_then_exit_is_typed => "hostile-half-frame", ForkServer;
     exec_half_frame_then_exit_is_typed => "hostile-half-frame", Exec;
 
+    fork_spawn_until_the_fd_limit_refuses_is_typed_and_clean => "fd-limit-until-refused", Fork;
+    fork_server_spawn_until_the_fd_limit_refuses_is_typed_and_clean
+        => "fd-limit-until-refused", ForkServer;
+    exec_spawn_until_the_fd_limit_refuses_is_typed_and_clean => "fd-limit-until-refused", Exec;
+    thread_spawn_until_the_fd_limit_refuses_is_typed_and_clean
+        => "fd-limit-until-refused", Thread;
+
     fork_spawn_under_fd_pressure_fails_typed_and_harms_no_sibling => "fd-pressure", Fork;
     /// With the descriptor limit at the open count, the fork server's reply arrived with its
     /// two descriptors cut off (`MSG_CTRUNC`); the client took that for a broken stream,

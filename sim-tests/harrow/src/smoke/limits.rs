@@ -24,8 +24,8 @@ pub(super) struct FdCeiling {
 
 impl FdCeiling {
     /// Fills the holes below the highest open descriptor, then lowers the soft limit to just
-    /// above it.
-    pub(super) fn lower() -> Result<FdCeiling, Failure> {
+    /// above it, leaving `spare` numbers free.
+    pub(super) fn lower(spare: u64) -> Result<FdCeiling, Failure> {
         let saved = getrlimit(Resource::Nofile);
         let mut fds = [0; 4096];
         let n = harrow_real::sys::list_open_fds(&mut fds)
@@ -40,7 +40,7 @@ impl FdCeiling {
             }
             fillers.push(f);
         }
-        let ceiling = u64::try_from(highest).map_err(|_| "negative descriptor")? + 1;
+        let ceiling = u64::try_from(highest).map_err(|_| "negative descriptor")? + 1 + spare;
         let lowered = Rlimit {
             current: Some(ceiling),
             maximum: saved.maximum,
@@ -81,7 +81,7 @@ pub fn fd_pressure(method: SpawnMethod) -> Verdict {
             let a = n.spawn("sibling", DOUBLE)?;
             let four: u64 = n.request(a, &2u64)?;
             ensure!(four == 4, "2 * 2 came back as {four}");
-            let ceiling = FdCeiling::lower()?;
+            let ceiling = FdCeiling::lower(0)?;
             let spawned = n.spawn("squeezed", DOUBLE);
             drop(ceiling);
             let failed = match spawned {
@@ -130,12 +130,79 @@ pub fn fd_pressure(method: SpawnMethod) -> Verdict {
     })
 }
 
+/// The most spawns [`fd_limit_until_refused`] tries before it gives up on a refusal.
+const MAX_TRIES: usize = 16;
+
+/// Under a limit that leaves a few descriptors free, spawns until one is refused (at most
+/// [`MAX_TRIES`]): the refusal is a typed error naming descriptors, every child spawned
+/// before it still answers, and the teardown reports each of them exiting 0 and nothing made
+/// up, with every descriptor returned.
+pub fn fd_limit_until_refused(method: SpawnMethod) -> Verdict {
+    settled(method, || {
+        let before = open_fd_count()?;
+        let ((spawned, failed), report) = with_nursery(open(method, Timeouts::TRACTOR)?, |n| {
+            // The fork server (ForkServer) is started before the limit, with the first child.
+            let first = n.spawn("first", DOUBLE)?;
+            let ceiling = FdCeiling::lower(9)?;
+            let mut children = vec![first];
+            let mut failed = None;
+            for i in 0..MAX_TRIES {
+                match n.spawn(&format!("c{i}"), DOUBLE) {
+                    Ok(c) => children.push(c),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            for (i, c) in children.iter().enumerate() {
+                let x = i as u64;
+                let doubled: u64 = n
+                    .request(*c, &x)
+                    .map_err(|e| Failure(format!("child {i} stopped serving: {e}")))?;
+                ensure!(doubled == 2 * x, "2 * {x} came back as {doubled}");
+            }
+            drop(ceiling);
+            Ok((children.len(), failed))
+        })?;
+        let Some(failed) = failed else {
+            return Err(Failure(format!(
+                "{MAX_TRIES} spawns under the limit all succeeded"
+            )));
+        };
+        let text = failed.to_string();
+        ensure!(
+            text.contains("descriptors"),
+            "the refused spawn's error does not name descriptors: {text}"
+        );
+        if let Some(invented) = invented_status(&report) {
+            return Err(Failure(format!("a made-up exit status: {invented}")));
+        }
+        let exited_0 = report
+            .children
+            .iter()
+            .filter(|c| c.outcome == Some(Outcome::Exited(ExitStatus::Exited(0))))
+            .count();
+        ensure!(
+            exited_0 == spawned,
+            "expected the {spawned} spawned children to exit 0: {:?}",
+            report.children
+        );
+        let after = open_fd_count()?;
+        ensure!(
+            after == before,
+            "{before} descriptors open before, {after} after"
+        );
+        Ok(format!("{spawned} children, then refused: {text}"))
+    })
+}
+
 /// With no descriptor to spare, `/proc/self/task` cannot be opened, so this process's
 /// threads cannot be counted: a `Fork` spawn is refused with an error that says exactly that
 /// and what to do, not with a made-up thread count.
 pub fn thread_count_unreadable(method: SpawnMethod) -> Verdict {
     let (spawned, report) = with_nursery(open(method, Timeouts::TRACTOR)?, |n| {
-        let ceiling = FdCeiling::lower()?;
+        let ceiling = FdCeiling::lower(0)?;
         let spawned = n.spawn("uncounted", DOUBLE);
         drop(ceiling);
         Ok(spawned)
