@@ -31,7 +31,9 @@ fuzz_target!(|data: &[u8]| {
         while !failed {
             match dec.next_message() {
                 Ok(Some(m)) => {
-                    let frame = m.encode(MAX_FRAME).expect("a decoded message fits its limit");
+                    let frame = m
+                        .encode(MAX_FRAME)
+                        .expect("a decoded message fits its limit");
                     let end = consumed + frame.len();
                     assert_eq!(&stream[consumed..end], frame.as_slice(), "{m:?}");
                     consumed = end;

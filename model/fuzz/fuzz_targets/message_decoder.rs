@@ -8,7 +8,9 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {
     if let Ok(m) = Message::decode_body(body) {
-        let frame = m.encode(DEFAULT_MAX_FRAME).expect("a decoded body fits the limit");
+        let frame = m
+            .encode(DEFAULT_MAX_FRAME)
+            .expect("a decoded body fits the limit");
         assert_eq!(&frame[4..], body, "{m:?}");
     }
 });

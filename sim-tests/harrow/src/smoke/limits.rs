@@ -58,17 +58,46 @@ impl Drop for FdCeiling {
     }
 }
 
-/// Whether some child of the report carries a status that no reap returned: harrow never
-/// reports a made-up `Exited(-1)`.
-fn invented_status(report: &TeardownReport) -> Option<String> {
-    report.children.iter().find_map(|c| match c.outcome {
-        Some(Outcome::Exited(ExitStatus::Exited(-1)))
-        | Some(Outcome::Killed {
-            status: ExitStatus::Exited(-1),
-            ..
-        }) => Some(format!("{c:?}")),
-        _ => None,
-    })
+/// The refused spawn's error names descriptors and is a spawn error; the report shows
+/// `exited_0` children exiting 0 and no status that no reap returned (harrow never reports a
+/// made-up `Exited(-1)`); the descriptors open `before` are open again.
+fn judge(failed: &Error, report: &TeardownReport, exited_0: usize, before: usize) -> Verdict {
+    let text = failed.to_string();
+    ensure!(
+        text.contains("descriptors"),
+        "the refused spawn's error does not name descriptors: {text}"
+    );
+    let typed = match failed {
+        Error::Child(e) => matches!(e.kind, ChildErrorKind::LaunchFailed(_)),
+        Error::Spawn(_) => true,
+        _ => false,
+    };
+    ensure!(typed, "the refused spawn is not a spawn error: {failed:?}");
+    let made_up = |s: ExitStatus| s == ExitStatus::Exited(-1);
+    let invented = report.children.iter().find(|c| match c.outcome {
+        Some(Outcome::Exited(s) | Outcome::Killed { status: s, .. }) => made_up(s),
+        _ => false,
+    });
+    if let Some(c) = invented {
+        return Err(Failure(format!("a made-up exit status: {c:?}")));
+    }
+    let clean = Some(Outcome::Exited(ExitStatus::Exited(0)));
+    let exited = report
+        .children
+        .iter()
+        .filter(|c| c.outcome == clean)
+        .count();
+    ensure!(
+        exited == exited_0,
+        "expected {exited_0} children to exit 0: {:?}",
+        report.children
+    );
+    let after = open_fd_count()?;
+    ensure!(
+        after == before,
+        "{before} descriptors open before, {after} after"
+    );
+    Ok(text)
 }
 
 /// One child serves, a second is spawned with no descriptor to spare: that spawn fails with
@@ -97,35 +126,7 @@ pub fn fd_pressure(method: SpawnMethod) -> Verdict {
             ensure!(eight == 8, "2 * 4 came back as {eight}");
             Ok(failed)
         })?;
-        let text = failed.to_string();
-        ensure!(
-            text.contains("descriptors"),
-            "the failed spawn's error does not name descriptors: {text}"
-        );
-        let typed = match &failed {
-            Error::Child(e) => matches!(e.kind, ChildErrorKind::LaunchFailed(_)),
-            Error::Spawn(_) => true,
-            _ => false,
-        };
-        ensure!(typed, "the failed spawn is not a spawn error: {failed:?}");
-        if let Some(invented) = invented_status(&report) {
-            return Err(Failure(format!("a made-up exit status: {invented}")));
-        }
-        let exited_0 = report
-            .children
-            .iter()
-            .filter(|c| c.outcome == Some(Outcome::Exited(ExitStatus::Exited(0))))
-            .count();
-        ensure!(
-            exited_0 == 2,
-            "expected the sibling and the later child to exit 0: {:?}",
-            report.children
-        );
-        let after = open_fd_count()?;
-        ensure!(
-            after == before,
-            "{before} descriptors open before, {after} after"
-        );
+        let text = judge(&failed, &report, 2, before)?;
         Ok(format!("the squeezed spawn failed cleanly: {text}"))
     })
 }
@@ -170,29 +171,7 @@ pub fn fd_limit_until_refused(method: SpawnMethod) -> Verdict {
                 "{MAX_TRIES} spawns under the limit all succeeded"
             )));
         };
-        let text = failed.to_string();
-        ensure!(
-            text.contains("descriptors"),
-            "the refused spawn's error does not name descriptors: {text}"
-        );
-        if let Some(invented) = invented_status(&report) {
-            return Err(Failure(format!("a made-up exit status: {invented}")));
-        }
-        let exited_0 = report
-            .children
-            .iter()
-            .filter(|c| c.outcome == Some(Outcome::Exited(ExitStatus::Exited(0))))
-            .count();
-        ensure!(
-            exited_0 == spawned,
-            "expected the {spawned} spawned children to exit 0: {:?}",
-            report.children
-        );
-        let after = open_fd_count()?;
-        ensure!(
-            after == before,
-            "{before} descriptors open before, {after} after"
-        );
+        let text = judge(&failed, &report, spawned, before)?;
         Ok(format!("{spawned} children, then refused: {text}"))
     })
 }
