@@ -44,7 +44,7 @@ pub struct SoakOptions {
 }
 
 /// What this process holds at one moment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Holdings {
     /// Open descriptors.
     pub fds: usize,
@@ -208,7 +208,7 @@ fn long_lived(opts: &SoakOptions, method: SpawnMethod) -> SoakRun {
 }
 
 fn failed_to_open(opts: &SoakOptions, method: SpawnMethod, e: Error) -> SoakRun {
-    let now = holdings();
+    let now = Holdings::default();
     SoakRun {
         label: format!("long-lived {method}"),
         done: 0,
@@ -227,8 +227,14 @@ fn soak(opts: &SoakOptions, label: &str, mut cycle: impl FnMut() -> Result<(), S
     let window = WINDOW.min(opts.cycles / 3).max(1);
     let started = Instant::now();
     let mut times = Vec::with_capacity(opts.cycles);
-    let mut start = holdings();
     let mut error = None;
+    let measure = |error: &mut Option<String>| {
+        holdings().unwrap_or_else(|e| {
+            error.get_or_insert(e);
+            Holdings::default()
+        })
+    };
+    let mut start = measure(&mut error);
     let terminal = opts.progress && std::io::stderr().is_terminal();
     for i in 0..opts.cycles {
         if started.elapsed() > opts.time_limit {
@@ -241,7 +247,7 @@ fn soak(opts: &SoakOptions, label: &str, mut cycle: impl FnMut() -> Result<(), S
         }
         times.push(t.elapsed());
         if i + 1 == window {
-            start = holdings();
+            start = measure(&mut error);
         }
         if terminal && (i % 50 == 0 || i + 1 == opts.cycles) {
             eprint!("\r{label}: {}/{}", i + 1, opts.cycles);
@@ -251,6 +257,7 @@ fn soak(opts: &SoakOptions, label: &str, mut cycle: impl FnMut() -> Result<(), S
     if terminal {
         eprintln!();
     }
+    let end = measure(&mut error);
     let done = times.len();
     let window = window.min(done / 2).max(1).min(done.max(1));
     let med = |part: &[Duration]| median(&mut part.to_vec());
@@ -260,7 +267,7 @@ fn soak(opts: &SoakOptions, label: &str, mut cycle: impl FnMut() -> Result<(), S
         asked: opts.cycles,
         window,
         start,
-        end: holdings(),
+        end,
         first: if done > 0 {
             med(&times[..window])
         } else {
@@ -275,26 +282,26 @@ fn soak(opts: &SoakOptions, label: &str, mut cycle: impl FnMut() -> Result<(), S
     }
 }
 
-/// What this process holds now.
-pub fn holdings() -> Holdings {
+/// What this process holds now, or what could not be read.
+pub fn holdings() -> Result<Holdings, String> {
     let mut fds = [0; 4096];
-    Holdings {
-        fds: sys::list_open_fds(&mut fds).unwrap_or(usize::MAX),
-        zombies: zombie_children(),
-        threads: sys::thread_count().unwrap_or(usize::MAX),
-        rss: resident_bytes(),
-    }
+    Ok(Holdings {
+        fds: sys::list_open_fds(&mut fds).map_err(|e| format!("count descriptors: {e}"))?,
+        zombies: zombie_children()?,
+        threads: sys::thread_count().map_err(|e| format!("count threads: {e}"))?,
+        rss: resident_bytes()?,
+    })
 }
 
 /// Children of this process in state `Z`, from `/proc/self/task/*/children`.
-fn zombie_children() -> usize {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return usize::MAX;
-    };
+fn zombie_children() -> Result<usize, String> {
+    let tasks = std::fs::read_dir("/proc/self/task").map_err(|e| format!("list threads: {e}"))?;
     let mut zombies = 0;
     for task in tasks.flatten() {
-        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        let children = std::fs::read_to_string(task.path().join("children"))
+            .map_err(|e| format!("list children: {e}"))?;
         for pid in children.split_whitespace() {
+            // A child reaped meanwhile has no stat: it is no zombie.
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
             let state = stat
                 .rfind(')')
@@ -302,17 +309,19 @@ fn zombie_children() -> usize {
             zombies += usize::from(state == Some("Z"));
         }
     }
-    zombies
+    Ok(zombies)
 }
 
 /// `VmRSS` of `/proc/self/status`, in bytes.
-fn resident_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+fn resident_bytes() -> Result<u64, String> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").map_err(|e| format!("read status: {e}"))?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(u64::MAX, |kib| kib * 1024)
+        .map(|kib| kib * 1024)
+        .ok_or_else(|| "no VmRSS line in /proc/self/status".into())
 }
 
 /// The runs as a table, then one line per run that did not hold.

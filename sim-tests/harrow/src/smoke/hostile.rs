@@ -182,15 +182,15 @@ fn judge(act: Act, report: &TeardownReport) -> Result<String, Failure> {
 pub(super) fn hostile(method: SpawnMethod, act: Act) -> Verdict {
     settled(method, || {
         let t = short_timeouts();
-        let rss = || crate::soak::holdings().rss;
-        let before = rss();
+        let rss = || crate::soak::holdings().map(|h| h.rss).map_err(Failure);
+        let before = rss()?;
         let started = Instant::now();
         let (asked, report) = with_nursery(open(method, t)?, |n| {
             let c = n.spawn("hostile", act.actor())?;
             Ok(n.request_within::<u64, u64>(c, &1, Duration::from_secs(1)))
         })?;
         let took = started.elapsed();
-        let grew = rss().saturating_sub(before);
+        let grew = rss()?.saturating_sub(before);
         let asked = match asked {
             Ok(v) => format!("answered {v}"),
             Err(e @ (Error::Child(_) | Error::TimedOut { .. } | Error::Closed | Error::Op(_))) => {
