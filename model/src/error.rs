@@ -110,6 +110,9 @@ pub enum ProtocolViolation {
     },
     /// A reply to a request that was never sent or already answered.
     UnknownReply(RequestId),
+    /// A second report of the child's own failure (`Failed`, or `Failed` after a failed
+    /// result). A child fails once; what follows is not trusted, and not kept.
+    SecondFailure,
 }
 
 impl fmt::Display for ProtocolViolation {
@@ -120,6 +123,10 @@ impl fmt::Display for ProtocolViolation {
                 write!(f, "unexpected {message} while {phase}")
             }
             ProtocolViolation::UnknownReply(id) => write!(f, "reply to unknown {id}"),
+            ProtocolViolation::SecondFailure => f.write_str(
+                "a second failure report; a child reports its own failure once, so the parent \
+                 stopped reading it",
+            ),
         }
     }
 }

@@ -175,6 +175,14 @@ fn every_error_reported_once(s: &Supervisor) -> Result<(), String> {
                 a.child
             ));
         }
+        // ...and it reports its own failure at most once (a second is a protocol violation).
+        let own = |e: &ChildError| matches!(e.kind, ChildErrorKind::Remote(_));
+        if own(a) && s.errors[..i].iter().any(|b| b.child == a.child && own(b)) {
+            return Err(format!(
+                "{} has two failure reports of its own; the second: {a}",
+                a.child
+            ));
+        }
     }
     Ok(())
 }

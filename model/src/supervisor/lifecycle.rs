@@ -454,6 +454,11 @@ impl Lifecycle {
                 self.on_finished(now, result, cx, out);
                 Ok(())
             }
+            // One failure per child: a second is a violation, so a hostile child cannot grow
+            // its parent's report (or memory) by repeating itself.
+            (_, Message::Failed(_)) if self.remote_failed => {
+                self.on_violation(now, ProtocolViolation::SecondFailure, cx, out)
+            }
             (_, Message::Failed(err)) => {
                 self.remote_failed = true;
                 out.push(Action::Error(ChildErrorKind::Remote(err), Initiator::Child));

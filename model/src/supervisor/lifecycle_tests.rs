@@ -434,6 +434,29 @@ fn serving_failed_is_reported_and_the_child_keeps_its_state() {
     assert_eq!(l.phase, Phase::Serving);
 }
 
+/// Issue #14, fault 3: every `Failed` was accepted and reported, so a child that sent them
+/// in a loop grew its parent's errors, report and memory without bound (2,000 errors in one
+/// report; 1,000 frames of 256 KiB grew the parent by 751 MiB). A child fails once: the
+/// second report is a protocol violation, which closes the channel, so nothing more from
+/// that child is read or kept.
+#[test]
+fn bug_failed_flood_grows_the_report() {
+    let mut l = at(Phase::Serving);
+    ok(&mut l, Input::Message(Message::Failed(err("x"))));
+    let out = ok(&mut l, Input::Message(Message::Failed(err("y"))));
+    assert_eq!(
+        errors(&out),
+        vec![&ChildErrorKind::Protocol(ProtocolViolation::SecondFailure)]
+    );
+    assert!(out.contains(&Action::CloseChannel), "{out:?}");
+    assert!(!l.channel_open);
+    // Nothing further is taken from it.
+    assert!(
+        l.step(T0, Input::Message(Message::Failed(err("z"))), &cx())
+            .is_err()
+    );
+}
+
 #[test]
 fn serving_cancel_sends_cancel_under_the_ack_deadline() {
     let mut l = at(Phase::Serving);
