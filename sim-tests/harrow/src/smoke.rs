@@ -259,7 +259,7 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "hostile-failed-flood",
-        about: "a child floods Failed reports: one error in the report, memory stays put (fails until issue #14 fault 3 is fixed)",
+        about: "a child floods 1 GiB of Failed reports in frames of the largest size: its first failure and a typed protocol error for the second in the report, memory stays put",
         methods: PROCESS_METHODS,
         not_for_others: "a thread child has no channel descriptor of its own to write on",
         run: failed_flood,

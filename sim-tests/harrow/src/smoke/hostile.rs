@@ -17,8 +17,11 @@ use super::{Failure, SpawnMethod, Verdict, open, settled, short_timeouts, with_n
 /// How far the parent's resident memory may grow while a hostile child does its worst.
 const MEMORY_SLACK: u64 = 8 * 1024 * 1024;
 
-/// Frames in each flood.
+/// Frames in the flood of replies.
 const FLOOD: usize = 2000;
+
+/// Bytes in the flood of `Failed` reports: 1 GiB, in frames of the largest size allowed.
+const FAILED_FLOOD_BYTES: usize = 1 << 30;
 
 /// What a hostile child does when asked anything.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,7 +32,7 @@ pub(super) enum Act {
     UnknownReplyFlood,
     /// A second handshake.
     SecondHandshake,
-    /// A stream of `Failed` reports of 4 KiB each.
+    /// A stream of `Failed` reports of the largest frame size, 1 GiB in all.
     FailedFlood,
     /// Part of a frame, then exit.
     HalfFrameThenExit,
@@ -106,12 +109,14 @@ impl Actor for Hostile {
                 }));
             }
             Act::FailedFlood => {
-                let m = Message::Failed(RemoteError {
+                // The message is cut to fit: every frame is as large as a frame may be.
+                let whole = Message::Failed(RemoteError {
                     kind: RemoteErrorKind::Error,
-                    message: "x".repeat(4096),
-                });
-                for _ in 0..FLOOD {
-                    if !write_raw(&frame(&m)) {
+                    message: "x".repeat(DEFAULT_MAX_FRAME as usize),
+                })
+                .encode_fitted(DEFAULT_MAX_FRAME);
+                for _ in 0..FAILED_FLOOD_BYTES / whole.len() {
+                    if !write_raw(&whole) {
                         break;
                     }
                 }
@@ -131,7 +136,7 @@ impl Actor for Hostile {
 
 /// Whether `kind` is the typed error `act` must produce.
 fn expected(act: Act, kind: &ChildErrorKind) -> bool {
-    use ChildErrorKind::{Protocol, Remote};
+    use ChildErrorKind::Protocol;
     match act {
         // Asked and never answered: stopped by the escalation; the cut frame is typed.
         Act::HugeLengthThenSilence => matches!(
@@ -142,7 +147,8 @@ fn expected(act: Act, kind: &ChildErrorKind) -> bool {
         ),
         Act::UnknownReplyFlood => matches!(kind, Protocol(ProtocolViolation::UnknownReply(_))),
         Act::SecondHandshake => matches!(kind, Protocol(ProtocolViolation::Unexpected { .. })),
-        Act::FailedFlood => matches!(kind, Remote(_)),
+        // The first report is kept; the second closes the channel.
+        Act::FailedFlood => matches!(kind, Protocol(ProtocolViolation::SecondFailure)),
         Act::HalfFrameThenExit => matches!(
             kind,
             Protocol(ProtocolViolation::Malformed(
@@ -168,6 +174,14 @@ fn judge(act: Act, report: &TeardownReport) -> Result<String, Failure> {
          without bound (issue #14, fault 3: one failure per child; more is a protocol \
          violation)",
         kinds.len()
+    );
+    let own = kinds
+        .iter()
+        .filter(|k| matches!(k, ChildErrorKind::Remote(_)))
+        .count();
+    ensure!(
+        act != Act::FailedFlood || own == 1,
+        "{own} failure reports of the child's own kept; the first, and only it, belongs in the report"
     );
     Ok(kinds
         .iter()
