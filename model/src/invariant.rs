@@ -11,10 +11,24 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ChildError, ChildErrorKind};
+use crate::id::ChildId;
 use crate::method::SpawnMethod;
-use crate::supervisor::{Outcome, Phase, Supervisor};
+use crate::supervisor::{Lifecycle, Outcome, Phase, Supervisor};
 
-/// One named safety predicate over a supervisor state.
+/// What one transition touched: the only state a per-step check needs to look at.
+///
+/// A transition changes one child's lifecycle, the registry entry under that child's name,
+/// and appends to the errors; every other child is as it was when it was last checked. So
+/// the checks cost what the step did, not what the nursery's history holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stepped {
+    /// The child whose lifecycle took the input (or was just spawned).
+    pub child: ChildId,
+    /// Where in the supervisor's errors those the step added begin.
+    pub errors_from: usize,
+}
+
+/// One named safety predicate over a supervisor state, as a transition left it.
 #[derive(Clone, Copy, Debug)]
 pub struct Invariant {
     /// The predicate's name.
@@ -22,7 +36,7 @@ pub struct Invariant {
     /// The property (numbered as in `PROPERTIES.md`) it is the per-step form of.
     pub property: u8,
     /// `Err` with a sentence naming the child and what is wrong.
-    pub check: fn(&Supervisor) -> Result<(), String>,
+    pub check: fn(&Supervisor, Stepped) -> Result<(), String>,
 }
 
 /// A broken invariant: which one, and what was seen.
@@ -80,10 +94,11 @@ pub const SUPERVISOR: [Invariant; 6] = [
     },
 ];
 
-/// Runs every supervisor invariant; the first failure is returned.
-pub fn check_supervisor(s: &Supervisor) -> Result<(), Violation> {
+/// Runs every supervisor invariant over what one transition touched; the first failure is
+/// returned.
+pub fn check_step(s: &Supervisor, stepped: Stepped) -> Result<(), Violation> {
     for inv in SUPERVISOR {
-        (inv.check)(s).map_err(|detail| Violation {
+        (inv.check)(s, stepped).map_err(|detail| Violation {
             invariant: inv.name.into(),
             property: inv.property,
             detail,
@@ -92,66 +107,66 @@ pub fn check_supervisor(s: &Supervisor) -> Result<(), Violation> {
     Ok(())
 }
 
+/// The lifecycle of the child stepped.
+fn life(s: &Supervisor, t: Stepped) -> &Lifecycle {
+    &s.children[t.child.0 as usize].life
+}
+
 /// Property 1: handshake before any request, one spawn spec, no request after cancel.
-fn handshake_before_request(s: &Supervisor) -> Result<(), String> {
-    for (i, c) in s.children.iter().enumerate() {
-        let l = &c.life;
-        if l.requests_sent > 0 && !l.handshake_done {
-            return Err(format!("child#{i} was sent a request before its handshake"));
-        }
-        if l.specs_sent > 1 {
-            return Err(format!("child#{i} was sent {} spawn specs", l.specs_sent));
-        }
-        if l.requests_at_cancel.is_some_and(|n| n != l.requests_sent) {
-            return Err(format!("child#{i} was sent a request after its cancel"));
-        }
+fn handshake_before_request(s: &Supervisor, t: Stepped) -> Result<(), String> {
+    let (l, c) = (life(s, t), t.child);
+    if l.requests_sent > 0 && !l.handshake_done {
+        return Err(format!("{c} was sent a request before its handshake"));
+    }
+    if l.specs_sent > 1 {
+        return Err(format!("{c} was sent {} spawn specs", l.specs_sent));
+    }
+    if l.requests_at_cancel.is_some_and(|n| n != l.requests_sent) {
+        return Err(format!("{c} was sent a request after its cancel"));
     }
     Ok(())
 }
 
 /// Property 2: no kill or abandon of a connected child before a graceful attempt.
-fn graceful_before_forceful(s: &Supervisor) -> Result<(), String> {
-    for (i, c) in s.children.iter().enumerate() {
-        let l = &c.life;
-        let forced = l.kill_sent || matches!(l.outcome, Some(Outcome::Abandoned(_)));
-        let allowed =
-            l.cancel_sent || l.channel_seen_closed || l.user_hard_stop || !l.handshake_done;
-        if forced && !allowed {
-            return Err(format!(
-                "child#{i} was stopped forcefully before any cancel was attempted"
-            ));
-        }
+fn graceful_before_forceful(s: &Supervisor, t: Stepped) -> Result<(), String> {
+    let l = life(s, t);
+    let forced = l.kill_sent || matches!(l.outcome, Some(Outcome::Abandoned(_)));
+    let allowed = l.cancel_sent || l.channel_seen_closed || l.user_hard_stop || !l.handshake_done;
+    if forced && !allowed {
+        return Err(format!(
+            "{} was stopped forcefully before any cancel was attempted",
+            t.child
+        ));
     }
     Ok(())
 }
 
 /// Property 3: every child reaped at most once, and never signalled after it.
-fn reaped_at_most_once(s: &Supervisor) -> Result<(), String> {
-    for (i, c) in s.children.iter().enumerate() {
-        let l = &c.life;
-        if l.reaps > 1 {
-            return Err(format!("child#{i} was reaped {} times", l.reaps));
-        }
-        if l.method == SpawnMethod::Thread && l.kill_sent {
-            return Err(format!("thread child#{i} was sent a signal"));
-        }
+fn reaped_at_most_once(s: &Supervisor, t: Stepped) -> Result<(), String> {
+    let l = life(s, t);
+    if l.reaps > 1 {
+        return Err(format!("{} was reaped {} times", t.child, l.reaps));
+    }
+    if l.method == SpawnMethod::Thread && l.kill_sent {
+        return Err(format!("thread {} was sent a signal", t.child));
     }
     Ok(())
 }
 
 /// Property 4: an abandoned thread is never also joined, and every abandonment is counted.
-fn abandoned_threads_counted(s: &Supervisor) -> Result<(), String> {
-    for (i, c) in s.children.iter().enumerate() {
-        let l = &c.life;
-        if matches!(l.outcome, Some(Outcome::Abandoned(_))) && l.reaps > 0 {
-            return Err(format!("thread child#{i} was both abandoned and joined"));
-        }
+fn abandoned_threads_counted(s: &Supervisor, t: Stepped) -> Result<(), String> {
+    let l = life(s, t);
+    if matches!(l.outcome, Some(Outcome::Abandoned(_))) && l.reaps > 0 {
+        return Err(format!("thread {} was both abandoned and joined", t.child));
     }
     Ok(())
 }
 
 /// Property 5: every recorded child error was emitted to the user once, none twice.
-fn every_error_reported_once(s: &Supervisor) -> Result<(), String> {
+///
+/// Only an error the step added can repeat an earlier one, so only those are compared (with
+/// the earlier errors of the same child): a step that reports nothing costs nothing here.
+fn every_error_reported_once(s: &Supervisor, t: Stepped) -> Result<(), String> {
     if s.errors_emitted != s.errors.len() {
         return Err(format!(
             "{} errors recorded but {} emitted",
@@ -159,25 +174,26 @@ fn every_error_reported_once(s: &Supervisor) -> Result<(), String> {
             s.errors_emitted
         ));
     }
-    // A child can fail remotely, time out and be unreapable, but it dies only once.
-    for (i, a) in s.errors.iter().enumerate() {
-        let death = |e: &ChildError| {
-            matches!(
-                e.kind,
-                ChildErrorKind::BootFailed(_)
-                    | ChildErrorKind::Died(_)
-                    | ChildErrorKind::LaunchFailed(_)
-            )
-        };
-        if death(a) && s.errors[..i].iter().any(|b| b.child == a.child && death(b)) {
+    // A child can fail remotely, time out and be unreapable, but it dies only once...
+    let death = |e: &ChildError| {
+        matches!(
+            e.kind,
+            ChildErrorKind::BootFailed(_)
+                | ChildErrorKind::Died(_)
+                | ChildErrorKind::LaunchFailed(_)
+        )
+    };
+    // ...and it reports its own failure at most once (a second is a protocol violation).
+    let own = |e: &ChildError| matches!(e.kind, ChildErrorKind::Remote(_));
+    for (i, a) in s.errors.iter().enumerate().skip(t.errors_from) {
+        let mut earlier = s.errors[..i].iter().filter(|b| b.child == a.child);
+        if death(a) && earlier.clone().any(death) {
             return Err(format!(
                 "{} has two death reports; the second: {a}",
                 a.child
             ));
         }
-        // ...and it reports its own failure at most once (a second is a protocol violation).
-        let own = |e: &ChildError| matches!(e.kind, ChildErrorKind::Remote(_));
-        if own(a) && s.errors[..i].iter().any(|b| b.child == a.child && own(b)) {
+        if own(a) && earlier.any(own) {
             return Err(format!(
                 "{} has two failure reports of its own; the second: {a}",
                 a.child
@@ -188,17 +204,22 @@ fn every_error_reported_once(s: &Supervisor) -> Result<(), String> {
 }
 
 /// Property 6: the registry returns no child that is known to be dead.
-fn registry_holds_only_live(s: &Supervisor) -> Result<(), String> {
-    for (name, id) in &s.registry {
-        let Some(c) = s.children.get(id.0 as usize) else {
-            return Err(format!("registry entry `{name}` names unknown {id}"));
-        };
-        if c.life.phase.known_dead() || c.life.phase == Phase::Launching {
-            return Err(format!(
-                "registry entry `{name}` returns {id}, which is {}",
-                c.life.phase
-            ));
-        }
+///
+/// A step changes only the entry under the stepped child's name (registering or
+/// deregistering it), and only the stepped child's phase; so that entry is the one to check.
+fn registry_holds_only_live(s: &Supervisor, t: Stepped) -> Result<(), String> {
+    let name = &s.children[t.child.0 as usize].name;
+    let Some(id) = s.registry.get(name) else {
+        return Ok(());
+    };
+    let Some(c) = s.children.get(id.0 as usize) else {
+        return Err(format!("registry entry `{name}` names unknown {id}"));
+    };
+    if c.life.phase.known_dead() || c.life.phase == Phase::Launching {
+        return Err(format!(
+            "registry entry `{name}` returns {id}, which is {}",
+            c.life.phase
+        ));
     }
     Ok(())
 }

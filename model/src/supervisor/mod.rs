@@ -15,7 +15,7 @@ pub use report::{ChildSummary, TeardownCause, TeardownReport};
 use crate::error::{ChildError, ChildOpError, ExitStatus, Initiator, InputError, SpawnError};
 use crate::flaw::{Flaw, Flaws};
 use crate::id::{ChildId, RequestId};
-use crate::invariant::{self, Violation};
+use crate::invariant::{self, Stepped, Violation};
 use crate::method::{Situation, SpawnMethod};
 use crate::policy::{Limits, PolicyError, Timeouts};
 use crate::time::Timestamp;
@@ -280,7 +280,10 @@ impl Supervisor {
             actor: spec.actor,
             method: spec.method,
         });
-        self.check();
+        self.check(Stepped {
+            child,
+            errors_from: self.errors.len(),
+        });
         Ok(child)
     }
 
@@ -321,7 +324,6 @@ impl Supervisor {
     pub fn begin_teardown(&mut self, now: Timestamp, cause: TeardownCause) {
         self.advance(now);
         self.teardown(cause);
-        self.check();
     }
 
     /// SIGINT reached this process: tear the whole nursery down.
@@ -409,10 +411,9 @@ impl Supervisor {
             .collect();
         for child in due {
             // A due deadline is valid in every phase that arms one; a refusal would be a
-            // protocol bug, which the invariant check below reports.
+            // protocol bug, which the step's invariant check reports.
             let _ = self.step(child, Input::Deadline);
         }
-        self.check();
     }
 
     /// The next command for the driver.
@@ -500,9 +501,7 @@ impl Supervisor {
         if self.commands.len() >= self.config.limits.max_queued as usize {
             return Err(ChildOpError::Backlogged);
         }
-        let result = self.step(child, input).map_err(|r| self.op_error(child, r));
-        self.check();
-        result
+        self.step(child, input).map_err(|r| self.op_error(child, r))
     }
 
     fn op_error(&self, child: ChildId, r: Refusal) -> ChildOpError {
@@ -535,13 +534,11 @@ impl Supervisor {
         };
         // Named only on a refusal: this runs for every byte of every child.
         let (parts, phase) = (input.name_parts(), rec.life.phase);
-        let result = self.step(child, input).map_err(|_| InputError {
+        self.step(child, input).map_err(|_| InputError {
             child,
             input: lifecycle::input_name(parts),
             phase: phase.to_string(),
-        });
-        self.check();
-        result
+        })
     }
 
     fn context(&self) -> StepContext {
@@ -552,8 +549,23 @@ impl Supervisor {
         }
     }
 
-    /// Steps one child's lifecycle and carries out what it asks for.
+    /// Steps one child's lifecycle, carries out what it asks for, and checks the invariants
+    /// over what the step touched (a refused step too: a refusal must change nothing).
     fn step(&mut self, child: ChildId, input: Input) -> Result<(), Refusal> {
+        let errors_from = self.errors.len();
+        let result = self.transition(child, input, errors_from);
+        self.check(Stepped { child, errors_from });
+        result
+    }
+
+    /// One child's transition and its consequences for the nursery; `errors_from` is where
+    /// the errors it reports begin.
+    fn transition(
+        &mut self,
+        child: ChildId,
+        input: Input,
+        errors_from: usize,
+    ) -> Result<(), Refusal> {
         let cx = self.context();
         let now = self.now;
         let rec = &mut self.children[child.0 as usize];
@@ -565,7 +577,7 @@ impl Supervisor {
         for action in actions {
             self.absorb(child, action);
         }
-        self.after_step(child);
+        self.after_step(child, errors_from);
         Ok(())
     }
 
@@ -618,7 +630,7 @@ impl Supervisor {
         self.events.push_back(Event::Failed(err));
     }
 
-    fn after_step(&mut self, child: ChildId) {
+    fn after_step(&mut self, child: ChildId, errors_from: usize) {
         let now = self.now;
         let rec = &mut self.children[child.0 as usize];
         if rec.life.is_finished() && rec.finished_at.is_none() {
@@ -629,10 +641,12 @@ impl Supervisor {
         } else {
             self.attended.insert(child);
         }
-        let failed = self
-            .errors
+        // Only an error of this step can newly fail the nursery: an earlier one already made
+        // the cause an error (which nothing downgrades) or found the nursery closed (which it
+        // stays), so the step costs what it reported, not every error so far.
+        let failed = self.errors[errors_from..]
             .iter()
-            .any(|e| e.child == child && e.kind.cancels_nursery());
+            .any(|e| e.kind.cancels_nursery());
         if failed && self.cause.is_none_or(|c| !c.is_error()) {
             self.teardown(TeardownCause::ChildFailed(child));
         }
@@ -724,23 +738,22 @@ impl Supervisor {
         }
     }
 
-    /// Checks the per-step invariants; a violation with no flaw on is a protocol bug.
-    fn check(&mut self) {
+    /// Checks the per-step invariants over what one step touched; a violation with no flaw
+    /// on is a protocol bug.
+    fn check(&mut self, stepped: Stepped) {
         if !cfg!(debug_assertions) || self.violation.is_some() {
             return;
         }
-        let attended: BTreeSet<ChildId> = (0..self.children.len() as u32)
-            .map(ChildId)
-            .filter(|c| {
-                let l = self.life_of(*c);
-                !l.is_finished() || l.deadline.is_some()
-            })
-            .collect();
+        // Only a step moves a child in or out of the index, so the stepped child is the one
+        // whose place in it can be wrong.
+        let l = self.life_of(stepped.child);
         assert_eq!(
-            self.attended, attended,
-            "the attended-children index is out of step"
+            self.attended.contains(&stepped.child),
+            !l.is_finished() || l.deadline.is_some(),
+            "the attended-children index is out of step for {}",
+            stepped.child
         );
-        if let Err(v) = invariant::check_supervisor(self) {
+        if let Err(v) = invariant::check_step(self, stepped) {
             assert!(
                 !self.config.flaws.is_none(),
                 "protocol invariant violated: {v}"

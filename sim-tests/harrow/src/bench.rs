@@ -492,6 +492,15 @@ pub fn run(rounds: usize) -> Result<(Vec<Figure>, Vec<String>), Error> {
             false,
         );
     }
+    let (deep, fresh) = step_behind_history(4000, rounds * 10);
+    fig(
+        "supervisor request step, 4000 behind",
+        deep,
+        "the same, no child behind it",
+        Some(fresh),
+        1.5,
+        false,
+    );
     for count in [250, 500, 1000] {
         let cost = per_child(count)?;
         notes.push(format!(
@@ -537,6 +546,79 @@ fn decode_per_frame(read: usize, rounds: usize) -> (Duration, Duration) {
         single.push(per_frame(t));
     }
     (median(&mut batch), median(&mut single))
+}
+
+/// The median cost of one request and its reply through a bare supervisor (invariant checks
+/// on, as in every build with debug assertions) with `history` hard-stopped, finished
+/// children behind its one serving child, and with none: flat when a step costs what it
+/// touches (the checks once scanned every child the nursery ever had, at every step).
+fn step_behind_history(history: u32, rounds: usize) -> (Duration, Duration) {
+    use harrow_model::supervisor::{Supervisor, SupervisorConfig};
+    use harrow_model::{ExitStatus, Limits, Timestamp};
+    let now = Timestamp::ZERO;
+    let setup = |history: u32| {
+        let config = SupervisorConfig {
+            limits: Limits {
+                max_children: history + 1,
+                ..Limits::default()
+            },
+            ..SupervisorConfig::default()
+        };
+        let mut s = Supervisor::new(config).expect("the default timeouts are valid");
+        for _ in 0..history {
+            let c = bare_serving(&mut s);
+            let _ = s.hard_stop(now, c);
+            let _ = s.handle_exit(now, c);
+            let _ = s.handle_reaped(now, c, ExitStatus::Signaled(9));
+            let _ = s.handle_channel_closed(now, c);
+        }
+        let c = bare_serving(&mut s);
+        while s.poll_command().is_some() || s.poll_event().is_some() {}
+        (s, c)
+    };
+    let time = |(mut s, c): (Supervisor, harrow_model::ChildId)| {
+        let mut samples = Vec::new();
+        for _ in 0..rounds {
+            let t = Instant::now();
+            let id = s.request(now, c, vec![1]).expect("the child serves");
+            let reply = harrow_model::wire::Message::Reply {
+                id,
+                result: Ok(vec![2]),
+            };
+            let _ = s.handle_message(now, c, reply);
+            while s.poll_command().is_some() || s.poll_event().is_some() {}
+            samples.push(t.elapsed());
+        }
+        median(&mut samples)
+    };
+    (time(setup(history)), time(setup(0)))
+}
+
+/// Spawns one daemon in a bare supervisor and brings it to serving.
+fn bare_serving(s: &mut harrow_model::supervisor::Supervisor) -> harrow_model::ChildId {
+    use harrow_model::Timestamp;
+    use harrow_model::supervisor::SpawnSpec;
+    use harrow_model::wire::{Message, PROTOCOL_VERSION};
+    let now = Timestamp::ZERO;
+    let spec = SpawnSpec {
+        name: format!("c{}", s.child_count()),
+        actor: "echo".into(),
+        method: SpawnMethod::Exec,
+        role: Role::Daemon,
+    };
+    let c = s
+        .spawn(now, spec, &Default::default())
+        .expect("within the limits");
+    let _ = s.handle_launched(now, c);
+    let _ = s.handle_message(
+        now,
+        c,
+        Message::Handshake {
+            version: PROTOCOL_VERSION,
+            pid: 1,
+        },
+    );
+    c
 }
 
 /// The table.
