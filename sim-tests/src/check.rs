@@ -326,7 +326,7 @@ pub fn assert_flaw_pair(engine: Engine, flaw: Flaw, shuttle: ShuttleBudget) {
     let case = flaws::case_for(flaw);
     assert!(
         case.engines.contains(&engine),
-        "FLAWS.md does not name {} for {flaw}",
+        "the flaw table does not name {} for {flaw}",
         engine.name()
     );
     assert_one(engine, &case.scenario, Expect::Found(flaw), shuttle);
@@ -396,7 +396,7 @@ pub fn render(rows: &[Row]) -> String {
         let head = match (r.expect, r.ok) {
             (Expect::Found(f), _) => format!(
                 "counterexample for {f} ({}), found by {}",
-                f.postmortem().split('.').next().unwrap_or(""),
+                f.entry().title,
                 r.engine.name()
             ),
             (Expect::Holds, _) => format!(

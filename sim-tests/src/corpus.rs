@@ -167,12 +167,11 @@ pub fn key(problem: &str) -> String {
     }
 }
 
-/// A flaw's postmortem as one line: the flaw and the bug (the fix follows in FLAWS.md).
+/// A flaw's postmortem as one line: the flaw, the tractor bug, and what goes wrong (the fix
+/// follows in its table entry and `model/FLAWS.md`).
 pub fn flaw_line(flaw: Flaw) -> String {
-    let text = flaw.postmortem();
-    let bug = text.split(" Fix:").next().unwrap_or(text);
-    let bug: String = bug.split_whitespace().collect::<Vec<_>>().join(" ");
-    format!("{flaw}: {bug}")
+    let e = flaw.entry();
+    format!("{flaw}: tractor {}: {}", e.tractor, e.bug)
 }
 
 /// The single catalogue flaw a set of switches holds, if exactly one.

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use harrow_model::Flaw;
 use harrow_sim::check::{self, CheckOptions};
 use harrow_sim::engine::ShuttleBudget;
-use harrow_sim::flaws::Engine;
+use harrow_sim::flaws::{self, Engine};
 use harrow_sim::{corpus, run, scenario, table};
 
 /// harrow: a spawn / cancel / teardown protocol, checked for hangs and races.
@@ -39,7 +39,7 @@ enum Command {
         /// Only this engine (loom, shuttle, explicit); repeat for several.
         #[arg(long = "engine", value_parser = parse_engine)]
         engines: Vec<Engine>,
-        /// Only this flaw, by number (1-14); no shipped-protocol rows.
+        /// Only this flaw, by number (see `harrow flaws`); no shipped-protocol rows.
         #[arg(long, value_parser = parse_flaw)]
         flaw: Option<Flaw>,
         /// Only the scenario with this name.
@@ -65,6 +65,16 @@ enum Command {
     },
     /// Print the child lifecycle's state x input table and its dot graph.
     Table,
+    /// List the flaw catalogue: each flaw, the properties it breaks, the engines that must
+    /// find it and its scenario.
+    #[command(after_help = "Examples:\n  \
+        harrow flaws                              one line per flaw\n  \
+        harrow flaws --markdown > model/FLAWS.md  regenerate the catalogue page")]
+    Flaws {
+        /// Print the whole catalogue page (`model/FLAWS.md`) as Markdown instead.
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Replay a corpus entry and print its trace as numbered steps; given a folder, replay
     /// every entry under it and print a table. Exit 0 when every expectation is met, 1 when
     /// not, 2 when an entry is stale or invalid.
@@ -179,7 +189,12 @@ fn parse_flaw(s: &str) -> Result<Flaw, String> {
         .trim_start_matches(['F', 'f'])
         .parse()
         .map_err(|_| format!("`{s}` is not a flaw number"))?;
-    Flaw::from_number(n).ok_or_else(|| format!("there is no flaw F{n}: flaws are numbered 1 to 14"))
+    Flaw::from_number(n).ok_or_else(|| {
+        format!(
+            "there is no flaw F{n}: flaws are numbered 1 to {}",
+            Flaw::COUNT
+        )
+    })
 }
 
 fn main() -> ExitCode {
@@ -241,6 +256,14 @@ fn main() -> ExitCode {
                 table::render_table(&explored),
                 table::render_dot(&explored)
             );
+            ExitCode::SUCCESS
+        }
+        Some(Command::Flaws { markdown }) => {
+            if markdown {
+                print!("{}", flaws::render_markdown());
+            } else {
+                print!("{}", flaws::render_list());
+            }
             ExitCode::SUCCESS
         }
         Some(Command::Scenarios { name }) => scenarios(name.as_deref()),

@@ -1,0 +1,260 @@
+//! The one table of flaws: everything said about each flaw, in catalogue order.
+//!
+//! Everything else is derived from it: [`Flaw::ALL`](super::Flaw::ALL), the slugs, the
+//! postmortems, the corpus's one-line descriptions, the checkers' list of which engine must
+//! find which flaw in which scenario, and `model/FLAWS.md` (rendered by
+//! `harrow flaws --markdown`). Adding a flaw is one [`Flaw`] variant (its switch) and one
+//! entry here, at the index of its variant.
+//!
+//! The engines and scenarios are named as plain data: the model does not run any checker.
+
+use super::Flaw;
+
+/// A checking engine that must find a flaw. The engines live in `harrow-sim`; here they are
+/// only names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Engine {
+    /// loom: every interleaving of the simulated operating system, preemption-bounded.
+    Loom,
+    /// shuttle: sampled schedules (random, then PCT) of the simulated operating system.
+    Shuttle,
+    /// The explicit-state search: breadth-first over every state of the pure world.
+    Explicit,
+}
+
+impl Engine {
+    /// Every engine.
+    pub const ALL: [Engine; 3] = [Engine::Loom, Engine::Shuttle, Engine::Explicit];
+
+    /// Its lower-case name, as `harrow check --engine` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Loom => "loom",
+            Engine::Shuttle => "shuttle",
+            Engine::Explicit => "explicit",
+        }
+    }
+}
+
+/// Everything said about one flaw.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    /// The switch.
+    pub flaw: Flaw,
+    /// A short kebab-case name; the flaw's scenario is `f<number>-<slug>`.
+    pub slug: &'static str,
+    /// What the switch does, in one line.
+    pub title: &'static str,
+    /// The tractor bug it re-creates: its class and, in brackets, its nickname.
+    pub tractor: &'static str,
+    /// The properties of `model/PROPERTIES.md` it breaks, by number.
+    pub breaks: &'static [u8],
+    /// What goes wrong with the switch on.
+    pub bug: &'static str,
+    /// What the shipped protocol does instead, and why that works.
+    pub fix: &'static str,
+    /// The engines that must find it.
+    pub engines: &'static [Engine],
+    /// The smallest scenario that shows it, by the name of its shape in `harrow-sim`'s
+    /// `flaws` module.
+    pub scenario: &'static str,
+}
+
+use Engine::{Explicit, Loom, Shuttle};
+
+/// Every flaw, F1 first; entry `i` is flaw number `i + 1`.
+pub const TABLE: [Entry; 14] = [
+    Entry {
+        flaw: Flaw::NoChannelAbortOnAbandon,
+        slug: "no-channel-abort-on-abandon",
+        title: "abandoning a thread child leaves our end of its channel open",
+        tractor: "H2 (cancel-delivery hang)",
+        breaks: &[9],
+        bug: "A thread child that never checkpoints is abandoned after its join timeout, but the \
+              parent's channel to it stays open, and the parent task reading that channel waits \
+              for an end-of-file that only the abandoned thread could cause.",
+        fix: "Abandoning a thread child closes our end of its channel in the same transition, \
+              so no reader of ours depends on the abandoned thread ever closing its end.",
+        engines: &[Loom, Shuttle, Explicit],
+        scenario: "thread-never-yields",
+    },
+    Entry {
+        flaw: Flaw::DestroyBeforeJoin,
+        slug: "destroy-before-join",
+        title: "a thread child's context is destroyed before its thread is joined",
+        tractor: "H3 (destroy race)",
+        breaks: &[4],
+        bug: "A subinterpreter was destroyed, and its thread state recycled, while its driver \
+              thread still ran; the thread's late write landed in state that by then belonged \
+              to another child.",
+        fix: "A thread child's context is freed only by the join. An abandoned thread's context \
+              is leaked on purpose and counted in the teardown report.",
+        engines: &[Loom, Shuttle],
+        scenario: "thread-slow",
+    },
+    Entry {
+        flaw: Flaw::ForkFromBusyProcess,
+        slug: "fork-from-busy-process",
+        title: "`Fork` is allowed from a multi-threaded process",
+        tractor: "H4 (fork from a busy interpreter)",
+        breaks: &[7],
+        bug: "fork() from a process with other threads copies the locks they hold into a child \
+              that has no thread to release them; the child wedges before its handshake.",
+        fix: "Plain `Fork` is refused in a multi-threaded process with an error that names \
+              `ForkServer`, whose single-threaded server forks safely.",
+        engines: &[Shuttle, Explicit],
+        scenario: "thread-beside-fork",
+    },
+    Entry {
+        flaw: Flaw::MutualWaitAtTeardown,
+        slug: "mutual-wait-at-teardown",
+        title: "the child waits for the parent's end-of-file to exit; the parent closes only \
+                after the exit",
+        tractor: "H7 (mutual wait at teardown)",
+        breaks: &[8, 9],
+        bug: "The child's parent-channel loop ends only on end-of-file, while the parent waits \
+              for the child to exit before closing its end: each waits for the other.",
+        fix: "The child exits right after its cancel-ack without waiting for end-of-file; the \
+              parent closes its end on the ack and bounds its wait for the exit by the kill \
+              grace.",
+        engines: &[Loom, Shuttle, Explicit],
+        scenario: "fork-serves",
+    },
+    Entry {
+        flaw: Flaw::KillAndReapByPid,
+        slug: "kill-and-reap-by-pid",
+        title: "kill and reap by raw pid, with a second reaper",
+        tractor: "H8 (double reap)",
+        breaks: &[3],
+        bug: "poll() and wait() both reaped the same pid, and a kill by raw pid after the reap \
+              could hit an unrelated process that had been given the same pid.",
+        fix: "A pidfd is opened at spawn; signals and the single reap go through it, so a late \
+              signal gets ESRCH instead of reaching a bystander.",
+        engines: &[Loom, Shuttle, Explicit],
+        scenario: "fork-slow",
+    },
+    Entry {
+        flaw: Flaw::NoFdScrub,
+        slug: "no-fd-scrub",
+        title: "a forked child keeps every inherited descriptor",
+        tractor: "H9 (inherited file descriptors)",
+        breaks: &[9, 11],
+        bug: "Forked children inherited every descriptor, their siblings' channel ends and their \
+              own parent-side end among them, so an end-of-file that should have woken a reader \
+              never came.",
+        fix: "The forked child moves its channel to a fixed descriptor and closes every other \
+              inherited one before it runs any runtime code.",
+        engines: &[Loom, Shuttle, Explicit],
+        scenario: "fork-serves-parent-dies",
+    },
+    Entry {
+        flaw: Flaw::UnboundedPeerDrain,
+        slug: "unbounded-peer-drain",
+        title: "draining a child's channel waits for end-of-file with no deadline",
+        tractor: "H11 (unbounded peer-clear)",
+        breaks: &[8],
+        bug: "Teardown waited for every peer channel to close with no deadline, so one stuck \
+              peer held everyone.",
+        fix: "After a child exits, its channel is drained for late messages only until the \
+              drain deadline; then our end is closed.",
+        engines: &[Shuttle, Explicit],
+        scenario: "fork-leaks-channel",
+    },
+    Entry {
+        flaw: Flaw::NoHandshakeOrDeathRace,
+        slug: "no-handshake-or-death-race",
+        title: "the handshake wait ignores the child's death and has no boot timeout",
+        tractor: "H12 (boot death)",
+        breaks: &[7],
+        bug: "A child died before its handshake, and the parent waited for the handshake \
+              forever.",
+        fix: "The handshake wait also ends on the child's exit (a boot failure carrying its \
+              status) and on the boot timeout.",
+        engines: &[Loom, Shuttle, Explicit],
+        scenario: "fork-dies-at-boot",
+    },
+    Entry {
+        flaw: Flaw::NoEscalation,
+        slug: "no-escalation",
+        title: "a cancel-ack timeout leads to nothing; the child is never killed",
+        tractor: "H13 (cancel-ack timeout without escalation)",
+        breaks: &[8],
+        bug: "When the cancel-ack timed out, the parent logged it and went on waiting for a \
+              child that would never exit.",
+        fix: "An ack timeout escalates at once to SIGKILL, or to abandonment for a thread child.",
+        engines: &[Loom, Shuttle, Explicit],
+        scenario: "fork-never-yields",
+    },
+    Entry {
+        flaw: Flaw::SerialTeardown,
+        slug: "serial-teardown",
+        title: "children are cancelled one after another",
+        tractor: "L2 (parallel bound)",
+        breaks: &[8],
+        bug: "Cancelling children one after another makes the teardown of N stuck children \
+              cost N timeouts.",
+        fix: "Every cancel goes out in one step and all of them share one deadline, so N \
+              children cost one timeout.",
+        engines: &[Shuttle, Explicit],
+        scenario: "three-exec-never-yield",
+    },
+    Entry {
+        flaw: Flaw::DroppedWakeups,
+        slug: "dropped-wakeups",
+        title: "the signal self-pipe is read before the pending flags, so a wakeup can be lost",
+        tractor: "H1 (SIGINT starvation)",
+        breaks: &[10],
+        bug: "A wakeup byte written to a full self-pipe is dropped, and a reader that checks the \
+              flags before draining the pipe misses a signal that arrives between the two.",
+        fix: "Signals are level flags and the pipe only wakes: the reader drains the pipe first, \
+              then takes every flag.",
+        engines: &[Loom, Shuttle],
+        scenario: "thread-quick-sigint",
+    },
+    Entry {
+        flaw: Flaw::ControlPathSharesLock,
+        slug: "control-path-shares-lock",
+        title: "the event loop takes a lock that thread actors also hold",
+        tractor: "H1 (SIGINT starvation)",
+        breaks: &[10],
+        bug: "An abandoned subinterpreter kept the shared interpreter lock, and the event loop \
+              that had to handle SIGINT starved behind it.",
+        fix: "The control path takes no lock that actor threads hold, so an abandoned thread \
+              cannot stall it.",
+        engines: &[Shuttle],
+        scenario: "thread-never-yields-sigint",
+    },
+    Entry {
+        flaw: Flaw::NoDeregistrationOnKill,
+        slug: "no-deregistration-on-kill",
+        title: "a killed or abandoned child stays in the name registry",
+        tractor: "H6 (stale registry entries)",
+        breaks: &[6],
+        bug: "A killed child's name stayed in the registry, and lookups returned a dead actor.",
+        fix: "A child is deregistered in the very transition that kills, abandons or reaps it.",
+        engines: &[Loom, Shuttle, Explicit],
+        scenario: "fork-never-yields",
+    },
+    Entry {
+        flaw: Flaw::NoSelfCancelOnParentEof,
+        slug: "no-self-cancel-on-parent-eof",
+        title: "a child whose parent channel reaches end-of-file keeps serving",
+        tractor: "L8 (orphans)",
+        breaks: &[11],
+        bug: "A child whose parent died kept serving forever: nothing in the protocol told it \
+              to stop.",
+        fix: "End-of-file on the parent channel without a cancel before it means the parent is \
+              gone, and the child cancels itself.",
+        engines: &[Shuttle, Explicit],
+        scenario: "orphan-serves",
+    },
+];
+
+/// Every entry sits at its flaw's index; checked when the crate compiles.
+const _: () = {
+    let mut i = 0;
+    while i < TABLE.len() {
+        assert!(TABLE[i].flaw as usize == i, "TABLE is in catalogue order");
+        i += 1;
+    }
+};
