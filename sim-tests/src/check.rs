@@ -15,7 +15,8 @@ use crate::scenario::{self, Scenario};
 pub enum Expect {
     /// The shipped protocol: every property holds.
     Holds,
-    /// A flaw switched on: the engine must find it.
+    /// A flaw switched on: the engine must find it, breaking one of the properties its
+    /// table entry names.
     Found(Flaw),
 }
 
@@ -310,8 +311,10 @@ pub fn assert_one(engine: Engine, sc: &Scenario, expect: Expect, shuttle: Shuttl
         ),
         Expect::Found(f) => assert!(
             r.ok,
-            "{} did NOT find {f} in `{}` after exploring {}: the checker has regressed",
+            "{} did NOT find {f} (a broken property {:?}) in `{}` after exploring {}: the \
+             checker has regressed; what it found instead, if anything:\n{cx}",
             engine.name(),
+            f.entry().breaks,
             r.subject,
             r.explored
         ),
@@ -333,11 +336,43 @@ pub fn assert_flaw_pair(engine: Engine, flaw: Flaw, shuttle: ShuttleBudget) {
     assert_one(engine, &flaws::fixed(&case), Expect::Holds, shuttle);
 }
 
+/// The properties a counterexample's problems name, by number: `(property N)`,
+/// `property N (` and `(properties A-B)`, in the order they appear.
+pub fn properties_named(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, _) in text.match_indices("propert") {
+        let rest = &text[i..];
+        let numbers = rest
+            .strip_prefix("property ")
+            .or_else(|| rest.strip_prefix("properties "))
+            .unwrap_or("");
+        let span: String = numbers
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '-')
+            .collect();
+        let mut ends = span.split('-').map(str::parse::<u8>);
+        match (ends.next(), ends.next()) {
+            (Some(Ok(a)), None) => out.push(a),
+            (Some(Ok(a)), Some(Ok(b))) => out.extend(a..=b),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Whether a counterexample shows `flaw`: one of its problems breaks a property the flaw's
+/// table entry names (a flaw found by breaking something else is not that flaw found).
+pub fn shows(flaw: Flaw, counterexample: &str) -> bool {
+    properties_named(counterexample)
+        .iter()
+        .any(|p| flaw.entry().breaks.contains(p))
+}
+
 fn row(engine: Engine, sc: &Scenario, expect: Expect, opts: &CheckOptions) -> Row {
     let (explored, seconds, counterexample) = run_one(engine, sc, opts.shuttle);
     let ok = match expect {
         Expect::Holds => counterexample.is_none(),
-        Expect::Found(_) => counterexample.is_some(),
+        Expect::Found(f) => counterexample.as_deref().is_some_and(|cx| shows(f, cx)),
     };
     Row {
         engine,
@@ -355,6 +390,7 @@ fn verdict(r: &Row) -> String {
         (Expect::Holds, true) => "holds",
         (Expect::Holds, false) => "FAILS",
         (Expect::Found(_), true) => "found",
+        (Expect::Found(_), false) if r.counterexample.is_some() => "MISMATCH",
         (Expect::Found(_), false) => "NOT FOUND",
     };
     format!("{word:<9} {:>9} explored {:>8.2}s", r.explored, r.seconds)
@@ -435,6 +471,22 @@ pub fn flush() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flaw_is_found_only_by_breaking_a_property_its_entry_names() {
+        let hang = "hang (properties 7-11): every thread is blocked\nstep 1: body";
+        let registry = "protocol invariant broken: property 6 (registry_holds_only_live): x";
+        let slow = "teardown took 60s, over its bound of 2.6s (property 8)";
+        assert_eq!(properties_named(hang), vec![7, 8, 9, 10, 11]);
+        assert_eq!(properties_named(registry), vec![6]);
+        assert_eq!(properties_named(&format!("{slow}\n{registry}")), vec![8, 6]);
+        assert!(properties_named("nothing named here").is_empty());
+        assert!(shows(Flaw::NoChannelAbortOnAbandon, hang));
+        assert!(shows(Flaw::NoDeregistrationOnKill, registry));
+        assert!(!shows(Flaw::NoDeregistrationOnKill, hang));
+        assert!(!shows(Flaw::NoEscalation, registry));
+        assert!(shows(Flaw::SerialTeardown, slow));
+    }
 
     fn opts(engines: &[Engine], flaw: Option<Flaw>, scenario: Option<&str>) -> CheckOptions {
         CheckOptions {

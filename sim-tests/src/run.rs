@@ -45,7 +45,7 @@ pub enum Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Problem::Hang(why) => write!(f, "hang: {why}"),
+            Problem::Hang(why) => write!(f, "hang (properties 7-11): {why}"),
             Problem::StepBound => write!(f, "no end after {MAX_STEPS} steps (livelock)"),
             Problem::Invariant(v) => write!(f, "invariant broken: {v}"),
             Problem::TeardownTooSlow { took, bound } => {

@@ -30,8 +30,10 @@ failures.
 Each flaw comes with the smallest scenario that shows it and a list of engines that must find
 it. For each engine named, the checks run that scenario twice:
 
-- with the flaw switched **on**, the engine must find an execution that breaks a property of
-  [PROPERTIES.md](PROPERTIES.md), and print it as a numbered trace (the counterexample);
+- with the flaw switched **on**, the engine must find an execution that breaks one of the
+  properties of [PROPERTIES.md](PROPERTIES.md) that the flaw's entry names (a hang counts for
+  each of the liveness properties 7 to 11), and print it as a numbered trace (the
+  counterexample); finding some other failure does not count;
 - with the flaw switched **off**, the same engine over the same scenario must find nothing.
 
 A flaw that an engine stops finding is a regression of that checker, and the test suite fails
