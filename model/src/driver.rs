@@ -7,7 +7,7 @@
 //! exactly what the model checkers explore.
 
 use alloc::boxed::Box;
-use alloc::collections::VecDeque;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -57,6 +57,8 @@ pub trait Os {
     /// Reaps an exited child (joins a thread child) and returns how it ended; `Err` says why
     /// it could not be reaped (a status is never made up).
     fn reap(&mut self, child: ChildId) -> Result<ExitStatus, String>;
+    /// Forgets a child that is over: frees everything kept for it. Nothing names it again.
+    fn retire(&mut self, child: ChildId);
     /// Blocks until at least one event or `deadline`, appending what happened to `out`.
     ///
     /// `Err` when no wait is possible any more and the loop must stop: on Linux, the wait
@@ -121,7 +123,9 @@ pub struct Driver<O: Os> {
     pub sup: Supervisor,
     /// The operating system.
     pub os: O,
-    decoders: Vec<FrameDecoder>,
+    /// The frame decoders of the children whose channel is open (or was closed since the
+    /// last wait).
+    decoders: BTreeMap<ChildId, FrameDecoder>,
     /// Channels closed since the last wait: their decoders are freed before the next one.
     closed: Vec<ChildId>,
     events: VecDeque<Event>,
@@ -134,7 +138,7 @@ impl<O: Os> Driver<O> {
         Driver {
             sup,
             os,
-            decoders: Vec::new(),
+            decoders: BTreeMap::new(),
             closed: Vec::new(),
             events: VecDeque::new(),
             scratch: Vec::new(),
@@ -250,6 +254,12 @@ impl<O: Os> Driver<O> {
 
     fn feed(&mut self, ev: OsEvent) {
         let now = self.os.now();
+        if let OsEvent::Bytes(child, _) | OsEvent::Eof(child) = ev
+            && self.sup.lifecycle(child).is_none_or(|l| l.is_over())
+        {
+            // A retired child: nothing of it is kept, not even a decoder to make one for.
+            return;
+        }
         // Inputs the supervisor refuses are reports about children it no longer listens
         // to (a late byte after we closed our end); they change nothing, so they are dropped.
         match ev {
@@ -294,26 +304,20 @@ impl<O: Os> Driver<O> {
         }
     }
 
-    /// Frees the buffers of the decoders whose channel was closed: a closed channel reports
-    /// nothing after the wait that follows its close (bytes already read in the batch that
-    /// closed it still went through its decoder), so a long-lived nursery keeps no buffer
-    /// per finished child.
+    /// Frees the decoders whose channel was closed: a closed channel reports nothing after
+    /// the wait that follows its close (bytes already read in the batch that closed it still
+    /// went through its decoder), so a long-lived nursery keeps no decoder per finished child.
     fn free_closed_decoders(&mut self) {
-        let max = self.sup.config().max_frame;
         for child in self.closed.drain(..) {
-            if let Some(dec) = self.decoders.get_mut(child.0 as usize) {
-                *dec = FrameDecoder::new(max);
-            }
+            self.decoders.remove(&child);
         }
     }
 
     fn decoder(&mut self, child: ChildId) -> &mut FrameDecoder {
-        let i = child.0 as usize;
         let max = self.sup.config().max_frame;
-        while self.decoders.len() <= i {
-            self.decoders.push(FrameDecoder::new(max));
-        }
-        &mut self.decoders[i]
+        self.decoders
+            .entry(child)
+            .or_insert_with(|| FrameDecoder::new(max))
     }
 
     /// Carries out every queued command, then moves the protocol's events to the user queue.
@@ -346,6 +350,7 @@ impl<O: Os> Driver<O> {
                     self.closed.push(child);
                 }
                 Command::Kill { child } => self.os.kill(child),
+                Command::Retire { child } => self.os.retire(child),
                 Command::Abandon { child } => self.os.abandon(child),
                 Command::Reap { child } => {
                     let _ = match self.os.reap(child) {

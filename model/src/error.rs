@@ -201,11 +201,13 @@ impl core::error::Error for ChildError {}
 pub enum SpawnError {
     /// The nursery is tearing down or closed and takes no new children.
     NurseryClosing,
-    /// The nursery has already held its maximum number of children.
+    /// The nursery already holds its maximum number of live children.
     CapacityExhausted {
         /// The limit in force.
         max: u32,
     },
+    /// The nursery has given out every child id it has (2^32); ids are never reused.
+    IdsExhausted,
     /// The spawn method cannot work in the caller's situation.
     MethodRefused(MethodRefused),
     /// The command queue to the driver is full: the driver is not draining it.
@@ -222,8 +224,11 @@ impl fmt::Display for SpawnError {
             }
             SpawnError::CapacityExhausted { max } => write!(
                 f,
-                "spawn refused: the nursery has held its limit of {max} children; raise \
-                 `Limits::max_children` or use several nurseries"
+                "spawn refused: the nursery holds its limit of {max} live children; wait for \
+                 one to end or stop one, raise `Limits::max_children`, or use several nurseries"
+            ),
+            SpawnError::IdsExhausted => f.write_str(
+                "spawn refused: the nursery has given out all 2^32 child ids; open a new nursery",
             ),
             SpawnError::MethodRefused(r) => r.fmt(f),
             SpawnError::Backlogged => f.write_str(
@@ -259,7 +264,7 @@ pub enum ChildOpError {
         /// The limit in force.
         max: u32,
     },
-    /// The child has already finished; there is nothing to stop.
+    /// The child has already finished (its records may be retired); there is nothing to stop.
     AlreadyFinished(ChildId),
     /// The request payload does not fit in one frame.
     PayloadTooLarge {
@@ -286,7 +291,9 @@ impl fmt::Display for ChildOpError {
                 "{child} already has {max} requests awaiting replies; wait for some replies \
                  or raise `Limits::max_in_flight`"
             ),
-            ChildOpError::AlreadyFinished(c) => write!(f, "{c} has already finished"),
+            ChildOpError::AlreadyFinished(c) => {
+                write!(f, "{c} has already finished; spawn a new child to go on")
+            }
             ChildOpError::PayloadTooLarge { len, max } => write!(
                 f,
                 "a request payload of {len} bytes exceeds the {max}-byte limit of one frame; \

@@ -82,12 +82,16 @@ impl Default for Timeouts {
 /// Size bounds on the protocol's tables and queues.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Limits {
-    /// Children one nursery may hold over its whole life.
+    /// Children one nursery may hold at once: those spawned and not yet over. A child that
+    /// is over (finished, its end known) is retired and no longer counts.
     pub max_children: u32,
     /// Requests awaiting a reply on one child's channel.
     pub max_in_flight: u32,
     /// Commands and events queued for the driver before the protocol refuses more input.
     pub max_queued: u32,
+    /// Retired children whose records (and errors) are kept for inspection and the teardown
+    /// report, those spawned last; older ones are only counted, by outcome.
+    pub max_ended: u32,
 }
 
 impl Default for Limits {
@@ -96,6 +100,7 @@ impl Default for Limits {
             max_children: 4096,
             max_in_flight: 256,
             max_queued: 65536,
+            max_ended: 64,
         }
     }
 }

@@ -112,7 +112,10 @@ pub struct Nursery {
     /// by the protocol's `max_in_flight` per live child (those of finished children are
     /// forgotten at the next time-out).
     abandoned: BTreeSet<(ChildId, RequestId)>,
+    /// Results not yet claimed by [`Nursery::result`]; a claimed one leaves, and so does one
+    /// whose child the protocol no longer keeps a record of (see [`Nursery::result`]).
     results: BTreeMap<ChildId, Result<Vec<u8>, RemoteError>>,
+    /// Child errors not yet taken: at most `Limits::max_ended`, the oldest dropped first.
     failures: VecDeque<ChildError>,
     report: Option<TeardownReport>,
     interrupted: bool,
@@ -279,10 +282,17 @@ impl Nursery {
         }
     }
 
-    /// Waits for a run-to-result child's typed result.
+    /// Waits for a run-to-result child's typed result, and hands it over: it is claimed once.
+    ///
+    /// A result is kept until claimed while the protocol keeps a record of its child (live,
+    /// or among the last `Limits::max_ended` to end); a later call is
+    /// [`ChildOpError::AlreadyFinished`].
     pub fn result<Out: DeserializeOwned>(&mut self, child: Child) -> Result<Out, Error> {
+        if self.forgotten(child.0) {
+            return Err(Error::Op(ChildOpError::AlreadyFinished(child.0)));
+        }
         self.pump(|n| n.results.contains_key(&child.0) || n.lifecycle_done(child.0))?;
-        match self.results.get(&child.0).cloned() {
+        match self.results.remove(&child.0) {
             Some(Ok(bytes)) => decode(&bytes).map_err(Error::Payload),
             Some(Err(e)) => Err(Error::Remote(e)),
             None => Err(self
@@ -320,7 +330,8 @@ impl Nursery {
         self.replies.len() + self.abandoned.len()
     }
 
-    /// Child errors reported so far, oldest first, each once.
+    /// Child errors reported and not yet taken, oldest first, each once: the last
+    /// `Limits::max_ended` of them (a long-lived nursery that never takes them keeps no more).
     pub fn take_failures(&mut self) -> Vec<ChildError> {
         self.failures.drain(..).collect()
     }
@@ -343,6 +354,12 @@ impl Nursery {
         self.report
             .take()
             .unwrap_or_else(|| self.driver.sup.report())
+    }
+
+    /// Whether `id` was spawned here and the protocol keeps no record of it any more.
+    fn forgotten(&self, id: ChildId) -> bool {
+        let sup = &self.driver.sup;
+        (id.0 as usize) < sup.child_count() && sup.lifecycle(id).is_none()
     }
 
     fn phase_of(&self, id: ChildId) -> Option<Phase> {
@@ -418,9 +435,17 @@ impl Nursery {
                     }
                 }
                 Event::Finished { child, result } => {
+                    let sup = &self.driver.sup;
+                    self.results.retain(|c, _| sup.lifecycle(*c).is_some());
                     self.results.insert(child, result);
                 }
-                Event::Failed(err) => self.failures.push_back(err),
+                Event::Failed(err) => {
+                    let max = self.driver.sup.config().limits.max_ended as usize;
+                    while self.failures.len() >= max {
+                        self.failures.pop_front();
+                    }
+                    self.failures.push_back(err);
+                }
                 Event::Closed(report) => self.report = Some(report),
             }
         }

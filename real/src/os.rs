@@ -5,6 +5,7 @@
 //! their pidfds; their process groups are killed only while the leader is unreaped, so the
 //! group id cannot have been reused.
 
+use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,7 +39,7 @@ enum Kind {
         done: Arc<AtomicBool>,
     },
     /// Reaped: its pidfd is closed (a finished child holds no descriptor but, until the
-    /// protocol closes it, its channel); the pid is kept as a name for reports.
+    /// protocol closes it, its channel); the pid is kept as a name until it is retired.
     Reaped {
         pid: Option<sys::Pid>,
     },
@@ -61,8 +62,9 @@ struct Child {
 pub struct RealOs {
     poller: Poller,
     ready: Vec<Readiness>,
-    /// By child id: ids are dense indices from 0, so a vector, written in place.
-    children: Vec<Option<Child>>,
+    /// The live children, by id: a child leaves when the protocol retires it, so the table
+    /// (and the scan of thread children at each wake-up) follows the live children.
+    children: HashMap<ChildId, Child>,
     start: Instant,
     sigint: Option<SignalPipe>,
     wake_read: OwnedFd,
@@ -76,16 +78,15 @@ pub struct RealOs {
     prelude: Prelude,
 }
 
-/// The child with id `id`, if it has a slot: a free function, so that the caller may go on
+/// The child with id `id`, if it is live: a free function, so that the caller may go on
 /// using the other fields of `RealOs` while holding it.
-fn slot_mut(children: &mut [Option<Child>], id: ChildId) -> Option<&mut Child> {
-    children.get_mut(id.0 as usize)?.as_mut()
+fn slot_mut(children: &mut HashMap<ChildId, Child>, id: ChildId) -> Option<&mut Child> {
+    children.get_mut(&id)
 }
 
 impl std::fmt::Debug for RealOs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let live = self.children.iter().flatten().count();
-        write!(f, "RealOs {{ children: {live} }}")
+        write!(f, "RealOs {{ children: {} }}", self.children.len())
     }
 }
 
@@ -107,7 +108,7 @@ impl RealOs {
         Ok(RealOs {
             poller,
             ready: Vec::with_capacity(64),
-            children: Vec::new(),
+            children: HashMap::new(),
             start: Instant::now(),
             sigint,
             wake_read,
@@ -146,7 +147,7 @@ impl RealOs {
     }
 
     fn child(&self, id: ChildId) -> Option<&Child> {
-        self.children.get(id.0 as usize)?.as_ref()
+        self.children.get(&id)
     }
 
     fn token(child: ChildId, pidfd: bool) -> u64 {
@@ -275,9 +276,7 @@ impl RealOs {
         // Drain first, then read the flags: a flag set after the drain leaves a byte.
         let mut sink = [0u8; 256];
         while let Ok(RecvOutcome::Data(_)) = sys::recv(self.wake_read.as_fd(), &mut sink) {}
-        for (id, c) in self.children.iter_mut().enumerate() {
-            let Some(c) = c else { continue };
-            let id = ChildId(id as u32);
+        for (&id, c) in self.children.iter_mut() {
             if let Kind::Thread { done, .. } = &c.kind
                 && c.watch_exit
                 && done.load(Ordering::SeqCst)
@@ -332,17 +331,16 @@ impl Os for RealOs {
         };
         // The child exists now: even if watching it fails, keep it so teardown can reach it.
         let watched = register(&self.poller);
-        let slot = child.0 as usize;
-        if self.children.len() <= slot {
-            self.children.resize_with(slot + 1, || None);
-        }
-        self.children[slot] = Some(Child {
-            kind,
-            channel: Some(ours),
-            outbox: Vec::new(),
-            eof_reported: false,
-            watch_exit: true,
-        });
+        self.children.insert(
+            child,
+            Child {
+                kind,
+                channel: Some(ours),
+                outbox: Vec::new(),
+                eof_reported: false,
+                watch_exit: true,
+            },
+        );
         watched.map_err(|e| e.to_string())
     }
 
@@ -383,7 +381,7 @@ impl Os for RealOs {
     }
 
     fn kill(&mut self, child: ChildId) {
-        let Some(c) = self.children.get(child.0 as usize).and_then(Option::as_ref) else {
+        let Some(c) = self.children.get(&child) else {
             return;
         };
         match &c.kind {
@@ -457,6 +455,12 @@ impl Os for RealOs {
         // and every later fork copies (and every child scrubs) a table that does not grow.
         c.kind = Kind::Reaped { pid };
         Ok(status)
+    }
+
+    fn retire(&mut self, child: ChildId) {
+        // Reaped (or a thread abandoned, or never started) and its channel closed: what is
+        // left is its pid as a name, or a detached thread's flag. Dropping it frees the slot.
+        self.children.remove(&child);
     }
 
     fn wait(

@@ -239,6 +239,8 @@ struct RefChild {
     death_reports: u32,
     /// The user asked it to stop (an accepted cancel or hard stop).
     stop_asked: bool,
+    /// The supervisor retired it: nothing may name it after that.
+    retired: bool,
 }
 
 impl RefChild {
@@ -258,6 +260,7 @@ impl RefChild {
             status: None,
             forced: false,
             abandoned: false,
+            retired: false,
             reap_timed_out: false,
             deregistered: false,
             late_handshake: false,
@@ -808,7 +811,20 @@ impl Harness {
         let i = cmd.child().0 as usize;
         prop_assert!(i < self.r.children.len(), "{:?} for an unknown child", cmd);
         let c = &mut self.r.children[i];
+        prop_assert!(!c.retired, "{:?} for a retired child\n  {}", cmd, trail);
         match cmd {
+            Command::Retire { .. } => {
+                // Only once it is over: never started or its end known, and its channel shut.
+                let ended = c.launch_failed || c.abandoned || c.status.is_some();
+                let shut = !c.launched || c.closed.is_some();
+                prop_assert!(
+                    ended && shut,
+                    "retired before it was over: {:?}\n  {}",
+                    c,
+                    trail
+                );
+                c.retired = true;
+            }
             Command::Launch { .. } => {
                 prop_assert!(matches!(op, Op::Spawn { .. }), "launch outside a spawn");
             }

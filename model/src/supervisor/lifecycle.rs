@@ -346,6 +346,15 @@ impl Lifecycle {
         self.phase == Phase::Done && !self.channel_open
     }
 
+    /// Whether nothing more can happen to it, so its records may be retired: finished, no
+    /// wait armed, and its end known. A child whose reap was given up on is never over: it
+    /// may still exit and be reaped late, and until then its process is held.
+    pub fn is_over(&self) -> bool {
+        self.is_finished()
+            && self.deadline.is_none()
+            && self.outcome.is_some_and(|o| o != Outcome::Unreaped)
+    }
+
     /// Whether a stop (graceful or forced) has begun.
     pub fn is_stopping(&self) -> bool {
         self.stop_initiator.is_some() || self.phase > Phase::Serving

@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 pub use lifecycle::{Action, ForceReason, Input, Lifecycle, Outcome, Phase, Refusal, StepContext};
-pub use report::{ChildSummary, TeardownCause, TeardownReport};
+pub use report::{ChildSummary, Tally, TeardownCause, TeardownReport};
 
 use crate::error::{ChildError, ChildOpError, ExitStatus, Initiator, InputError, SpawnError};
 use crate::flaw::{Flaw, Flaws};
@@ -97,6 +97,12 @@ pub enum Command {
         /// Which child.
         child: ChildId,
     },
+    /// The child is over: free everything kept for it. No command names it again, and no
+    /// report about it is taken any more.
+    Retire {
+        /// Which child.
+        child: ChildId,
+    },
 }
 
 impl Command {
@@ -108,7 +114,8 @@ impl Command {
             | Command::CloseChannel { child }
             | Command::Kill { child }
             | Command::Abandon { child }
-            | Command::Reap { child } => *child,
+            | Command::Reap { child }
+            | Command::Retire { child } => *child,
         }
     }
 }
@@ -172,6 +179,16 @@ pub(crate) struct ChildRecord {
 
 /// The parent side of the protocol: one nursery of children, sans-IO.
 ///
+/// # A long life
+///
+/// A child that is over ([`Lifecycle::is_over`]) is retired at the end of the input that
+/// made it so: its record leaves the live table, a [`Command::Retire`] tells the driver to
+/// free what it keeps for it, and its outcome is counted in the report's [`Tally`]. The
+/// records (and errors) of the [`Limits::max_ended`] retired children spawned last are kept
+/// for [`Supervisor::lifecycle`] and the report; older ones are only counted. So a
+/// nursery's memory and per-step cost follow its live children, not its history. Child ids
+/// are never reused: a retired child's id is refused with [`ChildOpError::AlreadyFinished`].
+///
 /// # Calling contract
 ///
 /// Feed inputs as they happen: the user's calls (`spawn`, `request`, `cancel`, `hard_stop`,
@@ -184,11 +201,25 @@ pub(crate) struct ChildRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Supervisor {
     pub(crate) config: SupervisorConfig,
-    pub(crate) children: Vec<ChildRecord>,
+    /// The live children: spawned and not yet retired.
+    pub(crate) children: BTreeMap<ChildId, ChildRecord>,
     /// The children a turn must look at: those not finished, and any with a deadline armed.
-    /// An index over `children`, updated after every step, so that a long-lived nursery's
-    /// turns cost what its live children cost, not what its history does.
+    /// An index over `children`, updated after every step.
     attended: BTreeSet<ChildId>,
+    /// The `max_ended` retired children spawned last. By id, not by the order they ended
+    /// in: two states that differ only in that order are one state.
+    pub(crate) ended: BTreeMap<ChildId, ChildRecord>,
+    /// The outcomes of every retired child.
+    pub(crate) tally: Tally,
+    /// When the last retired child finished.
+    pub(crate) last_retired_at: Option<Timestamp>,
+    /// Errors dropped with children that left `ended`.
+    pub(crate) errors_dropped: u64,
+    /// The id the next spawn gets; ids are never reused.
+    next_child: u32,
+    /// Children the current input made over: retired once it is done (and checked).
+    /// Empty between inputs.
+    retiring: Vec<ChildId>,
     pub(crate) registry: BTreeMap<String, ChildId>,
     pub(crate) phase: NurseryPhase,
     pub(crate) cause: Option<TeardownCause>,
@@ -208,8 +239,14 @@ impl Supervisor {
         config.timeouts.validate()?;
         Ok(Supervisor {
             config,
-            children: Vec::new(),
+            children: BTreeMap::new(),
             attended: BTreeSet::new(),
+            ended: BTreeMap::new(),
+            tally: Tally::default(),
+            last_retired_at: None,
+            errors_dropped: 0,
+            next_child: 0,
+            retiring: Vec::new(),
             registry: BTreeMap::new(),
             phase: NurseryPhase::Open,
             cause: None,
@@ -244,6 +281,9 @@ impl Supervisor {
         if self.children.len() >= max as usize {
             return Err(SpawnError::CapacityExhausted { max });
         }
+        let Some(next) = self.next_child.checked_add(1) else {
+            return Err(SpawnError::IdsExhausted);
+        };
         if self.commands.len() >= self.config.limits.max_queued as usize {
             return Err(SpawnError::Backlogged);
         }
@@ -255,25 +295,27 @@ impl Supervisor {
         // Only attended children can be unfinished (a finished one leaves the set once it has
         // no deadline): the check costs the live children, not the nursery's history.
         let live_name = |c: &ChildId| {
-            let r = &self.children[c.0 as usize];
+            let r = &self.children[c];
             r.name == spec.name && !r.life.is_finished()
         };
         if self.attended.iter().any(live_name) {
             return Err(SpawnError::NameTaken(spec.name));
         }
-        let child = ChildId(self.children.len() as u32);
+        let child = ChildId(self.next_child);
+        self.next_child = next;
         let mut life = Lifecycle::new(spec.method, spec.role);
         if !self.config.flaws.has(Flaw::NoHandshakeOrDeathRace) {
             life.deadline = Some(now + self.config.timeouts.boot);
         }
-        self.children.push(ChildRecord {
+        let record = ChildRecord {
             name: spec.name,
             actor: spec.actor.clone(),
             life,
             spawned_at: now,
             stop_started_at: None,
             finished_at: None,
-        });
+        };
+        self.children.insert(child, record);
         self.attended.insert(child);
         self.commands.push_back(Command::Launch {
             child,
@@ -324,6 +366,7 @@ impl Supervisor {
     pub fn begin_teardown(&mut self, now: Timestamp, cause: TeardownCause) {
         self.advance(now);
         self.teardown(cause);
+        self.retire_over();
     }
 
     /// SIGINT reached this process: tear the whole nursery down.
@@ -414,6 +457,7 @@ impl Supervisor {
             // protocol bug, which the step's invariant check reports.
             let _ = self.step(child, Input::Deadline);
         }
+        self.retire_over();
     }
 
     /// The next command for the driver.
@@ -434,9 +478,14 @@ impl Supervisor {
             .min()
     }
 
-    /// The lifecycle of a child this supervisor spawned.
+    /// The lifecycle of a live child.
     fn life_of(&self, child: ChildId) -> &Lifecycle {
-        &self.children[child.0 as usize].life
+        &self.children[&child].life
+    }
+
+    /// A live child's record, or a retired one's while it is kept.
+    fn record(&self, child: ChildId) -> Option<&ChildRecord> {
+        self.children.get(&child).or_else(|| self.ended.get(&child))
     }
 
     /// The live child registered under `name`; never a child known to be dead.
@@ -459,22 +508,29 @@ impl Supervisor {
         self.phase == NurseryPhase::Closed
     }
 
-    /// How many children it has held.
+    /// How many children it has spawned over its life.
     pub fn child_count(&self) -> usize {
+        self.next_child as usize
+    }
+
+    /// How many children it holds now: spawned and not retired.
+    pub fn live_count(&self) -> usize {
         self.children.len()
     }
 
-    /// One child's lifecycle, for inspection.
+    /// One child's lifecycle, for inspection: a live child's, or one of the `max_ended`
+    /// retired children spawned last; `None` for an older one.
     pub fn lifecycle(&self, child: ChildId) -> Option<&Lifecycle> {
-        self.children.get(child.0 as usize).map(|c| &c.life)
+        self.record(child).map(|c| &c.life)
     }
 
-    /// One child's instance name.
+    /// One child's instance name, as long as [`Supervisor::lifecycle`] knows it.
     pub fn name(&self, child: ChildId) -> Option<&str> {
-        self.children.get(child.0 as usize).map(|c| c.name.as_str())
+        self.record(child).map(|c| c.name.as_str())
     }
 
-    /// Every child error so far, in the order reported.
+    /// The child errors kept, in the order reported: those of live children and of the
+    /// retired ones still kept (each error was also an [`Event::Failed`]).
     pub fn errors(&self) -> &[ChildError] {
         &self.errors
     }
@@ -495,13 +551,18 @@ impl Supervisor {
     }
 
     fn user_op(&mut self, child: ChildId, input: Input) -> Result<(), ChildOpError> {
-        if child.0 as usize >= self.children.len() {
+        if child.0 >= self.next_child {
             return Err(ChildOpError::UnknownChild(child));
+        }
+        if !self.children.contains_key(&child) {
+            return Err(ChildOpError::AlreadyFinished(child));
         }
         if self.commands.len() >= self.config.limits.max_queued as usize {
             return Err(ChildOpError::Backlogged);
         }
-        self.step(child, input).map_err(|r| self.op_error(child, r))
+        let result = self.step(child, input).map_err(|r| self.op_error(child, r));
+        self.retire_over();
+        result
     }
 
     fn op_error(&self, child: ChildId, r: Refusal) -> ChildOpError {
@@ -512,7 +573,7 @@ impl Supervisor {
             },
             Refusal::Finished => ChildOpError::AlreadyFinished(child),
             Refusal::NotServing | Refusal::Invalid => {
-                let phase = self.children[child.0 as usize].life.phase.to_string();
+                let phase = self.life_of(child).phase.to_string();
                 ChildOpError::NotServing { child, phase }
             }
         }
@@ -525,20 +586,27 @@ impl Supervisor {
         input: Input,
     ) -> Result<(), InputError> {
         self.advance(now);
-        let Some(rec) = self.children.get(child.0 as usize) else {
+        let Some(rec) = self.children.get(&child) else {
+            let phase = if child.0 < self.next_child {
+                "retired"
+            } else {
+                "unknown"
+            };
             return Err(InputError {
                 child,
                 input: input.name(),
-                phase: "unknown".to_string(),
+                phase: phase.to_string(),
             });
         };
         // Named only on a refusal: this runs for every byte of every child.
         let (parts, phase) = (input.name_parts(), rec.life.phase);
-        self.step(child, input).map_err(|_| InputError {
+        let result = self.step(child, input).map_err(|_| InputError {
             child,
             input: lifecycle::input_name(parts),
             phase: phase.to_string(),
-        })
+        });
+        self.retire_over();
+        result
     }
 
     fn context(&self) -> StepContext {
@@ -552,6 +620,10 @@ impl Supervisor {
     /// Steps one child's lifecycle, carries out what it asks for, and checks the invariants
     /// over what the step touched (a refused step too: a refusal must change nothing).
     fn step(&mut self, child: ChildId, input: Input) -> Result<(), Refusal> {
+        if !self.children.contains_key(&child) {
+            // Retired: nothing can happen to it any more.
+            return Err(Refusal::Finished);
+        }
         let errors_from = self.errors.len();
         let result = self.transition(child, input, errors_from);
         self.check(Stepped { child, errors_from });
@@ -568,7 +640,10 @@ impl Supervisor {
     ) -> Result<(), Refusal> {
         let cx = self.context();
         let now = self.now;
-        let rec = &mut self.children[child.0 as usize];
+        let rec = self
+            .children
+            .get_mut(&child)
+            .expect("a stepped child is live");
         let was_stopping = rec.life.is_stopping();
         let actions = rec.life.step(now, input, &cx)?;
         if !was_stopping && rec.life.is_stopping() {
@@ -582,7 +657,7 @@ impl Supervisor {
     }
 
     fn absorb(&mut self, child: ChildId, action: Action) {
-        let rec = &mut self.children[child.0 as usize];
+        let rec = &self.children[&child];
         match action {
             Action::Send(message) => self.commands.push_back(Command::Send { child, message }),
             Action::SendSpawnSpec => {
@@ -618,7 +693,7 @@ impl Supervisor {
         kind: crate::error::ChildErrorKind,
         initiator: Initiator,
     ) {
-        let name = self.children[child.0 as usize].name.clone();
+        let name = self.children[&child].name.clone();
         let err = ChildError {
             child,
             name,
@@ -632,7 +707,10 @@ impl Supervisor {
 
     fn after_step(&mut self, child: ChildId, errors_from: usize) {
         let now = self.now;
-        let rec = &mut self.children[child.0 as usize];
+        let rec = self
+            .children
+            .get_mut(&child)
+            .expect("a stepped child is live");
         if rec.life.is_finished() && rec.finished_at.is_none() {
             rec.finished_at = Some(now);
         }
@@ -640,6 +718,9 @@ impl Supervisor {
             self.attended.remove(&child);
         } else {
             self.attended.insert(child);
+        }
+        if rec.life.is_over() {
+            self.retiring.push(child);
         }
         // Only an error of this step can newly fail the nursery: an earlier one already made
         // the cause an error (which nothing downgrades) or found the nursery closed (which it
@@ -683,7 +764,7 @@ impl Supervisor {
     }
 
     fn cancel_for_teardown(&mut self, child: ChildId, cause: TeardownCause) {
-        if wants_cancel(&self.children[child.0 as usize].life, cause) {
+        if wants_cancel(self.life_of(child), cause) {
             // Cancel is valid in every phase `wants_cancel` admits.
             let _ = self.step(child, Input::Cancel(cause.initiator()));
         }
@@ -692,7 +773,7 @@ impl Supervisor {
     fn cancel_next_serially(&mut self) {
         let busy = self
             .children
-            .iter()
+            .values()
             .any(|c| c.life.is_stopping() && !c.life.is_finished());
         let Some(cause) = self.cause else { return };
         if busy {
@@ -701,9 +782,9 @@ impl Supervisor {
         let next = self
             .children
             .iter()
-            .position(|c| wants_cancel(&c.life, cause));
-        if let Some(i) = next {
-            self.cancel_for_teardown(ChildId(i as u32), cause);
+            .find(|(_, c)| wants_cancel(&c.life, cause));
+        if let Some((&child, _)) = next {
+            self.cancel_for_teardown(child, cause);
         }
     }
 
@@ -735,6 +816,37 @@ impl Supervisor {
             self.phase = NurseryPhase::Closed;
             let report = report::build(self);
             self.events.push_back(Event::Closed(report));
+        }
+    }
+
+    /// Ends a user or driver input: retires the children it made over. Not earlier: a step's
+    /// consequences (a teardown cancelling siblings) and its invariant check run while every
+    /// child it touched is live, and the errors a step reported keep their places.
+    fn retire_over(&mut self) {
+        for child in core::mem::take(&mut self.retiring) {
+            self.retire(child);
+        }
+    }
+
+    /// Moves an over child's record from the live table to the `ended` window (which drops
+    /// its oldest-spawned records, and their errors, past `max_ended`), counts its outcome,
+    /// and tells the driver to free what it keeps for it.
+    fn retire(&mut self, child: ChildId) {
+        let Some(rec) = self.children.remove(&child) else {
+            return;
+        };
+        debug_assert!(rec.life.is_over() && !self.attended.contains(&child));
+        self.tally.count(rec.life.outcome);
+        self.last_retired_at = self.last_retired_at.max(rec.finished_at);
+        self.commands.push_back(Command::Retire { child });
+        self.ended.insert(child, rec);
+        while self.ended.len() > self.config.limits.max_ended as usize {
+            let Some((old, _)) = self.ended.pop_first() else {
+                break;
+            };
+            let before = self.errors.len();
+            self.errors.retain(|e| e.child != old);
+            self.errors_dropped += (before - self.errors.len()) as u64;
         }
     }
 

@@ -7,7 +7,7 @@ use core::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Outcome, Supervisor};
+use super::{ChildRecord, Outcome, Supervisor};
 use crate::error::{ChildError, Initiator};
 use crate::id::ChildId;
 use crate::method::SpawnMethod;
@@ -71,7 +71,45 @@ pub struct ChildSummary {
     pub stop_took: Option<Duration>,
 }
 
-/// The nursery's final account: every child's outcome and every error.
+/// How many retired children ended each way, over a nursery's whole life.
+///
+/// A child whose reap was given up on is never retired (it may still be reaped late), so
+/// it is not counted here; it is always listed in [`TeardownReport::children`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Tally {
+    /// Its launch failed.
+    pub launch_failed: u64,
+    /// It exited (or its thread returned) without being forced.
+    pub exited: u64,
+    /// It was killed.
+    pub killed: u64,
+    /// Its thread was abandoned.
+    pub abandoned: u64,
+}
+
+impl Tally {
+    /// Every child counted.
+    pub fn total(&self) -> u64 {
+        self.launch_failed + self.exited + self.killed + self.abandoned
+    }
+
+    /// Counts one retired child's outcome (always known for a retired child).
+    pub(super) fn count(&mut self, outcome: Option<Outcome>) {
+        match outcome {
+            Some(Outcome::LaunchFailed) => self.launch_failed += 1,
+            Some(Outcome::Exited(_)) => self.exited += 1,
+            Some(Outcome::Killed { .. }) => self.killed += 1,
+            Some(Outcome::Abandoned(_)) => self.abandoned += 1,
+            Some(Outcome::Unreaped) | None => {}
+        }
+    }
+}
+
+/// The nursery's final account: how its children ended, and their errors.
+///
+/// It lists every child still held and the [`crate::Limits::max_ended`] retired ones
+/// spawned last, which for a nursery that never spawned more than that is every child;
+/// `retired` counts the outcomes of every retired child, listed or not.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TeardownReport {
     /// Why the nursery tore down, if it did.
@@ -80,11 +118,15 @@ pub struct TeardownReport {
     pub started: Option<Timestamp>,
     /// When the last child finished, once all have.
     pub finished: Option<Timestamp>,
-    /// Every child, in spawn order.
+    /// The children held and the last retired ones, in spawn order.
     pub children: Vec<ChildSummary>,
-    /// Every child error, each once, in the order reported.
+    /// The outcomes of every retired child, by kind.
+    pub retired: Tally,
+    /// The errors of the children listed, each once, in the order reported.
     pub errors: Vec<ChildError>,
-    /// Thread children abandoned (leaked on purpose).
+    /// Errors of children no longer listed (each was reported once, as it happened).
+    pub errors_dropped: u64,
+    /// Thread children abandoned (leaked on purpose), over the nursery's whole life.
     pub abandoned: usize,
 }
 
@@ -96,12 +138,12 @@ impl TeardownReport {
 }
 
 pub(super) fn build(s: &Supervisor) -> TeardownReport {
-    let children: Vec<ChildSummary> = s
-        .children
-        .iter()
-        .enumerate()
-        .map(|(i, c)| ChildSummary {
-            child: ChildId(i as u32),
+    let mut listed: Vec<(&ChildId, &ChildRecord)> = s.ended.iter().chain(&s.children).collect();
+    listed.sort_by_key(|(c, _)| **c);
+    let children: Vec<ChildSummary> = listed
+        .into_iter()
+        .map(|(&child, c)| ChildSummary {
+            child,
             name: c.name.clone(),
             method: c.life.method,
             outcome: c.life.outcome.filter(|_| c.life.is_finished()),
@@ -113,15 +155,19 @@ pub(super) fn build(s: &Supervisor) -> TeardownReport {
                 .map(|(end, start)| end - start),
         })
         .collect();
-    let abandoned = children
-        .iter()
-        .filter(|c| matches!(c.outcome, Some(Outcome::Abandoned(_))))
+    // The retired ones are counted in the tally; only the held ones are added here.
+    let held_abandoned = s
+        .children
+        .values()
+        .filter(|c| c.life.is_finished())
+        .filter(|c| matches!(c.life.outcome, Some(Outcome::Abandoned(_))))
         .count();
-    let all_done = s.children.iter().all(|c| c.life.is_finished());
+    let all_done = s.children.values().all(|c| c.life.is_finished());
     let finished = if all_done && s.teardown_started.is_some() {
         s.children
-            .iter()
+            .values()
             .filter_map(|c| c.finished_at)
+            .chain(s.last_retired_at)
             .chain(s.teardown_started)
             .max()
     } else {
@@ -132,7 +178,9 @@ pub(super) fn build(s: &Supervisor) -> TeardownReport {
         started: s.teardown_started,
         finished,
         children,
+        retired: s.tally,
         errors: s.errors.clone(),
-        abandoned,
+        errors_dropped: s.errors_dropped,
+        abandoned: s.tally.abandoned as usize + held_abandoned,
     }
 }

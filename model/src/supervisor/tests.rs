@@ -449,3 +449,144 @@ fn a_request_payload_over_the_frame_limit_is_refused_before_anything_is_sent() {
     assert!(matches!(message, Message::Request { id: i, .. } if *i == id));
     assert!(message.encode(64).is_ok());
 }
+
+/// Runs one service cycle at `t`: spawn `name`, boot it, cancel it, and see it ack, exit, get
+/// reaped and close its channel. Returns its id.
+fn service_cycle(s: &mut Supervisor, t: Timestamp, name: &str) -> Result<ChildId, SpawnError> {
+    let c = s.spawn(
+        t,
+        spec(name, SpawnMethod::ForkServer, Role::Daemon),
+        &Situation::default(),
+    )?;
+    s.handle_launched(t, c).unwrap();
+    let hello = Message::Handshake {
+        version: PROTOCOL_VERSION,
+        pid: 10,
+    };
+    s.handle_message(t, c, hello).unwrap();
+    s.cancel(t, c).unwrap();
+    s.handle_message(t, c, Message::CancelAck).unwrap();
+    s.handle_exit(t, c).unwrap();
+    s.handle_reaped(t, c, ExitStatus::Exited(0)).unwrap();
+    drain(s);
+    events(s);
+    Ok(c)
+}
+
+/// `Limits::max_children` counted every child a nursery had ever held, so a long-lived
+/// service nursery refused its 4,097th spawn (`CapacityExhausted`) although it held no child
+/// at all, and kept every finished child's record for ever. It counts live children now: a
+/// child that is over is retired (its record leaves the live table), so the cap is never hit
+/// by a nursery that stops what it starts.
+#[test]
+fn bug_a_long_lived_nursery_refuses_its_4097th_spawn() {
+    let mut s = sup(Flaws::NONE);
+    let cap = Limits::default().max_children;
+    for i in 0..=cap {
+        let t = Timestamp::from_nanos(u64::from(i) * 1_000);
+        let c = service_cycle(&mut s, t, "svc")
+            .unwrap_or_else(|e| panic!("spawn {} of a nursery holding no child: {e}", i + 1));
+        assert_eq!(c, ChildId(i), "ids count up and are never reused");
+        assert_eq!(s.live_count(), 0, "{c} is over and retired");
+    }
+    assert_eq!(s.child_count(), cap as usize + 1);
+}
+
+#[test]
+fn retired_children_are_counted_and_only_the_last_max_ended_are_listed() {
+    let mut s = sup(Flaws::NONE);
+    let max_ended = Limits::default().max_ended as usize;
+    let n = max_ended as u32 + 10;
+    for i in 0..n {
+        service_cycle(&mut s, Timestamp::from_nanos(u64::from(i)), "svc").unwrap();
+    }
+    // The oldest are forgotten, with a typed answer for a stale handle; the last are kept.
+    assert_eq!(s.lifecycle(ChildId(0)), None);
+    assert_eq!(
+        s.cancel(Timestamp::from_nanos(u64::from(n)), ChildId(0)),
+        Err(ChildOpError::AlreadyFinished(ChildId(0)))
+    );
+    assert_eq!(
+        s.cancel(Timestamp::from_nanos(u64::from(n)), ChildId(n)),
+        Err(ChildOpError::UnknownChild(ChildId(n)))
+    );
+    let last = ChildId(n - 1);
+    assert_eq!(s.lifecycle(last).map(|l| l.phase), Some(Phase::Done));
+    s.begin_teardown(
+        Timestamp::from_nanos(u64::from(n)),
+        TeardownCause::BodyFinished,
+    );
+    let report = s.report();
+    assert_eq!(report.retired.exited, u64::from(n));
+    assert_eq!(report.retired.total(), u64::from(n));
+    let listed: Vec<ChildId> = report.children.iter().map(|c| c.child).collect();
+    let expected: Vec<ChildId> = (n - max_ended as u32..n).map(ChildId).collect();
+    assert_eq!(listed, expected, "the last max_ended, in spawn order");
+}
+
+#[test]
+fn max_children_bounds_live_children_and_a_retired_one_frees_its_place() {
+    let config = SupervisorConfig {
+        limits: Limits {
+            max_children: 1,
+            ..Limits::default()
+        },
+        ..Default::default()
+    };
+    let mut s = Supervisor::new(config).unwrap();
+    let t = Timestamp::ZERO;
+    let a = s
+        .spawn(
+            t,
+            spec("a", SpawnMethod::Exec, Role::Daemon),
+            &Situation::default(),
+        )
+        .unwrap();
+    let refused = s.spawn(
+        t,
+        spec("b", SpawnMethod::Exec, Role::Daemon),
+        &Situation::default(),
+    );
+    assert_eq!(refused, Err(SpawnError::CapacityExhausted { max: 1 }));
+    let msg = refused.unwrap_err().to_string();
+    assert!(
+        msg.contains("live children") && msg.contains("stop one"),
+        "{msg}"
+    );
+    s.handle_launch_failed(t, a, "ENOMEM".into()).unwrap();
+    assert_eq!(s.live_count(), 0);
+    assert_eq!(drain(&mut s).last(), Some(&Command::Retire { child: a }));
+    assert!(
+        s.spawn(
+            t,
+            spec("b", SpawnMethod::Exec, Role::Daemon),
+            &Situation::default()
+        )
+        .is_ok()
+    );
+}
+
+/// A child whose reap was given up on may still exit: it stays live (its process is held)
+/// until its late reap, and only then is it retired.
+#[test]
+fn a_child_given_up_on_is_held_until_its_late_reap() {
+    let mut s = sup(Flaws::NONE);
+    let c = serving(&mut s, 1, SpawnMethod::Fork)[0];
+    let t = Timestamp::ZERO;
+    s.hard_stop(t, c).unwrap();
+    let after_reap_bound = t + Timeouts::default().reap;
+    s.handle_timeout(after_reap_bound);
+    assert_eq!(s.lifecycle(c).unwrap().outcome, Some(Outcome::Unreaped));
+    assert_eq!(
+        s.live_count(),
+        1,
+        "its process may still exit, and is still ours to reap"
+    );
+    drain(&mut s);
+    s.handle_exit(after_reap_bound, c).unwrap();
+    assert_eq!(drain(&mut s), vec![Command::Reap { child: c }]);
+    s.handle_reaped(after_reap_bound, c, ExitStatus::Signaled(9))
+        .unwrap();
+    assert_eq!(s.live_count(), 0);
+    assert_eq!(drain(&mut s), vec![Command::Retire { child: c }]);
+}

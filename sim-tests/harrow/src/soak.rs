@@ -185,12 +185,10 @@ fn fresh_cycle(method: SpawnMethod) -> Result<(), String> {
     clean(&report)
 }
 
-/// One nursery for the whole run: spawn, one request and stop per cycle. It may hold every
-/// cycle's child over its life (`max_children` counts finished children too, issue #10).
+/// One nursery for the whole run, with the default limits: spawn, one request and stop per
+/// cycle (a stopped child is retired, so `max_children` never runs out).
 fn long_lived(opts: &SoakOptions, method: SpawnMethod) -> SoakRun {
-    let mut cfg = config(method);
-    cfg.limits.max_children = u32::try_from(opts.cycles + 1).unwrap_or(u32::MAX);
-    let mut nursery = match Nursery::open_with(cfg) {
+    let mut nursery = match Nursery::open_with(config(method)) {
         Ok(n) => n,
         Err(e) => return failed_to_open(opts, method, e),
     };
@@ -313,7 +311,7 @@ fn zombie_children() -> Result<usize, String> {
 }
 
 /// `VmRSS` of `/proc/self/status`, in bytes.
-fn resident_bytes() -> Result<u64, String> {
+pub(crate) fn resident_bytes() -> Result<u64, String> {
     let status =
         std::fs::read_to_string("/proc/self/status").map_err(|e| format!("read status: {e}"))?;
     status

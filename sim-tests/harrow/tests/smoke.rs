@@ -49,6 +49,10 @@ macro_rules! scenario_tests {
         const TESTS: &[Test] = &[
             $(Test { name: stringify!($test), run: $test },)*
             Test {
+                name: "fork_service_nursery_scaled_down_stays_flat",
+                run: fork_service_nursery_scaled_down_stays_flat,
+            },
+            Test {
                 name: "every_scenario_runs_under_every_method_it_applies_to",
                 run: every_scenario_runs_under_every_method_it_applies_to,
             },
@@ -186,12 +190,22 @@ scenario_tests! {
 }
 
 /// The tests above cover exactly the catalogue: every scenario, every method it lists.
+/// `service-nursery` scaled down to fit the suite: the same flatness asserted over
+/// [`smoke::SERVICE_SCALED`] children instead of 100,000.
+fn fork_service_nursery_scaled_down_stays_flat() {
+    expect(smoke::service_nursery_of(Fork, smoke::SERVICE_SCALED));
+}
+
+/// Scenarios the suite runs scaled down, by their own test above.
+const SCALED_PAIRS: &[(&str, SpawnMethod)] = &[("service-nursery", Fork)];
+
 fn every_scenario_runs_under_every_method_it_applies_to() {
     let mut expected: Vec<(&str, SpawnMethod)> = smoke::SCENARIOS
         .iter()
         .flat_map(|s| s.methods.iter().map(move |&m| (s.name, m)))
         .collect();
     let mut covered = PAIRS.to_vec();
+    covered.extend_from_slice(SCALED_PAIRS);
     expected.sort();
     covered.sort();
     assert_eq!(covered, expected);

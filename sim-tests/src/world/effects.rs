@@ -125,6 +125,23 @@ impl World<'_> {
                 self.st.kids[i].abandoned = true;
             }
             Command::Reap { child } => self.reap(i, child),
+            Command::Retire { child } => self.retire(i, child),
+        }
+    }
+
+    /// The protocol forgets a child: it must be over here too, its channel closed and its
+    /// process reaped (or its thread abandoned), or the driver would drop what it still holds.
+    fn retire(&mut self, i: usize, child: ChildId) {
+        self.note("driver", || format!("retire {child}"));
+        let kid = &self.st.kids[i];
+        let ended = matches!(kid.proc, Proc::Reaped(_)) || kid.abandoned;
+        if kid.parent_end || !ended {
+            let v = format!(
+                "{child} retired while the parent still holds it: channel open {}, process {:?}",
+                kid.parent_end, kid.proc
+            );
+            self.note("driver", || v.clone());
+            self.st.violations.push(v);
         }
     }
 

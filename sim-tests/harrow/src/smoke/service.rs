@@ -1,0 +1,164 @@
+//! A service nursery: one nursery that spawns and stops children for ever.
+//!
+//! A nursery counts and keeps only its live children (a child that is over is retired), so
+//! its descriptors, its memory and the cost of one more spawn do not grow with its history.
+//! The scenario spawns and stops children one after another and compares the first
+//! thousand with the last.
+
+use std::time::{Duration, Instant};
+
+use harrow_model::Timeouts;
+
+use super::{DOUBLE, Failure, SpawnMethod, Verdict, open, open_fd_count, with_nursery};
+use crate::soak::resident_bytes;
+
+/// Children of the full run (`harrow smoke --scenario service-nursery`).
+const FULL: usize = 100_000;
+/// Children of the scaled-down run of the test suite.
+pub const SCALED: usize = 5_000;
+/// Children in each measured window: the first and the last.
+const WINDOW: usize = 1_000;
+/// How much slower the last window's spawns may be than the first's.
+const MAX_SLOWDOWN: f64 = 1.2;
+/// How much the resident set may grow from the end of the first window to the end.
+const MAX_RSS_GROWTH: u64 = 1 << 20;
+
+/// What one window of spawns cost, and what the process held at its end.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    /// The median time of one spawn (from the call to the child's handshake).
+    spawn: Duration,
+    /// The median time of one spawn and its stop.
+    cycle: Duration,
+    /// Open descriptors.
+    fds: usize,
+    /// Resident memory in bytes.
+    rss: u64,
+}
+
+/// The full scenario: [`FULL`] children.
+pub fn service_nursery(method: SpawnMethod) -> Verdict {
+    service_nursery_of(method, FULL)
+}
+
+/// One nursery spawns and stops `count` children in sequence: descriptors and memory stay
+/// flat (the same descriptors, at most [`MAX_RSS_GROWTH`] more memory after the first
+/// window), the last window's median spawn is within [`MAX_SLOWDOWN`] of the first's, every
+/// child exits 0 and nothing is reported.
+pub fn service_nursery_of(method: SpawnMethod, count: usize) -> Verdict {
+    if count < 2 * WINDOW {
+        return Err(Failure(format!(
+            "{count} children cannot make two windows of {WINDOW}; ask for at least {}",
+            2 * WINDOW
+        )));
+    }
+    let started = Instant::now();
+    let ((first, last), report) = with_nursery(open(method, Timeouts::TRACTOR)?, |n| {
+        let first = window(n, 0)?;
+        for i in WINDOW..count - WINDOW {
+            let c = n.spawn("service", DOUBLE)?;
+            n.stop(c)
+                .map_err(|e| Failure(format!("stop of child {i}: {e}")))?;
+        }
+        Ok((first, window(n, count - WINDOW)?))
+    })?;
+    let took = started.elapsed();
+    super::no_errors(&report)?;
+    let exited = report.retired.exited;
+    if exited != count as u64 || report.retired.total() != exited {
+        return Err(Failure(format!(
+            "expected {count} children retired after exiting 0, got {:?}",
+            report.retired
+        )));
+    }
+    let figures = render(method, count, took, &first, &last);
+    judge(&first, &last).map_err(|e| Failure(format!("{e}\n{figures}")))?;
+    Ok(figures)
+}
+
+/// Spawns and stops [`WINDOW`] children (the `from`th onwards), timing each.
+fn window(n: &mut harrow_real::Nursery, from: usize) -> Result<Window, Failure> {
+    let mut spawns = Vec::with_capacity(WINDOW);
+    let mut cycles = Vec::with_capacity(WINDOW);
+    for i in from..from + WINDOW {
+        let t0 = Instant::now();
+        let c = n.spawn("service", DOUBLE)?;
+        let t1 = Instant::now();
+        n.stop(c)
+            .map_err(|e| Failure(format!("stop of child {i}: {e}")))?;
+        spawns.push(t1 - t0);
+        cycles.push(t0.elapsed());
+    }
+    Ok(Window {
+        spawn: median(&mut spawns),
+        cycle: median(&mut cycles),
+        fds: open_fd_count()?,
+        rss: resident_bytes().map_err(Failure)?,
+    })
+}
+
+fn median(times: &mut [Duration]) -> Duration {
+    times.sort_unstable();
+    times[times.len() / 2]
+}
+
+/// Flat: the same descriptors, bounded memory growth, and no slowdown past the bound.
+fn judge(first: &Window, last: &Window) -> Result<(), String> {
+    if last.fds != first.fds {
+        return Err(format!(
+            "{} descriptors open after the first {WINDOW} children, {} at the end: finished \
+             children keep descriptors",
+            first.fds, last.fds
+        ));
+    }
+    let grew = last.rss.saturating_sub(first.rss);
+    if grew > MAX_RSS_GROWTH {
+        return Err(format!(
+            "the resident set grew {} KiB after the first {WINDOW} children, over the bound \
+             of {} KiB: finished children keep memory",
+            grew / 1024,
+            MAX_RSS_GROWTH / 1024
+        ));
+    }
+    let slowdown = ratio(last.spawn, first.spawn);
+    if slowdown > MAX_SLOWDOWN {
+        return Err(format!(
+            "the last {WINDOW} spawns took {slowdown:.2}x the first {WINDOW}'s (median), over \
+             {MAX_SLOWDOWN}x: spawning costs more as the nursery ages"
+        ));
+    }
+    Ok(())
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64().max(f64::MIN_POSITIVE)
+}
+
+fn render(
+    method: SpawnMethod,
+    count: usize,
+    took: Duration,
+    first: &Window,
+    last: &Window,
+) -> String {
+    let row = |w: &Window, what: &str| {
+        format!(
+            "  {what:<16} spawn {:>9.1?}  spawn+stop {:>9.1?}  fds {:>3}  rss {:>7} KiB",
+            w.spawn,
+            w.cycle,
+            w.fds,
+            w.rss / 1024
+        )
+    };
+    format!(
+        "{count} children spawned and stopped in sequence by {method} in {took:.1?} \
+         (medians per child)\n{}\n{}\n  last/first spawn {:.2}x (bound {MAX_SLOWDOWN}x), rss \
+         {:+} KiB (bound {} KiB), fds {:+}",
+        row(first, &format!("first {WINDOW}")),
+        row(last, &format!("last {WINDOW}")),
+        ratio(last.spawn, first.spawn),
+        (last.rss as i64 - first.rss as i64) / 1024,
+        MAX_RSS_GROWTH / 1024,
+        last.fds as i64 - first.fds as i64,
+    )
+}
