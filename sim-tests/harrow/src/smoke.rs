@@ -95,7 +95,10 @@ pub use hostile::{
     unknown_reply_flood,
 };
 pub use limits::{fd_limit_until_refused, fd_pressure, thread_count_unreadable};
-pub use service::{SCALED as SERVICE_SCALED, service_nursery, service_nursery_of};
+pub use service::{
+    SCALED as SERVICE_SCALED, service_nursery, service_nursery_of,
+    spawns_past_max_children_ever_held,
+};
 
 /// One scenario: its name, what it shows, and the spawn methods it applies to.
 #[derive(Clone, Copy)]

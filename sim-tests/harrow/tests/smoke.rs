@@ -49,6 +49,10 @@ macro_rules! scenario_tests {
         const TESTS: &[Test] = &[
             $(Test { name: stringify!($test), run: $test },)*
             Test {
+                name: "bug_a_long_lived_nursery_refuses_spawns_past_max_children_ever_held",
+                run: bug_a_long_lived_nursery_refuses_spawns_past_max_children_ever_held,
+            },
+            Test {
                 name: "fork_service_nursery_scaled_down_stays_flat",
                 run: fork_service_nursery_scaled_down_stays_flat,
             },
@@ -194,6 +198,15 @@ scenario_tests! {
 /// [`smoke::SERVICE_SCALED`] children instead of 100,000.
 fn fork_service_nursery_scaled_down_stays_flat() {
     expect(smoke::service_nursery_of(Fork, smoke::SERVICE_SCALED));
+}
+
+/// `Limits::max_children` counted every child a nursery had ever spawned, so a nursery of
+/// at most 2 refused its third spawn although it held no child (and a default one its
+/// 4,097th): a long-lived service nursery died of its history. It counts live children
+/// now: a stopped child is retired. Its handle then gets `AlreadyFinished`, never another
+/// child's.
+fn bug_a_long_lived_nursery_refuses_spawns_past_max_children_ever_held() {
+    expect(smoke::spawns_past_max_children_ever_held(Fork));
 }
 
 /// Scenarios the suite runs scaled down, by their own test above.

@@ -8,6 +8,8 @@
 use std::time::{Duration, Instant};
 
 use harrow_model::Timeouts;
+use harrow_model::error::ChildOpError;
+use harrow_real::Error;
 
 use super::{DOUBLE, Failure, SpawnMethod, Verdict, open, open_fd_count, with_nursery};
 use crate::soak::resident_bytes;
@@ -161,4 +163,33 @@ fn render(
         MAX_RSS_GROWTH / 1024,
         last.fds as i64 - first.fds as i64,
     )
+}
+
+/// A nursery of at most two live children spawns and stops five, one after another, and a
+/// handle to the first (stopped) child gets a typed error, never another child.
+pub fn spawns_past_max_children_ever_held(method: SpawnMethod) -> Verdict {
+    let mut config = super::config(method, Timeouts::TRACTOR);
+    config.limits.max_children = 2;
+    let nursery =
+        harrow_real::Nursery::open_with(config).map_err(|e| Failure(format!("open: {e}")))?;
+    let ((first, asked), report) = with_nursery(nursery, |n| {
+        let first = n.spawn("service", DOUBLE)?;
+        n.stop(first)?;
+        for i in 2..=5 {
+            let c = n
+                .spawn("service", DOUBLE)
+                .map_err(|e| Failure(format!("spawn {i} with no child live: {e}")))?;
+            n.stop(c)?;
+        }
+        Ok((first, n.request::<u64, u64>(first, &2)))
+    })?;
+    super::no_errors(&report)?;
+    match asked {
+        Err(Error::Op(ChildOpError::AlreadyFinished(c))) if c == first.0 => Ok(format!(
+            "5 children through a nursery of 2; a stale handle: {c} has already finished"
+        )),
+        other => Err(Failure(format!(
+            "a request to a stopped child's handle should be AlreadyFinished, got {other:?}"
+        ))),
+    }
 }
