@@ -3,7 +3,7 @@
 //! A nursery counts and keeps only its live children (a child that is over is retired), so
 //! its descriptors, its memory and the cost of one more spawn do not grow with its history.
 //! The scenario spawns and stops children one after another and compares the first
-//! thousand with the last.
+//! thousand with the last, with the bounds of `harrow soak`.
 
 use std::time::{Duration, Instant};
 
@@ -12,18 +12,13 @@ use harrow_model::error::ChildOpError;
 use harrow_real::Error;
 
 use super::{DOUBLE, Failure, SpawnMethod, Verdict, open, open_fd_count, with_nursery};
-use crate::soak::resident_bytes;
+use crate::baseline::median;
+use crate::soak::{RSS_SLACK, SLOWDOWN, WINDOW, resident_bytes};
 
 /// Children of the full run (`harrow smoke --scenario service-nursery`).
 const FULL: usize = 100_000;
 /// Children of the scaled-down run of the test suite.
 pub const SCALED: usize = 5_000;
-/// Children in each measured window: the first and the last.
-const WINDOW: usize = 1_000;
-/// How much slower the last window's spawns may be than the first's.
-const MAX_SLOWDOWN: f64 = 1.2;
-/// How much the resident set may grow from the end of the first window to the end.
-const MAX_RSS_GROWTH: u64 = 1 << 20;
 
 /// What one window of spawns cost, and what the process held at its end.
 #[derive(Clone, Copy, Debug)]
@@ -44,8 +39,8 @@ pub fn service_nursery(method: SpawnMethod) -> Verdict {
 }
 
 /// One nursery spawns and stops `count` children in sequence: descriptors and memory stay
-/// flat (the same descriptors, at most [`MAX_RSS_GROWTH`] more memory after the first
-/// window), the last window's median spawn is within [`MAX_SLOWDOWN`] of the first's, every
+/// flat (the same descriptors, at most [`RSS_SLACK`] more memory after the first
+/// window), the last window's median spawn is within [`SLOWDOWN`] of the first's, every
 /// child exits 0 and nothing is reported.
 pub fn service_nursery_of(method: SpawnMethod, count: usize) -> Verdict {
     if count < 2 * WINDOW {
@@ -99,11 +94,6 @@ fn window(n: &mut harrow_real::Nursery, from: usize) -> Result<Window, Failure> 
     })
 }
 
-fn median(times: &mut [Duration]) -> Duration {
-    times.sort_unstable();
-    times[times.len() / 2]
-}
-
 /// Flat: the same descriptors, bounded memory growth, and no slowdown past the bound.
 fn judge(first: &Window, last: &Window) -> Result<(), String> {
     if last.fds != first.fds {
@@ -114,19 +104,19 @@ fn judge(first: &Window, last: &Window) -> Result<(), String> {
         ));
     }
     let grew = last.rss.saturating_sub(first.rss);
-    if grew > MAX_RSS_GROWTH {
+    if grew > RSS_SLACK {
         return Err(format!(
             "the resident set grew {} KiB after the first {WINDOW} children, over the bound \
              of {} KiB: finished children keep memory",
             grew / 1024,
-            MAX_RSS_GROWTH / 1024
+            RSS_SLACK / 1024
         ));
     }
     let slowdown = ratio(last.spawn, first.spawn);
-    if slowdown > MAX_SLOWDOWN {
+    if slowdown > SLOWDOWN {
         return Err(format!(
             "the last {WINDOW} spawns took {slowdown:.2}x the first {WINDOW}'s (median), over \
-             {MAX_SLOWDOWN}x: spawning costs more as the nursery ages"
+             {SLOWDOWN}x: spawning costs more as the nursery ages"
         ));
     }
     Ok(())
@@ -154,13 +144,13 @@ fn render(
     };
     format!(
         "{count} children spawned and stopped in sequence by {method} in {took:.1?} \
-         (medians per child)\n{}\n{}\n  last/first spawn {:.2}x (bound {MAX_SLOWDOWN}x), rss \
+         (medians per child)\n{}\n{}\n  last/first spawn {:.2}x (bound {SLOWDOWN}x), rss \
          {:+} KiB (bound {} KiB), fds {:+}",
         row(first, &format!("first {WINDOW}")),
         row(last, &format!("last {WINDOW}")),
         ratio(last.spawn, first.spawn),
         (last.rss as i64 - first.rss as i64) / 1024,
-        MAX_RSS_GROWTH / 1024,
+        RSS_SLACK / 1024,
         last.fds as i64 - first.fds as i64,
     )
 }
