@@ -137,7 +137,8 @@ impl World<'_> {
         let ended = matches!(kid.proc, Proc::Reaped(_)) || kid.abandoned;
         if kid.parent_end || !ended {
             let v = format!(
-                "{child} retired while the parent still holds it: channel open {}, process {:?}",
+                "{child} retired while the parent still holds it: channel open {}, process {:?} \
+                 (property 3)",
                 kid.parent_end, kid.proc
             );
             self.note("driver", || v.clone());
