@@ -144,8 +144,9 @@ fn render(
     };
     format!(
         "{count} children spawned and stopped in sequence by {method} in {took:.1?} \
-         (medians per child)\n{}\n{}\n  last/first spawn {:.2}x (bound {SLOWDOWN}x), rss \
-         {:+} KiB (bound {} KiB), fds {:+}",
+         ({:.1?} a child on average; medians below)\n{}\n{}\n  last/first spawn {:.2}x \
+         (bound {SLOWDOWN}x), rss {:+} KiB (bound {} KiB), fds {:+}",
+        took / u32::try_from(count).unwrap_or(u32::MAX),
         row(first, &format!("first {WINDOW}")),
         row(last, &format!("last {WINDOW}")),
         ratio(last.spawn, first.spawn),
