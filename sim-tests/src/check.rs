@@ -37,6 +37,9 @@ pub struct Row {
     pub seconds: f64,
     /// The counterexample, when a property broke.
     pub counterexample: Option<String>,
+    /// Why the engine stopped before covering its whole space, when it did: a search cut
+    /// short has its own verdict and never meets an expectation, whatever it saw first.
+    pub cut_short: Option<String>,
 }
 
 /// Which checks to run.
@@ -50,6 +53,8 @@ pub struct CheckOptions {
     pub scenario: Option<String>,
     /// How hard shuttle searches each scenario.
     pub shuttle: ShuttleBudget,
+    /// The most states one explicit search may visit.
+    pub max_states: usize,
     /// Report progress on stderr: a bar per engine on a terminal, one line per check when
     /// stderr is not a terminal.
     pub progress: bool,
@@ -62,6 +67,7 @@ impl Default for CheckOptions {
             flaw: None,
             scenario: None,
             shuttle: ShuttleBudget::default(),
+            max_states: explicit::MAX_STATES,
             progress: true,
         }
     }
@@ -120,18 +126,27 @@ pub fn shipped_for(engine: Engine) -> Vec<Scenario> {
     out
 }
 
+/// What one engine run over one scenario saw.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Executions (loom, shuttle) or states (explicit) explored.
+    pub explored: u64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// The counterexample, when a property broke.
+    pub counterexample: Option<String>,
+    /// Why the run stopped before covering its whole space, when it did.
+    pub cut_short: Option<String>,
+}
+
 /// Runs one engine over one scenario.
-pub fn run_one(
-    engine: Engine,
-    sc: &Scenario,
-    shuttle: ShuttleBudget,
-) -> (u64, f64, Option<String>) {
+pub fn run_one(engine: Engine, sc: &Scenario, opts: &CheckOptions) -> Outcome {
     match engine {
         Engine::Loom => summarize(engine::loom(sc, loom_budget(sc))),
-        Engine::Shuttle => summarize(engine::shuttle(sc, shuttle)),
+        Engine::Shuttle => summarize(engine::shuttle(sc, opts.shuttle)),
         Engine::Explicit => {
-            let s = explicit::search(sc, explicit::MAX_STATES);
-            let cx = s.counterexample.map(|c| {
+            let s = explicit::search(sc, opts.max_states);
+            let counterexample = s.counterexample.map(|c| {
                 let problems: Vec<String> = c.problems.iter().map(|p| p.to_string()).collect();
                 format!(
                     "{}\n{}",
@@ -139,20 +154,24 @@ pub fn run_one(
                     crate::run::numbered(&c.trace)
                 )
             });
-            let cx = if s.truncated && cx.is_none() {
-                Some(format!(
-                    "the search stopped at {} states before covering everything",
-                    explicit::MAX_STATES
-                ))
-            } else {
-                cx
-            };
-            (s.states as u64, s.seconds, cx)
+            let cut_short = s.truncated.then(|| {
+                format!(
+                    "explored {} states, not all: the search stopped at its bound of {}; \
+                     shrink the scenario or raise the bound",
+                    s.states, opts.max_states
+                )
+            });
+            Outcome {
+                explored: s.states as u64,
+                seconds: s.seconds,
+                counterexample,
+                cut_short,
+            }
         }
     }
 }
 
-fn summarize(run: EngineRun) -> (u64, f64, Option<String>) {
+fn summarize(run: EngineRun) -> Outcome {
     let cx = run.failure.map(|f| {
         let schedule = f
             .schedule
@@ -160,7 +179,12 @@ fn summarize(run: EngineRun) -> (u64, f64, Option<String>) {
             .unwrap_or_default();
         format!("{}\n{}{schedule}", f.problems.join("\n"), f.trace)
     });
-    (run.explored, run.seconds, cx)
+    Outcome {
+        explored: run.explored,
+        seconds: run.seconds,
+        counterexample: cx,
+        cut_short: None,
+    }
 }
 
 /// The checks the options select, in table order, without running them.
@@ -301,6 +325,9 @@ pub fn assert_one(engine: Engine, sc: &Scenario, expect: Expect, shuttle: Shuttl
         ..CheckOptions::default()
     };
     let r = row(engine, sc, expect, &opts);
+    if let Some(why) = &r.cut_short {
+        panic!("{} on `{}` was cut short: {why}", engine.name(), r.subject);
+    }
     let cx = r.counterexample.as_deref().unwrap_or("");
     match expect {
         Expect::Holds => assert!(
@@ -369,11 +396,17 @@ pub fn shows(flaw: Flaw, counterexample: &str) -> bool {
 }
 
 fn row(engine: Engine, sc: &Scenario, expect: Expect, opts: &CheckOptions) -> Row {
-    let (explored, seconds, counterexample) = run_one(engine, sc, opts.shuttle);
-    let ok = match expect {
-        Expect::Holds => counterexample.is_none(),
-        Expect::Found(f) => counterexample.as_deref().is_some_and(|cx| shows(f, cx)),
-    };
+    let Outcome {
+        explored,
+        seconds,
+        counterexample,
+        cut_short,
+    } = run_one(engine, sc, opts);
+    let ok = cut_short.is_none()
+        && match expect {
+            Expect::Holds => counterexample.is_none(),
+            Expect::Found(f) => counterexample.as_deref().is_some_and(|cx| shows(f, cx)),
+        };
     Row {
         engine,
         subject: sc.name.clone(),
@@ -382,11 +415,13 @@ fn row(engine: Engine, sc: &Scenario, expect: Expect, opts: &CheckOptions) -> Ro
         explored,
         seconds,
         counterexample,
+        cut_short,
     }
 }
 
 fn verdict(r: &Row) -> String {
     let word = match (r.expect, r.ok) {
+        _ if r.cut_short.is_some() => "CUT-SHORT",
         (Expect::Holds, true) => "holds",
         (Expect::Holds, false) => "FAILS",
         (Expect::Found(_), true) => "found",
@@ -427,6 +462,16 @@ pub fn render(rows: &[Row]) -> String {
             r.seconds,
             rate
         );
+    }
+    for r in rows {
+        if let Some(why) = &r.cut_short {
+            let _ = writeln!(
+                out,
+                "\n== CUT SHORT: {} on {}: {why}",
+                r.engine.name(),
+                r.subject
+            );
+        }
     }
     for r in rows.iter().filter(|r| r.counterexample.is_some()) {
         let head = match (r.expect, r.ok) {
@@ -486,6 +531,45 @@ mod tests {
         assert!(!shows(Flaw::NoDeregistrationOnKill, hang));
         assert!(!shows(Flaw::NoEscalation, registry));
         assert!(shows(Flaw::SerialTeardown, slow));
+    }
+
+    /// A search that stops at its state bound meets no expectation: not "holds" (it did not
+    /// look everywhere) and not "found" (even if it saw a broken property on the way).
+    #[test]
+    fn a_search_cut_short_is_its_own_verdict_and_fails() {
+        let cut = CheckOptions {
+            max_states: 3,
+            ..opts(&[Engine::Explicit], None, None)
+        };
+        let happy = scenario::canonical()
+            .into_iter()
+            .find(|s| s.name == "happy")
+            .expect("the happy scenario");
+        let r = row(Engine::Explicit, &happy, Expect::Holds, &cut);
+        assert!(!r.ok, "a cut-short search was counted as holding");
+        let why = r.cut_short.as_deref().expect("cut short");
+        assert!(why.starts_with("explored 4 states, not all"), "{why}");
+        assert!(verdict(&r).starts_with("CUT-SHORT"), "{}", verdict(&r));
+        assert!(render(&[r]).contains("== CUT SHORT: explicit on happy"));
+
+        let case = flaws::case_for(Flaw::NoEscalation);
+        let r = row(
+            Engine::Explicit,
+            &case.scenario,
+            Expect::Found(Flaw::NoEscalation),
+            &cut,
+        );
+        assert!(!r.ok, "a cut-short search was counted as finding F9");
+        assert!(verdict(&r).starts_with("CUT-SHORT"));
+        // With its full bound the same search does find it: the verdict above is the cut.
+        let full = opts(&[Engine::Explicit], None, None);
+        let r = row(
+            Engine::Explicit,
+            &case.scenario,
+            Expect::Found(Flaw::NoEscalation),
+            &full,
+        );
+        assert!(r.ok && r.cut_short.is_none(), "{}", verdict(&r));
     }
 
     fn opts(engines: &[Engine], flaw: Option<Flaw>, scenario: Option<&str>) -> CheckOptions {

@@ -54,6 +54,10 @@ enum Command {
         /// The seed of shuttle's schedulers (vary it for long runs).
         #[arg(long, default_value_t = ShuttleBudget::default().seed)]
         shuttle_seed: u64,
+        /// The most states one explicit search may visit; a search that reaches it is
+        /// reported CUT-SHORT and fails the check.
+        #[arg(long, default_value_t = harrow_sim::explicit::MAX_STATES)]
+        max_states: usize,
         /// No progress bars or lines on stderr.
         #[arg(long)]
         quiet: bool,
@@ -213,6 +217,7 @@ fn main() -> ExitCode {
             shuttle_random,
             shuttle_pct,
             shuttle_seed,
+            max_states,
             quiet,
         }) => {
             let opts = CheckOptions {
@@ -229,6 +234,7 @@ fn main() -> ExitCode {
                     seed: shuttle_seed,
                     ..ShuttleBudget::default()
                 },
+                max_states,
                 progress: !quiet,
             };
             let rows = check::run(&opts);
