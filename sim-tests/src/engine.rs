@@ -90,30 +90,62 @@ fn failure_of(out: &Outcome) -> Failure {
 
 /// Runs the scenario under loom, stopping at the first execution that breaks a property.
 pub fn loom(sc: &Scenario, budget: LoomBudget) -> EngineRun {
+    let sc = sc.clone();
+    run_loom(budget, move || {
+        let out = execute::<Loom>(&sc);
+        (!out.holds()).then(|| failure_of(&out))
+    })
+}
+
+/// Runs `body` in every execution loom explores within `budget`, stopping at the first one
+/// that returns a failure or panics.
+fn run_loom(
+    budget: LoomBudget,
+    body: impl Fn() -> Option<Failure> + Send + Sync + 'static,
+) -> EngineRun {
     let slot: Slot = Arc::new(Mutex::new(None));
     let count = Arc::new(AtomicU64::new(0));
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = budget.preemptions;
     // A checkpoint file left from an earlier run would silently resume from it: use none.
     builder.checkpoint_file = None;
-    let (sc2, slot2, count2) = (sc.clone(), slot.clone(), count.clone());
+    let (slot2, count2) = (slot.clone(), count.clone());
     let start = Instant::now();
-    let _ = silenced(|| {
+    let result = silenced(|| {
         builder.check(move || {
             count2.fetch_add(1, Ordering::Relaxed);
-            let out = execute::<Loom>(&sc2);
-            if !out.holds() {
-                *slot2.lock().unwrap_or_else(|p| p.into_inner()) = Some(failure_of(&out));
+            if let Some(failure) = body() {
+                *slot2.lock().unwrap_or_else(|p| p.into_inner()) = Some(failure);
                 panic!("{PROPERTY_BROKE}");
             }
         })
     });
+    keep_foreign_panic("loom", result, &slot);
     let failure = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
     EngineRun {
         engine: Engine::Loom,
         explored: count.load(Ordering::Relaxed),
         seconds: start.elapsed().as_secs_f64(),
         failure,
+    }
+}
+
+/// Any panic but ours (the engine's own report of a deadlock or an exceeded bound, a failed
+/// assertion in the model) is a failure too, though it leaves no trace of ours: it must never
+/// pass as "holds".
+fn keep_foreign_panic<R>(engine: &str, result: std::thread::Result<R>, slot: &Slot) {
+    if let Err(payload) = result {
+        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(Failure {
+                problems: vec![format!(
+                    "panic under {engine}: {}",
+                    panic_message(&*payload)
+                )],
+                trace: String::new(),
+                schedule: None,
+            });
+        }
     }
 }
 
@@ -163,18 +195,7 @@ fn run_shuttle<S: shuttle::scheduler::Scheduler + Send + 'static>(
             }
         })
     });
-    // Any other panic (shuttle's own deadlock report, a failed assertion in the model) is a
-    // failure too, though it leaves no trace of ours: never let it pass as "holds".
-    if let Err(payload) = result {
-        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() {
-            *slot = Some(Failure {
-                problems: vec![format!("panic under shuttle: {}", panic_message(&*payload))],
-                trace: String::new(),
-                schedule: None,
-            });
-        }
-    }
+    keep_foreign_panic("shuttle", result, slot);
 }
 
 /// The panic message the body raises when a property broke (shuttle then persists the schedule).
@@ -334,6 +355,24 @@ pub fn shuttle_replay(sc: &Scenario, schedule: &str) -> ShuttleReplay {
     }
 }
 
+/// The trace of the one random execution of `sc` that shuttle runs from `seed`, whatever it
+/// broke: the same seed must give the same trace, step by step (the determinism self-check).
+pub fn shuttle_trace(sc: &Scenario, seed: u64) -> Vec<String> {
+    let trace = Arc::new(Mutex::new(Vec::new()));
+    let (sc2, trace2) = (sc.clone(), trace.clone());
+    let _ = quietly(|| {
+        let scheduler = shuttle::scheduler::RandomScheduler::new_from_seed(seed, 1);
+        let mut config = shuttle::Config::new();
+        config.failure_persistence = shuttle::FailurePersistence::None;
+        shuttle::Runner::new(scheduler, config).run(move || {
+            let out = execute::<Shuttle>(&sc2);
+            *trace2.lock().unwrap_or_else(|p| p.into_inner()) = out.trace;
+        })
+    });
+    let trace = trace.lock().unwrap_or_else(|p| p.into_inner());
+    trace.clone()
+}
+
 /// Runs one random execution of `sc` from `seed` and, if every property held, returns the
 /// schedule shuttle persisted for it (the body fails on purpose at its very end so that
 /// shuttle records it), for corpus entries that expect the shipped protocol to pass.
@@ -408,4 +447,50 @@ fn silenced<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
     let r = catch_unwind(AssertUnwindSafe(f));
     std::panic::set_hook(hook);
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `engine::loom` threw away what `Builder::check` returned, so a panic of loom's own (a
+    /// deadlock it detected, its branch bound exceeded) or of the model outside our property
+    /// check left no failure behind, and the row read "holds" (shuttle's runner already kept
+    /// such panics). The result is now kept, as for shuttle.
+    #[test]
+    fn bug_loom_panic_of_its_own_passes_as_holds() {
+        let run = run_loom(
+            LoomBudget {
+                preemptions: Some(1),
+            },
+            || {
+                panic!("not a property of ours");
+            },
+        );
+        let failure = run.failure.expect("a panic in the model is a failure");
+        assert_eq!(
+            failure.problems,
+            vec!["panic under loom: not a property of ours".to_string()]
+        );
+    }
+
+    /// A body that reports a failure is stopped at its first execution, with that failure.
+    #[test]
+    fn loom_keeps_the_first_failure_the_body_reports() {
+        let run = run_loom(
+            LoomBudget {
+                preemptions: Some(1),
+            },
+            || {
+                Some(Failure {
+                    problems: vec!["property 9 broke".into()],
+                    trace: "1. step".into(),
+                    schedule: None,
+                })
+            },
+        );
+        assert_eq!(run.explored, 1);
+        let failure = run.failure.expect("the reported failure");
+        assert_eq!(failure.problems, vec!["property 9 broke".to_string()]);
+    }
 }
