@@ -43,6 +43,14 @@ pub enum Behaviour {
         /// The error text.
         message: String,
     },
+    /// Its actor fails outside any request and the child reports the failure twice: once
+    /// written on its channel by the actor itself, behind its runtime's back, then by the
+    /// runtime; then it exits. A hostile or broken child; a thread child, which has no
+    /// channel descriptor of its own to write on, reports it once.
+    ReportsFailureTwice {
+        /// The error text.
+        message: String,
+    },
     /// Starts a detached helper that keeps its channel open this long, then stops yielding.
     LeaksChannel {
         /// How long the helper holds the channel.

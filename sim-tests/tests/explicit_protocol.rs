@@ -60,6 +60,12 @@ fn three_of_each() -> Vec<Scenario> {
                 message: "oops".into(),
             },
         ),
+        (
+            "reports-failure-twice",
+            Behaviour::ReportsFailureTwice {
+                message: "again".into(),
+            },
+        ),
     ];
     let methods = [
         SpawnMethod::Exec,

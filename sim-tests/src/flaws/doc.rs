@@ -216,6 +216,9 @@ fn behaviour_words(b: &Behaviour) -> String {
         Behaviour::FailsMain { .. } => "returns an error from its main function".into(),
         Behaviour::FailsRequests => "fails every request".into(),
         Behaviour::FailsActor { .. } => "fails outside any request".into(),
+        Behaviour::ReportsFailureTwice { .. } => {
+            "fails outside any request and sends its failure report twice".into()
+        }
         Behaviour::LeaksChannel { hold_ms } => {
             format!("lets a helper hold its channel for {hold_ms} ms")
         }

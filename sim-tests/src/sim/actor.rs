@@ -8,7 +8,7 @@ use crate::sim::{ActorFactory, Seat, SimEnv, SimOs};
 use harrow_model::driver::{Actor, Driver};
 use harrow_model::policy::Timeouts;
 use harrow_model::supervisor::{Supervisor, SupervisorConfig, TeardownCause};
-use harrow_model::wire::{RemoteError, RemoteErrorKind};
+use harrow_model::wire::{DEFAULT_MAX_FRAME, Message, RemoteError, RemoteErrorKind};
 use harrow_model::{Flaws, RequestId};
 
 use crate::scenario::{Behaviour, ChildPlan, Scenario};
@@ -113,6 +113,11 @@ impl<P: Platform> Actor for Scripted<P> {
             }
             Behaviour::FailsActor { message } => {
                 return Err(remote(RemoteErrorKind::Panic, message));
+            }
+            Behaviour::ReportsFailureTwice { message } => {
+                let err = remote(RemoteErrorKind::Panic, message);
+                env.send_raw(&Message::Failed(err.clone()).encode_fitted(DEFAULT_MAX_FRAME));
+                return Err(err);
             }
             Behaviour::Blocks { ms } => {
                 let until = env.now() + Duration::from_millis(*ms);

@@ -142,6 +142,23 @@ impl<P: Platform, F: ActorFactory<P>> SimEnv<P, F> {
         }));
     }
 
+    /// Writes `frame` on the process child's channel, behind its runtime's back (a thread
+    /// child has no channel descriptor of its own, and writes nothing).
+    pub fn send_raw(&self, frame: &[u8]) {
+        if self.is_thread {
+            return;
+        }
+        let (me, pid) = (self.process, self.process.pid);
+        self.shared.with(|w| {
+            if w.runs(me) && w.kernel.send(pid, CHANNEL_FD, frame).is_ok() {
+                w.note(
+                    pid,
+                    format_args!("actor writes {} bytes on its channel itself", frame.len()),
+                );
+            }
+        });
+    }
+
     /// Ends the actor's process with `code`, as a crash would (a thread child cannot).
     pub fn exit_process(&self, code: i32) {
         if self.is_thread {

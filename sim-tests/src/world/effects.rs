@@ -3,7 +3,7 @@
 use harrow_model::child::{ChildCommand, ChildRuntime};
 use harrow_model::method::Situation;
 use harrow_model::supervisor::{Command, SpawnSpec};
-use harrow_model::wire::{RemoteError, RemoteErrorKind};
+use harrow_model::wire::{Message, RemoteError, RemoteErrorKind};
 use harrow_model::{ChildId, ExitStatus, Flaws};
 
 use super::{Block, Kid, Proc, World, kid_name};
@@ -306,6 +306,12 @@ impl World<'_> {
                 ChildCommand::Send(msg) => {
                     self.note(&kid_name(i), || format!("sends {}", msg.name()));
                     let kid = &mut self.st.kids[i];
+                    // A child that reports its failure twice writes it once more itself.
+                    let again = matches!(msg, Message::Failed(_))
+                        && matches!(kid.behaviour, Behaviour::ReportsFailureTwice { .. });
+                    if kid.parent_end && again {
+                        kid.outbox.push_back(msg.clone());
+                    }
                     if kid.parent_end {
                         kid.outbox.push_back(msg);
                     }
@@ -354,7 +360,7 @@ impl World<'_> {
                 self.exit_kid(i, ExitStatus::Exited(code));
                 return;
             }
-            Behaviour::FailsActor { message } => {
+            Behaviour::FailsActor { message } | Behaviour::ReportsFailureTwice { message } => {
                 kid.failure = Some(remote(RemoteErrorKind::Panic, &message))
             }
             _ => {}
