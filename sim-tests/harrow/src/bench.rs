@@ -548,10 +548,10 @@ fn decode_per_frame(read: usize, rounds: usize) -> (Duration, Duration) {
     (median(&mut batch), median(&mut single))
 }
 
-/// The median cost of one request and its reply through a bare supervisor (invariant checks
-/// on, as in every build with debug assertions) with `history` hard-stopped, finished
-/// children behind its one serving child, and with none: flat when a step costs what it
-/// touches (the checks once scanned every child the nursery ever had, at every step).
+/// The median cost of one request and its reply through a bare supervisor with `history`
+/// hard-stopped, finished children behind its one serving child, and with none: flat when a
+/// step costs what it touches. In a build with debug assertions each step also runs the
+/// per-step invariant checks, which once scanned every child the nursery ever had.
 fn step_behind_history(history: u32, rounds: usize) -> (Duration, Duration) {
     use harrow_model::supervisor::{Supervisor, SupervisorConfig};
     use harrow_model::{ExitStatus, Limits, Timestamp};
