@@ -123,6 +123,9 @@ pub enum Fault {
     SigintRoot,
     /// The root dies (SIGKILL) without tearing down.
     ParentDeath,
+    /// The root's body makes its spawns from a worker thread of its process (a thread pool's,
+    /// or tokio's blocking pool's), which exits once they are made, while the nursery lives.
+    SpawningThreadExits,
 }
 
 /// A whole test case: configuration, tree, body and faults.
@@ -215,6 +218,7 @@ impl Scenario {
                     (&c.behaviour, c.role),
                     (Behaviour::CrashesBeforeHandshake { .. }, _)
                         | (Behaviour::FailsActor { .. }, _)
+                        | (Behaviour::ReportsFailureTwice { .. }, _)
                         | (Behaviour::FailsMain { .. }, Role::RunToResult)
                         | (Behaviour::CrashesAfterHandshake { .. }, Role::RunToResult)
                 )
@@ -226,6 +230,7 @@ impl Scenario {
                     .get(child)
                     .is_some_and(|c| endless(c) && c.method != SpawnMethod::Thread),
                 Fault::SigintRoot | Fault::ParentDeath => true,
+                Fault::SpawningThreadExits => false,
             });
         match self.children.iter().find(|c| endless(c)) {
             Some(c) if !rescued && !errs => Err(format!(

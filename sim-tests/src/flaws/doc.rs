@@ -241,6 +241,9 @@ fn fault_words(fault: &Fault, parent_death_signal: bool) -> String {
         Fault::ParentDeath => {
             "the root dies without tearing down, and no parent-death signal is armed".into()
         }
+        Fault::SpawningThreadExits => {
+            "the root's spawns come from a worker thread, which exits once they are made".into()
+        }
     }
 }
 

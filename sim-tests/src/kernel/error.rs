@@ -4,7 +4,7 @@ use core::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::ids::Pid;
+use super::ids::{Pid, ThreadId};
 use super::signal::Signal;
 
 /// Why a kernel call failed: the Linux errno it would return, named as in errno(3).
@@ -68,6 +68,27 @@ pub enum Violation {
         /// The process that sent it.
         sender: Pid,
     },
+    /// A child was killed by its parent-death signal when the thread that forked it exited,
+    /// while its parent process lived on: nobody decided that death, and its supervisor
+    /// would blame the child for it.
+    KilledByThreadExit {
+        /// The child killed.
+        child: Pid,
+        /// Its parent, alive.
+        parent: Pid,
+        /// The parent's thread that forked it, and exited.
+        thread: ThreadId,
+    },
+}
+
+impl Violation {
+    /// The property of `model/PROPERTIES.md` it breaks.
+    pub fn property(&self) -> u8 {
+        match self {
+            Violation::SignalToBystander { .. } => 3,
+            Violation::KilledByThreadExit { .. } => 12,
+        }
+    }
 }
 
 impl fmt::Display for Violation {
@@ -80,6 +101,15 @@ impl fmt::Display for Violation {
             } => write!(
                 f,
                 "{sender} sent {signal} to {pid}, which is now an innocent bystander (pid reuse)"
+            ),
+            Violation::KilledByThreadExit {
+                child,
+                parent,
+                thread,
+            } => write!(
+                f,
+                "{thread} of {parent} exited and {child}'s parent-death signal killed it, while \
+                 {parent} lives on (the signal follows the thread that forked, not the process)"
             ),
         }
     }

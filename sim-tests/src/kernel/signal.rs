@@ -239,7 +239,7 @@ impl Kernel {
         (outcome == SignalOutcome::Killed).then_some(ExitStatus::Signaled(signal))
     }
 
-    fn note_violation(&mut self, violation: Violation) {
+    pub(super) fn note_violation(&mut self, violation: Violation) {
         if self.violations.len() < MAX_VIOLATIONS {
             self.violations.push(violation);
         } else {

@@ -7,7 +7,7 @@ use std::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use super::Kernel;
-use super::error::Errno;
+use super::error::{Errno, Violation};
 use super::event::KernelEvent;
 use super::ids::{LockId, Pid, ThreadId};
 use super::process::ProcState;
@@ -71,6 +71,14 @@ impl Kernel {
                 && let Some(status) = self.deliver(pid, child, signal, SignalVia::ParentDeath)
             {
                 deaths.push((child, status));
+                // The last thread's exit is the process's death, for which the signal is meant.
+                if !last {
+                    self.note_violation(Violation::KilledByThreadExit {
+                        child,
+                        parent: pid,
+                        thread,
+                    });
+                }
             }
         }
         self.terminate(deaths);
@@ -247,5 +255,27 @@ mod tests {
         let killed = super::super::ExitStatus::Signaled(Signal::Kill);
         assert_eq!(k.process_state(child.pid), Some(ProcState::Zombie(killed)));
         assert_eq!(k.process_state(root), Some(ProcState::Running));
+        // Nobody decided that death: the protocol must never let it happen (property 12).
+        assert_eq!(
+            k.violations(),
+            [Violation::KilledByThreadExit {
+                child: child.pid,
+                parent: root,
+                thread: server,
+            }]
+        );
+    }
+
+    #[test]
+    fn the_last_threads_exit_is_the_process_death_the_signal_is_for() {
+        let mut k = Kernel::new(KernelConfig::default()).unwrap();
+        let root = k.root();
+        let parent = k.fork(root, k.threads(root).unwrap()[0]).unwrap();
+        let child = k.fork(parent.pid, parent.thread).unwrap();
+        k.set_pdeathsig(child.pid, Some(Signal::Kill)).unwrap();
+        k.exit_thread(parent.pid, parent.thread).unwrap();
+        // The child died with its parent (init reaped it at once); nothing else runs.
+        assert_eq!(k.live_processes(), vec![root]);
+        assert!(k.violations().is_empty(), "{:?}", k.violations());
     }
 }

@@ -157,7 +157,7 @@ pub(super) fn outcome(
         w.kernel
             .violations()
             .iter()
-            .map(|v| format!("kernel: {v} (property 3)")),
+            .map(|v| format!("kernel: {v} (property {})", v.property())),
     );
     let root_may_die = sc.faults.contains(&Fault::ParentDeath);
     if let Some(why) = &root.stopped

@@ -129,6 +129,7 @@ fn env_actions(sc: &Scenario) -> Vec<EnvAction> {
             Fault::SigkillChild { child } => EnvAction::KillChild(child),
             Fault::SigintRoot => EnvAction::Interrupt,
             Fault::ParentDeath => EnvAction::KillRoot,
+            Fault::SpawningThreadExits => EnvAction::RetireSpawningThread(sc.children.len()),
         })
         .collect();
     if sc.ending == Ending::Interrupt {
@@ -173,6 +174,9 @@ fn root_body<P: Platform>(
             ..RootResult::default()
         };
     };
+    if sc.faults.contains(&Fault::SpawningThreadExits) {
+        shared.with(|w| w.spawning_thread = w.kernel.spawn_thread(root.pid).ok());
+    }
     let os = SimOs::<P, ScriptFactory>::new(shared.clone(), factory, root, thread, Seat::Root);
     let config = SupervisorConfig {
         timeouts: sc.timeouts,

@@ -154,6 +154,7 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
                 EnvAction::Interrupt => w.root_ready && !w.launched.is_empty(),
                 EnvAction::KillRoot => !w.launched.is_empty(),
                 EnvAction::InterruptWhenServing => w.awaiting_sigint,
+                EnvAction::RetireSpawningThread(n) => w.launched.len() >= n,
             };
             let (due, rest): (Vec<EnvAction>, Vec<EnvAction>) =
                 w.env_pending.iter().partition(|a| ready(a));
@@ -196,6 +197,8 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
             SpawnMethod::ForkServer => Some(self.fork_server()?),
             _ => None,
         };
+        // The driver's own thread launches, whichever thread called spawn: it lives as long
+        // as the nursery, as harrow-real's spawner thread does.
         let thread = self.thread;
         let (start, channel, pidfd, server_pidfd) = self.shared.with(|w| -> Result<_, String> {
             let (forker, forker_thread) = server.unwrap_or((me, thread));
@@ -512,6 +515,16 @@ fn env_strike<P: Platform>(shared: P::Arc<Shared<P>>, action: EnvAction) {
                 .map(|p| (p, Signal::Kill)),
             EnvAction::Interrupt | EnvAction::InterruptWhenServing => Some((root, Signal::Int)),
             EnvAction::KillRoot => Some((root, Signal::Kill)),
+            EnvAction::RetireSpawningThread(_) => {
+                if let Some(t) = w.spawning_thread.take()
+                    && w.runs(root)
+                    && !w.over
+                {
+                    w.note(Pid::INIT, format_args!("environment: {t} of {root} exits"));
+                    let _ = w.kernel.exit_thread(root.pid, t);
+                }
+                None
+            }
         };
         // The fault names a process, not a pid: once that process is gone, it misses.
         if let Some((p, signal)) = target

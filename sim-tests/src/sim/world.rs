@@ -4,7 +4,7 @@ use core::fmt::Write;
 use std::string::String;
 use std::vec::Vec;
 
-use crate::kernel::{Kernel, KernelConfig, Pid, ProcessSerial};
+use crate::kernel::{Kernel, KernelConfig, Pid, ProcessSerial, ThreadId};
 use crate::platform::Platform;
 use harrow_model::flaw::Flaws;
 use harrow_model::policy::Timeouts;
@@ -24,6 +24,9 @@ pub enum EnvAction {
     KillRoot,
     /// SIGINT to the root once its body serves until SIGINT: the user's Ctrl-C.
     InterruptWhenServing,
+    /// The worker thread the root's spawns came from exits, once the root has launched
+    /// this many children.
+    RetireSpawningThread(usize),
 }
 
 /// What a simulation is configured with.
@@ -121,6 +124,9 @@ pub struct SimWorld {
     pub launched: Vec<Option<SimProcess>>,
     /// Fork-server processes started so far.
     pub servers: Vec<SimProcess>,
+    /// The worker thread of the root's process that its body's spawn calls come from, until
+    /// it exits (fault `SpawningThreadExits`).
+    pub spawning_thread: Option<ThreadId>,
     /// Environment threads still running.
     pub env_threads: u32,
     /// Environment actions whose moment has not come yet.
@@ -161,6 +167,7 @@ impl SimWorld {
             next_slot: 1,
             launched: Vec::new(),
             servers: Vec::new(),
+            spawning_thread: None,
             env_threads: 0,
             env_pending: Vec::new(),
             hung: None,

@@ -420,6 +420,8 @@ impl<'s> World<'s> {
                 .get(child)
                 .is_some_and(|kid| kid.proc == Proc::Running && kid.is_process()),
             Fault::SigintRoot | Fault::ParentDeath => true,
+            // The worker thread retires once it has made every spawn.
+            Fault::SpawningThreadExits => self.st.kids.len() == self.sc.children.len(),
         }
     }
 
@@ -434,6 +436,10 @@ impl<'s> World<'s> {
                 self.note("signal", || "SIGINT reaches the root".into());
                 self.st.sup.handle_interrupt(self.st.now);
                 self.drive_parent();
+            }
+            Fault::SpawningThreadExits => {
+                // The children were launched by the driver's own thread, which lives on.
+                self.note("env", || "the thread that made the spawns exits".into());
             }
             Fault::ParentDeath => {
                 self.note("env", || "the root is SIGKILLed".into());
