@@ -581,6 +581,15 @@ impl<P: Platform, F: ActorFactory<P>> Drop for SimOs<P, F> {
             .into_iter()
             .flat_map(|(r, w)| [r, w])
             .collect();
+        // harrow-real's children kill and reap their processes when dropped (through the
+        // pidfd: a reaped child's pid may be someone else's by now); a fork server's child is
+        // its server's to reap.
+        let processes: Vec<(Fd, bool)> = self
+            .children
+            .values()
+            .filter(|c| c.thread.is_none())
+            .filter_map(|c| c.pidfd.map(|fd| (fd, c.server_pidfd.is_none())))
+            .collect();
         for c in self.children.values_mut() {
             fds.extend(c.channel.take());
             fds.extend(c.pidfd.take());
@@ -590,12 +599,25 @@ impl<P: Platform, F: ActorFactory<P>> Drop for SimOs<P, F> {
             if !w.runs(me) {
                 return;
             }
+            for &(pidfd, ours) in &processes {
+                if w.kernel
+                    .pidfd_send_signal(me.pid, pidfd, Signal::Kill)
+                    .is_ok()
+                    && ours
+                {
+                    let _ = w.kernel.waitid_pidfd(me.pid, pidfd);
+                }
+            }
             for fd in &fds {
                 let _ = w.kernel.close(me.pid, *fd);
             }
             w.note(
                 me.pid,
-                format_args!("a thread child's nursery is dropped: it closes {fds:?}"),
+                format_args!(
+                    "a thread child's nursery is dropped: it kills its {} live process \
+                     children and closes {fds:?}",
+                    processes.len()
+                ),
             );
             // harrow-real's ForkServer, dropped with it, ends its server and reaps it. Our
             // own unreaped child: its pid cannot have been reused.
