@@ -712,10 +712,10 @@ pub fn known_scenarios() -> Vec<Scenario> {
     out
 }
 
-/// The corpus's seeded entries, regenerated: for each flaw (ids 1-14) its minimised
-/// counterexample (the explicit search's shortest where FLAWS.md names that engine, else the
-/// shortest of several shuttle schedules); then the shipped protocol's passing entries
-/// (ids 15 on). Writes them into `dir`, replacing entries with the same ids.
+/// The corpus's seeded entries, regenerated: for each flaw (ids 1 to the number of flaws) its
+/// minimised counterexample (the explicit search's shortest where FLAWS.md names that engine,
+/// else the shortest of several shuttle schedules); then the shipped protocol's passing
+/// entries (the ids after). Writes them into `dir`, replacing entries with the same ids.
 pub fn seed(dir: &Path, mut progress: impl FnMut(&Path)) -> Result<Vec<PathBuf>, String> {
     let io = |e: std::io::Error| e.to_string();
     let mut written = Vec::new();
@@ -736,7 +736,7 @@ pub fn seed(dir: &Path, mut progress: impl FnMut(&Path)) -> Result<Vec<PathBuf>,
         progress(&path);
         written.push(path);
     }
-    let mut id = 15;
+    let mut id = Flaw::COUNT as u32 + 1;
     let mut put = |entry: Entry, slug_text: &str| -> Result<(), String> {
         let path = write_as(dir, id, slug_text, &entry).map_err(io)?;
         progress(&path);

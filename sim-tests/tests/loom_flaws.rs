@@ -55,3 +55,13 @@ fn loom_finds_f11_dropped_wakeups() {
 fn loom_finds_f13_no_deregistration_on_kill() {
     loom(Flaw::NoDeregistrationOnKill);
 }
+
+#[test]
+fn loom_finds_f15_accept_every_failure() {
+    loom(Flaw::AcceptEveryFailure);
+}
+
+#[test]
+fn loom_finds_f16_spawn_from_callers_thread() {
+    loom(Flaw::SpawnFromCallersThread);
+}

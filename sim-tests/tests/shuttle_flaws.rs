@@ -80,3 +80,13 @@ fn shuttle_finds_f12_control_path_shares_lock() {
 fn shuttle_finds_f14_no_self_cancel_on_parent_eof() {
     shuttle(Flaw::NoSelfCancelOnParentEof);
 }
+
+#[test]
+fn shuttle_finds_f15_accept_every_failure() {
+    shuttle(Flaw::AcceptEveryFailure);
+}
+
+#[test]
+fn shuttle_finds_f16_spawn_from_callers_thread() {
+    shuttle(Flaw::SpawnFromCallersThread);
+}

@@ -45,6 +45,10 @@ pub enum Flaw {
     NoDeregistrationOnKill,
     /// F14.
     NoSelfCancelOnParentEof,
+    /// F15.
+    AcceptEveryFailure,
+    /// F16.
+    SpawnFromCallersThread,
 }
 
 impl Flaw {

@@ -63,7 +63,7 @@ pub struct Entry {
 use Engine::{Explicit, Loom, Shuttle};
 
 /// Every flaw, F1 first; entry `i` is flaw number `i + 1`.
-pub const TABLE: [Entry; 14] = [
+pub const TABLE: [Entry; 16] = [
     Entry {
         flaw: Flaw::NoChannelAbortOnAbandon,
         slug: "no-channel-abort-on-abandon",
@@ -247,6 +247,42 @@ pub const TABLE: [Entry; 14] = [
               gone, and the child cancels itself.",
         engines: &[Shuttle, Explicit],
         scenario: "orphan-serves",
+    },
+    Entry {
+        flaw: Flaw::AcceptEveryFailure,
+        slug: "accept-every-failure",
+        title: "every `Failed` report a child sends is accepted and kept",
+        tractor: "none: found in harrow by a hostile child (issue #14, fault 3)",
+        breaks: &[5],
+        bug: "A child reports its own failure with `Failed`, and the parent kept every one, in \
+              every phase: a child that sent them in a loop grew its parent's errors, report \
+              and memory without bound (1,000 frames of 256 KiB grew the parent by 751 MiB), \
+              and the per-step checks over that many errors stretched a teardown past its \
+              bound.",
+        fix: "A child fails once. The first `Failed` is its error; a second is a protocol \
+              violation (`SecondFailure`), which closes the channel, so nothing more from that \
+              child is read or kept.",
+        engines: &[Loom, Shuttle, Explicit],
+        scenario: "exec-reports-failure-twice",
+    },
+    Entry {
+        flaw: Flaw::SpawnFromCallersThread,
+        slug: "spawn-from-callers-thread",
+        title: "children are launched by the thread that called spawn, which may exit while \
+                the nursery lives",
+        tractor: "none: found in harrow by spawning from a thread pool (issue #14, fault 2)",
+        breaks: &[12],
+        bug: "Linux sends a child's parent-death signal (`PR_SET_PDEATHSIG`) when the thread \
+              that forked it exits, not only when its parent process dies. An `Exec` child \
+              spawned from a worker thread (a thread pool's, tokio's blocking pool, which \
+              retires idle threads) was SIGKILLed when that thread ended; its supervisor saw \
+              an exit by signal 9, blamed the child, and cancelled the whole nursery.",
+        fix: "Only a thread that outlives the child launches it: the main thread, which lives \
+              as long as the process, or harrow's spawner thread, which runs while some \
+              nursery needs it and dies with the process, so the signal still fires when the \
+              parent process dies.",
+        engines: &[Loom, Shuttle, Explicit],
+        scenario: "exec-spawned-by-a-worker",
     },
 ];
 

@@ -465,7 +465,9 @@ impl Lifecycle {
             }
             // One failure per child: a second is a violation, so a hostile child cannot grow
             // its parent's report (or memory) by repeating itself.
-            (_, Message::Failed(_)) if self.remote_failed => {
+            (_, Message::Failed(_))
+                if self.remote_failed && !cx.flaws.has(Flaw::AcceptEveryFailure) =>
+            {
                 self.on_violation(now, ProtocolViolation::SecondFailure, cx, out)
             }
             (_, Message::Failed(err)) => {

@@ -168,6 +168,34 @@ fn flaw_f13_leaves_a_killed_child_registered_and_the_invariant_catches_it() {
 }
 
 #[test]
+fn flaw_f15_keeps_a_second_failure_and_the_invariant_catches_it() {
+    let boom = |m: &str| RemoteError {
+        kind: RemoteErrorKind::Error,
+        message: m.into(),
+    };
+    for (flaws, kept) in [
+        (Flaws::NONE, false),
+        (Flaws::only(Flaw::AcceptEveryFailure), true),
+    ] {
+        let mut s = sup(flaws);
+        let ids = serving(&mut s, 1, SpawnMethod::Exec);
+        let t = Timestamp::ZERO;
+        s.handle_message(t, ids[0], Message::Failed(boom("x")))
+            .unwrap();
+        // With the flaw off the second report closes the channel; the input is still taken.
+        s.handle_message(t, ids[0], Message::Failed(boom("y")))
+            .unwrap();
+        let own = s
+            .errors()
+            .iter()
+            .filter(|e| matches!(e.kind, crate::error::ChildErrorKind::Remote(_)))
+            .count();
+        assert_eq!(own, if kept { 2 } else { 1 }, "{flaws:?}");
+        assert_eq!(s.violation().map(|v| v.property), kept.then_some(5));
+    }
+}
+
+#[test]
 fn one_child_error_cancels_every_sibling_in_one_step_with_one_deadline() {
     let mut s = sup(Flaws::NONE);
     let ids = serving(&mut s, 5, SpawnMethod::Exec);

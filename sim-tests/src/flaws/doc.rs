@@ -19,9 +19,9 @@ const INTRO: &str = "\
      `cargo run --release -p harrow -- flaws --markdown > model/FLAWS.md`; do not edit by hand. -->
 
 A model checker that has never failed has not shown that it can. So every hang and race that
-tractor (the Python actor runtime harrow learned from) ran into is kept here as a **flaw**: a
-switch, `harrow_model::Flaw`, that puts the known-bad behaviour back into the protocol, the
-driver or the simulated kernel. The shipped protocol runs with every switch off
+tractor (the Python actor runtime harrow learned from) ran into, and every protocol fault
+found in harrow itself since, is kept here as a **flaw**: a switch, `harrow_model::Flaw`, that
+puts the known-bad behaviour back into the protocol, the driver or the simulated kernel. The shipped protocol runs with every switch off
 (`Flaws::NONE`). The real backend never turns one on outside its smoke scenarios of expected
 failures.
 

@@ -69,6 +69,17 @@ pub fn shape(shape: &str, name: &str) -> Option<Scenario> {
                 .collect(),
             Ending::Finish,
         ),
+        "exec-reports-failure-twice" => (
+            one(
+                "liar",
+                Exec,
+                ReportsFailureTwice {
+                    message: "boom".into(),
+                },
+            ),
+            Ending::Finish,
+        ),
+        "exec-spawned-by-a-worker" => (one("echo", Exec, Serves), Ending::Finish),
         _ => return None,
     };
     let mut sc = Scenario::new(name, children, ending);
@@ -81,6 +92,8 @@ pub fn shape(shape: &str, name: &str) -> Option<Scenario> {
             sc.faults = vec![Fault::ParentDeath];
             sc.parent_death_signal = false;
         }
+        // The body's spawns come from a worker thread that exits once they are made.
+        "exec-spawned-by-a-worker" => sc.faults = vec![Fault::SpawningThreadExits],
         // Three stuck children cost three ack timeouts serially: past a tighter bound.
         "three-exec-never-yield" => {
             sc.timeouts.kill_grace = Duration::from_millis(200);

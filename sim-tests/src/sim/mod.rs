@@ -53,6 +53,12 @@ pub fn actor_lock(thread: ThreadId, flaws: Flaws) -> LockId {
     }
 }
 
+/// Whether the root's launches are made by the thread that called spawn (flaw F16) rather
+/// than by one that lives as long as the nursery.
+pub fn spawns_from_callers_thread(flaws: Flaws) -> bool {
+    flaws.has(Flaw::SpawnFromCallersThread)
+}
+
 /// The deadline slot of a process's own driver.
 pub const DRIVER_SLOT: u32 = 0;
 

@@ -6,7 +6,7 @@ use std::vec::Vec;
 
 use super::child::{ActorFactory, ChildStart, ThreadStart, process_body, thread_body};
 use super::world::{CtxState, EnvAction, Shared, SimProcess, SimWorld};
-use super::{ACTOR_LOCK, DRIVER_SLOT};
+use super::{ACTOR_LOCK, DRIVER_SLOT, spawns_from_callers_thread};
 use crate::kernel::{
     self, DeadlineOwner, Fd, LockOutcome, Pid, ReapOutcome, RecvOutcome, Signal, ThreadId,
 };
@@ -182,6 +182,18 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
         self.flaws.has(flaw)
     }
 
+    /// The thread a launch is made from: the driver's own, which lives as long as the
+    /// nursery, as harrow-real's spawner thread does. With flaw F16 on, the root's launches
+    /// are made by the thread that called spawn, a worker that may exit while the nursery
+    /// lives (what harrow-real did before its spawner thread). Read inside the launch's own
+    /// system call: no extra step for the scheduler.
+    fn launching_thread(&self, w: &SimWorld) -> ThreadId {
+        match w.spawning_thread {
+            Some(t) if self.seat == Seat::Root && spawns_from_callers_thread(self.flaws) => t,
+            _ => self.thread,
+        }
+    }
+
     fn launch_process(
         &mut self,
         child: ChildId,
@@ -197,10 +209,8 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
             SpawnMethod::ForkServer => Some(self.fork_server()?),
             _ => None,
         };
-        // The driver's own thread launches, whichever thread called spawn: it lives as long
-        // as the nursery, as harrow-real's spawner thread does.
-        let thread = self.thread;
         let (start, channel, pidfd, server_pidfd) = self.shared.with(|w| -> Result<_, String> {
+            let thread = self.launching_thread(w);
             let (forker, forker_thread) = server.unwrap_or((me, thread));
             if !w.runs(me) || !w.runs(forker) {
                 return Err(kernel::Errno::ESRCH.to_string());
@@ -283,11 +293,12 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
         if let Some(s) = self.fork_server {
             return Ok(s);
         }
-        let (me, thread) = (self.me, self.thread);
+        let me = self.me;
         let server = self.shared.with(|w| {
             if !w.runs(me) {
                 return Err(kernel::Errno::ESRCH.to_string());
             }
+            let thread = self.launching_thread(w);
             let s = w
                 .kernel
                 .spawn_exec(me.pid, thread, &[])

@@ -438,8 +438,10 @@ impl<'s> World<'s> {
                 self.drive_parent();
             }
             Fault::SpawningThreadExits => {
-                // The children were launched by the driver's own thread, which lives on.
                 self.note("env", || "the thread that made the spawns exits".into());
+                for i in 0..self.st.kids.len() {
+                    self.dies_with_the_spawning_thread(i);
+                }
             }
             Fault::ParentDeath => {
                 self.note("env", || "the root is SIGKILLed".into());
@@ -481,6 +483,32 @@ impl<'s> World<'s> {
         };
         self.note(&kid_name(i), || why.into());
         self.exit_kid(i, status);
+    }
+
+    /// What the exit of the thread that made the spawns does to child `i`: nothing, unless
+    /// that thread also launched it (flaw F16) and it is an `Exec` child whose prelude armed
+    /// its parent-death signal, which follows the thread that forked; then that signal kills
+    /// it while the root lives, a death nobody decided (property 12). (`Fork` is refused in
+    /// the root, multi-threaded by the worker; a `ForkServer` child is its server's.)
+    fn dies_with_the_spawning_thread(&mut self, i: usize) {
+        let kid = &self.st.kids[i];
+        if !crate::sim::spawns_from_callers_thread(self.sc.flaws)
+            || kid.method != harrow_model::SpawnMethod::Exec
+            || kid.proc != Proc::Running
+            || !kid.booted
+            || !self.sc.parent_death_signal
+        {
+            return;
+        }
+        self.note(&kid_name(i), || {
+            "its parent-death signal kills it: the thread that spawned it exited".into()
+        });
+        self.st.violations.push(format!(
+            "{} was killed by the exit of the thread that spawned it, while its parent lives \
+             (property 12)",
+            kid_name(i)
+        ));
+        self.exit_kid(i, harrow_model::ExitStatus::Signaled(9));
     }
 
     /// Drains the supervisor: executes its commands, records its events.
