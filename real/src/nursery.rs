@@ -72,6 +72,8 @@ pub enum Error {
     Interrupted,
     /// The nursery closed before the awaited answer came.
     Closed,
+    /// `result` was called on a daemon: it serves requests and never produces a result.
+    NoResult(ChildId),
     /// No reply within the caller's timeout; the child keeps running (it is not cancelled)
     /// and its late reply is dropped when it comes.
     TimedOut {
@@ -91,6 +93,7 @@ impl fmt::Display for Error {
             Error::Payload(why) => write!(f, "{why}; both sides must use the same request and reply types"),
             Error::Interrupted => f.write_str("interrupted by SIGINT: the nursery is tearing down; call teardown() for the report"),
             Error::Closed => f.write_str("the nursery closed before the answer came; call teardown() for the report"),
+            Error::NoResult(c) => write!(f, "{c} is a daemon: it serves requests and has no result; talk to it with request(), end it with stop() or cancel(), or spawn it as Role::RunToResult"),
             Error::TimedOut { waited } => write!(f, "no reply within {waited:?}; the child still runs and its late reply will be dropped: wait longer, or cancel the child if it is stuck"),
         }
     }
@@ -286,8 +289,12 @@ impl Nursery {
     ///
     /// A result is kept until claimed while the protocol keeps a record of its child (live,
     /// or among the last `Limits::max_ended` to end); a later call is
-    /// [`ChildOpError::AlreadyFinished`].
+    /// [`ChildOpError::AlreadyFinished`]. A daemon has no result: [`Error::NoResult`] at once.
     pub fn result<Out: DeserializeOwned>(&mut self, child: Child) -> Result<Out, Error> {
+        let role = self.driver.sup.lifecycle(child.0).map(|l| l.role);
+        if role == Some(Role::Daemon) {
+            return Err(Error::NoResult(child.0));
+        }
         if self.forgotten(child.0) {
             return Err(Error::Op(ChildOpError::AlreadyFinished(child.0)));
         }
