@@ -79,6 +79,11 @@ impl Registry {
         self.makers.contains_key(name)
     }
 
+    /// The names of the registered actors, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.makers.keys().map(String::as_str)
+    }
+
     /// A fresh instance of the named actor.
     pub fn make(&self, name: &str) -> Option<Box<dyn Actor + Send>> {
         self.makers.get(name).map(|m| m())

@@ -15,7 +15,7 @@ use harrow_model::{ChildId, Limits, RequestId, SpawnMethod, Timeouts, Timestamp}
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::actor::{decode, encode};
+use crate::actor::{decode, encode, registry_ref};
 use crate::os::RealOs;
 
 /// How a nursery behaves.
@@ -60,6 +60,14 @@ pub enum Error {
     Open(String),
     /// The spawn was refused before anything started.
     Spawn(SpawnError),
+    /// The spawn was refused: no actor of this name is registered in this program (the same
+    /// registry serves every spawn method), so no child could run it. The nursery stays open.
+    UnknownActor {
+        /// The name asked for.
+        actor: String,
+        /// The names registered, in order.
+        known: Vec<String>,
+    },
     /// The operation on a child was refused.
     Op(ChildOpError),
     /// The child failed (boot failure, death, protocol violation, ...).
@@ -87,6 +95,7 @@ impl fmt::Display for Error {
         match self {
             Error::Open(why) => write!(f, "cannot open the nursery: {why}"),
             Error::Spawn(e) => e.fmt(f),
+            Error::UnknownActor { actor, known } => unknown_actor(f, actor, known),
             Error::Op(e) => e.fmt(f),
             Error::Child(e) => e.fmt(f),
             Error::Remote(e) => write!(f, "the child's handler failed: {e}"),
@@ -100,6 +109,26 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// Registered names an [`Error::UnknownActor`] message lists, at most.
+const KNOWN_LISTED: usize = 16;
+
+fn unknown_actor(f: &mut fmt::Formatter<'_>, actor: &str, known: &[String]) -> fmt::Result {
+    write!(f, "spawn refused: no actor named `{actor}` is registered")?;
+    if known.is_empty() {
+        return f.write_str(
+            "; this program registers none: pass your Registry to harrow_real::init first thing in main",
+        );
+    }
+    f.write_str("; the registered ones are")?;
+    for name in known.iter().take(KNOWN_LISTED) {
+        write!(f, " `{name}`")?;
+    }
+    if known.len() > KNOWN_LISTED {
+        write!(f, " and {} more", known.len() - KNOWN_LISTED)?;
+    }
+    f.write_str("; check the name, or register the actor in the Registry passed to init")
+}
 
 /// A child of a nursery, as its handle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -179,7 +208,8 @@ impl Nursery {
     }
 
     /// Starts a child and returns at once, before its handshake: many can boot side by
-    /// side. [`Nursery::ready`] waits for one.
+    /// side. [`Nursery::ready`] waits for one. An actor name the program's [`crate::Registry`]
+    /// does not know is refused here ([`Error::UnknownActor`]), before anything starts.
     pub fn start_with(
         &mut self,
         name: &str,
@@ -187,6 +217,13 @@ impl Nursery {
         method: SpawnMethod,
         role: Role,
     ) -> Result<Child, Error> {
+        let registry = registry_ref();
+        if !registry.contains(actor) {
+            return Err(Error::UnknownActor {
+                actor: actor.into(),
+                known: registry.names().map(String::from).collect(),
+            });
+        }
         let spec = SpawnSpec {
             name: name.into(),
             actor: actor.into(),

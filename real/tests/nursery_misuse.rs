@@ -20,10 +20,16 @@ fn registry() -> Registry {
 
 fn main() -> ExitCode {
     harrow_real::init(registry());
-    common::main(&[Test {
-        name: "bug_result_on_daemon_waits_forever",
-        run: bug_result_on_daemon_waits_forever,
-    }])
+    common::main(&[
+        Test {
+            name: "bug_result_on_daemon_waits_forever",
+            run: bug_result_on_daemon_waits_forever,
+        },
+        Test {
+            name: "bug_unknown_actor_tears_nursery_down",
+            run: bug_unknown_actor_tears_nursery_down,
+        },
+    ])
 }
 
 /// A nursery spawning by `method`, with SIGINT left to the test process.
@@ -77,6 +83,41 @@ fn bug_result_on_daemon_waits_forever() {
     );
     let doubled: u64 = n.request(daemon, &21u64).expect("the daemon still serves");
     assert_eq!(doubled, 42);
+    let report = n.teardown();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+}
+
+/// A mistyped actor name is refused as that spawn's error, naming the unknown actor and the
+/// registered ones; the nursery stays open and its other children keep serving.
+///
+/// What went wrong: the name was first looked up in the child, which exited with
+/// `UNKNOWN_ACTOR_EXIT` before its handshake; the parent saw a boot failure ("check the spawn
+/// method and system limits") and, one cancelling all, tore the whole nursery down. The fix:
+/// every spawn method runs this same program with the same registry, so `start_with` looks the
+/// name up in the parent's registry and refuses the spawn before anything starts.
+fn bug_unknown_actor_tears_nursery_down() {
+    let mut n = open(SpawnMethod::ForkServer);
+    let sibling = n.spawn("sibling", DOUBLE).expect("spawn the sibling");
+    let err = n
+        .spawn("typo", "doubel")
+        .expect_err("an unregistered actor cannot be spawned");
+    let message = err.to_string();
+    assert!(
+        matches!(&err, Error::UnknownActor { actor, known }
+            if actor == "doubel" && known == &[DOUBLE.to_string()]),
+        "{err:?}: {message}"
+    );
+    assert!(
+        message.contains("`doubel`") && message.contains("`double`"),
+        "{message}"
+    );
+    let doubled: u64 = n
+        .request(sibling, &21u64)
+        .expect("the sibling still serves");
+    assert_eq!(doubled, 42);
+    let again = n.spawn("again", DOUBLE).expect("the nursery still spawns");
+    let doubled: u64 = n.request(again, &4u64).expect("the new child serves");
+    assert_eq!(doubled, 8);
     let report = n.teardown();
     assert!(report.errors.is_empty(), "{:?}", report.errors);
 }
