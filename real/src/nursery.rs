@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use harrow_model::driver::{DriveError, Driver, Os};
@@ -80,6 +81,9 @@ pub enum Error {
     Interrupted,
     /// The nursery closed before the awaited answer came.
     Closed,
+    /// The child's handle comes from another nursery; it is refused, never taken for this
+    /// nursery's child of the same number.
+    OtherNursery(ChildId),
     /// `result` was called on a daemon: it serves requests and never produces a result.
     NoResult(ChildId),
     /// No reply within the caller's timeout; the child keeps running (it is not cancelled)
@@ -102,6 +106,7 @@ impl fmt::Display for Error {
             Error::Payload(why) => write!(f, "{why}; both sides must use the same request and reply types"),
             Error::Interrupted => f.write_str("interrupted by SIGINT: the nursery is tearing down; call teardown() for the report"),
             Error::Closed => f.write_str("the nursery closed before the answer came; call teardown() for the report"),
+            Error::OtherNursery(c) => write!(f, "the handle of {c} comes from another nursery; use it on the nursery that spawned it"),
             Error::NoResult(c) => write!(f, "{c} is a daemon: it serves requests and has no result; talk to it with request(), end it with stop() or cancel(), or spawn it as Role::RunToResult"),
             Error::TimedOut { waited } => write!(f, "no reply within {waited:?}; the child still runs and its late reply will be dropped: wait longer, or cancel the child if it is stuck"),
         }
@@ -130,13 +135,29 @@ fn unknown_actor(f: &mut fmt::Formatter<'_>, actor: &str, known: &[String]) -> f
     f.write_str("; check the name, or register the actor in the Registry passed to init")
 }
 
-/// A child of a nursery, as its handle.
+/// A child of a nursery, as its handle: it works on the nursery that spawned it only
+/// ([`Error::OtherNursery`] elsewhere).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Child(pub ChildId);
+pub struct Child {
+    nursery: u64,
+    id: ChildId,
+}
+
+impl Child {
+    /// The child's id in its nursery, as reports and child errors name it.
+    pub fn id(self) -> ChildId {
+        self.id
+    }
+}
+
+/// The identity the next nursery of this process takes.
+static NEXT_NURSERY: AtomicU64 = AtomicU64::new(0);
 
 /// A set of supervised children, torn down together.
 #[derive(Debug)]
 pub struct Nursery {
+    /// This nursery's identity in the process, carried by its handles.
+    id: u64,
     driver: Driver<RealOs>,
     method: SpawnMethod,
     replies: BTreeMap<(ChildId, RequestId), Result<Vec<u8>, RemoteError>>,
@@ -171,6 +192,7 @@ impl Nursery {
         // Killing and reaping what is left is the server's last act: the reap bound fits it.
         os.set_fork_server_timeout(config.timeouts.reap);
         Ok(Nursery {
+            id: NEXT_NURSERY.fetch_add(1, Ordering::Relaxed),
             driver: Driver::new(sup, os),
             method: config.method,
             replies: BTreeMap::new(),
@@ -230,12 +252,13 @@ impl Nursery {
             method,
             role,
         };
-        self.driver.spawn(spec).map(Child).map_err(Error::Spawn)
+        let id = self.driver.spawn(spec).map_err(Error::Spawn)?;
+        Ok(self.handle(id))
     }
 
     /// Waits until a started child has completed its handshake, or fails if it cannot.
     pub fn ready(&mut self, child: Child) -> Result<(), Error> {
-        let id = child.0;
+        let id = self.own(child)?;
         // Until it has booted, or is over: a child that died during boot is reported (as a
         // boot failure with its status) only once it is reaped, which may come a turn after
         // its channel's end of stream.
@@ -292,11 +315,12 @@ impl Nursery {
         payload: Vec<u8>,
         timeout: Option<Duration>,
     ) -> Result<Vec<u8>, Error> {
-        let id = self.driver.request(child.0, payload).map_err(Error::Op)?;
+        let child = self.own(child)?;
+        let id = self.driver.request(child, payload).map_err(Error::Op)?;
         let deadline = timeout.map(|t| self.driver.os.now() + t);
-        let key = (child.0, id);
+        let key = (child, id);
         let answered = self.pump_until(deadline, |n| {
-            n.replies.contains_key(&key) || n.lifecycle_done(child.0)
+            n.replies.contains_key(&key) || n.lifecycle_done(child)
         })?;
         if !answered {
             // Children that are over will answer nothing more: forget what they owed.
@@ -316,7 +340,7 @@ impl Nursery {
             Some(Ok(bytes)) => Ok(bytes),
             Some(Err(e)) => Err(Error::Remote(e)),
             None => Err(self
-                .failure_of(child.0)
+                .failure_of(child)
                 .map(Error::Child)
                 .unwrap_or(Error::Closed)),
         }
@@ -328,19 +352,20 @@ impl Nursery {
     /// or among the last `Limits::max_ended` to end); a later call is
     /// [`ChildOpError::AlreadyFinished`]. A daemon has no result: [`Error::NoResult`] at once.
     pub fn result<Out: DeserializeOwned>(&mut self, child: Child) -> Result<Out, Error> {
-        let role = self.driver.sup.lifecycle(child.0).map(|l| l.role);
+        let child = self.own(child)?;
+        let role = self.driver.sup.lifecycle(child).map(|l| l.role);
         if role == Some(Role::Daemon) {
-            return Err(Error::NoResult(child.0));
+            return Err(Error::NoResult(child));
         }
-        if self.forgotten(child.0) {
-            return Err(Error::Op(ChildOpError::AlreadyFinished(child.0)));
+        if self.forgotten(child) {
+            return Err(Error::Op(ChildOpError::AlreadyFinished(child)));
         }
-        self.pump(|n| n.results.contains_key(&child.0) || n.lifecycle_done(child.0))?;
-        match self.results.remove(&child.0) {
+        self.pump(|n| n.results.contains_key(&child) || n.lifecycle_done(child))?;
+        match self.results.remove(&child) {
             Some(Ok(bytes)) => decode(&bytes).map_err(Error::Payload),
             Some(Err(e)) => Err(Error::Remote(e)),
             None => Err(self
-                .failure_of(child.0)
+                .failure_of(child)
                 .map(Error::Child)
                 .unwrap_or(Error::Closed)),
         }
@@ -348,23 +373,26 @@ impl Nursery {
 
     /// Cancels one child: graceful first, then SIGKILL (or abandonment) by the timeouts.
     pub fn cancel(&mut self, child: Child) -> Result<(), Error> {
-        self.driver.cancel(child.0).map_err(Error::Op)
+        let id = self.own(child)?;
+        self.driver.cancel(id).map_err(Error::Op)
     }
 
     /// Cancels one child and waits until it is gone (exited, killed or abandoned, and reaped).
     pub fn stop(&mut self, child: Child) -> Result<(), Error> {
         self.cancel(child)?;
-        self.pump(|n| n.phase_of(child.0).is_none_or(|p| p == Phase::Done))
+        let id = child.id;
+        self.pump(|n| n.phase_of(id).is_none_or(|p| p == Phase::Done))
     }
 
     /// The live child registered under `name`; never one known to be dead.
     pub fn lookup(&self, name: &str) -> Option<Child> {
-        self.driver.sup.lookup(name).map(Child)
+        self.driver.sup.lookup(name).map(|id| self.handle(id))
     }
 
-    /// The pid of a process child (a name only; harrow acts through its pidfd).
+    /// The pid of a process child (a name only; harrow acts through its pidfd); `None` for a
+    /// thread child, one that is gone, or a handle from another nursery.
     pub fn pid(&self, child: Child) -> Option<i32> {
-        self.driver.os.pid(child.0)
+        self.own(child).ok().and_then(|id| self.driver.os.pid(id))
     }
 
     /// Replies held for no caller plus requests whose caller gave up and whose reply has not
@@ -398,6 +426,23 @@ impl Nursery {
         self.report
             .take()
             .unwrap_or_else(|| self.driver.sup.report())
+    }
+
+    /// This nursery's handle of its child `id`.
+    fn handle(&self, id: ChildId) -> Child {
+        Child {
+            nursery: self.id,
+            id,
+        }
+    }
+
+    /// The id of `child`, whose handle must come from this nursery.
+    fn own(&self, child: Child) -> Result<ChildId, Error> {
+        if child.nursery == self.id {
+            Ok(child.id)
+        } else {
+            Err(Error::OtherNursery(child.id))
+        }
     }
 
     /// Whether `id` was spawned here and the protocol keeps no record of it any more.

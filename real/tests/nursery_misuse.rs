@@ -14,8 +14,12 @@ use harrow_real::{Error, Nursery, NurseryConfig, Registry, Role, SpawnMethod};
 
 const DOUBLE: &str = "double";
 
+const TRIPLE: &str = "triple";
+
 fn registry() -> Registry {
-    Registry::new().handler(DOUBLE, |n: u64| Ok::<u64, String>(n * 2))
+    Registry::new()
+        .handler(DOUBLE, |n: u64| Ok::<u64, String>(n * 2))
+        .handler(TRIPLE, |n: u64| Ok::<u64, String>(n * 3))
 }
 
 fn main() -> ExitCode {
@@ -28,6 +32,10 @@ fn main() -> ExitCode {
         Test {
             name: "bug_unknown_actor_tears_nursery_down",
             run: bug_unknown_actor_tears_nursery_down,
+        },
+        Test {
+            name: "bug_handle_reaches_other_nurserys_child",
+            run: bug_handle_reaches_other_nurserys_child,
         },
     ])
 }
@@ -73,7 +81,7 @@ fn bug_result_on_daemon_waits_forever() {
     let got = bounded("result() on a daemon", || n.result::<u64>(daemon));
     let err = got.expect_err("a daemon has no result");
     assert!(
-        matches!(err, Error::NoResult(c) if c == daemon.0),
+        matches!(err, Error::NoResult(c) if c == daemon.id()),
         "{err:?}"
     );
     let message = err.to_string();
@@ -104,7 +112,7 @@ fn bug_unknown_actor_tears_nursery_down() {
     let message = err.to_string();
     assert!(
         matches!(&err, Error::UnknownActor { actor, known }
-            if actor == "doubel" && known == &[DOUBLE.to_string()]),
+            if actor == "doubel" && known.iter().eq([DOUBLE, TRIPLE])),
         "{err:?}: {message}"
     );
     assert!(
@@ -120,4 +128,42 @@ fn bug_unknown_actor_tears_nursery_down() {
     assert_eq!(doubled, 8);
     let report = n.teardown();
     assert!(report.errors.is_empty(), "{:?}", report.errors);
+}
+
+/// A handle used on a nursery that did not spawn it is refused with `Error::OtherNursery` by
+/// every call that takes one, and reaches no child.
+///
+/// What went wrong: a handle was only the child's number, which every nursery counts from
+/// zero, so nursery B took A's first child's handle for its own first child (a different
+/// actor) and sent it the request. The fix: a handle carries the identity of the nursery that
+/// made it (unique in the process), and every call checks it before using the number.
+fn bug_handle_reaches_other_nurserys_child() {
+    let mut a = open(SpawnMethod::Thread);
+    let mut b = open(SpawnMethod::Thread);
+    let doubler = a.spawn("doubler", DOUBLE).expect("spawn in a");
+    let tripler = b.spawn("tripler", TRIPLE).expect("spawn in b");
+    let foreign = |r: Result<(), Error>, call: &str| match r {
+        Err(Error::OtherNursery(c)) if c == doubler.id() => {
+            let message = Error::OtherNursery(c).to_string();
+            assert!(message.contains("another nursery"), "{message}");
+        }
+        other => panic!("{call} with a's handle on b: {other:?}"),
+    };
+    foreign(b.request::<u64, u64>(doubler, &5u64).map(drop), "request");
+    foreign(b.result::<u64>(doubler).map(drop), "result");
+    foreign(b.ready(doubler), "ready");
+    foreign(b.cancel(doubler), "cancel");
+    foreign(b.stop(doubler), "stop");
+    assert_eq!(b.pid(doubler), None);
+    let tripled: u64 = b
+        .request(tripler, &5u64)
+        .expect("b's own child still serves");
+    assert_eq!(tripled, 15);
+    let doubled: u64 = a
+        .request(doubler, &5u64)
+        .expect("a's child serves its own nursery");
+    assert_eq!(doubled, 10);
+    for report in [b.teardown(), a.teardown()] {
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+    }
 }

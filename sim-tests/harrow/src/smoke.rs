@@ -859,12 +859,12 @@ pub fn multierror_25(method: SpawnMethod) -> Verdict {
             report.errors
         );
         for c in &children {
-            let errs: Vec<_> = report.errors.iter().filter(|e| e.child == c.0).collect();
+            let errs: Vec<_> = report.errors.iter().filter(|e| e.child == c.id()).collect();
             ensure!(
                 matches!(errs.as_slice(), [e] if matches!(&e.kind, ChildErrorKind::Remote(r)
                     if r.kind == RemoteErrorKind::Error && r.message.contains("assertion failed"))),
                 "{}: expected exactly one remote error, got {errs:?}",
-                c.0
+                c.id()
             );
         }
         ensure!(

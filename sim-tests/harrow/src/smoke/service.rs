@@ -176,7 +176,7 @@ pub fn spawns_past_max_children_ever_held(method: SpawnMethod) -> Verdict {
     })?;
     super::no_errors(&report)?;
     match asked {
-        Err(Error::Op(ChildOpError::AlreadyFinished(c))) if c == first.0 => Ok(format!(
+        Err(Error::Op(ChildOpError::AlreadyFinished(c))) if c == first.id() => Ok(format!(
             "5 children through a nursery of 2; a stale handle: {c} has already finished"
         )),
         other => Err(Failure(format!(
