@@ -266,8 +266,6 @@ pub struct Lifecycle {
     pub handshake_done: bool,
     /// Whether a cancel was sent.
     pub cancel_sent: bool,
-    /// Whether its cancel-ack arrived.
-    pub ack_received: bool,
     /// Whether its channel was seen at end-of-file or broken.
     pub channel_seen_closed: bool,
     /// Whether the user asked for a hard stop.
@@ -319,7 +317,6 @@ impl Lifecycle {
             channel_open: false,
             handshake_done: false,
             cancel_sent: false,
-            ack_received: false,
             channel_seen_closed: false,
             user_hard_stop: false,
             kill_sent: false,
@@ -567,7 +564,6 @@ impl Lifecycle {
     }
 
     fn on_ack(&mut self, now: Timestamp, cx: &StepContext, out: &mut Vec<Action>) {
-        self.ack_received = true;
         self.phase = Phase::AwaitingExit;
         if cx.flaws.has(Flaw::MutualWaitAtTeardown) {
             // The flaw: keep our end open until the child exits, and wait for that unbounded.
