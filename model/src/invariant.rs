@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ChildError, ChildErrorKind};
 use crate::id::ChildId;
 use crate::method::SpawnMethod;
-use crate::supervisor::{Lifecycle, Outcome, Phase, Supervisor};
+use crate::supervisor::{Event, Lifecycle, Outcome, Phase, Supervisor};
 
 /// What one transition touched: the only state a per-step check needs to look at.
 ///
@@ -163,17 +163,35 @@ fn abandoned_threads_counted(s: &Supervisor, t: Stepped) -> Result<(), String> {
     Ok(())
 }
 
-/// Property 5: every recorded child error was emitted to the user once, none twice.
+/// Property 5: every recorded child error is emitted to the user once: the errors recorded
+/// (kept, and dropped with retired children) are as many as the [`Event::Failed`] the user
+/// has taken plus those still queued, and the errors this step recorded are the last failure
+/// events queued, in order. And no child dies twice or reports its own failure twice.
 ///
-/// Only an error the step added can repeat an earlier one, so only those are compared (with
-/// the earlier errors of the same child): a step that reports nothing costs nothing here.
+/// Only a step that records errors can break this (taking an event moves it from the queue
+/// to the count), so only then is the queue counted, and only the errors the step added are
+/// compared with the earlier errors of the same child: a step that reports nothing costs
+/// nothing here.
 fn every_error_reported_once(s: &Supervisor, t: Stepped) -> Result<(), String> {
+    let added = s.errors.get(t.errors_from..).unwrap_or_default();
+    if added.is_empty() {
+        return Ok(());
+    }
+    let queued = s.events.iter().filter_map(failure).count() as u64;
     // Errors of retired children that left the kept window were dropped, and are counted.
     let recorded = s.errors.len() as u64 + s.errors_dropped;
-    if s.errors_emitted as u64 != recorded {
+    if s.failures_taken + queued != recorded {
         return Err(format!(
-            "{recorded} errors recorded but {} emitted",
-            s.errors_emitted
+            "{recorded} errors recorded but {} failure events emitted ({} taken, {queued} queued)",
+            s.failures_taken + queued,
+            s.failures_taken
+        ));
+    }
+    let last = s.events.iter().rev().filter_map(failure).take(added.len());
+    if !last.eq(added.iter().rev()) {
+        return Err(format!(
+            "the {} errors this step recorded are not the last failure events queued",
+            added.len()
         ));
     }
     // A child can fail remotely, time out and be unreapable, but it dies only once...
@@ -203,6 +221,14 @@ fn every_error_reported_once(s: &Supervisor, t: Stepped) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The error an event reports, if it is a failure.
+fn failure(e: &Event) -> Option<&ChildError> {
+    match e {
+        Event::Failed(err) => Some(err),
+        _ => None,
+    }
 }
 
 /// Property 6: the registry returns no child that is known to be dead.

@@ -225,9 +225,11 @@ pub struct Supervisor {
     pub(crate) cause: Option<TeardownCause>,
     pub(crate) teardown_started: Option<Timestamp>,
     pub(crate) errors: Vec<ChildError>,
-    pub(crate) errors_emitted: usize,
+    /// How many [`Event::Failed`] the user has taken with [`Supervisor::poll_event`]: with
+    /// those still queued, what property 5 compares with the recorded errors.
+    pub(crate) failures_taken: u64,
     commands: VecDeque<Command>,
-    events: VecDeque<Event>,
+    pub(crate) events: VecDeque<Event>,
     next_request: u64,
     now: Timestamp,
     violation: Option<Violation>,
@@ -252,7 +254,7 @@ impl Supervisor {
             cause: None,
             teardown_started: None,
             errors: Vec::new(),
-            errors_emitted: 0,
+            failures_taken: 0,
             commands: VecDeque::new(),
             events: VecDeque::new(),
             next_request: 0,
@@ -467,7 +469,11 @@ impl Supervisor {
 
     /// The next event for the user.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if matches!(event, Some(Event::Failed(_))) {
+            self.failures_taken += 1;
+        }
+        event
     }
 
     /// The earliest deadline, if any wait is bounded right now.
@@ -701,7 +707,6 @@ impl Supervisor {
             initiator,
         };
         self.errors.push(err.clone());
-        self.errors_emitted += 1;
         self.events.push_back(Event::Failed(err));
     }
 
