@@ -171,7 +171,6 @@ pub struct Nursery {
     /// Child errors not yet taken: at most `Limits::max_ended`, the oldest dropped first.
     failures: VecDeque<ChildError>,
     report: Option<TeardownReport>,
-    interrupted: bool,
 }
 
 impl Nursery {
@@ -200,7 +199,6 @@ impl Nursery {
             results: BTreeMap::new(),
             failures: VecDeque::new(),
             report: None,
-            interrupted: false,
         })
     }
 
@@ -495,7 +493,7 @@ impl Nursery {
             if done(self) {
                 return Ok(true);
             }
-            if self.interrupted
+            if self.interrupted()
                 && self.report.is_none()
                 && self.driver.sup.phase() != NurseryPhase::Closed
             {
@@ -538,9 +536,12 @@ impl Nursery {
                 Event::Closed(report) => self.report = Some(report),
             }
         }
-        if self.driver.sup.teardown_cause() == Some(TeardownCause::Interrupted) {
-            self.interrupted = true;
-        }
+    }
+
+    /// Whether SIGINT started the teardown (an error cause like this one, once set, is never
+    /// replaced).
+    fn interrupted(&self) -> bool {
+        self.driver.sup.teardown_cause() == Some(TeardownCause::Interrupted)
     }
 }
 
