@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::flaw::{Flaw, Flaws};
 use crate::id::RequestId;
-use crate::wire::{FrameError, Message, PROTOCOL_VERSION, RemoteError, RemoteErrorKind, Role};
+use crate::wire::{FrameError, Message, PROTOCOL_VERSION, RemoteError, Role};
 
 /// Where the child runtime is, named for what it waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -218,7 +218,7 @@ impl ChildRuntime {
                 ChildPhase::Cancelling | ChildPhase::AwaitingParentEof,
                 Message::Request { id, .. },
             ) => {
-                let err = refused("the actor is cancelling and takes no new requests");
+                let err = RemoteError::refused("the actor is cancelling and takes no new requests");
                 self.send(Message::Reply {
                     id,
                     result: Err(err),
@@ -319,7 +319,7 @@ impl ChildRuntime {
 
     fn on_request(&mut self, id: RequestId, payload: Vec<u8>) {
         if self.in_flight.len() >= self.max_in_flight as usize {
-            let err = refused("too many requests in flight");
+            let err = RemoteError::refused("too many requests in flight");
             self.send(Message::Reply {
                 id,
                 result: Err(err),
@@ -391,13 +391,6 @@ impl ChildRuntime {
                 phase: self.phase,
             })
         }
-    }
-}
-
-fn refused(why: &str) -> RemoteError {
-    RemoteError {
-        kind: RemoteErrorKind::Refused,
-        message: why.into(),
     }
 }
 
@@ -570,7 +563,7 @@ mod tests {
                 result: Ok(vec![7])
             })]
         );
-        let err = refused("x");
+        let err = RemoteError::refused("x");
         c.handle_actor_failed(err.clone()).unwrap();
         assert_eq!(
             drain(&mut c),

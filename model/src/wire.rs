@@ -62,6 +62,31 @@ pub struct RemoteError {
     pub message: String,
 }
 
+impl RemoteError {
+    /// An error of this kind with this text.
+    pub fn new(kind: RemoteErrorKind, message: impl Into<String>) -> Self {
+        RemoteError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The actor's code returned an error.
+    pub fn error(message: impl Into<String>) -> Self {
+        RemoteError::new(RemoteErrorKind::Error, message)
+    }
+
+    /// The actor's code panicked.
+    pub fn panic(message: impl Into<String>) -> Self {
+        RemoteError::new(RemoteErrorKind::Panic, message)
+    }
+
+    /// The child refused the request (unknown actor or request, undecodable payload, ...).
+    pub fn refused(message: impl Into<String>) -> Self {
+        RemoteError::new(RemoteErrorKind::Refused, message)
+    }
+}
+
 impl fmt::Display for RemoteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.kind {
@@ -282,15 +307,14 @@ fn fit_result(
     max_frame: u32,
 ) -> Result<Vec<u8>, RemoteError> {
     match result {
-        Ok(payload) if payload.len() > max_payload(max_frame) as usize => Err(RemoteError {
-            kind: RemoteErrorKind::Error,
-            message: alloc::format!(
+        Ok(payload) if payload.len() > max_payload(max_frame) as usize => {
+            Err(RemoteError::error(alloc::format!(
                 "the actor returned {} bytes, more than the {}-byte payload limit of a \
                  {max_frame}-byte frame; return less, or raise the frame limit",
                 payload.len(),
                 max_payload(max_frame)
-            ),
-        }),
+            )))
+        }
         Ok(payload) => Ok(payload.clone()),
         Err(err) => Err(fit_error(err, max_frame)),
     }
@@ -302,10 +326,7 @@ fn fit_error(err: &RemoteError, max_frame: u32) -> RemoteError {
     while !err.message.is_char_boundary(end) {
         end -= 1;
     }
-    RemoteError {
-        kind: err.kind,
-        message: String::from(&err.message[..end]),
-    }
+    RemoteError::new(err.kind, &err.message[..end])
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -404,10 +425,7 @@ impl<'a> Reader<'a> {
                 });
             }
         };
-        Ok(RemoteError {
-            kind,
-            message: self.text("error message")?,
-        })
+        Ok(RemoteError::new(kind, self.text("error message")?))
     }
 
     fn result(&mut self) -> Result<Result<Vec<u8>, RemoteError>, FrameError> {
@@ -619,10 +637,7 @@ mod tests {
     use alloc::vec;
 
     fn samples() -> Vec<Message> {
-        let err = RemoteError {
-            kind: RemoteErrorKind::Panic,
-            message: "boom".to_string(),
-        };
+        let err = RemoteError::panic("boom");
         vec![
             Message::SpawnSpec {
                 actor: "echo".to_string(),
@@ -820,10 +835,7 @@ mod tests {
             Message::Finished { result: Err(_) }
         ));
         // Error text is cut at a character boundary to fit.
-        let long = Message::Failed(RemoteError {
-            kind: RemoteErrorKind::Panic,
-            message: "é".repeat(400),
-        });
+        let long = Message::Failed(RemoteError::panic("é".repeat(400)));
         let Message::Failed(e) = decode(long.encode_fitted(max_frame)) else {
             panic!("expected Failed");
         };

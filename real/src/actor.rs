@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use harrow_model::RequestId;
 use harrow_model::driver::Actor;
-use harrow_model::wire::{RemoteError, RemoteErrorKind};
+use harrow_model::wire::RemoteError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -118,13 +118,6 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     postcard::from_bytes(bytes).map_err(|e| format!("cannot decode the payload: {e}"))
 }
 
-fn refused(message: String) -> RemoteError {
-    RemoteError {
-        kind: RemoteErrorKind::Refused,
-        message,
-    }
-}
-
 struct Handler<F, Req, Resp> {
     f: F,
     _types: std::marker::PhantomData<fn(Req) -> Resp>,
@@ -141,16 +134,15 @@ where
     }
 
     fn main(&mut self) -> Result<Vec<u8>, RemoteError> {
-        Err(refused("a request handler has no main function".into()))
+        Err(RemoteError::refused(
+            "a request handler has no main function",
+        ))
     }
 
     fn handle(&mut self, _id: RequestId, payload: Vec<u8>) -> Result<Vec<u8>, RemoteError> {
-        let req: Req = decode(&payload).map_err(refused)?;
-        let resp = (self.f)(req).map_err(|message| RemoteError {
-            kind: RemoteErrorKind::Error,
-            message,
-        })?;
-        encode(&resp).map_err(refused)
+        let req: Req = decode(&payload).map_err(RemoteError::refused)?;
+        let resp = (self.f)(req).map_err(RemoteError::error)?;
+        encode(&resp).map_err(RemoteError::refused)
     }
 }
 
@@ -168,14 +160,13 @@ where
     }
 
     fn main(&mut self) -> Result<Vec<u8>, RemoteError> {
-        let out = (self.f)().map_err(|message| RemoteError {
-            kind: RemoteErrorKind::Error,
-            message,
-        })?;
-        encode(&out).map_err(refused)
+        let out = (self.f)().map_err(RemoteError::error)?;
+        encode(&out).map_err(RemoteError::refused)
     }
 
     fn handle(&mut self, _id: RequestId, _payload: Vec<u8>) -> Result<Vec<u8>, RemoteError> {
-        Err(refused("a run-to-result actor takes no requests".into()))
+        Err(RemoteError::refused(
+            "a run-to-result actor takes no requests",
+        ))
     }
 }

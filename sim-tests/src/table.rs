@@ -13,7 +13,7 @@ use harrow_model::error::{ChildErrorKind, ProtocolViolation};
 use harrow_model::method::HardStop;
 use harrow_model::supervisor::{Action, Input, Lifecycle, Phase, Refusal, StepContext};
 use harrow_model::wire::Role;
-use harrow_model::wire::{FrameError, Message, PROTOCOL_VERSION, RemoteError, RemoteErrorKind};
+use harrow_model::wire::{FrameError, Message, PROTOCOL_VERSION, RemoteError};
 use harrow_model::{ExitStatus, Flaws, Initiator, RequestId, SpawnMethod, Timestamp};
 
 use crate::scenario::Scenario;
@@ -91,13 +91,6 @@ pub struct State {
 
 fn handshake(version: u16) -> Input {
     Input::Message(Message::Handshake { version, pid: 7 })
-}
-
-fn remote(message: &str) -> RemoteError {
-    RemoteError {
-        kind: RemoteErrorKind::Error,
-        message: message.into(),
-    }
 }
 
 /// The states explored for `variant`, each with the path that reaches it.
@@ -233,7 +226,10 @@ pub fn probes(state: &State) -> Vec<Probe> {
         ("Message(Handshake v99)", handshake(99)),
         msg("Message(Reply req#0)", reply),
         msg("Message(Finished)", finished),
-        msg("Message(Failed)", Message::Failed(remote("boom"))),
+        msg(
+            "Message(Failed)",
+            Message::Failed(RemoteError::error("boom")),
+        ),
         msg("Message(CancelAck)", Message::CancelAck),
         ("Malformed", Input::Malformed(FrameError::UnknownTag(0))),
         ("ChannelClosed", Input::ChannelClosed),

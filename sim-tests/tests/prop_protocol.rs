@@ -15,9 +15,7 @@ use harrow_model::supervisor::{
     Command, Event, Lifecycle, NurseryPhase, Outcome, SpawnSpec, Supervisor, SupervisorConfig,
     TeardownCause,
 };
-use harrow_model::wire::{
-    FrameError, Message, PROTOCOL_VERSION, RemoteError, RemoteErrorKind, Role,
-};
+use harrow_model::wire::{FrameError, Message, PROTOCOL_VERSION, RemoteError, Role};
 use harrow_model::{
     ChildErrorKind, ChildId, ExitStatus, Initiator, RequestId, Situation, SpawnMethod, Timestamp,
 };
@@ -93,10 +91,7 @@ enum Cause {
 }
 
 fn boom() -> RemoteError {
-    RemoteError {
-        kind: RemoteErrorKind::Error,
-        message: "boom".into(),
-    }
+    RemoteError::error("boom")
 }
 
 fn result(ok: bool) -> Result<Vec<u8>, RemoteError> {

@@ -37,7 +37,7 @@ fn remote() -> impl Strategy<Value = RemoteError> {
         Just(RemoteErrorKind::Panic),
         Just(RemoteErrorKind::Refused),
     ];
-    (kind, ".{0,40}").prop_map(|(kind, message)| RemoteError { kind, message })
+    (kind, ".{0,40}").prop_map(|(kind, message)| RemoteError::new(kind, message))
 }
 
 fn result() -> impl Strategy<Value = Result<Vec<u8>, RemoteError>> {

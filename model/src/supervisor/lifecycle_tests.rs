@@ -1,12 +1,11 @@
 //! One test per lifecycle transition.
 
-use alloc::string::ToString;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::time::Duration;
 
 use super::*;
-use crate::wire::{FrameError, RemoteErrorKind};
+use crate::wire::FrameError;
 
 const T0: Timestamp = Timestamp::from_millis(100);
 
@@ -40,10 +39,7 @@ fn handshake() -> Input {
 }
 
 fn err(msg: &str) -> RemoteError {
-    RemoteError {
-        kind: RemoteErrorKind::Error,
-        message: msg.to_string(),
-    }
+    RemoteError::error(msg)
 }
 
 /// A lifecycle driven to `phase` by the usual path, for a child of `method` and `role`.
@@ -501,10 +497,7 @@ fn serving_exit_is_an_unexpected_death() {
 #[test]
 fn a_child_that_reported_its_failure_is_not_also_reported_dead() {
     let mut l = at(Phase::Serving);
-    let boom = RemoteError {
-        kind: RemoteErrorKind::Panic,
-        message: "boom".into(),
-    };
+    let boom = RemoteError::panic("boom");
     ok(&mut l, Input::Message(Message::Failed(boom)));
     ok(&mut l, Input::ExitObserved);
     ok(&mut l, Input::Reaped(ExitStatus::Exited(1)));

@@ -6,7 +6,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::*;
-use crate::wire::{PROTOCOL_VERSION, RemoteErrorKind};
+use crate::wire::PROTOCOL_VERSION;
 
 fn sup(flaws: Flaws) -> Supervisor {
     Supervisor::new(SupervisorConfig {
@@ -200,10 +200,7 @@ fn one_child_error_cancels_every_sibling_in_one_step_with_one_deadline() {
     let mut s = sup(Flaws::NONE);
     let ids = serving(&mut s, 5, SpawnMethod::Exec);
     let t = Timestamp::from_millis(7);
-    let boom = RemoteError {
-        kind: RemoteErrorKind::Error,
-        message: "boom".into(),
-    };
+    let boom = RemoteError::error("boom");
     s.handle_message(t, ids[2], Message::Failed(boom)).unwrap();
     let cancels: Vec<ChildId> = drain(&mut s)
         .into_iter()
@@ -374,10 +371,7 @@ fn every_error_is_reported_once_even_during_teardown() {
     let ids = serving(&mut s, 3, SpawnMethod::Exec);
     let t = Timestamp::ZERO;
     for &c in &ids {
-        let e = RemoteError {
-            kind: RemoteErrorKind::Panic,
-            message: format!("{c}"),
-        };
+        let e = RemoteError::panic(format!("{c}"));
         s.handle_message(t, c, Message::Failed(e)).unwrap();
     }
     let failed = events(&mut s)

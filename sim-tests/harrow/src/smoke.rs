@@ -409,13 +409,6 @@ const SLEEP: Duration = Duration::from_secs(60);
 /// have their own copy, stay stuck until killed).
 static RELEASE: AtomicU64 = AtomicU64::new(0);
 
-fn refused(message: &str) -> RemoteError {
-    RemoteError {
-        kind: RemoteErrorKind::Refused,
-        message: message.into(),
-    }
-}
-
 /// Never yields: its start waits for a release that only a thread child can get.
 struct Stuck;
 
@@ -429,11 +422,11 @@ impl Actor for Stuck {
     }
 
     fn main(&mut self) -> Result<Vec<u8>, RemoteError> {
-        Err(refused("the stuck actor has no main"))
+        Err(RemoteError::refused("the stuck actor has no main"))
     }
 
     fn handle(&mut self, _id: RequestId, _payload: Vec<u8>) -> Result<Vec<u8>, RemoteError> {
-        Err(refused("the stuck actor takes no requests"))
+        Err(RemoteError::refused("the stuck actor takes no requests"))
     }
 }
 
@@ -447,11 +440,11 @@ impl Actor for Sleeper {
     }
 
     fn main(&mut self) -> Result<Vec<u8>, RemoteError> {
-        Err(refused("the sleeper has no main"))
+        Err(RemoteError::refused("the sleeper has no main"))
     }
 
     fn handle(&mut self, _id: RequestId, _payload: Vec<u8>) -> Result<Vec<u8>, RemoteError> {
-        Err(refused("the sleeper takes no requests"))
+        Err(RemoteError::refused("the sleeper takes no requests"))
     }
 }
 
@@ -475,10 +468,7 @@ fn middle_timeouts() -> Timeouts {
 
 impl Actor for Middle {
     fn start(&mut self, _name: &str) -> Result<(), RemoteError> {
-        let fail = |what: &str, e: Error| RemoteError {
-            kind: RemoteErrorKind::Error,
-            message: format!("{what}: {e}"),
-        };
+        let fail = |what: &str, e: Error| RemoteError::error(format!("{what}: {e}"));
         // A forked, served or re-executed child is single-threaded: Fork is allowed. A thread
         // child shares a multi-threaded process: there, the fork server.
         let method = match sys::thread_count() {
@@ -494,17 +484,19 @@ impl Actor for Middle {
         self.nursery = Some(nursery);
         match self.sleeper_pid {
             Some(_) => Ok(()),
-            None => Err(refused("the sleeper did not start")),
+            None => Err(RemoteError::refused("the sleeper did not start")),
         }
     }
 
     fn main(&mut self) -> Result<Vec<u8>, RemoteError> {
-        Err(refused("the middle actor has no main"))
+        Err(RemoteError::refused("the middle actor has no main"))
     }
 
     fn handle(&mut self, _id: RequestId, _payload: Vec<u8>) -> Result<Vec<u8>, RemoteError> {
-        let pid = self.sleeper_pid.ok_or_else(|| refused("no sleeper"))?;
-        encode(&pid).map_err(|e| refused(&e))
+        let pid = self
+            .sleeper_pid
+            .ok_or_else(|| RemoteError::refused("no sleeper"))?;
+        encode(&pid).map_err(RemoteError::refused)
     }
 
     fn supervises(&self) -> bool {
@@ -526,10 +518,12 @@ struct Garbler {
 
 /// Writes [`GARBAGE`] on a duplicate of this process child's channel.
 fn write_garbage() -> Result<(), RemoteError> {
-    let fd = sys::duplicate_child_channel().map_err(|e| refused(&e.to_string()))?;
+    let fd = sys::duplicate_child_channel().map_err(|e| RemoteError::refused(e.to_string()))?;
     match sys::send_all_timeout(fd.as_fd(), &GARBAGE, Some(Duration::from_secs(1))) {
         Ok(sys::SendOutcome::Complete) => Ok(()),
-        other => Err(refused(&format!("could not write the garbage: {other:?}"))),
+        other => Err(RemoteError::refused(format!(
+            "could not write the garbage: {other:?}"
+        ))),
     }
 }
 
@@ -543,7 +537,7 @@ impl Actor for Garbler {
     }
 
     fn main(&mut self) -> Result<Vec<u8>, RemoteError> {
-        Err(refused("the garbler has no main"))
+        Err(RemoteError::refused("the garbler has no main"))
     }
 
     fn handle(&mut self, _id: RequestId, payload: Vec<u8>) -> Result<Vec<u8>, RemoteError> {

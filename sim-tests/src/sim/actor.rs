@@ -68,13 +68,6 @@ struct Scripted<P: Platform> {
     nursery: Option<Driver<SimOs<P, ScriptFactory>>>,
 }
 
-fn remote(kind: RemoteErrorKind, message: &str) -> RemoteError {
-    RemoteError {
-        kind,
-        message: message.into(),
-    }
-}
-
 impl<P: Platform> Scripted<P> {
     fn open_nursery(&mut self, plans: &[ChildPlan]) {
         let env = &self.env;
@@ -100,19 +93,19 @@ impl<P: Platform> Scripted<P> {
 impl<P: Platform> Actor for Scripted<P> {
     fn start(&mut self, _name: &str) -> Result<(), RemoteError> {
         let Some(plan) = self.plan.clone() else {
-            return Err(remote(RemoteErrorKind::Refused, "no such actor"));
+            return Err(RemoteError::new(RemoteErrorKind::Refused, "no such actor"));
         };
         let env = &self.env;
         match &plan.behaviour {
             Behaviour::CrashesAfterHandshake { code } => {
                 env.exit_process(*code);
-                return Err(remote(
+                return Err(RemoteError::new(
                     RemoteErrorKind::Panic,
                     "crashed after its handshake",
                 ));
             }
             Behaviour::FailsActor { message } => {
-                return Err(remote(RemoteErrorKind::Panic, message));
+                return Err(RemoteError::new(RemoteErrorKind::Panic, message));
             }
             Behaviour::ReportsFailureTwice { message } => {
                 let err = remote(RemoteErrorKind::Panic, message);
@@ -140,7 +133,9 @@ impl<P: Platform> Actor for Scripted<P> {
 
     fn main(&mut self) -> Result<Vec<u8>, RemoteError> {
         let result = match self.plan.as_ref().map(|p| &p.behaviour) {
-            Some(Behaviour::FailsMain { message }) => Err(remote(RemoteErrorKind::Error, message)),
+            Some(Behaviour::FailsMain { message }) => {
+                Err(RemoteError::new(RemoteErrorKind::Error, message))
+            }
             _ => Ok(b"done".to_vec()),
         };
         // A run-to-result actor's nursery belongs to its main, as a harrow-real `Nursery`
@@ -165,7 +160,7 @@ impl<P: Platform> Actor for Scripted<P> {
         );
         self.env.actor_code(|| {
             if fails {
-                Err(remote(RemoteErrorKind::Error, "request failed"))
+                Err(RemoteError::new(RemoteErrorKind::Error, "request failed"))
             } else {
                 Ok(b"pong".to_vec())
             }

@@ -282,7 +282,9 @@ impl World<'_> {
         } else if let Some(id) = self.st.kids[i].work.pop_front() {
             let kid = &mut self.st.kids[i];
             let result = match kid.behaviour {
-                Behaviour::FailsRequests => Err(remote(RemoteErrorKind::Error, "request failed")),
+                Behaviour::FailsRequests => {
+                    Err(RemoteError::new(RemoteErrorKind::Error, "request failed"))
+                }
                 _ => Ok(b"pong".to_vec()),
             };
             kid.runtime.handle_work_done(id, result)
@@ -340,7 +342,9 @@ impl World<'_> {
         let kid = &mut self.st.kids[i];
         let role = self.sc.children[kid.plan].role;
         let main_result = |kid: &Kid| match &kid.behaviour {
-            Behaviour::FailsMain { message } => Err(remote(RemoteErrorKind::Error, message)),
+            Behaviour::FailsMain { message } => {
+                Err(RemoteError::new(RemoteErrorKind::Error, message))
+            }
             _ => Ok(b"done".to_vec()),
         };
         match kid.behaviour.clone() {
@@ -361,7 +365,7 @@ impl World<'_> {
                 return;
             }
             Behaviour::FailsActor { message } | Behaviour::ReportsFailureTwice { message } => {
-                kid.failure = Some(remote(RemoteErrorKind::Panic, &message))
+                kid.failure = Some(RemoteError::new(RemoteErrorKind::Panic, &message))
             }
             _ => {}
         }
@@ -405,12 +409,5 @@ impl World<'_> {
             self.note("parent", || format!("input refused: {e}"));
         }
         self.drive_parent();
-    }
-}
-
-fn remote(kind: RemoteErrorKind, message: &str) -> RemoteError {
-    RemoteError {
-        kind,
-        message: message.into(),
     }
 }

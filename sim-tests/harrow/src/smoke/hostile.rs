@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use harrow_model::RequestId;
 use harrow_model::driver::Actor;
 use harrow_model::error::ProtocolViolation;
-use harrow_model::wire::{DEFAULT_MAX_FRAME, FrameError, Message, RemoteError, RemoteErrorKind};
+use harrow_model::wire::{DEFAULT_MAX_FRAME, FrameError, Message, RemoteError};
 use harrow_real::{ChildErrorKind, Error, TeardownReport, sys};
 
 use super::{Failure, SpawnMethod, Verdict, open, settled, short_timeouts, with_nursery};
@@ -110,11 +110,9 @@ impl Actor for Hostile {
             }
             Act::FailedFlood => {
                 // The message is cut to fit: every frame is as large as a frame may be.
-                let whole = Message::Failed(RemoteError {
-                    kind: RemoteErrorKind::Error,
-                    message: "x".repeat(DEFAULT_MAX_FRAME as usize),
-                })
-                .encode_fitted(DEFAULT_MAX_FRAME);
+                let whole =
+                    Message::Failed(RemoteError::error("x".repeat(DEFAULT_MAX_FRAME as usize)))
+                        .encode_fitted(DEFAULT_MAX_FRAME);
                 for _ in 0..FAILED_FLOOD_BYTES / whole.len() {
                     if !write_raw(&whole) {
                         break;
