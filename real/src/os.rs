@@ -536,3 +536,58 @@ impl Drop for RealOs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame as large as a request may be: a few of them fill a socket buffer.
+    const FRAME: usize = 64 * 1024;
+
+    /// A channel whose child shut its writing half and reads nothing: we see its end of
+    /// stream, and its receive buffer is never drained.
+    fn child_that_stopped_talking(os: &mut RealOs) -> (ChildId, OwnedFd) {
+        let (ours, theirs) = sys::channel_pair().unwrap();
+        rustix::net::shutdown(&theirs, rustix::net::Shutdown::Write).unwrap();
+        let id = ChildId(0);
+        os.children.insert(
+            id,
+            Child {
+                kind: Kind::Reaped { pid: None },
+                channel: Some(ours),
+                outbox: Vec::new(),
+                eof_reported: false,
+                watch_exit: false,
+            },
+        );
+        let mut events = Vec::new();
+        os.read_channel(id, &mut events);
+        assert!(
+            matches!(events[..], [OsEvent::Eof(c)] if c == id),
+            "the end of stream is seen: {events:?}"
+        );
+        (id, theirs)
+    }
+
+    /// Frames sent to a child after its end of stream was seen are dropped, not queued.
+    ///
+    /// What went wrong: `send` went on writing to such a channel, and once the child's
+    /// buffer was full it queued the rest in the outbox; but after the end of stream the
+    /// channel is no longer watched for room, so the outbox was never flushed and grew with
+    /// every frame sent. The fix: `send` does nothing once the end of stream was reported
+    /// (nobody reads that channel any more).
+    #[test]
+    fn bug_no_send_after_end_of_stream() {
+        let mut os = RealOs::new(false).unwrap();
+        let (id, _theirs) = child_that_stopped_talking(&mut os);
+        let frame = vec![7u8; FRAME];
+        for _ in 0..64 {
+            os.send(id, &frame);
+        }
+        let outbox = os.children[&id].outbox.len();
+        assert_eq!(
+            outbox, 0,
+            "{outbox} bytes queued for a child whose end of stream was seen"
+        );
+    }
+}
