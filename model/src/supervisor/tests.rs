@@ -169,10 +169,7 @@ fn flaw_f13_leaves_a_killed_child_registered_and_the_invariant_catches_it() {
 
 #[test]
 fn flaw_f15_keeps_a_second_failure_and_the_invariant_catches_it() {
-    let boom = |m: &str| RemoteError {
-        kind: RemoteErrorKind::Error,
-        message: m.into(),
-    };
+    let boom = RemoteError::error;
     for (flaws, kept) in [
         (Flaws::NONE, false),
         (Flaws::only(Flaw::AcceptEveryFailure), true),

@@ -108,7 +108,7 @@ impl<P: Platform> Actor for Scripted<P> {
                 return Err(RemoteError::new(RemoteErrorKind::Panic, message));
             }
             Behaviour::ReportsFailureTwice { message } => {
-                let err = remote(RemoteErrorKind::Panic, message);
+                let err = RemoteError::new(RemoteErrorKind::Panic, message);
                 env.send_raw(&Message::Failed(err.clone()).encode_fitted(DEFAULT_MAX_FRAME));
                 return Err(err);
             }
