@@ -11,3 +11,24 @@ pub mod baseline;
 pub mod bench;
 pub mod smoke;
 pub mod soak;
+
+/// The `harrow` command's exit statuses, the same for every subcommand.
+pub mod exit {
+    use std::process::ExitCode;
+
+    /// What a run that checked something ends with: 0 when everything was as expected,
+    /// 1 when something was not.
+    pub fn verdict(as_expected: bool) -> ExitCode {
+        if as_expected {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    }
+
+    /// 2: the command line asked for something that does not exist (a scenario, a method),
+    /// or an input is stale or invalid; nothing was checked.
+    pub fn usage() -> ExitCode {
+        ExitCode::from(2)
+    }
+}

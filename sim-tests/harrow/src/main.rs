@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use harrow::exit;
 use harrow_model::Flaw;
 use harrow_sim::check::{self, CheckOptions};
 use harrow_sim::engine::ShuttleBudget;
@@ -35,33 +36,7 @@ enum Command {
         harrow check --flaw 9                         F9 on every engine named for it\n  \
         harrow check --engine shuttle --scenario tree-3-sigint --shuttle-random 20000\n  \
         harrow check --quiet > report.txt             no progress, table only")]
-    Check {
-        /// Only this engine (loom, shuttle, explicit); repeat for several.
-        #[arg(long = "engine", value_parser = parse_engine)]
-        engines: Vec<Engine>,
-        /// Only this flaw, by number (see `harrow flaws`); no shipped-protocol rows.
-        #[arg(long, value_parser = parse_flaw)]
-        flaw: Option<Flaw>,
-        /// Only the scenario with this name.
-        #[arg(long)]
-        scenario: Option<String>,
-        /// Random schedules per scenario for shuttle.
-        #[arg(long, default_value_t = ShuttleBudget::default().random)]
-        shuttle_random: usize,
-        /// PCT schedules per scenario for shuttle.
-        #[arg(long, default_value_t = ShuttleBudget::default().pct)]
-        shuttle_pct: usize,
-        /// The seed of shuttle's schedulers (vary it for long runs).
-        #[arg(long, default_value_t = ShuttleBudget::default().seed)]
-        shuttle_seed: u64,
-        /// The most states one explicit search may visit; a search that reaches it is
-        /// reported CUT-SHORT and fails the check.
-        #[arg(long, default_value_t = harrow_sim::explicit::MAX_STATES)]
-        max_states: usize,
-        /// No progress bars or lines on stderr.
-        #[arg(long)]
-        quiet: bool,
-    },
+    Check(CheckArgs),
     /// Run the canonical scenarios in the pure world and print their traces.
     Scenarios {
         /// Only the scenario with this name.
@@ -97,20 +72,7 @@ enum Command {
         harrow smoke --all                                   every scenario, every method\n  \
         harrow smoke --scenario never-yields                 one scenario, every method\n  \
         harrow smoke --scenario never-yields --method exec   one scenario, one method")]
-    Smoke {
-        /// List the scenarios, what each expects, and the methods it runs under.
-        #[arg(long)]
-        list: bool,
-        /// Run every scenario.
-        #[arg(long, conflicts_with = "scenario")]
-        all: bool,
-        /// Run the scenario with this name.
-        #[arg(long)]
-        scenario: Option<String>,
-        /// Only under this spawn method: fork, fork-server, exec or thread.
-        #[arg(long)]
-        method: Option<String>,
-    },
+    Smoke(SmokeCli),
     /// Measure the real backend: each figure of sim-tests/harrow/PERF.md beside its raw
     /// baseline from the same run, their ratio and the target. Exit 1 if a target is missed.
     Bench {
@@ -127,21 +89,7 @@ enum Command {
         harrow soak --cycles 10000                       every process method, both runs\n  \
         harrow soak --cycles 2000 --method fork          one method\n  \
         harrow soak --cycles 10000 --no-long-lived       fresh nurseries only")]
-    Soak {
-        /// Cycles per run.
-        #[arg(long, default_value_t = 10_000)]
-        cycles: usize,
-        /// Only this spawn method (fork, fork-server, exec, thread); default: the three
-        /// process methods.
-        #[arg(long)]
-        method: Option<String>,
-        /// Skip the long-lived-nursery runs.
-        #[arg(long)]
-        no_long_lived: bool,
-        /// Stop each run after this many seconds, finished or not.
-        #[arg(long, default_value_t = 600)]
-        time_limit: u64,
-    },
+    Soak(SoakArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,30 +103,99 @@ enum CorpusCommand {
     },
     /// Run an engine over a scenario and write what it finds as a new entry: the failure
     /// (expect found), or a schedule the protocol passes (expect passes).
-    Add {
-        /// shuttle, explicit or world.
-        #[arg(long, value_parser = corpus::Kind::parse)]
-        engine: corpus::Kind,
-        /// A scenario by name: canonical, loom matrix, large, or a flaw's case (`f9-...`).
-        #[arg(long, conflicts_with = "from")]
-        scenario: Option<String>,
-        /// The scenario of this entry or scenario JSON file.
-        #[arg(long)]
-        from: Option<PathBuf>,
-        /// Shuttle's seed (else several are tried), or the world's picker seed.
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Delete the --from entry and give the new one its id: re-minimising a stale entry.
-        #[arg(long, requires = "from")]
-        replace: bool,
-        /// The one-line postmortem, instead of the default.
-        #[arg(long)]
-        postmortem: Option<String>,
-        /// The corpus folder (default: with --replace, the --from entry's; else the
-        /// workspace's).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-    },
+    Add(AddArgs),
+}
+
+/// `harrow check`'s options.
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// Only this engine (loom, shuttle, explicit); repeat for several.
+    #[arg(long = "engine", value_parser = parse_engine)]
+    engines: Vec<Engine>,
+    /// Only this flaw, by number (see `harrow flaws`); no shipped-protocol rows.
+    #[arg(long, value_parser = parse_flaw)]
+    flaw: Option<Flaw>,
+    /// Only the scenario with this name.
+    #[arg(long)]
+    scenario: Option<String>,
+    /// Random schedules per scenario for shuttle.
+    #[arg(long, default_value_t = ShuttleBudget::default().random)]
+    shuttle_random: usize,
+    /// PCT schedules per scenario for shuttle.
+    #[arg(long, default_value_t = ShuttleBudget::default().pct)]
+    shuttle_pct: usize,
+    /// The seed of shuttle's schedulers (vary it for long runs).
+    #[arg(long, default_value_t = ShuttleBudget::default().seed)]
+    shuttle_seed: u64,
+    /// The most states one explicit search may visit; a search that reaches it is
+    /// reported CUT-SHORT and fails the check.
+    #[arg(long, default_value_t = harrow_sim::explicit::MAX_STATES)]
+    max_states: usize,
+    /// No progress bars or lines on stderr.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// `harrow smoke`'s options.
+#[derive(Debug, Args)]
+struct SmokeCli {
+    /// List the scenarios, what each expects, and the methods it runs under.
+    #[arg(long)]
+    list: bool,
+    /// Run every scenario.
+    #[arg(long, conflicts_with = "scenario")]
+    all: bool,
+    /// Run the scenario with this name.
+    #[arg(long)]
+    scenario: Option<String>,
+    /// Only under this spawn method: fork, fork-server, exec or thread.
+    #[arg(long)]
+    method: Option<String>,
+}
+
+/// `harrow soak`'s options.
+#[derive(Debug, Args)]
+struct SoakArgs {
+    /// Cycles per run.
+    #[arg(long, default_value_t = 10_000)]
+    cycles: usize,
+    /// Only this spawn method (fork, fork-server, exec, thread); default: the three
+    /// process methods.
+    #[arg(long)]
+    method: Option<String>,
+    /// Skip the long-lived-nursery runs.
+    #[arg(long)]
+    no_long_lived: bool,
+    /// Stop each run after this many seconds, finished or not.
+    #[arg(long, default_value_t = 600)]
+    time_limit: u64,
+}
+
+/// `harrow corpus add`'s options.
+#[derive(Debug, Args)]
+struct AddArgs {
+    /// shuttle, explicit or world.
+    #[arg(long, value_parser = corpus::Kind::parse)]
+    engine: corpus::Kind,
+    /// A scenario by name: canonical, loom matrix, large, or a flaw's case (`f9-...`).
+    #[arg(long, conflicts_with = "from")]
+    scenario: Option<String>,
+    /// The scenario of this entry or scenario JSON file.
+    #[arg(long)]
+    from: Option<PathBuf>,
+    /// Shuttle's seed (else several are tried), or the world's picker seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Delete the --from entry and give the new one its id: re-minimising a stale entry.
+    #[arg(long, requires = "from")]
+    replace: bool,
+    /// The one-line postmortem, instead of the default.
+    #[arg(long)]
+    postmortem: Option<String>,
+    /// The corpus folder (default: with --replace, the --from entry's; else the
+    /// workspace's).
+    #[arg(long)]
+    dir: Option<PathBuf>,
 }
 
 fn parse_engine(s: &str) -> Result<Engine, String> {
@@ -208,53 +225,8 @@ fn main() -> ExitCode {
     if let Some(code) = harrow::smoke::run_parent_role() {
         return code;
     }
-    let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Check {
-            engines,
-            flaw,
-            scenario,
-            shuttle_random,
-            shuttle_pct,
-            shuttle_seed,
-            max_states,
-            quiet,
-        }) => {
-            let opts = CheckOptions {
-                engines: if engines.is_empty() {
-                    Engine::ALL.to_vec()
-                } else {
-                    engines
-                },
-                flaw,
-                scenario,
-                shuttle: ShuttleBudget {
-                    random: shuttle_random,
-                    pct: shuttle_pct,
-                    seed: shuttle_seed,
-                    ..ShuttleBudget::default()
-                },
-                max_states,
-                progress: !quiet,
-            };
-            let rows = check::run(&opts);
-            check::flush();
-            if !rows.is_empty() {
-                print!("{}", check::render(&rows));
-            }
-            if rows.is_empty() {
-                eprintln!(
-                    "harrow: nothing matched the selection; the selected engines check: {}",
-                    check::scenario_names(&opts.engines).join(", ")
-                );
-                return ExitCode::from(2);
-            }
-            if check::all_ok(&rows) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
+    match Cli::parse().command {
+        Some(Command::Check(args)) => check(args),
         Some(Command::Table) => {
             let explored = table::explore();
             print!(
@@ -274,86 +246,102 @@ fn main() -> ExitCode {
         }
         Some(Command::Scenarios { name }) => scenarios(name.as_deref()),
         Some(Command::Replay { path }) => replay(&path),
-        Some(Command::Corpus(CorpusCommand::Seed { dir })) => {
-            match corpus::seed(&dir, |p| eprintln!("wrote {}", p.display())) {
-                Ok(paths) => {
-                    println!("{} seeded entries in {}", paths.len(), dir.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("harrow: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Some(Command::Corpus(CorpusCommand::Add {
-            engine,
-            scenario,
-            from,
-            seed,
-            replace,
-            postmortem,
-            dir,
-        })) => {
-            let opts = corpus::AddOptions {
-                kind: engine,
-                scenario,
-                from,
-                seed,
-                replace,
-                postmortem,
-                dir,
-            };
-            match corpus::add(&opts) {
-                Ok(path) => {
-                    print!("{}", corpus::describe(&corpus::replay_file(&path)));
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("harrow: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Some(Command::Smoke {
-            list,
-            all,
-            scenario,
-            method,
-        }) => harrow::smoke::smoke(&harrow::smoke::SmokeArgs {
-            list,
-            all,
-            scenario,
-            method,
+        Some(Command::Corpus(CorpusCommand::Seed { dir })) => corpus_seed(&dir),
+        Some(Command::Corpus(CorpusCommand::Add(args))) => corpus_add(args),
+        Some(Command::Smoke(args)) => harrow::smoke::smoke(&harrow::smoke::SmokeArgs {
+            list: args.list,
+            all: args.all,
+            scenario: args.scenario,
+            method: args.method,
         }),
-        Some(Command::Bench { rounds }) => match harrow::bench::run(rounds) {
-            Ok((figures, notes)) => {
-                print!("{}", harrow::bench::render(&figures, &notes));
-                let missed = figures.iter().any(|f| f.meets() == Some(false));
-                if missed {
-                    ExitCode::FAILURE
-                } else {
-                    ExitCode::SUCCESS
-                }
-            }
-            Err(e) => {
-                eprintln!("harrow bench: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Some(Command::Soak {
-            cycles,
-            method,
-            no_long_lived,
-            time_limit,
-        }) => soak(cycles, method.as_deref(), !no_long_lived, time_limit),
+        Some(Command::Bench { rounds }) => bench(rounds),
+        Some(Command::Soak(args)) => soak(&args),
         None => scenarios(None),
     }
 }
 
-fn soak(cycles: usize, method: Option<&str>, long_lived: bool, time_limit: u64) -> ExitCode {
+fn check(args: CheckArgs) -> ExitCode {
+    let opts = CheckOptions {
+        engines: if args.engines.is_empty() {
+            Engine::ALL.to_vec()
+        } else {
+            args.engines
+        },
+        flaw: args.flaw,
+        scenario: args.scenario,
+        shuttle: ShuttleBudget {
+            random: args.shuttle_random,
+            pct: args.shuttle_pct,
+            seed: args.shuttle_seed,
+            ..ShuttleBudget::default()
+        },
+        max_states: args.max_states,
+        progress: !args.quiet,
+    };
+    let rows = check::run(&opts);
+    check::flush();
+    if rows.is_empty() {
+        eprintln!(
+            "harrow: nothing matched the selection; the selected engines check: {}",
+            check::scenario_names(&opts.engines).join(", ")
+        );
+        return exit::usage();
+    }
+    print!("{}", check::render(&rows));
+    exit::verdict(check::all_ok(&rows))
+}
+
+fn corpus_seed(dir: &std::path::Path) -> ExitCode {
+    match corpus::seed(dir, |p| eprintln!("wrote {}", p.display())) {
+        Ok(paths) => {
+            println!("{} seeded entries in {}", paths.len(), dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("harrow: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn corpus_add(args: AddArgs) -> ExitCode {
+    let opts = corpus::AddOptions {
+        kind: args.engine,
+        scenario: args.scenario,
+        from: args.from,
+        seed: args.seed,
+        replace: args.replace,
+        postmortem: args.postmortem,
+        dir: args.dir,
+    };
+    match corpus::add(&opts) {
+        Ok(path) => {
+            print!("{}", corpus::describe(&corpus::replay_file(&path)));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("harrow: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench(rounds: usize) -> ExitCode {
+    match harrow::bench::run(rounds) {
+        Ok((figures, notes)) => {
+            print!("{}", harrow::bench::render(&figures, &notes));
+            exit::verdict(figures.iter().all(|f| f.meets() != Some(false)))
+        }
+        Err(e) => {
+            eprintln!("harrow bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn soak(args: &SoakArgs) -> ExitCode {
     use harrow_model::SpawnMethod;
-    let methods = match method.map(harrow::smoke::parse_method) {
+    let methods = match args.method.as_deref().map(harrow::smoke::parse_method) {
         None => vec![
             SpawnMethod::Fork,
             SpawnMethod::ForkServer,
@@ -362,23 +350,19 @@ fn soak(cycles: usize, method: Option<&str>, long_lived: bool, time_limit: u64) 
         Some(Some(m)) => vec![m],
         Some(None) => {
             eprintln!("harrow soak: unknown method; use fork, fork-server, exec or thread");
-            return ExitCode::from(2);
+            return exit::usage();
         }
     };
     let opts = harrow::soak::SoakOptions {
-        cycles,
+        cycles: args.cycles,
         methods,
-        long_lived,
-        time_limit: std::time::Duration::from_secs(time_limit),
+        long_lived: !args.no_long_lived,
+        time_limit: std::time::Duration::from_secs(args.time_limit),
         progress: true,
     };
     let runs = harrow::soak::run(&opts);
     print!("{}", harrow::soak::render(&runs));
-    if runs.iter().all(|r| r.problems().is_empty()) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    exit::verdict(runs.iter().all(|r| r.problems().is_empty()))
 }
 
 fn scenarios(only: Option<&str>) -> ExitCode {
@@ -394,7 +378,7 @@ fn scenarios(only: Option<&str>) -> ExitCode {
             only.unwrap_or(""),
             names.join(", ")
         );
-        return ExitCode::from(2);
+        return exit::usage();
     }
     let mut failed = 0;
     for sc in chosen {
@@ -421,11 +405,7 @@ fn scenarios(only: Option<&str>) -> ExitCode {
         );
         failed += usize::from(!r.holds());
     }
-    if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    exit::verdict(failed == 0)
 }
 
 fn replay(path: &std::path::Path) -> ExitCode {
@@ -447,10 +427,8 @@ fn replay(path: &std::path::Path) -> ExitCode {
             .is_none_or(|x| matches!(x.verdict, corpus::Verdict::Stale(_)))
     });
     if stale {
-        ExitCode::from(2)
-    } else if reports.iter().all(|r| r.result.is_ok()) && !reports.is_empty() {
-        ExitCode::SUCCESS
+        exit::usage()
     } else {
-        ExitCode::FAILURE
+        exit::verdict(reports.iter().all(|r| r.result.is_ok()) && !reports.is_empty())
     }
 }

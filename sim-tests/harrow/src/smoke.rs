@@ -1048,7 +1048,7 @@ pub fn run_parent_role() -> Option<ExitCode> {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("harrow scenario parent: {e}");
-            ExitCode::from(2)
+            ExitCode::FAILURE
         }
     })
 }
@@ -1710,7 +1710,7 @@ pub fn smoke(args: &SmokeArgs) -> ExitCode {
         Some((_, Some(m))) => Some(m),
         Some((m, None)) => {
             eprintln!("harrow smoke: unknown method `{m}`: use fork, fork-server, exec or thread");
-            return ExitCode::from(2);
+            return crate::exit::usage();
         }
     };
     let selected: Vec<&Scenario> = match (&args.scenario, args.all) {
@@ -1718,13 +1718,13 @@ pub fn smoke(args: &SmokeArgs) -> ExitCode {
             Some(s) => vec![s],
             None => {
                 eprintln!("harrow smoke: no scenario `{name}`; `harrow smoke --list` lists them");
-                return ExitCode::from(2);
+                return crate::exit::usage();
             }
         },
         (None, true) => SCENARIOS.iter().collect(),
         (None, false) => {
             eprintln!("harrow smoke: give --scenario NAME, --all or --list");
-            return ExitCode::from(2);
+            return crate::exit::usage();
         }
     };
     let mut failed = 0;
@@ -1752,12 +1752,8 @@ pub fn smoke(args: &SmokeArgs) -> ExitCode {
     }
     if ran == 0 {
         eprintln!("harrow smoke: the scenario does not run under that method");
-        return ExitCode::from(2);
+        return crate::exit::usage();
     }
     println!("{} run, {} as expected, {failed} not", ran, ran - failed);
-    if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    crate::exit::verdict(failed == 0)
 }
