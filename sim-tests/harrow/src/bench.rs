@@ -349,17 +349,42 @@ impl PythonPeer {
     }
 }
 
-/// Runs every measurement; `rounds` scales them all.
-pub fn run(rounds: usize) -> Result<(Vec<Figure>, Vec<String>), Error> {
-    let mut figures = Vec::new();
-    let mut notes = Vec::new();
-    let mut fig = |name: &str,
-                   harrow: Duration,
-                   baseline_name: &str,
-                   baseline: Option<Duration>,
-                   target: f64,
-                   speedup: bool| {
-        figures.push(Figure {
+/// The figures measured so far.
+#[derive(Default)]
+struct Table(Vec<Figure>);
+
+impl Table {
+    /// Adds `name` = `harrow`, held to at most `target` times `baseline`.
+    fn at_most(
+        &mut self,
+        name: &str,
+        harrow: Duration,
+        baseline: (&str, Option<Duration>),
+        target: f64,
+    ) {
+        self.push(name, harrow, baseline, target, false);
+    }
+
+    /// Adds `name` = `harrow`, held to at least `target` times faster than `baseline`.
+    fn speedup(
+        &mut self,
+        name: &str,
+        harrow: Duration,
+        baseline: (&str, Option<Duration>),
+        target: f64,
+    ) {
+        self.push(name, harrow, baseline, target, true);
+    }
+
+    fn push(
+        &mut self,
+        name: &str,
+        harrow: Duration,
+        (baseline_name, baseline): (&str, Option<Duration>),
+        target: f64,
+        speedup: bool,
+    ) {
+        self.0.push(Figure {
             name: name.into(),
             harrow,
             baseline_name: baseline_name.into(),
@@ -367,25 +392,43 @@ pub fn run(rounds: usize) -> Result<(Vec<Figure>, Vec<String>), Error> {
             target,
             speedup,
         });
-    };
+    }
+}
+
+/// Runs every measurement; `rounds` scales them all.
+pub fn run(rounds: usize) -> Result<(Vec<Figure>, Vec<String>), Error> {
+    let mut table = Table::default();
     // Fork first: it needs a single-threaded process (thread children come later).
+    spawn_figures(&mut table, rounds)?;
+    exec_figures(&mut table, rounds / 4 + 1)?;
+    teardown_figures(&mut table, rounds)?;
+    protocol_figures(&mut table, rounds);
+    let mut notes = Vec::new();
+    for count in [250, 500, 1000] {
+        let cost = per_child(count)?;
+        notes.push(format!(
+            "{count:>5} children spawned side by side and torn down: {:>8.1} µs per child",
+            cost.as_secs_f64() * 1e6
+        ));
+    }
+    Ok((table.0, notes))
+}
+
+/// Fork and ForkServer to handshake, and the request round trip.
+fn spawn_figures(table: &mut Table, rounds: usize) -> Result<(), Error> {
     let (fork, fork_base) = spawn_to_handshake(SpawnMethod::Fork, rounds, baseline::fork_round)?;
-    fig(
+    table.at_most(
         "Fork: spawn to handshake",
         fork,
-        "fork + _exit + waitid",
-        fork_base,
+        ("fork + _exit + waitid", fork_base),
         1.5,
-        false,
     );
     let (rr, rr_base) = request_reply(rounds * 10)?;
-    fig(
+    table.at_most(
         "request / reply round trip",
         rr,
-        "socketpair ping-pong",
-        rr_base,
+        ("socketpair ping-pong", rr_base),
         1.5,
-        false,
     );
     let mut raw_server = RawForkServer::start().ok();
     let served = spawn_to_handshake(SpawnMethod::ForkServer, rounds, || {
@@ -398,53 +441,55 @@ pub fn run(rounds: usize) -> Result<(Vec<Figure>, Vec<String>), Error> {
         let _ = s.finish();
     }
     let (served, served_base) = served?;
-    fig(
+    table.at_most(
         "ForkServer: spawn to handshake",
         served,
-        "raw fork-server round trip",
-        served_base,
+        ("raw fork-server round trip", served_base),
         1.5,
-        false,
     );
-    let (exec, exec_base) = spawn_to_handshake(
-        SpawnMethod::Exec,
-        rounds / 4 + 1,
-        baseline::spawn_true_round,
-    )?;
-    fig(
+    Ok(())
+}
+
+/// Exec to handshake against `/bin/true`, against re-executing this program, and from a
+/// worker thread; `rounds` each.
+fn exec_figures(table: &mut Table, rounds: usize) -> Result<(), Error> {
+    let (exec, exec_base) =
+        spawn_to_handshake(SpawnMethod::Exec, rounds, baseline::spawn_true_round)?;
+    table.at_most(
         "Exec: spawn to handshake",
         exec,
-        "posix_spawn /bin/true + wait",
-        exec_base,
+        ("posix_spawn /bin/true + wait", exec_base),
         1.2,
-        false,
     );
     // The same, against re-executing this program (its loading and start-up included).
     let (exec, exec_self_base) =
-        spawn_to_handshake(SpawnMethod::Exec, rounds / 4 + 1, baseline::exec_self_round)?;
-    fig(
+        spawn_to_handshake(SpawnMethod::Exec, rounds, baseline::exec_self_round)?;
+    let self_base = "posix_spawn of this program + wait";
+    table.at_most(
         "Exec: spawn to handshake",
         exec,
-        "posix_spawn of this program + wait",
-        exec_self_base,
+        (self_base, exec_self_base),
         1.2,
-        false,
     );
     // The same from a worker thread, which hands each spawn to harrow's spawner thread.
     let from_worker = std::thread::scope(|s| {
-        s.spawn(|| spawn_to_handshake(SpawnMethod::Exec, rounds / 4 + 1, baseline::exec_self_round))
+        s.spawn(|| spawn_to_handshake(SpawnMethod::Exec, rounds, baseline::exec_self_round))
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     });
     let (exec, exec_self_base) = from_worker?;
-    fig(
+    table.at_most(
         "Exec off main thread: to handshake",
         exec,
-        "posix_spawn of this program + wait",
-        exec_self_base,
+        (self_base, exec_self_base),
         1.2,
-        false,
     );
+    Ok(())
+}
+
+/// The 25-child full cycle against Python, and the teardown of 25 stuck children against
+/// its bound.
+fn teardown_figures(table: &mut Table, rounds: usize) -> Result<(), Error> {
     let mut python = PythonPeer::start();
     let cycle = paired(
         (rounds / 20).max(3),
@@ -458,13 +503,11 @@ pub fn run(rounds: usize) -> Result<(Vec<Figure>, Vec<String>), Error> {
         p.finish();
     }
     let (cycle, cycle_base) = cycle?;
-    fig(
+    table.speedup(
         "25 children, full cycle (Fork)",
         cycle,
-        "Python multiprocessing fork, same work",
-        cycle_base,
+        ("Python multiprocessing fork, same work", cycle_base),
         10.0,
-        true,
     );
     let timeouts = Timeouts {
         cancel_ack: Duration::from_millis(100),
@@ -473,42 +516,33 @@ pub fn run(rounds: usize) -> Result<(Vec<Figure>, Vec<String>), Error> {
     };
     let stuck = stuck_teardown_25(timeouts)?;
     let bound = timeouts.cancel_ack + timeouts.kill_grace + Duration::from_millis(25);
-    fig(
+    table.at_most(
         "teardown of 25 stuck children",
         stuck,
-        "cancel_ack + kill_grace + 25 ms",
-        Some(bound),
+        ("cancel_ack + kill_grace + 25 ms", Some(bound)),
         1.0,
-        false,
     );
+    Ok(())
+}
+
+/// The protocol's own costs: decoding frames in bulk, and a step deep into a nursery's life.
+fn protocol_figures(table: &mut Table, rounds: usize) {
     for read in [4 * 1024, 64 * 1024] {
         let (batch, single) = decode_per_frame(read, rounds);
-        fig(
+        table.at_most(
             &format!("decode {} KiB of frames in one read", read / 1024),
             batch,
-            "one frame per read (per frame, both)",
-            Some(single),
+            ("one frame per read (per frame, both)", Some(single)),
             1.5,
-            false,
         );
     }
     let (deep, fresh) = step_behind_history(4000, rounds * 10);
-    fig(
+    table.at_most(
         "supervisor request step, 4000 behind",
         deep,
-        "the same, no child behind it",
-        Some(fresh),
+        ("the same, no child behind it", Some(fresh)),
         1.5,
-        false,
     );
-    for count in [250, 500, 1000] {
-        let cost = per_child(count)?;
-        notes.push(format!(
-            "{count:>5} children spawned side by side and torn down: {:>8.1} µs per child",
-            cost.as_secs_f64() * 1e6
-        ));
-    }
-    Ok((figures, notes))
 }
 
 /// The median cost per frame of decoding `read` bytes of small frames pushed as one read, and
