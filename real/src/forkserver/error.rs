@@ -204,19 +204,7 @@ impl fmt::Display for ForkServerError {
                 request.what()
             ),
             ForkServerError::OutOfDescriptors { pid, cleanup } => {
-                write!(
-                    f,
-                    "the fork server forked child {pid}, but this process is out of file \
-                     descriptors (RLIMIT_NOFILE) and could not receive its channel and pidfd; "
-                )?;
-                match cleanup {
-                    None => f.write_str("the child was killed and reaped")?,
-                    Some(why) => write!(f, "killing and reaping the child failed ({why})")?,
-                }
-                f.write_str(
-                    ", and the server is still usable: close descriptors you no longer need or \
-                     raise the limit (ulimit -n), then spawn again",
-                )
+                out_of_descriptors(f, *pid, cleanup.as_deref())
             }
             ForkServerError::Broken { cause } => write!(
                 f,
@@ -241,6 +229,23 @@ impl fmt::Display for ForkServerError {
             ),
         }
     }
+}
+
+/// The message of [`ForkServerError::OutOfDescriptors`].
+fn out_of_descriptors(f: &mut fmt::Formatter<'_>, pid: Pid, cleanup: Option<&str>) -> fmt::Result {
+    write!(
+        f,
+        "the fork server forked child {pid}, but this process is out of file descriptors \
+         (RLIMIT_NOFILE) and could not receive its channel and pidfd; "
+    )?;
+    match cleanup {
+        None => f.write_str("the child was killed and reaped")?,
+        Some(why) => write!(f, "killing and reaping the child failed ({why})")?,
+    }
+    f.write_str(
+        ", and the server is still usable: close descriptors you no longer need or raise the \
+         limit (ulimit -n), then spawn again",
+    )
 }
 
 impl std::error::Error for ForkServerError {

@@ -8,7 +8,7 @@ use super::child::{ActorFactory, ChildStart, ThreadStart, process_body, thread_b
 use super::world::{CtxState, EnvAction, Shared, SimProcess, SimWorld};
 use super::{ACTOR_LOCK, DRIVER_SLOT, spawns_from_callers_thread};
 use crate::kernel::{
-    self, DeadlineOwner, Fd, LockOutcome, Pid, ReapOutcome, RecvOutcome, Signal, ThreadId,
+    self, DeadlineOwner, Fd, Kernel, LockOutcome, Pid, ReapOutcome, RecvOutcome, Signal, ThreadId,
 };
 use crate::platform::Platform;
 use harrow_model::driver::{Os, OsEvent, WaitError};
@@ -236,25 +236,8 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
             };
             let _ = k.setpgid(forker, spawned.pid, spawned.pid);
             let _ = k.close(forker, theirs);
-            let (channel, pidfd, server_pidfd) = if forker == me {
-                (
-                    ours,
-                    (!raw_pid)
-                        .then(|| k.pidfd_open(me, spawned.pid).ok())
-                        .flatten(),
-                    None,
-                )
-            } else {
-                // The fork server passes the parent end and a pidfd over SCM_RIGHTS, keeps a
-                // pidfd of its own to reap with, and closes its copy of the channel.
-                let spid = k
-                    .pidfd_open(forker, spawned.pid)
-                    .map_err(|e| e.to_string())?;
-                let ours_here = k.pass_fd(forker, ours, me).map_err(|e| e.to_string())?;
-                let pidfd_here = k.pass_fd(forker, spid, me).ok();
-                let _ = k.close(forker, ours);
-                (ours_here, pidfd_here.filter(|_| !raw_pid), Some(spid))
-            };
+            let (channel, pidfd, server_pidfd) =
+                hand_over(k, forker, me, ours, spawned.pid, raw_pid)?;
             w.note(
                 me,
                 format_args!(
@@ -912,4 +895,30 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
         }
         Ok(())
     }
+}
+
+/// What the parent holds of a child `forker` just made, whose channel end is `ours` in
+/// `forker`: that end and a pidfd of the child (none with `raw_pid`: F5 acts by pid), moved
+/// into `parent`; and the pidfd the forker keeps to reap with when it is the fork server.
+fn hand_over(
+    k: &mut Kernel,
+    forker: Pid,
+    parent: Pid,
+    ours: Fd,
+    child: Pid,
+    raw_pid: bool,
+) -> Result<(Fd, Option<Fd>, Option<Fd>), String> {
+    if forker == parent {
+        let pidfd = (!raw_pid)
+            .then(|| k.pidfd_open(parent, child).ok())
+            .flatten();
+        return Ok((ours, pidfd, None));
+    }
+    // The fork server passes the parent end and a pidfd over SCM_RIGHTS, keeps a pidfd of
+    // its own to reap with, and closes its copy of the channel.
+    let spid = k.pidfd_open(forker, child).map_err(|e| e.to_string())?;
+    let ours_here = k.pass_fd(forker, ours, parent).map_err(|e| e.to_string())?;
+    let pidfd_here = k.pass_fd(forker, spid, parent).ok();
+    let _ = k.close(forker, ours);
+    Ok((ours_here, pidfd_here.filter(|_| !raw_pid), Some(spid)))
 }
