@@ -370,9 +370,9 @@ impl ChildRuntime {
 
     fn exit(&mut self) {
         let code = match self.stop {
-            Some(StopCause::ActorFailed) => 1,
-            Some(StopCause::ProtocolError) => 2,
-            _ => 0,
+            Some(StopCause::ActorFailed) => crate::exit::ACTOR_FAILED,
+            Some(StopCause::ProtocolError) => crate::exit::PROTOCOL_ERROR,
+            _ => crate::exit::CLEAN,
         };
         self.phase = ChildPhase::Exited;
         self.commands.push_back(ChildCommand::Exit(code));

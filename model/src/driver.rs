@@ -445,7 +445,7 @@ pub fn run_child<C: ChildOs, A: Actor>(
     let mut decoder = FrameDecoder::new(max_frame);
     let mut events = Vec::new();
     if runtime.start().is_err() {
-        return ChildExit::Code(2);
+        return ChildExit::Code(crate::exit::PROTOCOL_ERROR);
     }
     if let Some(exit) = child_execute(os, actor, &mut runtime, max_frame) {
         return exit;

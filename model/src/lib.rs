@@ -9,6 +9,7 @@ extern crate std;
 pub mod child;
 pub mod driver;
 pub mod error;
+pub mod exit;
 pub mod flaw;
 pub mod id;
 pub mod invariant;

@@ -5,6 +5,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use harrow_model::Flaws;
 use harrow_model::child::ChildRuntime;
 use harrow_model::driver::{ChildEvent, ChildExit, ChildOs, run_child};
+use harrow_model::exit;
 use harrow_model::wire::DEFAULT_MAX_FRAME;
 
 use crate::actor::registry_ref;
@@ -18,9 +19,6 @@ const RECV_BUF: usize = 4096;
 
 /// Requests a child runs at once, at most.
 const MAX_IN_FLIGHT: u32 = 256;
-
-/// Exit code of a child asked to run an actor that is not registered.
-pub const UNKNOWN_ACTOR_EXIT: i32 = 3;
 
 /// The channel to the parent, read with blocking calls: a child waits on nothing else.
 struct Channel {
@@ -64,7 +62,7 @@ pub(crate) fn run_actor_as(actor: &str, channel: OwnedFd, pid: u32) -> i32 {
             "harrow: no actor named `{actor}` is registered in this program; register it in the \
              Registry passed to harrow_real::init"
         );
-        return UNKNOWN_ACTOR_EXIT;
+        return exit::UNKNOWN_ACTOR;
     };
     let _ = sys::set_nonblocking(channel.as_fd(), false);
     let mut os = Channel {
@@ -75,6 +73,6 @@ pub(crate) fn run_actor_as(actor: &str, channel: OwnedFd, pid: u32) -> i32 {
     let runtime = ChildRuntime::new(pid, Flaws::NONE, MAX_IN_FLIGHT);
     match run_child(&mut os, &mut actor_impl, runtime, DEFAULT_MAX_FRAME) {
         ChildExit::Code(code) => code,
-        ChildExit::Killed => 137,
+        ChildExit::Killed => exit::KILLED,
     }
 }

@@ -28,6 +28,7 @@ pub mod sys;
 mod sys;
 
 pub use actor::{Registry, decode, encode};
+pub use harrow_model::exit;
 pub use harrow_model::supervisor::{ChildSummary, Outcome, TeardownCause, TeardownReport};
 pub use harrow_model::wire::{RemoteError, RemoteErrorKind, Role};
 pub use harrow_model::{ChildError, ChildErrorKind, ExitStatus, SpawnMethod, Timeouts};
@@ -41,7 +42,7 @@ use child::run_actor;
 /// on and a program built on this crate never needs; nothing here is stable.
 #[cfg(feature = "internals")]
 pub mod internals {
-    pub use crate::child::{UNKNOWN_ACTOR_EXIT, run_actor};
+    pub use crate::child::run_actor;
     pub use crate::os::RealOs;
 
     /// The role of a re-executed child that exits 0 as soon as `init` sees it: the raw cost

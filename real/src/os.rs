@@ -212,7 +212,7 @@ impl RealOs {
                 // A panic is this child's exit (as a forked child's is): caught, so the flag
                 // and the wake-up below still tell the loop, which reaps it as exit code 101.
                 let run = std::panic::AssertUnwindSafe(|| run_actor_as(&name, theirs, 0));
-                let code = std::panic::catch_unwind(run).unwrap_or(sys::PANIC_EXIT);
+                let code = std::panic::catch_unwind(run).unwrap_or(harrow_model::exit::PANIC);
                 // The flag first, then the byte: the loop drains the pipe, then reads flags.
                 flag.store(true, Ordering::SeqCst);
                 let _ = sys::send_all(wake.as_fd(), &[1]);
@@ -446,7 +446,7 @@ impl Os for RealOs {
             Kind::Thread { handle, .. } => match handle.take().map(JoinHandle::join) {
                 Some(Ok(code)) => (ExitStatus::Exited(code), None),
                 // The panic escaped the catch in the thread's body: it is the thread's exit.
-                Some(Err(_)) => (ExitStatus::Exited(sys::PANIC_EXIT), None),
+                Some(Err(_)) => (ExitStatus::Exited(harrow_model::exit::PANIC), None),
                 None => return Err("its thread was abandoned and cannot be joined".into()),
             },
             Kind::Reaped { .. } => return Err("it was already reaped".into()),

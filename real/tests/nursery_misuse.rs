@@ -99,7 +99,7 @@ fn bug_result_on_daemon_waits_forever() {
 /// registered ones; the nursery stays open and its other children keep serving.
 ///
 /// What went wrong: the name was first looked up in the child, which exited with
-/// `UNKNOWN_ACTOR_EXIT` before its handshake; the parent saw a boot failure ("check the spawn
+/// `exit::UNKNOWN_ACTOR` before its handshake; the parent saw a boot failure ("check the spawn
 /// method and system limits") and, one cancelling all, tore the whole nursery down. The fix:
 /// every spawn method runs this same program with the same registry, so `start_with` looks the
 /// name up in the parent's registry and refuses the spawn before anything starts.

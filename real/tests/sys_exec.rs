@@ -112,7 +112,7 @@ fn a_child_whose_named_parent_is_not_its_parent_ends_before_main_runs() {
         .unwrap();
     assert_eq!(
         status.code(),
-        Some(sys::prelude_exit::PARENT_GONE),
+        Some(harrow_model::exit::prelude::PARENT_GONE),
         "{status}"
     );
 }

@@ -156,7 +156,10 @@ fn body_return_and_panic_become_exit_codes() {
         panic!("expected panic in a forked child")
     })
     .unwrap();
-    assert_eq!(reap(&mut child), ExitStatus::Exited(sys::PANIC_EXIT));
+    assert_eq!(
+        reap(&mut child),
+        ExitStatus::Exited(harrow_model::exit::PANIC)
+    );
 }
 
 /// With a second thread alive, plain fork is refused with a typed error naming the way out.

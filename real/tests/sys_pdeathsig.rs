@@ -8,9 +8,7 @@ use std::process::ExitCode;
 
 use common::{MUST, Test, reap, recv_n, send};
 use harrow_real::sys::raw_children::spawn_sleeper;
-use harrow_real::sys::{
-    ExitStatus, Pid, Pidfd, Prelude, ReapOutcome, channel_pair, fork_child, prelude_exit,
-};
+use harrow_real::sys::{ExitStatus, Pid, Pidfd, Prelude, ReapOutcome, channel_pair, fork_child};
 
 fn main() -> ExitCode {
     common::main(&[
@@ -96,7 +94,7 @@ fn grandchild_dies_when_its_parent_process_exits() {
 /// If M exits before G's prelude arms the signal, the prelude's parent re-check catches it
 /// (exit code PARENT_GONE); after, the signal does. Either way G never outlives M.
 fn an_orphan_never_survives_whatever_the_timing() {
-    let gone = ExitStatus::Exited(prelude_exit::PARENT_GONE);
+    let gone = ExitStatus::Exited(harrow_model::exit::prelude::PARENT_GONE);
     for _ in 0..20 {
         let status = orphaned_grandchild(false);
         assert!(

@@ -21,8 +21,9 @@ use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_s
 
 use super::error::{Op, SysError, nix_err, rustix_err};
 use super::fds::{CHILD_CHANNEL_FD, own_raw};
-use super::fork::{arm_death_signal, exit_now, open_pidfd_or_reap, prelude_exit};
+use super::fork::{arm_death_signal, exit_now, open_pidfd_or_reap};
 use super::pidfd::{ChildProcess, Pid};
+use harrow_model::exit;
 
 /// The environment variable that marks an exec'd harrow child: `<role>:<parent pid>`. The
 /// child removes it from its environment at start-up, so its own descendants never see it.
@@ -120,7 +121,7 @@ fn close_from_in_child(actions: &mut PosixSpawnFileActions, first: RawFd) -> Res
 /// out of the environment, so no descendant inherits it, and, if it was set, arms the
 /// parent-death signal and re-checks that the parent it names is still our parent: if it is
 /// not, the parent died before the signal was armed, and this process ends at once (exit
-/// code [`prelude_exit::PARENT_GONE`]) instead of running as an orphan. `None` when the
+/// code [`exit::prelude::PARENT_GONE`]) instead of running as an orphan. `None` when the
 /// variable is unset or malformed.
 pub fn inherited_role() -> Option<String> {
     static ROLE: OnceLock<Option<String>> = OnceLock::new();
@@ -136,7 +137,7 @@ fn take_role() -> Option<String> {
     let (role, parent) = value.to_str()?.rsplit_once(':')?;
     let parent = Pid::from_raw(parent.parse().ok()?)?;
     if arm_death_signal(parent).is_err() {
-        exit_now(prelude_exit::PARENT_GONE);
+        exit_now(exit::prelude::PARENT_GONE);
     }
     Some(role.to_owned())
 }

@@ -16,7 +16,7 @@
 //!    Rust's standard output when the parent was single-threaded ([`fork_child`]), so that
 //!    what the body printed without a newline is not lost.
 //!
-//! A prelude step that fails ends the child with one of the [`prelude_exit`] codes. The child
+//! A prelude step that fails ends the child with one of the [`exit::prelude`] codes. The child
 //! never returns into the parent's frames and never drops an object inherited from the
 //! parent: after `close_range`, their descriptor numbers may be reused by the child's own.
 //!
@@ -28,6 +28,7 @@ use std::mem::{self, ManuallyDrop, MaybeUninit};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use harrow_model::exit;
 use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
 use nix::unistd::ForkResult;
 use rustix::fs::{Mode, OFlags, RawDir};
@@ -35,25 +36,6 @@ use rustix::fs::{Mode, OFlags, RawDir};
 use super::error::{Op, SysError, nix_err, rustix_err};
 use super::fds::{CHILD_CHANNEL_FD, close_from, lift_above_stdio, own_raw, place_channel};
 use super::pidfd::{ChildProcess, Pid, Pidfd, Signal};
-
-/// Exit codes of a forked child whose prelude failed before its body ran.
-pub mod prelude_exit {
-    /// Moving the channel to the fixed descriptor failed.
-    pub const PLACE_CHANNEL: i32 = 120;
-    /// `close_range` failed.
-    pub const SCRUB_FDS: i32 = 121;
-    /// The parent died before the death signal was armed.
-    pub const PARENT_GONE: i32 = 122;
-    /// `setpgid(0, 0)` failed.
-    pub const OWN_GROUP: i32 = 123;
-    /// `prctl(PR_SET_PDEATHSIG)` failed.
-    pub const DEATH_SIGNAL: i32 = 124;
-    /// Emptying the signal mask failed.
-    pub const SIGNAL_MASK: i32 = 125;
-}
-
-/// The exit code of a child whose body panicked.
-pub const PANIC_EXIT: i32 = 101;
 
 /// Options of the child prelude.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -241,7 +223,7 @@ fn child_main<F: FnMut(OwnedFd) -> i32>(plan: &ChildPlan, body: &mut F) -> ! {
             Ok(code) => code,
             Err(payload) => {
                 mem::forget(payload);
-                PANIC_EXIT
+                exit::PANIC
             }
         },
     };
@@ -254,14 +236,14 @@ fn child_main<F: FnMut(OwnedFd) -> i32>(plan: &ChildPlan, body: &mut F) -> ! {
 
 /// Runs prelude steps 1 to 5; returns the channel at the fixed number, or an exit code.
 fn run_prelude(plan: &ChildPlan) -> Result<OwnedFd, i32> {
-    place_channel(plan.channel).map_err(|_| prelude_exit::PLACE_CHANNEL)?;
+    place_channel(plan.channel).map_err(|_| exit::prelude::PLACE_CHANNEL)?;
     if plan.prelude.scrub_fds {
-        close_from(CHILD_CHANNEL_FD + 1).map_err(|_| prelude_exit::SCRUB_FDS)?;
+        close_from(CHILD_CHANNEL_FD + 1).map_err(|_| exit::prelude::SCRUB_FDS)?;
     }
     arm_death_signal(plan.parent)?;
-    rustix::process::setpgid(None, None).map_err(|_| prelude_exit::OWN_GROUP)?;
+    rustix::process::setpgid(None, None).map_err(|_| exit::prelude::OWN_GROUP)?;
     if plan.prelude.reset_signals {
-        reset_signals().map_err(|_| prelude_exit::SIGNAL_MASK)?;
+        reset_signals().map_err(|_| exit::prelude::SIGNAL_MASK)?;
     }
     // SAFETY: fd 3 was just placed and is open; the parent's owner of the original number
     // was forgotten, so this is its only owner in the child.
@@ -273,10 +255,10 @@ fn run_prelude(plan: &ChildPlan) -> Result<OwnedFd, i32> {
 /// The signal fires when the *thread* that forked exits, not the process.
 pub(crate) fn arm_death_signal(parent: Pid) -> Result<(), i32> {
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
-        .map_err(|_| prelude_exit::DEATH_SIGNAL)?;
+        .map_err(|_| exit::prelude::DEATH_SIGNAL)?;
     match rustix::process::getppid() {
         Some(ppid) if ppid.as_raw_pid() == parent.as_raw() => Ok(()),
-        _ => Err(prelude_exit::PARENT_GONE),
+        _ => Err(exit::prelude::PARENT_GONE),
     }
 }
 

@@ -44,8 +44,7 @@ pub use exec::{
 };
 pub use fds::{CHILD_CHANNEL_FD, list_open_fds};
 pub use fork::{
-    PANIC_EXIT, Prelude, exit_flushed, exit_now, fork_child, fork_child_unchecked, prelude_exit,
-    reset_signals, thread_count,
+    Prelude, exit_flushed, exit_now, fork_child, fork_child_unchecked, reset_signals, thread_count,
 };
 pub use pidfd::{ChildProcess, ExitStatus, Pid, Pidfd, ReapOutcome, Signal, SignalOutcome};
 pub use scm::{MAX_FDS, Received, recv_with_fds, send_with_fds};

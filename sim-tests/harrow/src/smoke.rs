@@ -955,7 +955,7 @@ fn grandchild_scenario(method: SpawnMethod, kill_middle: bool) -> Verdict {
 pub fn boot_dies(method: SpawnMethod) -> Verdict {
     settled(method, || {
         let (actor, status) = match method {
-            SpawnMethod::Thread => (BOOT_PANICS, ExitStatus::Exited(sys::PANIC_EXIT)),
+            SpawnMethod::Thread => (BOOT_PANICS, ExitStatus::Exited(harrow_model::exit::PANIC)),
             _ => (BOOT_EXITS, ExitStatus::Exited(BOOT_EXIT_CODE)),
         };
         let quiet = QuietPanics::install();

@@ -4,11 +4,12 @@ use std::boxed::Box;
 use std::vec::Vec;
 
 use super::world::{CtxState, Shared, SimProcess};
-use super::{ALLOC_LOCK, CHANNEL_FD, PARENT_GONE_EXIT};
+use super::{ALLOC_LOCK, CHANNEL_FD};
 use crate::kernel::{DeadlineOwner, Fd, LockId, LockOutcome, Pid, RecvOutcome, Signal, ThreadId};
 use crate::platform::Platform;
 use harrow_model::child::ChildRuntime;
 use harrow_model::driver::{Actor, ChildEvent, ChildExit, ChildOs, run_child};
+use harrow_model::exit;
 use harrow_model::time::Timestamp;
 use harrow_model::wire::DEFAULT_MAX_FRAME;
 
@@ -442,7 +443,7 @@ fn arm_death_signal(w: &mut super::SimWorld, s: &Prelude) -> bool {
         s.pid,
         format_args!("child prelude: its parent {} is gone; it exits", s.parent),
     );
-    let _ = w.kernel.exit(s.pid, PARENT_GONE_EXIT);
+    let _ = w.kernel.exit(s.pid, exit::prelude::PARENT_GONE);
     false
 }
 
@@ -504,7 +505,7 @@ pub(crate) fn thread_body<P: Platform, F: ActorFactory<P>>(
                 DEFAULT_MAX_FRAME,
             ) {
                 ChildExit::Code(c) => c,
-                ChildExit::Killed => 137,
+                ChildExit::Killed => exit::KILLED,
             }
         }
     };

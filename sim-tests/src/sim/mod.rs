@@ -62,10 +62,6 @@ pub fn spawns_from_callers_thread(flaws: Flaws) -> bool {
 /// The deadline slot of a process's own driver.
 pub const DRIVER_SLOT: u32 = 0;
 
-/// The exit code of a child whose prelude finds its parent already gone (harrow-real's
-/// `prelude_exit::PARENT_GONE`).
-pub const PARENT_GONE_EXIT: i32 = 122;
-
 use std::collections::BTreeMap;
 
 use crate::kernel::KernelConfig;

@@ -467,7 +467,7 @@ impl<'s> World<'s> {
         // A wedged child (F3) is stuck past its prelude, so its signal is armed.
         let (status, why) = if kid.is_process() && !kid.booted && !kid.wedged {
             (
-                harrow_model::ExitStatus::Exited(crate::sim::PARENT_GONE_EXIT),
+                harrow_model::ExitStatus::Exited(harrow_model::exit::prelude::PARENT_GONE),
                 "its prelude finds the root gone",
             )
         } else if kid.is_process() {
