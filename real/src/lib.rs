@@ -28,10 +28,17 @@ pub mod sys;
 mod sys;
 
 pub use actor::{Registry, decode, encode};
+// The protocol's types a user meets in errors, reports and configuration.
+pub use harrow_model::error::ProtocolViolation;
 pub use harrow_model::exit;
-pub use harrow_model::supervisor::{ChildSummary, Outcome, TeardownCause, TeardownReport};
-pub use harrow_model::wire::{RemoteError, RemoteErrorKind, Role};
-pub use harrow_model::{ChildError, ChildErrorKind, ExitStatus, SpawnMethod, Timeouts};
+pub use harrow_model::supervisor::{
+    ChildSummary, ForceReason, Outcome, Tally, TeardownCause, TeardownReport,
+};
+pub use harrow_model::wire::{FrameError, RemoteError, RemoteErrorKind, Role};
+pub use harrow_model::{
+    ChildError, ChildErrorKind, ChildId, ExitStatus, Initiator, Limits, SpawnMethod, Timeouts,
+    Timestamp,
+};
 pub use nursery::{Child, Error, Nursery, NurseryConfig};
 
 use child::run_actor;
