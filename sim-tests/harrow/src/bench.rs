@@ -237,6 +237,104 @@ fn full_cycle_25(method: SpawnMethod) -> Result<Duration, Error> {
     }
 }
 
+/// The same work done raw: 25 forked echo children over blocking socketpairs, one round
+/// trip each, then end of stream, exit and reap.
+fn raw_cycle_25() -> Result<Duration, SysError> {
+    let t = Instant::now();
+    let mut peers = (0..25)
+        .map(|_| PingPong::start(SocketKind::Stream))
+        .collect::<Result<Vec<_>, _>>()?;
+    for p in &mut peers {
+        p.round()?;
+    }
+    for p in peers {
+        p.finish()?;
+    }
+    Ok(t.elapsed())
+}
+
+/// CPU time (user + system) used so far by this process and by its children it has reaped.
+fn cpu_used() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let spent = |who| {
+        // It fails only for an invalid `who` or buffer (EINVAL, EFAULT): neither is possible here.
+        let u = getrusage(who).expect("getrusage of this process and its children");
+        let tv = |t: nix::sys::time::TimeVal| {
+            Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+        };
+        tv(u.user_time()) + tv(u.system_time())
+    };
+    spent(UsageWho::RUSAGE_SELF) + spent(UsageWho::RUSAGE_CHILDREN)
+}
+
+/// The CPU time per round of `rounds` sequential rounds, both processes together: the
+/// child is started and reaped inside the measured span, so its whole life counts (a
+/// spawn and an exit, spread over the rounds).
+fn cpu_per_round<E>(
+    rounds: usize,
+    session: impl FnOnce(usize) -> Result<(), E>,
+) -> Result<Duration, E> {
+    let before = cpu_used();
+    session(rounds)?;
+    Ok(cpu_used().saturating_sub(before) / rounds as u32)
+}
+
+/// A request / reply session: a forked echo child, `requests` round trips, teardown.
+fn harrow_session(requests: usize) -> Result<(), Error> {
+    let mut n = Nursery::open_with(config(SpawnMethod::Fork))?;
+    let c = n.spawn("echo", "bench-echo")?;
+    for i in 0..requests as u64 {
+        let _: u64 = n.request(c, &i)?;
+    }
+    match n.teardown().errors.first() {
+        Some(e) => Err(Error::Child(e.clone())),
+        None => Ok(()),
+    }
+}
+
+/// The raw session it is held against: a forked echo child over a socketpair.
+fn raw_session(requests: usize) -> Result<(), SysError> {
+    let mut p = PingPong::start(SocketKind::Stream)?;
+    for _ in 0..requests {
+        p.round()?;
+    }
+    p.finish()
+}
+
+/// The sequential round trip's CPU cost, harrow's and the raw ping-pong's: the median of
+/// `sessions` alternating sessions of `requests` each.
+fn round_trip_cpu(sessions: usize, requests: usize) -> Result<(Duration, Option<Duration>), Error> {
+    let mut ours = Vec::with_capacity(sessions);
+    let mut theirs = Some(Vec::with_capacity(sessions));
+    for _ in 0..sessions {
+        ours.push(cpu_per_round(requests, harrow_session)?);
+        let raw = cpu_per_round(requests, raw_session);
+        theirs = match (theirs, raw) {
+            (Some(mut all), Ok(d)) => {
+                all.push(d);
+                Some(all)
+            }
+            _ => None,
+        };
+    }
+    Ok((median(&mut ours), theirs.map(|mut s| median(&mut s))))
+}
+
+/// Runs `f` with this thread (and so every process it forks meanwhile) pinned to one CPU,
+/// the first it may run on; the thread's own affinity is back afterwards. `None` if the
+/// affinity could not be read or set.
+fn pinned<T>(f: impl FnOnce() -> T) -> Option<T> {
+    use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
+    let mine = sched_getaffinity(None).ok()?;
+    let cpu = (0..CpuSet::MAX_CPU).find(|&c| mine.is_set(c))?;
+    let mut one = CpuSet::new();
+    one.set(cpu);
+    sched_setaffinity(None, &one).ok()?;
+    let out = f();
+    let _ = sched_setaffinity(None, &mine);
+    Some(out)
+}
+
 /// The teardown of 25 children that never yield, in the report's own time.
 fn stuck_teardown_25(timeouts: Timeouts) -> Result<Duration, Error> {
     let mut n = Nursery::open_with(NurseryConfig {
@@ -430,6 +528,24 @@ fn spawn_figures(table: &mut Table, rounds: usize) -> Result<(), Error> {
         ("socketpair ping-pong", rr_base),
         1.5,
     );
+    // Where the scheduler puts the two processes swings the wall figure 1x-3x; pinned to
+    // one CPU, and in CPU time, it does not.
+    if let Some(pinned_rr) = pinned(|| request_reply(rounds * 10)) {
+        let (rr, rr_base) = pinned_rr?;
+        table.at_most(
+            "round trip, pinned to one CPU",
+            rr,
+            ("socketpair ping-pong, pinned", rr_base),
+            1.5,
+        );
+    }
+    let (cpu, cpu_base) = round_trip_cpu(3, rounds * 50)?;
+    table.at_most(
+        "round trip CPU time, both sides",
+        cpu,
+        ("socketpair ping-pong CPU time", cpu_base),
+        1.3,
+    );
     let mut raw_server = RawForkServer::start().ok();
     let served = spawn_to_handshake(SpawnMethod::ForkServer, rounds, || {
         match raw_server.as_mut() {
@@ -490,6 +606,17 @@ fn exec_figures(table: &mut Table, rounds: usize) -> Result<(), Error> {
 /// The 25-child full cycle against Python, and the teardown of 25 stuck children against
 /// its bound.
 fn teardown_figures(table: &mut Table, rounds: usize) -> Result<(), Error> {
+    let (cycle, raw) = paired(
+        (rounds / 20).max(3),
+        || full_cycle_25(SpawnMethod::Fork),
+        raw_cycle_25,
+    )?;
+    table.at_most(
+        "25 children, full cycle (Fork)",
+        cycle,
+        ("25 raw forks, one ping each, exit, reap", raw),
+        1.5,
+    );
     let mut python = PythonPeer::start();
     let cycle = paired(
         (rounds / 20).max(3),
