@@ -167,11 +167,24 @@ impl<O: Os> Driver<O> {
         &mut self,
         child: ChildId,
         payload: Vec<u8>,
+        deadline: Option<Timestamp>,
     ) -> Result<RequestId, crate::error::ChildOpError> {
         let now = self.os.now();
-        let id = self.sup.request(now, child, payload)?;
+        let id = self.sup.request(now, child, payload, deadline)?;
         self.execute();
         Ok(id)
+    }
+
+    /// Gives a request up; see [`Supervisor::abandon_request`].
+    pub fn abandon_request(
+        &mut self,
+        child: ChildId,
+        id: RequestId,
+    ) -> Result<(), crate::error::ChildOpError> {
+        let now = self.os.now();
+        self.sup.abandon_request(now, child, id)?;
+        self.execute();
+        Ok(())
     }
 
     /// Cancels one child; see [`Supervisor::cancel`].

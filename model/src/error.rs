@@ -275,6 +275,14 @@ pub enum ChildOpError {
     },
     /// The command queue to the driver is full: the driver is not draining it.
     Backlogged,
+    /// No request of this id is waiting for its answer from this child, and no answer of
+    /// it is kept: it was never sent to it, or its answer was claimed or given up already.
+    UnknownRequest {
+        /// Which child.
+        child: ChildId,
+        /// The request.
+        id: RequestId,
+    },
 }
 
 impl fmt::Display for ChildOpError {
@@ -288,8 +296,8 @@ impl fmt::Display for ChildOpError {
             ),
             ChildOpError::TooManyInFlight { child, max } => write!(
                 f,
-                "{child} already has {max} requests awaiting replies; wait for some replies \
-                 or raise `Limits::max_in_flight`"
+                "{child} already has {max} requests awaiting replies or unclaimed answers; \
+                 claim some answers, or raise `Limits::max_in_flight`"
             ),
             ChildOpError::AlreadyFinished(c) => {
                 write!(f, "{c} has already finished; spawn a new child to go on")
@@ -302,6 +310,11 @@ impl fmt::Display for ChildOpError {
             ChildOpError::Backlogged => f.write_str(
                 "refused: the driver has not drained the protocol's command queue; poll \
                  commands after every input",
+            ),
+            ChildOpError::UnknownRequest { child, id } => write!(
+                f,
+                "{child} owes no answer to {id}: it was not sent to it, or its answer was \
+                 already claimed or given up"
             ),
         }
     }

@@ -1,4 +1,5 @@
-//! The safety properties (1–6 of `model/PROPERTIES.md`) in per-step form: named predicates.
+//! The safety properties (1–6, 13 and 14 of `model/PROPERTIES.md`) in per-step form: named
+//! predicates.
 //!
 //! The supervisor checks them after every transition in debug builds. With no flaw switched
 //! on a violation is a protocol bug and panics; with a flaw on it is recorded, and the
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ChildError, ChildErrorKind};
 use crate::id::ChildId;
 use crate::method::SpawnMethod;
-use crate::supervisor::{Event, Lifecycle, Outcome, Phase, Supervisor};
+use crate::supervisor::{Event, Lifecycle, Outcome, Phase, RequestEnd, Supervisor};
 
 /// What one transition touched: the only state a per-step check needs to look at.
 ///
@@ -61,7 +62,7 @@ impl fmt::Display for Violation {
 }
 
 /// Every supervisor invariant.
-pub const SUPERVISOR: [Invariant; 6] = [
+pub const SUPERVISOR: [Invariant; 8] = [
     Invariant {
         name: "handshake_before_request",
         property: 1,
@@ -91,6 +92,16 @@ pub const SUPERVISOR: [Invariant; 6] = [
         name: "registry_holds_only_live",
         property: 6,
         check: registry_holds_only_live,
+    },
+    Invariant {
+        name: "late_reply_answers_nothing_later",
+        property: 13,
+        check: late_reply_answers_nothing_later,
+    },
+    Invariant {
+        name: "every_request_ends_once",
+        property: 14,
+        check: every_request_ends_once,
     },
 ];
 
@@ -249,6 +260,44 @@ fn registry_holds_only_live(s: &Supervisor, t: Stepped) -> Result<(), String> {
         return Err(format!(
             "registry entry `{name}` returns {id}, which is {}",
             c.life.phase
+        ));
+    }
+    Ok(())
+}
+
+/// Property 13: a late reply never answers a later request. Every answer kept for the
+/// stepped child's callers came from the reply to that very request. (At most
+/// `max_in_flight` answers are kept per child.)
+fn late_reply_answers_nothing_later(s: &Supervisor, t: Stepped) -> Result<(), String> {
+    for (id, end) in &s.children[&t.child].answers {
+        if let RequestEnd::Answered { reply, .. } = end
+            && reply != id
+        {
+            return Err(format!(
+                "{id} to {} was answered by the reply to {reply}",
+                t.child
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Property 14: every request ends exactly once: by its answer, its time-out, its caller
+/// giving it up, or its child's end. The requests sent are those ended plus those still
+/// waiting, and none is left waiting once our end of the child's channel is closed.
+fn every_request_ends_once(s: &Supervisor, t: Stepped) -> Result<(), String> {
+    let l = life(s, t);
+    let waiting = l.open_requests().count() as u32;
+    if l.requests_ended + waiting != l.requests_sent {
+        return Err(format!(
+            "{} was sent {} requests, but {} ended and {waiting} wait",
+            t.child, l.requests_sent, l.requests_ended
+        ));
+    }
+    if !l.channel_open && waiting > 0 {
+        return Err(format!(
+            "{waiting} requests to {} still wait after its channel closed",
+            t.child
         ));
     }
     Ok(())

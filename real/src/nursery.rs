@@ -1,6 +1,6 @@
 //! The nursery: spawn actors, talk to them, cancel them, and tear them down with a report.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -8,11 +8,11 @@ use std::time::Duration;
 use harrow_model::driver::{DriveError, Driver, Os};
 use harrow_model::error::{ChildError, ChildOpError, SpawnError};
 use harrow_model::supervisor::{
-    Event, NurseryPhase, Phase, SpawnSpec, Supervisor, SupervisorConfig, TeardownCause,
+    Event, NurseryPhase, Phase, RequestEnd, SpawnSpec, Supervisor, SupervisorConfig, TeardownCause,
     TeardownReport,
 };
 use harrow_model::wire::{RemoteError, Role};
-use harrow_model::{ChildId, Limits, RequestId, SpawnMethod, Timeouts, Timestamp};
+use harrow_model::{ChildId, Limits, SpawnMethod, Timeouts};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -160,14 +160,6 @@ pub struct Nursery {
     id: u64,
     driver: Driver<RealOs>,
     method: SpawnMethod,
-    replies: BTreeMap<(ChildId, RequestId), Result<Vec<u8>, RemoteError>>,
-    /// Requests whose caller stopped waiting: their replies are dropped on arrival. Bounded
-    /// by the protocol's `max_in_flight` per live child (those of finished children are
-    /// forgotten at the next time-out).
-    abandoned: BTreeSet<(ChildId, RequestId)>,
-    /// Results not yet claimed by [`Nursery::result`]; a claimed one leaves, and so does one
-    /// whose child the protocol no longer keeps a record of (see [`Nursery::result`]).
-    results: BTreeMap<ChildId, Result<Vec<u8>, RemoteError>>,
     /// Child errors not yet taken: at most `Limits::max_ended`, the oldest dropped first.
     failures: VecDeque<ChildError>,
     report: Option<TeardownReport>,
@@ -194,9 +186,6 @@ impl Nursery {
             id: NEXT_NURSERY.fetch_add(1, Ordering::Relaxed),
             driver: Driver::new(sup, os),
             method: config.method,
-            replies: BTreeMap::new(),
-            abandoned: BTreeSet::new(),
-            results: BTreeMap::new(),
             failures: VecDeque::new(),
             report: None,
         })
@@ -307,6 +296,8 @@ impl Nursery {
         decode(&reply).map_err(Error::Payload)
     }
 
+    /// Sends a request and waits until it ends: its time-out is the protocol's, which ends
+    /// it and drops its late reply.
     fn exchange(
         &mut self,
         child: Child,
@@ -314,33 +305,36 @@ impl Nursery {
         timeout: Option<Duration>,
     ) -> Result<Vec<u8>, Error> {
         let child = self.own(child)?;
-        let id = self.driver.request(child, payload).map_err(Error::Op)?;
         let deadline = timeout.map(|t| self.driver.os.now() + t);
-        let key = (child, id);
-        let answered = self.pump_until(deadline, |n| {
-            n.replies.contains_key(&key) || n.lifecycle_done(child)
-        })?;
-        if !answered {
-            // Children that are over will answer nothing more: forget what they owed.
-            let over: Vec<ChildId> = self
-                .abandoned
-                .iter()
-                .map(|&(c, _)| c)
-                .filter(|&c| self.phase_of(c).is_none_or(|p| p == Phase::Done))
-                .collect();
-            self.abandoned.retain(|(c, _)| !over.contains(c));
-            self.abandoned.insert(key);
-            return Err(Error::TimedOut {
+        let id = self
+            .driver
+            .request(child, payload, deadline)
+            .map_err(Error::Op)?;
+        self.pump(|n| n.driver.sup.peek_reply(child, id).is_some())?;
+        match self.driver.sup.claim_reply(child, id) {
+            Some(RequestEnd::Answered { result: Ok(b), .. }) => Ok(b),
+            Some(RequestEnd::Answered { result: Err(e), .. }) => Err(Error::Remote(e)),
+            Some(RequestEnd::TimedOut) => Err(Error::TimedOut {
                 waited: timeout.unwrap_or_default(),
-            });
+            }),
+            // Ended with its child (given up requests keep no answer): say how it ended.
+            _ => Err(self.end_of(child)),
         }
-        match self.replies.remove(&key) {
-            Some(Ok(bytes)) => Ok(bytes),
-            Some(Err(e)) => Err(Error::Remote(e)),
-            None => Err(self
-                .failure_of(child)
-                .map(Error::Child)
-                .unwrap_or(Error::Closed)),
+    }
+
+    /// Why a child ended without the answer awaited of it, once it is done: its own error,
+    /// SIGINT's teardown, or a stop that was asked for (the user's, or the teardown's). Waits
+    /// for the child to be done (its error comes with its reap), which the protocol's
+    /// timeouts bound.
+    fn end_of(&mut self, id: ChildId) -> Error {
+        let done = self.pump(|n| n.phase_of(id).is_none_or(|p| p == Phase::Done));
+        if let Some(err) = self.failure_of(id) {
+            return Error::Child(err);
+        }
+        match done {
+            Err(e) => e,
+            Ok(()) if self.interrupted() => Error::Interrupted,
+            Ok(()) => Error::Op(ChildOpError::AlreadyFinished(id)),
         }
     }
 
@@ -358,14 +352,11 @@ impl Nursery {
         if self.forgotten(child) {
             return Err(Error::Op(ChildOpError::AlreadyFinished(child)));
         }
-        self.pump(|n| n.results.contains_key(&child) || n.lifecycle_done(child))?;
-        match self.results.remove(&child) {
+        self.pump(|n| n.driver.sup.has_result(child) || n.lifecycle_done(child))?;
+        match self.driver.sup.claim_result(child) {
             Some(Ok(bytes)) => decode(&bytes).map_err(Error::Payload),
             Some(Err(e)) => Err(Error::Remote(e)),
-            None => Err(self
-                .failure_of(child)
-                .map(Error::Child)
-                .unwrap_or(Error::Closed)),
+            None => Err(self.end_of(child)),
         }
     }
 
@@ -393,11 +384,11 @@ impl Nursery {
         self.own(child).ok().and_then(|id| self.driver.os.pid(id))
     }
 
-    /// Replies held for no caller plus requests whose caller gave up and whose reply has not
+    /// Answers held for no caller plus requests whose caller gave up and whose reply has not
     /// come yet: zero whenever every answer has been claimed or dropped.
     #[cfg(feature = "internals")]
     pub(crate) fn unclaimed_replies(&self) -> usize {
-        self.replies.len() + self.abandoned.len()
+        self.driver.sup.requests_held()
     }
 
     /// Child errors reported and not yet taken, oldest first, each once: the last
@@ -478,20 +469,11 @@ impl Nursery {
     }
 
     /// Turns the event loop until `done`; SIGINT and a closed nursery end the wait early.
-    fn pump(&mut self, done: impl FnMut(&Self) -> bool) -> Result<(), Error> {
-        self.pump_until(None, done).map(drop)
-    }
-
-    /// [`Nursery::pump`] until `deadline` at the latest: `Ok(false)` if it passed first.
-    fn pump_until(
-        &mut self,
-        deadline: Option<Timestamp>,
-        mut done: impl FnMut(&Self) -> bool,
-    ) -> Result<bool, Error> {
+    fn pump(&mut self, mut done: impl FnMut(&Self) -> bool) -> Result<(), Error> {
         loop {
             self.absorb_events();
             if done(self) {
-                return Ok(true);
+                return Ok(());
             }
             if self.interrupted()
                 && self.report.is_none()
@@ -505,27 +487,15 @@ impl Nursery {
             if self.driver.sup.is_closed() {
                 return Err(Error::Closed);
             }
-            if deadline.is_some_and(|d| self.driver.os.now() >= d) {
-                return Ok(false);
-            }
-            self.driver.turn_until(deadline)?;
+            self.driver.turn()?;
         }
     }
 
     fn absorb_events(&mut self) {
         while let Some(ev) = self.driver.poll_event() {
             match ev {
-                Event::Ready(_) => {}
-                Event::Reply { child, id, result } => {
-                    if !self.abandoned.remove(&(child, id)) {
-                        self.replies.insert((child, id), result);
-                    }
-                }
-                Event::Finished { child, result } => {
-                    let sup = &self.driver.sup;
-                    self.results.retain(|c, _| sup.lifecycle(*c).is_some());
-                    self.results.insert(child, result);
-                }
+                // Answers and results are kept by the protocol until claimed.
+                Event::Ready(_) | Event::RequestEnded { .. } | Event::Finished(_) => {}
                 Event::Failed(err) => {
                     let max = self.driver.sup.config().limits.max_ended as usize;
                     while self.failures.len() >= max {

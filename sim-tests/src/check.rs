@@ -108,6 +108,7 @@ pub fn loom_fits(sc: &Scenario) -> bool {
 pub fn shipped_for(engine: Engine) -> Vec<Scenario> {
     let mut out: Vec<Scenario> = scenario::canonical();
     out.extend(flaws::catalogue().iter().map(flaws::fixed));
+    out.extend(scenario::requests());
     match engine {
         Engine::Loom => {
             out.extend(scenario::loom_matrix());

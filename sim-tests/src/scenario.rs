@@ -141,9 +141,14 @@ pub struct Scenario {
     pub flaws: Flaws,
     /// The root's children, in spawn order.
     pub children: Vec<ChildPlan>,
-    /// Requests the body sends to each serving daemon.
+    /// Requests the body sends to each serving daemon, all at once (pipelined).
     #[serde(default)]
     pub requests: u32,
+    /// How long the caller of the first request to each daemon waits for its answer at most,
+    /// in milliseconds; the others wait as long as the child lives. Past it, the request ends
+    /// timed out, and its late reply must answer nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout_ms: Option<u64>,
     /// How the body ends.
     pub ending: Ending,
     /// Faults the environment may inject.
@@ -189,6 +194,7 @@ impl Scenario {
             flaws: Flaws::NONE,
             children,
             requests: 0,
+            request_timeout_ms: None,
             ending,
             faults: Vec::new(),
             parent_death_signal: true,
@@ -338,6 +344,40 @@ pub fn loom_matrix() -> Vec<Scenario> {
         }
     }
     out
+}
+
+/// Requests inside the protocol, for every engine: a request timing out while its child is
+/// killed, and requests pipelined to a child that is killed mid-batch. Each request must end
+/// exactly once (property 14), and no late reply may answer another (property 13).
+pub fn requests() -> Vec<Scenario> {
+    let times_out = Scenario {
+        requests: 1,
+        request_timeout_ms: Some(100),
+        faults: vec![Fault::SigkillChild { child: 0 }],
+        ..Scenario::new(
+            "request-times-out-child-killed",
+            vec![ChildPlan::daemon(
+                "slow",
+                SpawnMethod::Fork,
+                Behaviour::Blocks { ms: 300 },
+            )],
+            Ending::Finish,
+        )
+    };
+    let pipelined = Scenario {
+        requests: 3,
+        faults: vec![Fault::SigkillChild { child: 0 }],
+        ..Scenario::new(
+            "pipelined-requests-child-killed",
+            vec![ChildPlan::daemon(
+                "echo",
+                SpawnMethod::Exec,
+                Behaviour::Serves,
+            )],
+            Ending::Finish,
+        )
+    };
+    vec![times_out, pipelined]
 }
 
 /// shuttle's large scenarios: a 25-child nursery of mixed behaviours, and three-level trees.

@@ -11,7 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use harrow_model::error::{ChildErrorKind, ProtocolViolation};
 use harrow_model::method::HardStop;
-use harrow_model::supervisor::{Action, Input, Lifecycle, Phase, Refusal, StepContext};
+use harrow_model::supervisor::{Action, Input, Lifecycle, Phase, Refusal, RequestEnd, StepContext};
 use harrow_model::wire::Role;
 use harrow_model::wire::{FrameError, Message, PROTOCOL_VERSION, RemoteError};
 use harrow_model::{ExitStatus, Flaws, Initiator, RequestId, SpawnMethod, Timestamp};
@@ -20,6 +20,9 @@ use crate::scenario::Scenario;
 
 /// When every explored state is reached; the supervisor's spawn time in this table.
 pub const T0: Timestamp = Timestamp::from_millis(100);
+
+/// How long the table's request with a deadline waits for its answer.
+const REQUEST_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// A spawn method and role whose lifecycle is explored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -98,7 +101,7 @@ fn paths(variant: Variant) -> Vec<(&'static str, Phase, Vec<Input>)> {
     let hs = || handshake(PROTOCOL_VERSION);
     let cancel = || Input::Cancel(Initiator::Nursery);
     let ack = || Input::Message(Message::CancelAck);
-    let request = || Input::Request(RequestId(0), b"ping".to_vec());
+    let request = || Input::Request(RequestId(0), b"ping".to_vec(), None);
     let launched = || Input::Launched;
     let exit = || Input::ExitObserved;
     let reaped = || Input::Reaped(ExitStatus::Exited(0));
@@ -121,6 +124,25 @@ fn paths(variant: Variant) -> Vec<(&'static str, Phase, Vec<Input>)> {
             ", req#0 in flight",
             Phase::Serving,
             vec![launched(), hs(), request()],
+        ),
+        (
+            ", req#0 in flight until a deadline",
+            Phase::Serving,
+            vec![
+                launched(),
+                hs(),
+                Input::Request(RequestId(0), b"ping".to_vec(), Some(T0 + REQUEST_WAIT)),
+            ],
+        ),
+        (
+            ", req#0 given up",
+            Phase::Serving,
+            vec![
+                launched(),
+                hs(),
+                request(),
+                Input::AbandonRequest(RequestId(0)),
+            ],
         ),
         (
             "",
@@ -238,7 +260,11 @@ pub fn probes(state: &State) -> Vec<Probe> {
         ("ReapFailed", Input::ReapFailed("ESRCH".into())),
         ("Cancel", Input::Cancel(Initiator::Nursery)),
         ("HardStop", Input::HardStop),
-        ("Request", Input::Request(RequestId(1), b"ping".to_vec())),
+        (
+            "Request",
+            Input::Request(RequestId(1), b"ping".to_vec(), None),
+        ),
+        ("AbandonRequest req#0", Input::AbandonRequest(RequestId(0))),
     ];
     let mut out: Vec<Probe> = list
         .into_iter()
@@ -249,7 +275,7 @@ pub fn probes(state: &State) -> Vec<Probe> {
         })
         .collect();
     // A due deadline is stepped at its time; without one armed, both probes step at T0.
-    let due = state.life.deadline.unwrap_or(T0);
+    let due = state.life.next_deadline().unwrap_or(T0);
     out.push(Probe {
         label: "Deadline (due)",
         input: Input::Deadline,
@@ -392,7 +418,13 @@ fn show_kind(k: &ChildErrorKind) -> String {
 pub fn show_action(a: &Action) -> String {
     match a {
         Action::Send(m) => format!("Send({})", m.name()),
-        Action::Reply(id, r) => format!("Reply({id}, {})", show_result(r)),
+        Action::RequestEnded(id, RequestEnd::Answered { reply, result }) => {
+            format!(
+                "RequestEnded({id}, answered by {reply}: {})",
+                show_result(result)
+            )
+        }
+        Action::RequestEnded(id, end) => format!("RequestEnded({id}, {end:?})"),
         Action::Finished(r) => format!("Finished({})", show_result(r)),
         Action::Error(kind, who) => format!("Error({}, by {who:?})", show_kind(kind)),
         other => format!("{other:?}"),

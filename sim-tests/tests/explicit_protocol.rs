@@ -107,6 +107,11 @@ fn explicit_matrix_holds_in_every_state() {
 }
 
 #[test]
+fn explicit_request_scenarios_hold_in_every_state() {
+    insta::assert_snapshot!("explicit_request_states", search_all(&scenario::requests()));
+}
+
+#[test]
 fn explicit_three_children_every_behaviour_holds_in_every_state() {
     insta::assert_snapshot!(
         "explicit_three_children_states",

@@ -65,3 +65,8 @@ fn loom_finds_f15_accept_every_failure() {
 fn loom_finds_f16_spawn_from_callers_thread() {
     loom(Flaw::SpawnFromCallersThread);
 }
+
+#[test]
+fn loom_finds_f17_late_reply_answers_later_request() {
+    loom(Flaw::LateReplyAnswersLaterRequest);
+}

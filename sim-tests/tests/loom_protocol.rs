@@ -46,6 +46,11 @@ fn loom_flaw_scenarios_hold_with_the_flaw_off() {
     holds(flaws::catalogue().iter().map(flaws::fixed).collect());
 }
 
+#[test]
+fn loom_request_scenarios_hold() {
+    holds(scenario::requests());
+}
+
 macro_rules! matrix_tests {
     ($($single:ident, $pairs:ident => $method:expr;)*) => {$(
         #[test]

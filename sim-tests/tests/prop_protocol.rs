@@ -469,7 +469,7 @@ impl Harness {
                 self.check_spawn(op, got)?
             }
             Op::Request(i) => {
-                let got = s.request(now, c(i), b"ping".to_vec());
+                let got = s.request(now, c(i), b"ping".to_vec(), None);
                 if let Err(ChildOpError::UnknownChild(_)) = &got {
                     prop_assert!(self.r.get(*i).is_none());
                 }
@@ -632,7 +632,18 @@ impl Harness {
             .iter()
             .map(|c| self.r.finished(c, self.now))
             .collect();
+        // A child whose channel ends or who exits before any stop began is failing: the
+        // nursery's one-cancels-all starts then, before its death report.
+        let unasked_end = match op {
+            Op::ChannelClosed(i) | Op::Exit(i) => before
+                .lifecycle(ChildId(*i))
+                .is_some_and(|l| !l.is_stopping()),
+            _ => false,
+        };
         let accepted = self.call(op)?;
+        if accepted && unasked_end {
+            self.r.begin_teardown(self.now, true);
+        }
         let commands: Vec<Command> = std::iter::from_fn(|| self.sup.poll_command()).collect();
         let events: Vec<Event> = std::iter::from_fn(|| self.sup.poll_event()).collect();
         if !accepted {
@@ -909,14 +920,18 @@ impl Harness {
                 }
             }
             Event::Closed(_) => self.r.closed_events += 1,
-            Event::Reply { child, id, .. } => {
+            Event::RequestEnded { child, id } => {
                 let c = &mut self.r.children[child.0 as usize];
                 let pos = c.in_flight.iter().position(|r| r == id);
-                prop_assert!(pos.is_some(), "reply to {} which is not in flight", id);
+                prop_assert!(pos.is_some(), "{} ended, which is not in flight", id);
                 c.in_flight.retain(|r| r != id);
+                // No request is given up here: every end is kept, for one claim.
+                prop_assert!(self.sup.claim_reply(*child, *id).is_some());
+                prop_assert!(self.sup.claim_reply(*child, *id).is_none());
             }
-            Event::Finished { child, .. } => {
+            Event::Finished(child) => {
                 self.r.children[child.0 as usize].result_delivered = true;
+                prop_assert!(self.sup.claim_result(*child).is_some());
             }
         }
         Ok(())

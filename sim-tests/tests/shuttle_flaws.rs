@@ -90,3 +90,8 @@ fn shuttle_finds_f15_accept_every_failure() {
 fn shuttle_finds_f16_spawn_from_callers_thread() {
     shuttle(Flaw::SpawnFromCallersThread);
 }
+
+#[test]
+fn shuttle_finds_f17_late_reply_answers_later_request() {
+    shuttle(Flaw::LateReplyAnswersLaterRequest);
+}

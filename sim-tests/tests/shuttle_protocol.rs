@@ -36,6 +36,7 @@ fn holds(scenarios: &[Scenario], random: usize, pct: usize) -> u64 {
 fn shuttle_canonical_and_flaw_scenarios_hold() {
     let mut all = scenario::canonical();
     all.extend(flaws::catalogue().iter().map(flaws::fixed));
+    all.extend(scenario::requests());
     holds(&all, 150, 150);
 }
 

@@ -25,6 +25,7 @@ fn input_kind(i: &Input) -> &'static str {
         Input::Cancel(_) => "Cancel",
         Input::HardStop => "HardStop",
         Input::Request(..) => "Request",
+        Input::AbandonRequest(_) => "AbandonRequest",
     }
 }
 
@@ -42,7 +43,7 @@ fn message_kind(m: &Message) -> &'static str {
     }
 }
 
-const INPUT_KINDS: usize = 12;
+const INPUT_KINDS: usize = 13;
 const MESSAGE_KINDS: usize = 8;
 
 #[test]

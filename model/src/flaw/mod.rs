@@ -49,6 +49,8 @@ pub enum Flaw {
     AcceptEveryFailure,
     /// F16.
     SpawnFromCallersThread,
+    /// F17.
+    LateReplyAnswersLaterRequest,
 }
 
 impl Flaw {

@@ -63,7 +63,7 @@ pub struct Entry {
 use Engine::{Explicit, Loom, Shuttle};
 
 /// Every flaw, F1 first; entry `i` is flaw number `i + 1`.
-pub const TABLE: [Entry; 16] = [
+pub const TABLE: [Entry; 17] = [
     Entry {
         flaw: Flaw::NoChannelAbortOnAbandon,
         slug: "no-channel-abort-on-abandon",
@@ -283,6 +283,23 @@ pub const TABLE: [Entry; 16] = [
               parent process dies.",
         engines: &[Loom, Shuttle, Explicit],
         scenario: "exec-spawned-by-a-worker",
+    },
+    Entry {
+        flaw: Flaw::LateReplyAnswersLaterRequest,
+        slug: "late-reply-answers-later-request",
+        title: "a reply is matched to the oldest request still waiting, not by its id",
+        tractor: "none: the hazard of any request channel whose callers may give up (issue #10)",
+        breaks: &[13],
+        bug: "A caller whose request timed out (or who gave it up) stops waiting, but the \
+              child still answers it. A parent that hands each reply to the oldest request \
+              still waiting gives that late reply to the next caller, who takes another \
+              request's answer for its own; every answer after it is off by one.",
+        fix: "Replies are matched by request id only. A request that timed out or was given \
+              up stays in flight, counted against `max_in_flight`, until its late reply comes \
+              and is dropped, or its child's channel ends; no reply can answer another \
+              request.",
+        engines: &[Loom, Shuttle, Explicit],
+        scenario: "fork-slow-request-gives-up",
     },
 ];
 

@@ -24,6 +24,7 @@ use core::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::request::{InFlight, RequestEnd};
 use crate::error::{ChildErrorKind, ExitStatus, Initiator, ProtocolViolation};
 use crate::flaw::{Flaw, Flaws};
 use crate::id::RequestId;
@@ -155,8 +156,11 @@ pub enum Input {
     Cancel(Initiator),
     /// The user asked for a forceful stop.
     HardStop,
-    /// The user wants to send it a request.
-    Request(RequestId, Vec<u8>),
+    /// The user wants to send it a request, waiting for its answer until the deadline, if
+    /// one is given.
+    Request(RequestId, Vec<u8>, Option<Timestamp>),
+    /// The user gives up a request it sent: its late reply is to be dropped.
+    AbandonRequest(RequestId),
 }
 
 /// The name [`Input::name`] gives, from its [`Input::name_parts`].
@@ -189,6 +193,7 @@ impl Input {
             Input::Cancel(_) => "Cancel",
             Input::HardStop => "HardStop",
             Input::Request(..) => "Request",
+            Input::AbandonRequest(_) => "AbandonRequest",
         };
         (kind, None)
     }
@@ -215,8 +220,13 @@ pub enum Action {
     Deregister,
     /// The child is connected and ready for requests.
     Ready,
-    /// A reply for the user.
-    Reply(RequestId, Result<Vec<u8>, RemoteError>),
+    /// A request ended, as this says; the supervisor keeps the answer for its caller to
+    /// claim (unless the caller gave the request up).
+    RequestEnded(RequestId, RequestEnd),
+    /// The child is ending on its own (its channel ended, or it exited, unasked and with no
+    /// result or failure report): a failure, whose report (with its status) comes once it
+    /// is reaped. The nursery's one-cancels-all starts now, not at the reap.
+    FailureKnown,
     /// A run-to-result child's result for the user.
     Finished(Result<Vec<u8>, RemoteError>),
     /// An error to report to the user exactly once.
@@ -284,8 +294,11 @@ pub struct Lifecycle {
     pub requests_at_cancel: Option<u32>,
     /// Whether a run-to-result child delivered its result.
     pub result_delivered: bool,
-    /// Requests awaiting replies.
-    pub in_flight: Vec<RequestId>,
+    /// Requests sent whose replies have not arrived, oldest first, including those that
+    /// ended before their reply came (whose late replies are dropped).
+    pub in_flight: Vec<InFlight>,
+    /// Requests ended so far: each exactly once.
+    pub requests_ended: u32,
     /// Who started stopping it.
     pub stop_initiator: Option<Initiator>,
     /// Why it was forced, if it was.
@@ -327,6 +340,7 @@ impl Lifecycle {
             requests_at_cancel: None,
             result_delivered: false,
             in_flight: Vec::new(),
+            requests_ended: 0,
             stop_initiator: None,
             force: None,
             outcome: None,
@@ -387,7 +401,10 @@ impl Lifecycle {
             Input::Deadline => self.on_deadline(now, cx, out),
             Input::Cancel(who) => self.on_cancel(now, who, cx, out),
             Input::HardStop => self.on_hard_stop(now, cx, out),
-            Input::Request(id, payload) => self.on_request(id, payload, cx, out),
+            Input::Request(id, payload, deadline) => {
+                self.on_request(id, payload, deadline, cx, out)
+            }
+            Input::AbandonRequest(id) => self.on_abandon_request(id, out),
         }
     }
 
@@ -523,24 +540,6 @@ impl Lifecycle {
         out.push(Action::Ready);
     }
 
-    fn on_reply(
-        &mut self,
-        now: Timestamp,
-        id: RequestId,
-        result: Result<Vec<u8>, RemoteError>,
-        cx: &StepContext,
-        out: &mut Vec<Action>,
-    ) -> Result<(), Refusal> {
-        match self.in_flight.iter().position(|r| *r == id) {
-            Some(i) => {
-                self.in_flight.remove(i);
-                out.push(Action::Reply(id, result));
-                Ok(())
-            }
-            None => self.on_violation(now, ProtocolViolation::UnknownReply(id), cx, out),
-        }
-    }
-
     fn on_finished(
         &mut self,
         now: Timestamp,
@@ -574,7 +573,7 @@ impl Lifecycle {
         self.deadline = Some(now + cx.timeouts.grace(self.method));
     }
 
-    fn on_violation(
+    pub(super) fn on_violation(
         &mut self,
         now: Timestamp,
         v: ProtocolViolation,
@@ -617,6 +616,7 @@ impl Lifecycle {
             return Ok(());
         }
         self.channel_seen_closed = true;
+        self.failure_known_if_unasked(out);
         self.close_channel(out);
         match self.phase {
             Phase::AwaitingHandshake | Phase::Serving | Phase::AwaitingCancelAck => {
@@ -643,6 +643,7 @@ impl Lifecycle {
             Phase::AwaitingHandshake if cx.flaws.has(Flaw::NoHandshakeOrDeathRace) => return Ok(()),
             _ => {}
         }
+        self.failure_known_if_unasked(out);
         self.exit_observed = true;
         self.phase = Phase::AwaitingReap;
         self.deadline = None;
@@ -724,9 +725,10 @@ impl Lifecycle {
         cx: &StepContext,
         out: &mut Vec<Action>,
     ) -> Result<(), Refusal> {
+        self.expire_requests(now, out);
         match self.deadline {
             Some(at) if at <= now => {}
-            // Not due (or none armed): a harmless early wake-up.
+            // Not due (or none armed): a request's deadline, or a harmless early wake-up.
             _ => return Ok(()),
         }
         self.deadline = None;
@@ -827,27 +829,6 @@ impl Lifecycle {
         }
     }
 
-    fn on_request(
-        &mut self,
-        id: RequestId,
-        payload: Vec<u8>,
-        cx: &StepContext,
-        out: &mut Vec<Action>,
-    ) -> Result<(), Refusal> {
-        match self.phase {
-            Phase::Serving if !self.cancel_sent => {}
-            Phase::Done => return Err(Refusal::Finished),
-            _ => return Err(Refusal::NotServing),
-        }
-        if self.in_flight.len() >= cx.max_in_flight as usize {
-            return Err(Refusal::TooManyInFlight);
-        }
-        self.in_flight.push(id);
-        self.requests_sent += 1;
-        out.push(Action::Send(Message::Request { id, payload }));
-        Ok(())
-    }
-
     fn begin_cancel(
         &mut self,
         now: Timestamp,
@@ -904,6 +885,14 @@ impl Lifecycle {
         }
     }
 
+    /// A child whose channel ends or who exits before any stop began ends on its own: that
+    /// is a failure (its death, or the failure it already reported), known now.
+    fn failure_known_if_unasked(&self, out: &mut Vec<Action>) {
+        if !self.is_stopping() {
+            out.push(Action::FailureKnown);
+        }
+    }
+
     fn deregister(&mut self, cx: &StepContext, out: &mut Vec<Action>) {
         // The flaw: a child that was forced keeps its registry entry.
         if self.force.is_some() && cx.flaws.has(Flaw::NoDeregistrationOnKill) {
@@ -918,6 +907,7 @@ impl Lifecycle {
         if self.channel_open {
             self.channel_open = false;
             out.push(Action::CloseChannel);
+            self.end_requests_at_close(out);
         }
     }
 

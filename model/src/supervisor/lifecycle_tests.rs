@@ -31,6 +31,17 @@ fn ok_with(l: &mut Lifecycle, input: Input, cx: &StepContext) -> Vec<Action> {
         .unwrap_or_else(|r| panic!("{name} refused in {:?}: {r:?}", l.phase))
 }
 
+/// The action of request `id` ended by its own reply.
+fn answered(id: u64, result: Result<Vec<u8>, RemoteError>) -> Action {
+    Action::RequestEnded(
+        RequestId(id),
+        RequestEnd::Answered {
+            reply: RequestId(id),
+            result,
+        },
+    )
+}
+
 fn handshake() -> Input {
     Input::Message(Message::Handshake {
         version: PROTOCOL_VERSION,
@@ -318,7 +329,7 @@ fn a_deadline_that_is_not_due_changes_nothing() {
 fn eof_before_handshake_waits_for_exit_within_the_grace() {
     let mut l = at(Phase::AwaitingHandshake);
     let out = ok(&mut l, Input::ChannelClosed);
-    assert_eq!(out, vec![Action::CloseChannel]);
+    assert_eq!(out, vec![Action::FailureKnown, Action::CloseChannel]);
     assert_eq!(l.phase, Phase::AwaitingExit);
     assert_eq!(l.deadline, Some(T0 + Timeouts::default().kill_grace));
 }
@@ -337,7 +348,7 @@ fn a_request_before_the_handshake_is_refused() {
     let mut l = at(Phase::AwaitingHandshake);
     let before = l.clone();
     assert_eq!(
-        l.step(T0, Input::Request(RequestId(1), vec![]), &cx()),
+        l.step(T0, Input::Request(RequestId(1), vec![], None), &cx()),
         Err(Refusal::NotServing)
     );
     assert_eq!(l, before, "a refusal leaves the state unchanged");
@@ -346,7 +357,7 @@ fn a_request_before_the_handshake_is_refused() {
 #[test]
 fn serving_request_is_sent_and_tracked_up_to_the_limit() {
     let mut l = at(Phase::Serving);
-    let out = ok(&mut l, Input::Request(RequestId(1), vec![5]));
+    let out = ok(&mut l, Input::Request(RequestId(1), vec![5], None));
     assert_eq!(
         out,
         vec![Action::Send(Message::Request {
@@ -354,26 +365,24 @@ fn serving_request_is_sent_and_tracked_up_to_the_limit() {
             payload: vec![5]
         })]
     );
-    ok(&mut l, Input::Request(RequestId(2), vec![]));
+    ok(&mut l, Input::Request(RequestId(2), vec![], None));
     assert_eq!(
-        l.step(T0, Input::Request(RequestId(3), vec![]), &cx()),
+        l.step(T0, Input::Request(RequestId(3), vec![], None), &cx()),
         Err(Refusal::TooManyInFlight)
     );
-    assert_eq!(l.in_flight, vec![RequestId(1), RequestId(2)]);
+    let ids: Vec<RequestId> = l.in_flight.iter().map(|r| r.id).collect();
+    assert_eq!(ids, vec![RequestId(1), RequestId(2)]);
 }
 
 #[test]
 fn serving_reply_is_delivered_once() {
     let mut l = at(Phase::Serving);
-    ok(&mut l, Input::Request(RequestId(1), vec![]));
+    ok(&mut l, Input::Request(RequestId(1), vec![], None));
     let reply = Input::Message(Message::Reply {
         id: RequestId(1),
         result: Ok(vec![9]),
     });
-    assert_eq!(
-        ok(&mut l, reply.clone()),
-        vec![Action::Reply(RequestId(1), Ok(vec![9]))]
-    );
+    assert_eq!(ok(&mut l, reply.clone()), vec![answered(1, Ok(vec![9]))]);
     let out = ok(&mut l, reply);
     assert!(matches!(
         errors(&out)[..],
@@ -474,7 +483,10 @@ fn serving_hard_stop_kills_and_deregisters() {
 #[test]
 fn serving_eof_waits_for_exit() {
     let mut l = at(Phase::Serving);
-    assert_eq!(ok(&mut l, Input::ChannelClosed), vec![Action::CloseChannel]);
+    assert_eq!(
+        ok(&mut l, Input::ChannelClosed),
+        vec![Action::FailureKnown, Action::CloseChannel]
+    );
     assert_eq!(l.phase, Phase::AwaitingExit);
     assert_eq!(l.stop_initiator, Some(Initiator::Child));
 }
@@ -484,7 +496,7 @@ fn serving_exit_is_an_unexpected_death() {
     let mut l = at(Phase::Serving);
     assert_eq!(
         ok(&mut l, Input::ExitObserved),
-        vec![Action::Deregister, Action::Reap]
+        vec![Action::FailureKnown, Action::Deregister, Action::Reap]
     );
     ok(&mut l, Input::Reaped(ExitStatus::Exited(1)));
     let out = ok(&mut l, Input::ChannelClosed);
@@ -603,7 +615,7 @@ fn flaw_f9_lets_the_ack_timeout_pass_without_escalation() {
 fn cancelling_refuses_requests_and_ignores_a_second_cancel() {
     let mut l = at(Phase::AwaitingCancelAck);
     assert_eq!(
-        l.step(T0, Input::Request(RequestId(1), vec![]), &cx()),
+        l.step(T0, Input::Request(RequestId(1), vec![], None), &cx()),
         Err(Refusal::NotServing)
     );
     assert!(ok(&mut l, Input::Cancel(Initiator::User)).is_empty());
@@ -612,7 +624,7 @@ fn cancelling_refuses_requests_and_ignores_a_second_cancel() {
 #[test]
 fn replies_still_arrive_while_cancelling() {
     let mut l = at(Phase::Serving);
-    ok(&mut l, Input::Request(RequestId(4), vec![]));
+    ok(&mut l, Input::Request(RequestId(4), vec![], None));
     ok(&mut l, Input::Cancel(Initiator::User));
     let out = ok(
         &mut l,
@@ -621,7 +633,7 @@ fn replies_still_arrive_while_cancelling() {
             result: Ok(vec![]),
         }),
     );
-    assert_eq!(out, vec![Action::Reply(RequestId(4), Ok(vec![]))]);
+    assert_eq!(out, vec![answered(4, Ok(vec![]))]);
 }
 
 #[test]
@@ -749,5 +761,102 @@ fn done_refuses_everything_it_cannot_take() {
     assert_eq!(
         l.step(T0, Input::Reaped(ExitStatus::Exited(0)), &cx()),
         Err(Refusal::Invalid)
+    );
+}
+
+fn reply(id: u64, payload: Vec<u8>) -> Input {
+    Input::Message(Message::Reply {
+        id: RequestId(id),
+        result: Ok(payload),
+    })
+}
+
+#[test]
+fn a_request_times_out_at_its_deadline_and_its_late_reply_is_dropped() {
+    let mut l = at(Phase::Serving);
+    let by = T0 + Duration::from_millis(50);
+    ok(&mut l, Input::Request(RequestId(1), vec![], Some(by)));
+    ok(&mut l, Input::Request(RequestId(2), vec![], None));
+    assert_eq!(l.next_deadline(), Some(by));
+    assert!(l.step(T0, Input::Deadline, &cx()).unwrap().is_empty());
+    assert_eq!(
+        l.step(by, Input::Deadline, &cx()).unwrap(),
+        vec![Action::RequestEnded(RequestId(1), RequestEnd::TimedOut)]
+    );
+    assert_eq!(l.next_deadline(), None);
+    // Still in flight, and counted, until its late reply comes.
+    assert_eq!(l.in_flight.len(), 2);
+    assert_eq!(
+        l.step(T0, Input::Request(RequestId(3), vec![], None), &cx()),
+        Err(Refusal::TooManyInFlight)
+    );
+    assert!(
+        ok(&mut l, reply(1, vec![1])).is_empty(),
+        "the late reply is dropped"
+    );
+    assert_eq!(
+        ok(&mut l, reply(2, vec![2])),
+        vec![answered(2, Ok(vec![2]))]
+    );
+    assert_eq!((l.requests_sent, l.requests_ended), (2, 2));
+    assert!(l.in_flight.is_empty());
+}
+
+#[test]
+fn a_given_up_request_ends_once_and_its_late_reply_answers_nothing() {
+    let mut l = at(Phase::Serving);
+    ok(&mut l, Input::Request(RequestId(1), vec![], None));
+    assert_eq!(
+        ok(&mut l, Input::AbandonRequest(RequestId(1))),
+        vec![Action::RequestEnded(RequestId(1), RequestEnd::Abandoned)]
+    );
+    assert!(ok(&mut l, Input::AbandonRequest(RequestId(1))).is_empty());
+    assert_eq!(
+        l.step(T0, Input::AbandonRequest(RequestId(9)), &cx()),
+        Err(Refusal::Invalid)
+    );
+    ok(&mut l, Input::Request(RequestId(2), vec![], None));
+    assert!(ok(&mut l, reply(1, vec![1])).is_empty());
+    assert_eq!(
+        l.requests_ended, 1,
+        "request 2 still waits for its own reply"
+    );
+}
+
+#[test]
+fn requests_still_waiting_end_with_the_child_when_its_channel_ends() {
+    let mut l = at(Phase::Serving);
+    ok(&mut l, Input::Request(RequestId(1), vec![], None));
+    ok(&mut l, Input::Request(RequestId(2), vec![], None));
+    ok(&mut l, Input::AbandonRequest(RequestId(1)));
+    let out = ok(&mut l, Input::ChannelClosed);
+    assert_eq!(
+        out,
+        vec![
+            Action::FailureKnown,
+            Action::CloseChannel,
+            Action::RequestEnded(RequestId(2), RequestEnd::ChildEnded)
+        ]
+    );
+    assert!(l.in_flight.is_empty());
+    assert_eq!((l.requests_sent, l.requests_ended), (2, 2));
+}
+
+#[test]
+fn with_the_flaw_a_late_reply_answers_the_next_request_waiting() {
+    let cx = cx_with(Flaws::only(Flaw::LateReplyAnswersLaterRequest));
+    let mut l = at(Phase::Serving);
+    ok_with(&mut l, Input::Request(RequestId(1), vec![], None), &cx);
+    ok_with(&mut l, Input::Request(RequestId(2), vec![], None), &cx);
+    ok_with(&mut l, Input::AbandonRequest(RequestId(1)), &cx);
+    assert_eq!(
+        ok_with(&mut l, reply(1, vec![1]), &cx),
+        vec![Action::RequestEnded(
+            RequestId(2),
+            RequestEnd::Answered {
+                reply: RequestId(1),
+                result: Ok(vec![1])
+            }
+        )]
     );
 }

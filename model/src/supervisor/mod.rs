@@ -2,6 +2,7 @@
 
 mod lifecycle;
 mod report;
+mod request;
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::{String, ToString};
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 pub use lifecycle::{Action, ForceReason, Input, Lifecycle, Outcome, Phase, Refusal, StepContext};
 pub use report::{ChildSummary, Tally, TeardownCause, TeardownReport};
+pub use request::{InFlight, RequestEnd};
 
 use crate::error::{ChildError, ChildOpError, ExitStatus, Initiator, InputError, SpawnError};
 use crate::flaw::{Flaw, Flaws};
@@ -125,22 +127,17 @@ impl Command {
 pub enum Event {
     /// The child completed its handshake; requests may go to it.
     Ready(ChildId),
-    /// A reply to a request.
-    Reply {
-        /// From which child.
+    /// A request ended (answered, timed out, given up, or by the child's end). Unless it was
+    /// given up, how it ended is kept until [`Supervisor::claim_reply`] takes it.
+    RequestEnded {
+        /// To which child it went.
         child: ChildId,
-        /// The request answered.
+        /// Which request.
         id: RequestId,
-        /// Its result.
-        result: Result<Vec<u8>, RemoteError>,
     },
-    /// A run-to-result child's result.
-    Finished {
-        /// Which child.
-        child: ChildId,
-        /// Its result.
-        result: Result<Vec<u8>, RemoteError>,
-    },
+    /// A run-to-result child delivered its result, kept until [`Supervisor::claim_result`]
+    /// takes it.
+    Finished(ChildId),
     /// A child error, reported exactly once.
     Failed(ChildError),
     /// The nursery has closed; nothing more will happen.
@@ -175,6 +172,11 @@ pub(crate) struct ChildRecord {
     pub(crate) spawned_at: Timestamp,
     pub(crate) stop_started_at: Option<Timestamp>,
     pub(crate) finished_at: Option<Timestamp>,
+    /// How its requests ended, oldest first, until their callers claim them; with its
+    /// requests in flight, at most `max_in_flight`.
+    pub(crate) answers: Vec<(RequestId, RequestEnd)>,
+    /// A run-to-result child's result, until claimed.
+    pub(crate) result: Option<Result<Vec<u8>, RemoteError>>,
 }
 
 /// The parent side of the protocol: one nursery of children, sans-IO.
@@ -191,13 +193,22 @@ pub(crate) struct ChildRecord {
 ///
 /// # Calling contract
 ///
-/// Feed inputs as they happen: the user's calls (`spawn`, `request`, `cancel`, `hard_stop`,
-/// `begin_teardown`) and the driver's reports (`handle_*`). After each input, drain
+/// Feed inputs as they happen: the user's calls (`spawn`, `request`, `abandon_request`,
+/// `cancel`, `hard_stop`, `begin_teardown`) and the driver's reports (`handle_*`). After each input, drain
 /// [`Supervisor::poll_command`] and execute the commands in order, feeding back what they
 /// produce (`Launch` → `handle_launched`, `Reap` → `handle_reaped`); drain
 /// [`Supervisor::poll_event`] for the user; then sleep until [`Supervisor::poll_deadline`] or
 /// the next input, and call [`Supervisor::handle_timeout`] when the deadline passes. `now`
 /// must never go backwards. Nothing here blocks, reads a clock or does IO.
+///
+/// # Requests and results
+///
+/// A request ends exactly once (property 14), announced by [`Event::RequestEnded`]: answered,
+/// timed out at its deadline, given up, or ended with its child when the child's channel
+/// ends. How it ended is kept until [`Supervisor::claim_reply`] takes it, and counts against
+/// `max_in_flight` until then; a run-to-result child's result likewise waits for
+/// [`Supervisor::claim_result`]. A request that ended before its reply came stays in flight
+/// until that late reply arrives, which is dropped: it answers nothing (property 13).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Supervisor {
     pub(crate) config: SupervisorConfig,
@@ -316,6 +327,8 @@ impl Supervisor {
             spawned_at: now,
             stop_started_at: None,
             finished_at: None,
+            answers: Vec::new(),
+            result: None,
         };
         self.children.insert(child, record);
         self.attended.insert(child);
@@ -331,12 +344,16 @@ impl Supervisor {
         Ok(child)
     }
 
-    /// Sends a request to a serving child; the reply arrives as [`Event::Reply`].
+    /// Sends a request to a serving child, whose caller waits until `deadline` at most (as
+    /// long as the child lives if `None`). It ends as an [`Event::RequestEnded`]; how, the
+    /// caller claims with [`Supervisor::claim_reply`]. Until then its answer counts against
+    /// `max_in_flight`, with the requests in flight.
     pub fn request(
         &mut self,
         now: Timestamp,
         child: ChildId,
         payload: Vec<u8>,
+        deadline: Option<Timestamp>,
     ) -> Result<RequestId, ChildOpError> {
         self.advance(now);
         let max = crate::wire::max_payload(self.config.max_frame);
@@ -346,10 +363,72 @@ impl Supervisor {
                 max,
             });
         }
+        let max = self.config.limits.max_in_flight;
+        if let Some(rec) = self.children.get(&child)
+            && rec.life.in_flight.len() + rec.answers.len() >= max as usize
+        {
+            return Err(ChildOpError::TooManyInFlight { child, max });
+        }
         let id = RequestId(self.next_request);
-        self.user_op(child, Input::Request(id, payload))?;
+        self.user_op(child, Input::Request(id, payload, deadline))?;
         self.next_request += 1;
         Ok(id)
+    }
+
+    /// Gives up a request: it ends now (if it has not), its late reply is dropped when it
+    /// comes, and an answer kept for it is dropped. A request to a retired child has nothing
+    /// left to give up.
+    pub fn abandon_request(
+        &mut self,
+        now: Timestamp,
+        child: ChildId,
+        id: RequestId,
+    ) -> Result<(), ChildOpError> {
+        self.advance(now);
+        if self.claim_reply(child, id).is_some() {
+            return Ok(());
+        }
+        let waiting = self
+            .children
+            .get(&child)
+            .is_some_and(|r| r.life.in_flight.iter().any(|f| f.id == id));
+        if !waiting {
+            return Err(ChildOpError::UnknownRequest { child, id });
+        }
+        self.user_op(child, Input::AbandonRequest(id))
+    }
+
+    /// Takes how a request ended, once it has (see [`Event::RequestEnded`]): each answer is
+    /// handed out once. Kept for a retired child while its record is.
+    pub fn claim_reply(&mut self, child: ChildId, id: RequestId) -> Option<RequestEnd> {
+        let answers = &mut self.record_mut(child)?.answers;
+        let i = answers.iter().position(|(r, _)| *r == id)?;
+        Some(answers.remove(i).1)
+    }
+
+    /// How a request ended, if it has and its answer is kept, without taking it.
+    pub fn peek_reply(&self, child: ChildId, id: RequestId) -> Option<&RequestEnd> {
+        let answers = &self.record(child)?.answers;
+        answers.iter().find(|(r, _)| *r == id).map(|(_, end)| end)
+    }
+
+    /// Whether a run-to-result child's result is kept, waiting for its claim.
+    pub fn has_result(&self, child: ChildId) -> bool {
+        self.record(child).is_some_and(|r| r.result.is_some())
+    }
+
+    /// What the live children hold for requests: those in flight (waiting, or ended and
+    /// waiting only for a late reply to drop) and the answers not claimed. Zero whenever
+    /// every answer was claimed and no late reply is due. Costs the live children.
+    pub fn requests_held(&self) -> usize {
+        let held = |r: &ChildRecord| r.life.in_flight.len() + r.answers.len();
+        self.children.values().map(held).sum()
+    }
+
+    /// Takes a run-to-result child's result, once delivered (see [`Event::Finished`]): it is
+    /// handed out once. Kept for a retired child while its record is.
+    pub fn claim_result(&mut self, child: ChildId) -> Option<Result<Vec<u8>, RemoteError>> {
+        self.record_mut(child)?.result.take()
     }
 
     /// Asks one child to stop gracefully; escalation follows its timeouts.
@@ -452,7 +531,11 @@ impl Supervisor {
             .attended
             .iter()
             .copied()
-            .filter(|c| self.life_of(*c).deadline.is_some_and(|d| d <= self.now))
+            .filter(|c| {
+                self.life_of(*c)
+                    .next_deadline()
+                    .is_some_and(|d| d <= self.now)
+            })
             .collect();
         for child in due {
             // A due deadline is valid in every phase that arms one; a refusal would be a
@@ -480,7 +563,7 @@ impl Supervisor {
     pub fn poll_deadline(&self) -> Option<Timestamp> {
         self.attended
             .iter()
-            .filter_map(|c| self.life_of(*c).deadline)
+            .filter_map(|c| self.life_of(*c).next_deadline())
             .min()
     }
 
@@ -492,6 +575,14 @@ impl Supervisor {
     /// A live child's record, or a retired one's while it is kept.
     fn record(&self, child: ChildId) -> Option<&ChildRecord> {
         self.children.get(&child).or_else(|| self.ended.get(&child))
+    }
+
+    fn record_mut(&mut self, child: ChildId) -> Option<&mut ChildRecord> {
+        if self.children.contains_key(&child) {
+            self.children.get_mut(&child)
+        } else {
+            self.ended.get_mut(&child)
+        }
     }
 
     /// The live child registered under `name`; never a child known to be dead.
@@ -655,10 +746,11 @@ impl Supervisor {
         if !was_stopping && rec.life.is_stopping() {
             rec.stop_started_at = Some(now);
         }
+        let failing = actions.contains(&Action::FailureKnown);
         for action in actions {
             self.absorb(child, action);
         }
-        self.after_step(child, errors_from);
+        self.after_step(child, errors_from, failing);
         Ok(())
     }
 
@@ -686,8 +778,22 @@ impl Supervisor {
                 }
             }
             Action::Ready => self.events.push_back(Event::Ready(child)),
-            Action::Reply(id, result) => self.events.push_back(Event::Reply { child, id, result }),
-            Action::Finished(result) => self.events.push_back(Event::Finished { child, result }),
+            Action::RequestEnded(id, end) => {
+                if end.is_kept() {
+                    self.record_mut(child)
+                        .expect("a stepped child is live")
+                        .answers
+                        .push((id, end));
+                }
+                self.events.push_back(Event::RequestEnded { child, id });
+            }
+            Action::Finished(result) => {
+                self.record_mut(child)
+                    .expect("a stepped child is live")
+                    .result = Some(result);
+                self.events.push_back(Event::Finished(child));
+            }
+            Action::FailureKnown => {}
             Action::Error(kind, initiator) => self.report_error(child, kind, initiator),
             Action::Outcome(_) => {}
         }
@@ -710,7 +816,9 @@ impl Supervisor {
         self.events.push_back(Event::Failed(err));
     }
 
-    fn after_step(&mut self, child: ChildId, errors_from: usize) {
+    /// What a step means for the nursery; `failing` says it made a child's failure known
+    /// before its report (which comes once it is reaped).
+    fn after_step(&mut self, child: ChildId, errors_from: usize, failing: bool) {
         let now = self.now;
         let rec = self
             .children
@@ -727,12 +835,14 @@ impl Supervisor {
         if rec.life.is_over() {
             self.retiring.push(child);
         }
-        // Only an error of this step can newly fail the nursery: an earlier one already made
-        // the cause an error (which nothing downgrades) or found the nursery closed (which it
-        // stays), so the step costs what it reported, not every error so far.
-        let failed = self.errors[errors_from..]
-            .iter()
-            .any(|e| e.kind.cancels_nursery());
+        // Only a failure this step made known or reported can newly fail the nursery: an
+        // earlier one already made the cause an error (which nothing downgrades) or found the
+        // nursery closed (which it stays), so the step costs what it reported, not every
+        // error so far.
+        let failed = failing
+            || self.errors[errors_from..]
+                .iter()
+                .any(|e| e.kind.cancels_nursery());
         if failed && self.cause.is_none_or(|c| !c.is_error()) {
             self.teardown(TeardownCause::ChildFailed(child));
         }

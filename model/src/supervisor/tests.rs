@@ -413,7 +413,7 @@ fn user_operations_on_unknown_or_finished_children_are_typed_errors() {
         Err(ChildOpError::AlreadyFinished(c))
     );
     assert!(matches!(
-        s.request(Timestamp::ZERO, c, vec![]),
+        s.request(Timestamp::ZERO, c, vec![], None),
         Err(ChildOpError::AlreadyFinished(_))
     ));
     let err = s.handle_launched(Timestamp::ZERO, c).unwrap_err();
@@ -443,7 +443,7 @@ fn a_request_payload_over_the_frame_limit_is_refused_before_anything_is_sent() {
     let c = serving(&mut s, 1, SpawnMethod::Fork)[0];
     let max = crate::wire::max_payload(64);
     let err = s
-        .request(Timestamp::ZERO, c, vec![0; max as usize + 1])
+        .request(Timestamp::ZERO, c, vec![0; max as usize + 1], None)
         .unwrap_err();
     assert_eq!(
         err,
@@ -459,7 +459,7 @@ fn a_request_payload_over_the_frame_limit_is_refused_before_anything_is_sent() {
     );
     // The largest payload that fits is sent, and its frame is within the limit.
     let id = s
-        .request(Timestamp::ZERO, c, vec![7; max as usize])
+        .request(Timestamp::ZERO, c, vec![7; max as usize], None)
         .unwrap();
     let sent = drain(&mut s);
     let [Command::Send { message, .. }] = sent.as_slice() else {
@@ -608,4 +608,162 @@ fn a_child_given_up_on_is_held_until_its_late_reap() {
         .unwrap();
     assert_eq!(s.live_count(), 0);
     assert_eq!(drain(&mut s), vec![Command::Retire { child: c }]);
+}
+
+fn reply(s: &mut Supervisor, t: Timestamp, c: ChildId, id: RequestId, byte: u8) {
+    let message = Message::Reply {
+        id,
+        result: Ok(vec![byte]),
+    };
+    s.handle_message(t, c, message).unwrap();
+}
+
+fn answered(id: RequestId, byte: u8) -> Option<RequestEnd> {
+    Some(RequestEnd::Answered {
+        reply: id,
+        result: Ok(vec![byte]),
+    })
+}
+
+#[test]
+fn an_answer_is_kept_until_claimed_once_and_holds_its_place_in_flight() {
+    let mut s = Supervisor::new(SupervisorConfig {
+        limits: Limits {
+            max_in_flight: 2,
+            ..Limits::default()
+        },
+        ..SupervisorConfig::default()
+    })
+    .unwrap();
+    let c = serving(&mut s, 1, SpawnMethod::Exec)[0];
+    let t = Timestamp::ZERO;
+    let a = s.request(t, c, vec![1], None).unwrap();
+    let b = s.request(t, c, vec![2], None).unwrap();
+    reply(&mut s, t, c, a, 10);
+    assert_eq!(
+        events(&mut s),
+        vec![Event::RequestEnded { child: c, id: a }]
+    );
+    assert_eq!(
+        s.request(t, c, vec![3], None),
+        Err(ChildOpError::TooManyInFlight { child: c, max: 2 }),
+        "an unclaimed answer counts with the requests in flight"
+    );
+    assert_eq!(s.claim_reply(c, b), None, "not ended yet");
+    assert_eq!(s.claim_reply(c, a), answered(a, 10));
+    assert_eq!(s.claim_reply(c, a), None, "handed out once");
+    s.request(t, c, vec![3], None).unwrap();
+}
+
+#[test]
+fn a_request_times_out_by_the_supervisors_deadline_and_its_late_reply_is_dropped() {
+    let mut s = sup(Flaws::NONE);
+    let c = serving(&mut s, 1, SpawnMethod::Exec)[0];
+    let t = Timestamp::ZERO;
+    let by = t + core::time::Duration::from_millis(30);
+    let a = s.request(t, c, vec![1], Some(by)).unwrap();
+    assert_eq!(s.poll_deadline(), Some(by));
+    s.handle_timeout(by);
+    assert_eq!(
+        events(&mut s),
+        vec![Event::RequestEnded { child: c, id: a }]
+    );
+    assert_eq!(s.claim_reply(c, a), Some(RequestEnd::TimedOut));
+    let b = s.request(by, c, vec![2], None).unwrap();
+    reply(&mut s, by, c, a, 10);
+    assert!(events(&mut s).is_empty(), "the late reply answers nothing");
+    reply(&mut s, by, c, b, 20);
+    assert_eq!(s.claim_reply(c, b), answered(b, 20));
+    assert_eq!(s.phase(), NurseryPhase::Open);
+}
+
+#[test]
+fn a_given_up_request_keeps_no_answer_and_an_unknown_one_is_a_typed_error() {
+    let mut s = sup(Flaws::NONE);
+    let c = serving(&mut s, 1, SpawnMethod::Exec)[0];
+    let t = Timestamp::ZERO;
+    let a = s.request(t, c, vec![1], None).unwrap();
+    s.abandon_request(t, c, a).unwrap();
+    assert_eq!(
+        events(&mut s),
+        vec![Event::RequestEnded { child: c, id: a }]
+    );
+    assert_eq!(s.claim_reply(c, a), None);
+    // Still in flight until its late reply: giving it up again changes nothing.
+    s.abandon_request(t, c, a).unwrap();
+    reply(&mut s, t, c, a, 10);
+    assert_eq!(
+        s.abandon_request(t, c, a),
+        Err(ChildOpError::UnknownRequest { child: c, id: a })
+    );
+    // An answer already kept is dropped by giving its request up.
+    let b = s.request(t, c, vec![2], None).unwrap();
+    reply(&mut s, t, c, b, 20);
+    s.abandon_request(t, c, b).unwrap();
+    assert_eq!(s.claim_reply(c, b), None);
+}
+
+/// A daemon whose channel ends unasked is failing: its death report needs its status, which
+/// comes at the reap, but the nursery's one-cancels-all starts at the end of its stream, and
+/// its requests end then, each once, with the child's end.
+#[test]
+fn a_childs_unasked_end_cancels_its_siblings_and_ends_its_requests_at_once() {
+    let mut s = sup(Flaws::NONE);
+    let ids = serving(&mut s, 2, SpawnMethod::Exec);
+    let t = Timestamp::ZERO;
+    let a = s.request(t, ids[0], vec![1], None).unwrap();
+    let b = s.request(t, ids[0], vec![2], None).unwrap();
+    s.handle_channel_closed(t, ids[0]).unwrap();
+    assert_eq!(s.phase(), NurseryPhase::TearingDown);
+    assert_eq!(s.teardown_cause(), Some(TeardownCause::ChildFailed(ids[0])));
+    let cancelled = drain(&mut s).contains(&Command::Send {
+        child: ids[1],
+        message: Message::Cancel,
+    });
+    assert!(cancelled, "the sibling is cancelled before any reap");
+    assert_eq!(
+        events(&mut s),
+        vec![
+            Event::RequestEnded {
+                child: ids[0],
+                id: a
+            },
+            Event::RequestEnded {
+                child: ids[0],
+                id: b
+            },
+        ]
+    );
+    assert_eq!(s.claim_reply(ids[0], a), Some(RequestEnd::ChildEnded));
+    assert_eq!(s.claim_reply(ids[0], b), Some(RequestEnd::ChildEnded));
+}
+
+#[test]
+fn a_result_is_kept_until_claimed_once() {
+    let mut s = sup(Flaws::NONE);
+    let t = Timestamp::ZERO;
+    let c = s
+        .spawn(
+            t,
+            spec("r", SpawnMethod::Exec, Role::RunToResult),
+            &Situation::default(),
+        )
+        .unwrap();
+    s.handle_launched(t, c).unwrap();
+    let hs = Message::Handshake {
+        version: PROTOCOL_VERSION,
+        pid: 7,
+    };
+    s.handle_message(t, c, hs).unwrap();
+    s.handle_message(
+        t,
+        c,
+        Message::Finished {
+            result: Ok(vec![4]),
+        },
+    )
+    .unwrap();
+    assert!(events(&mut s).contains(&Event::Finished(c)));
+    assert_eq!(s.claim_result(c), Some(Ok(vec![4])));
+    assert_eq!(s.claim_result(c), None);
 }

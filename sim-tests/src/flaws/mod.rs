@@ -80,6 +80,7 @@ pub fn shape(shape: &str, name: &str) -> Option<Scenario> {
             Ending::Finish,
         ),
         "exec-spawned-by-a-worker" => (one("echo", Exec, Serves), Ending::Finish),
+        "fork-slow-request-gives-up" => (one("late", Fork, Blocks { ms: 300 }), Ending::Finish),
         _ => return None,
     };
     let mut sc = Scenario::new(name, children, ending);
@@ -94,6 +95,12 @@ pub fn shape(shape: &str, name: &str) -> Option<Scenario> {
         }
         // The body's spawns come from a worker thread that exits once they are made.
         "exec-spawned-by-a-worker" => sc.faults = vec![Fault::SpawningThreadExits],
+        // Two requests pipelined to a child that answers only after the first one's caller
+        // has stopped waiting: its late reply comes while the second still waits.
+        "fork-slow-request-gives-up" => {
+            sc.requests = 2;
+            sc.request_timeout_ms = Some(100);
+        }
         // Three stuck children cost three ack timeouts serially: past a tighter bound.
         "three-exec-never-yield" => {
             sc.timeouts.kill_grace = Duration::from_millis(200);

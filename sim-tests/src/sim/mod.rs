@@ -66,12 +66,12 @@ use std::collections::BTreeMap;
 
 use crate::kernel::KernelConfig;
 use crate::platform::Platform;
-use harrow_model::ChildId;
 use harrow_model::driver::Driver;
 use harrow_model::supervisor::{
     NurseryPhase, SpawnSpec, Supervisor, SupervisorConfig, TeardownCause, TeardownReport,
 };
 use harrow_model::wire::Role;
+use harrow_model::{ChildId, Timestamp};
 
 pub use actor::ScriptFactory;
 pub use check::Outcome;
@@ -190,13 +190,7 @@ fn root_body<P: Platform>(
         os,
     );
     let mut result = RootResult::default();
-    let outcome = nursery_body(
-        &mut d,
-        &sc.children,
-        sc.requests,
-        sc.ending,
-        &mut result.refused,
-    );
+    let outcome = nursery_body(&mut d, sc, &mut result.refused);
     if let Err(e) = outcome {
         result.stopped = Some(e.to_string());
     }
@@ -207,27 +201,33 @@ fn root_body<P: Platform>(
     result
 }
 
-/// A nursery's body, for the root or for a child that supervises its own children.
+/// The deadline of the body's `r`-th request to a daemon, sent at `now` (see
+/// [`Scenario::request_timeout_ms`]).
+pub fn request_deadline(sc: &Scenario, r: u32, now: Timestamp) -> Option<Timestamp> {
+    let ms = sc.request_timeout_ms.filter(|_| r == 0)?;
+    Some(now + std::time::Duration::from_millis(ms))
+}
+
+/// The root's nursery body: spawn and settle, send the requests, end as the scenario says.
 pub fn nursery_body<O: harrow_model::driver::Os + ServesUntilInterrupt>(
     d: &mut Driver<O>,
-    plans: &[ChildPlan],
-    requests: u32,
-    ending: Ending,
+    sc: &Scenario,
     refused: &mut Vec<String>,
 ) -> Result<(), harrow_model::driver::DriveError> {
-    let ids = spawn_and_settle(d, plans, refused)?;
+    let ids = spawn_and_settle(d, &sc.children, refused)?;
     for (&child, &role) in &ids {
         let serving = d
             .sup
             .lifecycle(child)
             .is_some_and(|l| l.phase == harrow_model::supervisor::Phase::Serving);
         if role == Role::Daemon && serving {
-            for r in 0..requests {
-                let _ = d.request(child, format!("ping {r}").into_bytes());
+            for r in 0..sc.requests {
+                let deadline = request_deadline(sc, r, d.os.now());
+                let _ = d.request(child, format!("ping {r}").into_bytes(), deadline);
             }
         }
     }
-    match ending {
+    match sc.ending {
         Ending::Finish => d.begin_teardown(TeardownCause::BodyFinished),
         Ending::Fail => d.begin_teardown(TeardownCause::BodyFailed),
         // The body serves until SIGINT starts the teardown; a lost SIGINT is a hang.

@@ -55,7 +55,9 @@ impl World<'_> {
             }
             for r in 0..self.sc.requests {
                 let payload = format!("ping {r}").into_bytes();
-                match self.st.sup.request(self.st.now, ChildId(i as u32), payload) {
+                let deadline = crate::sim::request_deadline(self.sc, r, self.st.now);
+                let child = ChildId(i as u32);
+                match self.st.sup.request(self.st.now, child, payload, deadline) {
                     Ok(id) => self.note("user", || format!("request {id} to {}", kid_name(i))),
                     Err(e) => self.note("user", || format!("request refused: {e}")),
                 }

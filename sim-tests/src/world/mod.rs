@@ -13,7 +13,9 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
-use harrow_model::supervisor::{Event, NurseryPhase, Supervisor, SupervisorConfig, TeardownCause};
+use harrow_model::supervisor::{
+    Event, NurseryPhase, RequestEnd, Supervisor, SupervisorConfig, TeardownCause,
+};
 use harrow_model::{ChildId, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -527,14 +529,16 @@ impl<'s> World<'s> {
                 self.st.ready.insert(c.0 as usize);
                 self.note("user", || format!("{c} is ready"));
             }
-            Event::Reply { child, id, result } => {
-                self.note("user", || {
-                    format!("reply from {child} to {id}: {}", show_result(result))
-                });
+            // The user claims every answer as it comes, as a caller would.
+            Event::RequestEnded { child, id } => {
+                let end = self.st.sup.claim_reply(*child, *id);
+                self.note("user", || show_end(*child, *id, end));
             }
-            Event::Finished { child, result } => {
+            Event::Finished(child) => {
+                let result = self.st.sup.claim_result(*child);
                 self.note("user", || {
-                    format!("result of {child}: {}", show_result(result))
+                    let shown = result.as_ref().map_or("none".into(), show_result);
+                    format!("result of {child}: {shown}")
                 });
             }
             Event::Failed(err) => self.note("user", || format!("error: {err}")),
@@ -555,6 +559,21 @@ impl<'s> World<'s> {
 
 fn kid_name(i: usize) -> String {
     format!("child#{i}")
+}
+
+/// How a request ended, as the trace says it.
+fn show_end(child: ChildId, id: harrow_model::RequestId, end: Option<RequestEnd>) -> String {
+    match end {
+        Some(RequestEnd::Answered { reply, result }) if reply == id => {
+            format!("reply from {child} to {id}: {}", show_result(&result))
+        }
+        Some(RequestEnd::Answered { reply, result }) => format!(
+            "reply from {child} to {id}, by the reply to {reply}: {}",
+            show_result(&result)
+        ),
+        Some(other) => format!("{id} to {child} ended: {other:?}"),
+        None => format!("{id} to {child} ended, given up"),
+    }
 }
 
 fn show_result(r: &Result<Vec<u8>, harrow_model::wire::RemoteError>) -> String {
