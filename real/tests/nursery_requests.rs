@@ -1,4 +1,5 @@
-//! Requests whose caller gave up: what the nursery keeps for them, and for how long.
+//! Requests whose caller gave up, and requests and results whose child ends first: what the
+//! nursery keeps for them, for how long, and what their callers are told.
 //!
 //! The children are forked from the test's main thread (this harness runs every test there,
 //! so the process is single-threaded and `Fork` is allowed).
@@ -10,25 +11,76 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use common::Test;
+use harrow_model::error::{ChildOpError, SpawnError};
 use harrow_real::internals::unclaimed_replies;
-use harrow_real::{Error, Nursery, NurseryConfig, Registry, SpawnMethod, Timeouts};
+use harrow_real::sys::fds::CHILD_CHANNEL_FD;
+use harrow_real::{
+    ChildErrorKind, Error, Nursery, NurseryConfig, Registry, Role, SpawnMethod, Timeouts,
+};
 
 /// Sleeps the number of milliseconds it is sent, then answers it.
 const SLOW: &str = "slow";
 
+/// Its request handler (or main) ends its child's side of the channel while it works, then
+/// goes on working: see [`hang_up_then_work`].
+const HANGS_UP: &str = "hangs-up";
+
+/// A run-to-result child whose main does what [`HANGS_UP`]'s handler does.
+const HANGS_UP_MAIN: &str = "hangs-up-main";
+
+/// How long a [`HANGS_UP`] child goes on after its channel ended, before it exits: the
+/// window in which its parent knows it is failing but cannot have reaped it.
+const DYING_MS: u64 = 600;
+
 fn registry() -> Registry {
-    Registry::new().handler(SLOW, |ms: u64| {
-        sleep(Duration::from_millis(ms));
-        Ok::<u64, String>(ms)
-    })
+    Registry::new()
+        .handler(SLOW, |ms: u64| {
+            sleep(Duration::from_millis(ms));
+            Ok::<u64, String>(ms)
+        })
+        .handler(HANGS_UP, |()| hang_up_then_work())
+        .main(HANGS_UP_MAIN, hang_up_then_work)
+}
+
+/// A child dying in the middle of its work, slowly: 50 ms in, a thread of it shuts the
+/// sending side of its channel (its parent reads end of stream), and the work goes on for
+/// [`DYING_MS`]; only then can it exit (seeing its parent's end closed). So its end of stream
+/// comes long before its exit, as a child's whose handler panicked and whose process takes
+/// its time to go.
+fn hang_up_then_work() -> Result<u64, String> {
+    std::thread::spawn(|| {
+        sleep(Duration::from_millis(50));
+        // SAFETY: shutdown(2) on the child's own channel descriptor, which stays open.
+        unsafe { libc::shutdown(CHILD_CHANNEL_FD, libc::SHUT_WR) };
+    });
+    sleep(Duration::from_millis(DYING_MS));
+    Ok(1)
 }
 
 fn main() -> ExitCode {
     harrow_real::init(registry());
-    common::main(&[Test {
-        name: "bug_abandoned_requests_forgotten_when_child_ends",
-        run: bug_abandoned_requests_forgotten_when_child_ends,
-    }])
+    common::main(&[
+        Test {
+            name: "bug_abandoned_requests_forgotten_when_child_ends",
+            run: bug_abandoned_requests_forgotten_when_child_ends,
+        },
+        Test {
+            name: "bug_request_to_dying_child_returns_closed",
+            run: bug_request_to_dying_child_returns_closed,
+        },
+        Test {
+            name: "bug_result_of_dying_child_returns_closed",
+            run: bug_result_of_dying_child_returns_closed,
+        },
+        Test {
+            name: "bug_one_cancels_all_waits_for_the_reap",
+            run: bug_one_cancels_all_waits_for_the_reap,
+        },
+        Test {
+            name: "bug_sigint_during_request_returns_closed",
+            run: bug_sigint_during_request_returns_closed,
+        },
+    ])
 }
 
 /// A child busy for a minute: no request sent to it is answered within the test.
@@ -77,5 +129,111 @@ fn bug_abandoned_requests_forgotten_when_child_ends() {
         1,
         "`gone` ended: only `busy`'s abandoned request may still be kept"
     );
+    n.teardown();
+}
+
+/// A nursery spawning by `Fork` with the default timeouts (whose kill grace outlasts a
+/// [`HANGS_UP`] child's dying), SIGINT left to the test process.
+fn patient() -> NurseryConfig {
+    NurseryConfig {
+        method: SpawnMethod::Fork,
+        handle_sigint: false,
+        ..NurseryConfig::default()
+    }
+}
+
+fn assert_died(err: Error, what: &str) {
+    match err {
+        Error::Child(e) if matches!(e.kind, ChildErrorKind::Died(_)) => {}
+        other => panic!("{what} returned {other:?}, not the child's death"),
+    }
+}
+
+/// A request whose child died while handling it returned `Error::Closed` ("the nursery
+/// closed before the answer came") though the nursery was open; the child's `Died` error
+/// appeared only in the teardown report.
+///
+/// What went wrong: the wait for the reply stopped as soon as the child was stopping (at its
+/// end of stream), but the child's error is known only once it is reaped, so there was none
+/// to return yet. The fix: the request ends, once, at the child's end of stream, as ended by
+/// its child (`RequestEnd::ChildEnded`), and the caller then waits (bounded by the
+/// protocol's timeouts) until the child is done and returns its own error.
+fn bug_request_to_dying_child_returns_closed() {
+    let mut n = Nursery::open_with(patient()).unwrap();
+    let child = n.spawn("dying", HANGS_UP).unwrap();
+    let err = n.request::<(), u64>(child, &()).unwrap_err();
+    assert_died(err, "a request to a child that died handling it");
+    n.teardown();
+}
+
+/// The same for `result`: a run-to-result child that died before its result came made
+/// `result` return `Error::Closed`. The fix is the same: the caller waits until the child is
+/// done and returns its error.
+fn bug_result_of_dying_child_returns_closed() {
+    let mut n = Nursery::open_with(patient()).unwrap();
+    let child = n
+        .spawn_with("dying", HANGS_UP_MAIN, SpawnMethod::Fork, Role::RunToResult)
+        .unwrap();
+    let err = n.result::<u64>(child).unwrap_err();
+    assert_died(err, "result() of a child that died before its result");
+    n.teardown();
+}
+
+/// One-cancels-all took effect only when the failed child was reaped: for as long as it took
+/// to exit after its stream ended (about 300 ms after a handler panicked), a sibling still
+/// took requests and a new spawn was accepted.
+///
+/// What went wrong: the supervisor started the error teardown on the child's error report,
+/// which needs its exit status, so it came at the reap. The fix teaches the lifecycle that
+/// a child whose channel ends (or who exits) before any stop began is failing, then and
+/// there (`Action::FailureKnown`), and the nursery tears down at that step.
+fn bug_one_cancels_all_waits_for_the_reap() {
+    let mut n = Nursery::open_with(patient()).unwrap();
+    let dying = n.spawn("dying", HANGS_UP).unwrap();
+    let sibling = n.spawn("sibling", SLOW).unwrap();
+    match n.request_within::<(), u64>(dying, &(), Duration::from_millis(10)) {
+        Err(Error::TimedOut { .. }) => {}
+        other => panic!("a request to a busy child returned {other:?}"),
+    }
+    // Its end of stream is waiting to be read; its exit is ~500 ms away.
+    sleep(Duration::from_millis(150));
+    // Sent before the end of stream is read, so answered before the sibling's cancel.
+    let _: u64 = n.request(sibling, &0u64).unwrap();
+    // Cancelled with the failing child: stopping, or already gone.
+    match n.request::<u64, u64>(sibling, &0u64) {
+        Err(Error::Op(ChildOpError::NotServing { .. } | ChildOpError::AlreadyFinished(_))) => {}
+        other => panic!("a sibling of a failing child took a request: {other:?}"),
+    }
+    match n.spawn("late", SLOW) {
+        Err(Error::Spawn(SpawnError::NurseryClosing)) => {}
+        other => panic!("a nursery with a failing child accepted a spawn: {other:?}"),
+    }
+    n.teardown();
+}
+
+/// SIGINT during a request returned `Error::Closed`, not the documented `Interrupted`: the
+/// wait for the reply stopped as soon as SIGINT's teardown had cancelled the child.
+///
+/// The fix: the wait ends when the request ends, and SIGINT's teardown is run to its end
+/// and reported as `Interrupted` before that.
+fn bug_sigint_during_request_returns_closed() {
+    let mut n = Nursery::open_with(NurseryConfig {
+        method: SpawnMethod::ForkServer,
+        handle_sigint: true,
+        ..quick()
+    })
+    .unwrap();
+    let child = n.spawn("busy", SLOW).unwrap();
+    let pid = std::process::id() as libc::pid_t;
+    let interrupter = std::thread::spawn(move || {
+        sleep(Duration::from_millis(200));
+        // SAFETY: kill(2) of our own process with SIGINT, which the nursery handles.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+    });
+    match n.request::<u64, u64>(child, &BUSY_MS) {
+        Err(Error::Interrupted) => {}
+        other => panic!("a request interrupted by SIGINT returned {other:?}"),
+    }
+    interrupter.join().unwrap();
     n.teardown();
 }
