@@ -322,12 +322,14 @@ impl Nursery {
         }
     }
 
-    /// Why a child ended without the answer awaited of it, once it is done: its own error,
-    /// SIGINT's teardown, or a stop that was asked for (the user's, or the teardown's). Waits
-    /// for the child to be done (its error comes with its reap), which the protocol's
-    /// timeouts bound.
+    /// Why a child ended without the answer awaited of it: its own error, SIGINT's
+    /// teardown, or a stop that was asked for (the user's, or the teardown's). Waits until
+    /// its error is known or it is done (a death is reported with its status, at its reap),
+    /// which the protocol's timeouts bound.
     fn end_of(&mut self, id: ChildId) -> Error {
-        let done = self.pump(|n| n.phase_of(id).is_none_or(|p| p == Phase::Done));
+        let done = self.pump(|n| {
+            n.failure_of(id).is_some() || n.phase_of(id).is_none_or(|p| p == Phase::Done)
+        });
         if let Some(err) = self.failure_of(id) {
             return Error::Child(err);
         }
