@@ -292,9 +292,11 @@ impl RefChild {
         }
         let status = self.status?;
         // An error of the supervisor's own (a bad frame, a version mismatch, a boot timeout)
-        // means it closed or killed the child: that death is ours too.
+        // means it closed or killed the child: that death is ours too. A kill of a child whose
+        // channel had ended unasked (its stop's initiator) only finished its own failure.
+        let ended_unasked = initiator == Some(Initiator::Child);
         if self.cancel_sent
-            || self.forced
+            || (self.forced && !ended_unasked)
             || self.supervisor_error
             || initiator == Some(Initiator::Supervisor)
         {

@@ -928,8 +928,11 @@ impl Lifecycle {
         let status = self.reaped_status?;
         // Ours: it answered our cancel, we killed it, or we closed its channel on a protocol
         // violation. A cancel still pending when it died never reached it: its death is its own.
+        // So is a kill that only ended a child whose channel had ended unasked (the failure
+        // already known, `Action::FailureKnown`), when it did not exit within the grace.
+        let ended_unasked = self.stop_initiator == Some(Initiator::Child);
         let we_stopped = self.cancel_sent
-            || self.kill_sent
+            || (self.kill_sent && !ended_unasked)
             || self.violated
             || self.stop_initiator == Some(Initiator::Supervisor);
         if we_stopped {

@@ -860,3 +860,22 @@ fn with_the_flaw_a_late_reply_answers_the_next_request_waiting() {
         )]
     );
 }
+
+/// A child whose channel ended unasked, and who then did not exit within the grace, was
+/// killed and reported nowhere: its kill made its death "ours", so no error came, while the
+/// nursery had been torn down for it (`FailureKnown`) with no error of it in the report.
+/// Its channel's unasked end was its failure; our kill only finished it: it is `Died`.
+#[test]
+fn bug_child_ending_unasked_then_killed_is_reported_nowhere() {
+    let mut l = at(Phase::Serving);
+    ok(&mut l, Input::ChannelClosed);
+    let grace = l.deadline.expect("the grace is armed");
+    let out = l.step(grace, Input::Deadline, &cx()).unwrap();
+    assert!(out.contains(&Action::Kill));
+    ok(&mut l, Input::ExitObserved);
+    let out = ok(&mut l, Input::Reaped(ExitStatus::Signaled(9)));
+    assert_eq!(
+        errors(&out),
+        vec![&ChildErrorKind::Died(ExitStatus::Signaled(9))]
+    );
+}
