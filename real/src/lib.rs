@@ -39,7 +39,7 @@ pub use harrow_model::{
     ChildError, ChildErrorKind, ChildId, ExitStatus, Initiator, Limits, SpawnMethod, Timeouts,
     Timestamp,
 };
-pub use nursery::{Child, Error, Nursery, NurseryConfig};
+pub use nursery::{Child, Completion, Error, Nursery, NurseryConfig, Ticket};
 
 use child::run_actor;
 

@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use harrow_model::supervisor::{
     TeardownReport,
 };
 use harrow_model::wire::{RemoteError, Role};
-use harrow_model::{ChildId, Limits, SpawnMethod, Timeouts};
+use harrow_model::{ChildId, Limits, RequestId, SpawnMethod, Timeouts};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -150,6 +151,50 @@ impl Child {
     }
 }
 
+/// A request in flight, as [`Nursery::start_request`] returns it: it is answered on the
+/// nursery that sent it only ([`Error::OtherNursery`] elsewhere).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[must_use = "a request's answer is kept until it is taken or given up (`Nursery::abandon`)"]
+pub struct Ticket {
+    nursery: u64,
+    child: ChildId,
+    id: RequestId,
+    /// The caller's timeout, which an [`Error::TimedOut`] reports.
+    timeout: Option<Duration>,
+}
+
+impl Ticket {
+    /// The child the request went to.
+    pub fn child(self) -> Child {
+        Child {
+            nursery: self.nursery,
+            id: self.child,
+        }
+    }
+
+    /// The request's id, as [`Completion::Request`] names it.
+    pub fn id(self) -> RequestId {
+        self.id
+    }
+}
+
+/// Something that completed, as [`Nursery::wait_any`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Completion {
+    /// A request ended: its answer waits for [`Nursery::try_take`] with the ticket of the
+    /// request `id` to `child` (see [`Ticket::id`]).
+    Request {
+        /// The child the request went to.
+        child: Child,
+        /// Which request.
+        id: RequestId,
+    },
+    /// A run-to-result child's result is ready for [`Nursery::result`].
+    Result(Child),
+    /// A child failed (also kept for [`Nursery::take_failures`]).
+    Failed(ChildError),
+}
+
 /// The identity the next nursery of this process takes.
 static NEXT_NURSERY: AtomicU64 = AtomicU64::new(0);
 
@@ -162,6 +207,10 @@ pub struct Nursery {
     method: SpawnMethod,
     /// Child errors not yet taken: at most `Limits::max_ended`, the oldest dropped first.
     failures: VecDeque<ChildError>,
+    /// What [`Nursery::wait_any`] has yet to report, in the order it happened: an entry
+    /// leaves when reported, or when what it announces is taken another way; failures, the
+    /// last `Limits::max_ended` of them.
+    completions: VecDeque<Completion>,
     report: Option<TeardownReport>,
 }
 
@@ -187,6 +236,7 @@ impl Nursery {
             driver: Driver::new(sup, os),
             method: config.method,
             failures: VecDeque::new(),
+            completions: VecDeque::new(),
             report: None,
         })
     }
@@ -260,13 +310,15 @@ impl Nursery {
             .unwrap_or(Error::Closed))
     }
 
-    /// Sends a typed request and waits for the typed reply.
+    /// Sends a typed request and waits for the typed reply: [`Nursery::start_request`], then
+    /// [`Nursery::wait`].
     pub fn request<Req: Serialize, Resp: DeserializeOwned>(
         &mut self,
         child: Child,
         req: &Req,
     ) -> Result<Resp, Error> {
-        self.typed_exchange(child, req, None)
+        let ticket = self.start_request(child, req)?;
+        self.wait(ticket)
     }
 
     /// Sends a typed request and waits at most `timeout` for the typed reply; see
@@ -277,66 +329,217 @@ impl Nursery {
         req: &Req,
         timeout: Duration,
     ) -> Result<Resp, Error> {
-        self.typed_exchange(child, req, Some(timeout))
+        let ticket = self.start_request_within(child, req, timeout)?;
+        self.wait(ticket)
     }
 
     /// Sends raw request bytes and waits for the raw reply bytes.
     pub fn request_bytes(&mut self, child: Child, payload: Vec<u8>) -> Result<Vec<u8>, Error> {
-        self.exchange(child, payload, None)
+        let ticket = self.start_request_bytes(child, payload, None)?;
+        self.wait_bytes(ticket)
     }
 
-    fn typed_exchange<Req: Serialize, Resp: DeserializeOwned>(
+    /// Sends a typed request at once and returns its ticket, without waiting for the reply.
+    ///
+    /// Requests to many children, and several to one child, are in flight together: at most
+    /// `Limits::max_in_flight` per child (answers not yet taken count too), past which the
+    /// request is refused with [`ChildOpError::TooManyInFlight`]. Take the answer with
+    /// [`Nursery::try_take`] or [`Nursery::wait`], learn which request ended with
+    /// [`Nursery::wait_any`], or give it up with [`Nursery::abandon`].
+    pub fn start_request<Req: Serialize>(
         &mut self,
         child: Child,
         req: &Req,
-        timeout: Option<Duration>,
-    ) -> Result<Resp, Error> {
+    ) -> Result<Ticket, Error> {
         let payload = encode(req).map_err(Error::Payload)?;
-        let reply = self.exchange(child, payload, timeout)?;
-        decode(&reply).map_err(Error::Payload)
+        self.start_request_bytes(child, payload, None)
     }
 
-    /// Sends a request and waits until it ends: its time-out is the protocol's, which ends
-    /// it and drops its late reply.
-    fn exchange(
+    /// [`Nursery::start_request`], whose request ends with [`Error::TimedOut`] if no reply
+    /// has come within `timeout` (the protocol ends it, and drops its late reply).
+    pub fn start_request_within<Req: Serialize>(
+        &mut self,
+        child: Child,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Ticket, Error> {
+        let payload = encode(req).map_err(Error::Payload)?;
+        self.start_request_bytes(child, payload, Some(timeout))
+    }
+
+    /// [`Nursery::start_request`] with raw bytes, and an optional timeout.
+    pub fn start_request_bytes(
         &mut self,
         child: Child,
         payload: Vec<u8>,
         timeout: Option<Duration>,
-    ) -> Result<Vec<u8>, Error> {
+    ) -> Result<Ticket, Error> {
         let child = self.own(child)?;
         let deadline = timeout.map(|t| self.driver.os.now() + t);
         let id = self
             .driver
             .request(child, payload, deadline)
             .map_err(Error::Op)?;
-        self.pump(|n| n.driver.sup.peek_reply(child, id).is_some())?;
+        Ok(Ticket {
+            nursery: self.id,
+            child,
+            id,
+            timeout,
+        })
+    }
+
+    /// The typed answer of `ticket`'s request if it has ended, without blocking: one turn of
+    /// the event loop that does not wait, then `None` if it has not ended yet. An answer is
+    /// handed out once; see [`Nursery::wait`] for the errors.
+    pub fn try_take<Resp: DeserializeOwned>(
+        &mut self,
+        ticket: Ticket,
+    ) -> Option<Result<Resp, Error>> {
+        self.try_take_bytes(ticket)
+            .map(|r| r.and_then(|b| decode(&b).map_err(Error::Payload)))
+    }
+
+    /// [`Nursery::try_take`] with the raw reply bytes.
+    pub fn try_take_bytes(&mut self, ticket: Ticket) -> Option<Result<Vec<u8>, Error>> {
+        if let Err(e) = self.own_ticket(ticket).and_then(|()| self.turn_now()) {
+            return Some(Err(e));
+        }
+        if self.settled(ticket.child, ticket.id) {
+            return Some(self.take_settled(ticket));
+        }
+        self.interrupted().then_some(Err(Error::Interrupted))
+    }
+
+    /// Waits until `ticket`'s request ends and hands over its typed answer: the reply, the
+    /// handler's error ([`Error::Remote`]), [`Error::TimedOut`], or the error of its child if
+    /// the child ended first; [`ChildOpError::UnknownRequest`] if it was already taken or
+    /// given up. Bounded by the request's timeout and the protocol's.
+    pub fn wait<Resp: DeserializeOwned>(&mut self, ticket: Ticket) -> Result<Resp, Error> {
+        let reply = self.wait_bytes(ticket)?;
+        decode(&reply).map_err(Error::Payload)
+    }
+
+    /// [`Nursery::wait`] with the raw reply bytes.
+    pub fn wait_bytes(&mut self, ticket: Ticket) -> Result<Vec<u8>, Error> {
+        self.own_ticket(ticket)?;
+        self.pump(|n| n.settled(ticket.child, ticket.id))?;
+        self.take_settled(ticket)
+    }
+
+    /// Gives `ticket`'s request up: its answer, kept or to come, is dropped (a late reply
+    /// answers nothing), and it no longer counts against `max_in_flight` once that reply
+    /// has come or its child has ended.
+    pub fn abandon(&mut self, ticket: Ticket) -> Result<(), Error> {
+        self.own_ticket(ticket)?;
+        self.forget_completion(&Completion::Request {
+            child: self.handle(ticket.child),
+            id: ticket.id,
+        });
+        self.driver
+            .abandon_request(ticket.child, ticket.id)
+            .map_err(Error::Op)
+    }
+
+    /// The next completion: a request ended (take its answer with [`Nursery::try_take`]), a
+    /// run-to-result child's result is ready ([`Nursery::result`]), or a child failed. Each
+    /// is reported once, in the order it happened; a request's only once its answer can be
+    /// taken without blocking (ended with its child: once that child's error is known).
+    ///
+    /// Waits at most `timeout` (`None`: until something completes); `Ok(None)` when it
+    /// passed first, or at once when nothing is left that could complete (no child lives and
+    /// nothing is queued). `Some(Duration::ZERO)` turns the event loop once without waiting:
+    /// what a host loop calls when the nursery's descriptor ([`AsFd`]) is readable.
+    /// SIGINT: [`Error::Interrupted`], once the teardown it started is over.
+    pub fn wait_any(&mut self, timeout: Option<Duration>) -> Result<Option<Completion>, Error> {
+        let until = timeout.map(|t| self.driver.os.now() + t);
+        let mut turned = false;
+        loop {
+            self.absorb_events();
+            if let Some(c) = self.next_completion() {
+                return Ok(Some(c));
+            }
+            self.check_open()?;
+            let expired = until.is_some_and(|u| self.driver.os.now() >= u);
+            if (turned && expired) || self.driver.sup.live_count() == 0 {
+                return Ok(None);
+            }
+            self.driver.turn_until(until)?;
+            turned = true;
+        }
+    }
+
+    /// How long until the protocol's next deadline (a timeout, an escalation), if it has
+    /// one: a host loop waiting on the nursery's descriptor must wake by then and call
+    /// [`Nursery::wait_any`] with `Some(Duration::ZERO)`, since no descriptor becomes
+    /// readable when a deadline passes. `Some(Duration::ZERO)` if it has passed.
+    pub fn next_deadline(&mut self) -> Option<Duration> {
+        let now = self.driver.os.now();
+        self.driver
+            .sup
+            .poll_deadline()
+            .map(|d| d.saturating_since(now))
+    }
+
+    /// Whether the request `id` to `child` has ended and how it ended is known without
+    /// waiting: kept for its caller (ended with its child: once the child's error is known,
+    /// or the child is done), or not kept at all (taken, given up, never sent).
+    fn settled(&self, child: ChildId, id: RequestId) -> bool {
+        match self.driver.sup.peek_reply(child, id) {
+            Some(RequestEnd::ChildEnded) => {
+                self.failure_of(child).is_some()
+                    || self.phase_of(child).is_none_or(|p| p == Phase::Done)
+            }
+            Some(_) => true,
+            None => !self
+                .driver
+                .sup
+                .lifecycle(child)
+                .is_some_and(|l| l.open_requests().any(|f| f.id == id)),
+        }
+    }
+
+    /// Takes the answer of a settled request.
+    fn take_settled(&mut self, ticket: Ticket) -> Result<Vec<u8>, Error> {
+        let (child, id) = (ticket.child, ticket.id);
+        self.forget_completion(&Completion::Request {
+            child: self.handle(child),
+            id,
+        });
         match self.driver.sup.claim_reply(child, id) {
             Some(RequestEnd::Answered { result: Ok(b), .. }) => Ok(b),
             Some(RequestEnd::Answered { result: Err(e), .. }) => Err(Error::Remote(e)),
             Some(RequestEnd::TimedOut) => Err(Error::TimedOut {
-                waited: timeout.unwrap_or_default(),
+                waited: ticket.timeout.unwrap_or_default(),
             }),
-            // Ended with its child (given up requests keep no answer): say how it ended.
-            _ => Err(self.end_of(child)),
+            Some(RequestEnd::ChildEnded) => Err(self.end_known(child)),
+            Some(RequestEnd::Abandoned) | None => {
+                Err(Error::Op(ChildOpError::UnknownRequest { child, id }))
+            }
         }
     }
 
-    /// Why a child ended without the answer awaited of it: its own error, SIGINT's
-    /// teardown, or a stop that was asked for (the user's, or the teardown's). Waits until
-    /// its error is known or it is done (a death is reported with its status, at its reap),
-    /// which the protocol's timeouts bound.
+    /// Why a child ended without the answer awaited of it, once known: its own error,
+    /// SIGINT's teardown, or a stop that was asked for (the user's, or the teardown's).
+    fn end_known(&self, id: ChildId) -> Error {
+        if let Some(err) = self.failure_of(id) {
+            Error::Child(err)
+        } else if self.interrupted() {
+            Error::Interrupted
+        } else {
+            Error::Op(ChildOpError::AlreadyFinished(id))
+        }
+    }
+
+    /// Why a child ended without the answer awaited of it: waits until its error is known or
+    /// it is done (a death is reported with its status, at its reap), which the protocol's
+    /// timeouts bound.
     fn end_of(&mut self, id: ChildId) -> Error {
         let done = self.pump(|n| {
             n.failure_of(id).is_some() || n.phase_of(id).is_none_or(|p| p == Phase::Done)
         });
-        if let Some(err) = self.failure_of(id) {
-            return Error::Child(err);
-        }
         match done {
-            Err(e) => e,
-            Ok(()) if self.interrupted() => Error::Interrupted,
-            Ok(()) => Error::Op(ChildOpError::AlreadyFinished(id)),
+            Err(e) if self.failure_of(id).is_none() => e,
+            _ => self.end_known(id),
         }
     }
 
@@ -355,6 +558,7 @@ impl Nursery {
             return Err(Error::Op(ChildOpError::AlreadyFinished(child)));
         }
         self.pump(|n| n.driver.sup.has_result(child) || n.lifecycle_done(child))?;
+        self.forget_completion(&Completion::Result(self.handle(child)));
         match self.driver.sup.claim_result(child) {
             Some(Ok(bytes)) => decode(&bytes).map_err(Error::Payload),
             Some(Err(e)) => Err(Error::Remote(e)),
@@ -436,6 +640,11 @@ impl Nursery {
         }
     }
 
+    /// Checks that `ticket` comes from this nursery.
+    fn own_ticket(&self, ticket: Ticket) -> Result<(), Error> {
+        self.own(ticket.child()).map(|_| ())
+    }
+
     /// Whether `id` was spawned here and the protocol keeps no record of it any more.
     fn forgotten(&self, id: ChildId) -> bool {
         let sup = &self.driver.sup;
@@ -477,34 +686,110 @@ impl Nursery {
             if done(self) {
                 return Ok(());
             }
-            if self.interrupted()
-                && self.report.is_none()
-                && self.driver.sup.phase() != NurseryPhase::Closed
-            {
-                // Keep turning: the teardown SIGINT started must finish; the caller learns of it.
-                self.driver.run_to_close().map_err(|_| Error::Closed)?;
-                self.absorb_events();
-                return Err(Error::Interrupted);
-            }
-            if self.driver.sup.is_closed() {
-                return Err(Error::Closed);
-            }
+            self.check_open()?;
             self.driver.turn()?;
         }
+    }
+
+    /// `Ok` while the nursery is open; after a SIGINT, finishes the teardown it started
+    /// (bounded by the protocol's timeouts) and says [`Error::Interrupted`].
+    fn check_open(&mut self) -> Result<(), Error> {
+        if self.interrupted()
+            && self.report.is_none()
+            && self.driver.sup.phase() != NurseryPhase::Closed
+        {
+            // Keep turning: the teardown SIGINT started must finish; the caller learns of it.
+            self.driver.run_to_close().map_err(|_| Error::Closed)?;
+            self.absorb_events();
+            return Err(Error::Interrupted);
+        }
+        if self.driver.sup.is_closed() {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    /// One turn of the event loop that does not wait (none once the nursery has closed).
+    fn turn_now(&mut self) -> Result<(), Error> {
+        if !self.driver.sup.is_closed() {
+            let now = self.driver.os.now();
+            self.driver.turn_until(Some(now))?;
+        }
+        self.absorb_events();
+        Ok(())
+    }
+
+    /// Takes the first completion that can be reported: a request's once settled (one not
+    /// yet settled keeps its place), a result while it is kept; drops those whose answer
+    /// or result was taken another way.
+    fn next_completion(&mut self) -> Option<Completion> {
+        let mut i = 0;
+        while i < self.completions.len() {
+            let (live, ready) = match &self.completions[i] {
+                Completion::Request { child, id } => {
+                    let kept = self.driver.sup.peek_reply(child.id, *id).is_some();
+                    (kept, kept && self.settled(child.id, *id))
+                }
+                Completion::Result(child) => {
+                    let kept = self.driver.sup.has_result(child.id);
+                    (kept, kept)
+                }
+                Completion::Failed(_) => (true, true),
+            };
+            if ready || !live {
+                let c = self.completions.remove(i);
+                if ready {
+                    return c;
+                }
+            } else {
+                i += 1;
+            }
+        }
+        None
+    }
+
+    /// Drops the completion `c` announces, taken another way.
+    fn forget_completion(&mut self, c: &Completion) {
+        if let Some(i) = self.completions.iter().position(|x| x == c) {
+            self.completions.remove(i);
+        }
+    }
+
+    /// Queues a child's failure for `take_failures` and `wait_any`, keeping the last
+    /// `Limits::max_ended` of each.
+    fn record_failure(&mut self, err: ChildError) {
+        let max = self.driver.sup.config().limits.max_ended as usize;
+        while self.failures.len() >= max {
+            self.failures.pop_front();
+        }
+        self.failures.push_back(err.clone());
+        let failed = |c: &Completion| matches!(c, Completion::Failed(_));
+        if self.completions.iter().filter(|c| failed(c)).count() >= max
+            && let Some(i) = self.completions.iter().position(failed)
+        {
+            self.completions.remove(i);
+        }
+        self.completions.push_back(Completion::Failed(err));
     }
 
     fn absorb_events(&mut self) {
         while let Some(ev) = self.driver.poll_event() {
             match ev {
                 // Answers and results are kept by the protocol until claimed.
-                Event::Ready(_) | Event::RequestEnded { .. } | Event::Finished(_) => {}
-                Event::Failed(err) => {
-                    let max = self.driver.sup.config().limits.max_ended as usize;
-                    while self.failures.len() >= max {
-                        self.failures.pop_front();
+                Event::Ready(_) => {}
+                // A request given up keeps no answer, and is announced to nobody.
+                Event::RequestEnded { child, id } => {
+                    if self.driver.sup.peek_reply(child, id).is_some() {
+                        let child = self.handle(child);
+                        self.completions
+                            .push_back(Completion::Request { child, id });
                     }
-                    self.failures.push_back(err);
                 }
+                Event::Finished(child) => {
+                    let child = self.handle(child);
+                    self.completions.push_back(Completion::Result(child));
+                }
+                Event::Failed(err) => self.record_failure(err),
                 Event::Closed(report) => self.report = Some(report),
             }
         }
@@ -514,6 +799,23 @@ impl Nursery {
     /// replaced).
     fn interrupted(&self) -> bool {
         self.driver.sup.teardown_cause() == Some(TeardownCause::Interrupted)
+    }
+}
+
+/// The nursery's event loop descriptor (an epoll instance), for a host loop that waits on
+/// many things at once.
+///
+/// It is readable (level semantics) while any of the nursery's children's channels, exit
+/// descriptors or its signal and wake pipes is ready; then call [`Nursery::wait_any`] with
+/// `Some(Duration::ZERO)` until it returns `Ok(None)` (each call turns the loop once without
+/// waiting and reports what completed), or [`Nursery::try_take`]. Readiness means input for
+/// the nursery, not necessarily a completion. A deadline of the protocol (a request's
+/// timeout, a cancel's escalation) makes nothing readable: wait at most
+/// [`Nursery::next_deadline`], and turn the loop then too. Only wait for readability on
+/// it; reading from it or adding to it is not supported.
+impl AsFd for Nursery {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.driver.os.poll_fd()
     }
 }
 

@@ -6,7 +6,7 @@
 //! group id cannot have been reused.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -119,6 +119,12 @@ impl RealOs {
             buf: vec![0; 64 * 1024],
             prelude: Prelude::STANDARD,
         })
+    }
+
+    /// The epoll descriptor every wait of this loop blocks on; see [`crate::Nursery`]'s
+    /// `AsFd`.
+    pub(crate) fn poll_fd(&self) -> BorrowedFd<'_> {
+        self.poller.as_fd()
     }
 
     /// Bounds every wait on the fork server (started at the first `ForkServer` spawn), its

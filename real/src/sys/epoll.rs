@@ -6,7 +6,7 @@
 //! while you own it and deregister it before closing it: epoll watches the open file
 //! description, which a forked child's copy can keep alive after our close.
 
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use harrow_model::Timestamp;
@@ -54,6 +54,14 @@ impl core::fmt::Debug for Poller {
             .field("epoll", &self.epoll)
             .field("capacity", &self.events.capacity())
             .finish()
+    }
+}
+
+impl AsFd for Poller {
+    /// The epoll descriptor: readable while any descriptor it watches is ready (level
+    /// semantics), so a host loop may wait on it with its own `poll`.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.epoll.as_fd()
     }
 }
 
