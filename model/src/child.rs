@@ -281,6 +281,33 @@ impl ChildRuntime {
         Ok(())
     }
 
+    /// A request's handler panicked: its caller gets the panic as the reply, then the actor
+    /// has failed and the child stops, as for [`ChildRuntime::handle_actor_failed`].
+    ///
+    /// After a panic the actor's state is unknown (it may have been left half-updated), so it
+    /// serves nothing more; the failure report makes the panic a child failure, which cancels
+    /// the child's siblings (one cancels all). Its reply goes out first, so the caller learns
+    /// of the panic from its own request, not from the child's death.
+    pub fn handle_work_panicked(&mut self, id: RequestId, err: RemoteError) -> Accepted {
+        let pos = self.in_flight.iter().position(|r| *r == id);
+        let Some(pos) = pos.filter(|_| self.phase != ChildPhase::Exited) else {
+            return Err(ChildInputError {
+                input: "work_panicked",
+                phase: self.phase,
+            });
+        };
+        self.in_flight.remove(pos);
+        self.send(Message::Reply {
+            id,
+            result: Err(err.clone()),
+        });
+        self.send(Message::Failed(err));
+        self.begin_stop(StopCause::ActorFailed);
+        // Already stopping (a cancel came first): this work was what it waited for.
+        self.maybe_finish();
+        Ok(())
+    }
+
     /// The run-to-result main function returned.
     pub fn handle_main_done(&mut self, result: Result<Vec<u8>, RemoteError>) -> Accepted {
         self.expect(
@@ -572,6 +599,61 @@ mod tests {
         assert!(
             c.handle_message(Message::Cancel).is_err(),
             "nothing is accepted after exit"
+        );
+    }
+
+    #[test]
+    fn a_panicked_request_replies_with_the_panic_then_the_actor_fails() {
+        let mut c = serving(Role::Daemon, Flaws::NONE);
+        c.handle_message(Message::Request {
+            id: RequestId(3),
+            payload: vec![],
+        })
+        .unwrap();
+        drain(&mut c);
+        let err = RemoteError::panic("boom");
+        c.handle_work_panicked(RequestId(3), err.clone()).unwrap();
+        assert_eq!(
+            drain(&mut c),
+            vec![
+                send(Message::Reply {
+                    id: RequestId(3),
+                    result: Err(err.clone())
+                }),
+                send(Message::Failed(err.clone())),
+                ChildCommand::Exit(1)
+            ]
+        );
+        assert_eq!(c.stop_cause(), Some(StopCause::ActorFailed));
+        assert!(
+            c.handle_work_panicked(RequestId(3), err).is_err(),
+            "a request ends once"
+        );
+    }
+
+    #[test]
+    fn a_request_panicking_during_a_cancel_still_reports_the_failure_before_the_ack() {
+        let mut c = serving(Role::Daemon, Flaws::NONE);
+        c.handle_message(Message::Request {
+            id: RequestId(1),
+            payload: vec![],
+        })
+        .unwrap();
+        c.handle_message(Message::Cancel).unwrap();
+        drain(&mut c);
+        let err = RemoteError::panic("boom");
+        c.handle_work_panicked(RequestId(1), err.clone()).unwrap();
+        assert_eq!(
+            drain(&mut c),
+            vec![
+                send(Message::Reply {
+                    id: RequestId(1),
+                    result: Err(err.clone())
+                }),
+                send(Message::Failed(err)),
+                send(Message::CancelAck),
+                ChildCommand::Exit(0)
+            ]
         );
     }
 
