@@ -301,8 +301,7 @@ impl ChildRuntime {
             id,
             result: Err(err.clone()),
         });
-        self.send(Message::Failed(err));
-        self.begin_stop(StopCause::ActorFailed);
+        self.actor_failed(err);
         // Already stopping (a cancel came first): this work was what it waited for.
         self.maybe_finish();
         Ok(())
@@ -320,15 +319,15 @@ impl ChildRuntime {
         Ok(())
     }
 
-    /// The actor failed outside any request: report it, then stop.
+    /// The actor failed outside any request: refuse the requests it has not run, report the
+    /// failure, then stop.
     pub fn handle_actor_failed(&mut self, err: RemoteError) -> Accepted {
         self.expect(
             matches!(self.phase, ChildPhase::Serving | ChildPhase::Cancelling),
             "actor_failed",
         )?;
         self.main_running = false;
-        self.send(Message::Failed(err));
-        self.begin_stop(StopCause::ActorFailed);
+        self.actor_failed(err);
         Ok(())
     }
 
@@ -359,6 +358,23 @@ impl ChildRuntime {
         self.in_flight.push(id);
         self.commands
             .push_back(ChildCommand::StartRequest { id, payload });
+    }
+
+    /// The actor failed: it runs nothing more. Every other request in flight is answered
+    /// with a refusal, its start taken back (work runs one call at a time, so none of them
+    /// has begun), then the failure is reported and the child stops.
+    fn actor_failed(&mut self, err: RemoteError) {
+        self.commands
+            .retain(|c| !matches!(c, ChildCommand::StartRequest { .. }));
+        for id in core::mem::take(&mut self.in_flight) {
+            let refused = RemoteError::refused("the actor failed before this request ran");
+            self.send(Message::Reply {
+                id,
+                result: Err(refused),
+            });
+        }
+        self.send(Message::Failed(err));
+        self.begin_stop(StopCause::ActorFailed);
     }
 
     fn begin_stop(&mut self, cause: StopCause) {
@@ -629,6 +645,55 @@ mod tests {
             c.handle_work_panicked(RequestId(3), err).is_err(),
             "a request ends once"
         );
+    }
+
+    #[test]
+    fn after_a_panic_the_requests_not_yet_run_are_refused_and_never_start() {
+        let mut c = serving(Role::Daemon, Flaws::NONE);
+        for i in 1..=2 {
+            c.handle_message(Message::Request {
+                id: RequestId(i),
+                payload: vec![],
+            })
+            .unwrap();
+        }
+        // The driver has taken the first request's start; the second's is still queued.
+        assert!(matches!(
+            c.poll_command(),
+            Some(ChildCommand::StartRequest {
+                id: RequestId(1),
+                ..
+            })
+        ));
+        let err = RemoteError::panic("boom");
+        c.handle_work_panicked(RequestId(1), err.clone()).unwrap();
+        let cmds = drain(&mut c);
+        assert!(
+            !cmds
+                .iter()
+                .any(|c| matches!(c, ChildCommand::StartRequest { .. })),
+            "the failed actor runs nothing more: {cmds:?}"
+        );
+        assert_eq!(
+            cmds[..2],
+            [
+                send(Message::Reply {
+                    id: RequestId(1),
+                    result: Err(err.clone())
+                }),
+                send(Message::Reply {
+                    id: RequestId(2),
+                    result: Err(RemoteError::refused(
+                        "the actor failed before this request ran"
+                    ))
+                }),
+            ]
+        );
+        assert_eq!(
+            cmds[2..],
+            [send(Message::Failed(err)), ChildCommand::Exit(1)]
+        );
+        assert!(c.handle_work_done(RequestId(2), Ok(vec![])).is_err());
     }
 
     #[test]

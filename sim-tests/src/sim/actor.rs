@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::platform::Platform;
-use crate::sim::{ActorFactory, Seat, SimEnv, SimOs};
+use crate::sim::{ActorFactory, ScriptedPanic, Seat, SimEnv, SimOs};
 use harrow_model::actor::{Actor, Cancel, Daemon, Task};
 use harrow_model::driver::Driver;
 use harrow_model::policy::Timeouts;
@@ -181,17 +181,20 @@ impl<P: Platform> Daemon for Scripted<P> {
         _payload: Vec<u8>,
         _cancel: &Cancel<'_>,
     ) -> Result<Vec<u8>, RemoteError> {
-        let fails = matches!(
-            self.plan.as_ref().map(|p| &p.behaviour),
-            Some(Behaviour::FailsRequests)
-        );
-        self.env.actor_code(|| {
+        let behaviour = self.plan.as_ref().map(|p| &p.behaviour);
+        let fails = matches!(behaviour, Some(Behaviour::FailsRequests));
+        let answer = self.env.actor_code(|| {
             if fails {
                 Err(RemoteError::new(RemoteErrorKind::Error, "request failed"))
             } else {
                 Ok(b"pong".to_vec())
             }
-        })
+        });
+        // Outside its actor code, so that a thread child's actor lock is released first.
+        if let Some(Behaviour::PanicsInRequests { message }) = behaviour {
+            std::panic::resume_unwind(Box::new(ScriptedPanic(message.clone())));
+        }
+        answer
     }
 
     fn supervises(&self) -> bool {

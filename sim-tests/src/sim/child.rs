@@ -13,6 +13,13 @@ use harrow_model::exit;
 use harrow_model::time::Timestamp;
 use harrow_model::wire::DEFAULT_MAX_FRAME;
 
+/// The panic of a scripted actor whose behaviour is to panic, with its message.
+///
+/// Raised with `resume_unwind`, which calls no panic hook, so a scenario's panics print
+/// nothing; [`SimChildOs::catch_panic`] catches this payload and nothing else.
+#[derive(Debug)]
+pub struct ScriptedPanic(pub std::string::String);
+
 /// Makes the actor a simulated child runs; the scenario decides what it does.
 pub trait ActorFactory<P: Platform>: Send + Sync + Sized + 'static {
     /// `Err(code)` if a child running `actor` dies with `code` during boot, before its handshake.
@@ -288,8 +295,15 @@ impl<P: Platform> ChildOs for SimChildOs<P> {
         self.shared.read(|w| w.runs(self.process) && !w.over)
     }
 
+    /// Catches only a scripted actor's own panic ([`ScriptedPanic`]): any other panic is the
+    /// checker's own failure and goes on unwinding.
     fn catch_panic<R>(code: impl FnOnce() -> R) -> Result<R, std::string::String> {
-        Ok(code())
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(code)).map_err(
+            |payload| match payload.downcast::<ScriptedPanic>() {
+                Ok(scripted) => scripted.0,
+                Err(other) => std::panic::resume_unwind(other),
+            },
+        )
     }
 }
 
