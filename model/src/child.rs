@@ -281,6 +281,32 @@ impl ChildRuntime {
         Ok(())
     }
 
+    /// A request's handler panicked: its caller gets the panic as the reply, then the actor
+    /// has failed and the child stops, as for [`ChildRuntime::handle_actor_failed`].
+    ///
+    /// After a panic the actor's state is unknown (it may have been left half-updated), so it
+    /// serves nothing more; the failure report makes the panic a child failure, which cancels
+    /// the child's siblings (one cancels all). Its reply goes out first, so the caller learns
+    /// of the panic from its own request, not from the child's death.
+    pub fn handle_work_panicked(&mut self, id: RequestId, err: RemoteError) -> Accepted {
+        let pos = self.in_flight.iter().position(|r| *r == id);
+        let Some(pos) = pos.filter(|_| self.phase != ChildPhase::Exited) else {
+            return Err(ChildInputError {
+                input: "work_panicked",
+                phase: self.phase,
+            });
+        };
+        self.in_flight.remove(pos);
+        self.send(Message::Reply {
+            id,
+            result: Err(err.clone()),
+        });
+        self.actor_failed(err);
+        // Already stopping (a cancel came first): this work was what it waited for.
+        self.maybe_finish();
+        Ok(())
+    }
+
     /// The run-to-result main function returned.
     pub fn handle_main_done(&mut self, result: Result<Vec<u8>, RemoteError>) -> Accepted {
         self.expect(
@@ -293,15 +319,15 @@ impl ChildRuntime {
         Ok(())
     }
 
-    /// The actor failed outside any request: report it, then stop.
+    /// The actor failed outside any request: refuse the requests it has not run, report the
+    /// failure, then stop.
     pub fn handle_actor_failed(&mut self, err: RemoteError) -> Accepted {
         self.expect(
             matches!(self.phase, ChildPhase::Serving | ChildPhase::Cancelling),
             "actor_failed",
         )?;
         self.main_running = false;
-        self.send(Message::Failed(err));
-        self.begin_stop(StopCause::ActorFailed);
+        self.actor_failed(err);
         Ok(())
     }
 
@@ -332,6 +358,23 @@ impl ChildRuntime {
         self.in_flight.push(id);
         self.commands
             .push_back(ChildCommand::StartRequest { id, payload });
+    }
+
+    /// The actor failed: it runs nothing more. Every other request in flight is answered
+    /// with a refusal, its start taken back (work runs one call at a time, so none of them
+    /// has begun), then the failure is reported and the child stops.
+    fn actor_failed(&mut self, err: RemoteError) {
+        self.commands
+            .retain(|c| !matches!(c, ChildCommand::StartRequest { .. }));
+        for id in core::mem::take(&mut self.in_flight) {
+            let refused = RemoteError::refused("the actor failed before this request ran");
+            self.send(Message::Reply {
+                id,
+                result: Err(refused),
+            });
+        }
+        self.send(Message::Failed(err));
+        self.begin_stop(StopCause::ActorFailed);
     }
 
     fn begin_stop(&mut self, cause: StopCause) {
@@ -572,6 +615,110 @@ mod tests {
         assert!(
             c.handle_message(Message::Cancel).is_err(),
             "nothing is accepted after exit"
+        );
+    }
+
+    #[test]
+    fn a_panicked_request_replies_with_the_panic_then_the_actor_fails() {
+        let mut c = serving(Role::Daemon, Flaws::NONE);
+        c.handle_message(Message::Request {
+            id: RequestId(3),
+            payload: vec![],
+        })
+        .unwrap();
+        drain(&mut c);
+        let err = RemoteError::panic("boom");
+        c.handle_work_panicked(RequestId(3), err.clone()).unwrap();
+        assert_eq!(
+            drain(&mut c),
+            vec![
+                send(Message::Reply {
+                    id: RequestId(3),
+                    result: Err(err.clone())
+                }),
+                send(Message::Failed(err.clone())),
+                ChildCommand::Exit(1)
+            ]
+        );
+        assert_eq!(c.stop_cause(), Some(StopCause::ActorFailed));
+        assert!(
+            c.handle_work_panicked(RequestId(3), err).is_err(),
+            "a request ends once"
+        );
+    }
+
+    #[test]
+    fn after_a_panic_the_requests_not_yet_run_are_refused_and_never_start() {
+        let mut c = serving(Role::Daemon, Flaws::NONE);
+        for i in 1..=2 {
+            c.handle_message(Message::Request {
+                id: RequestId(i),
+                payload: vec![],
+            })
+            .unwrap();
+        }
+        // The driver has taken the first request's start; the second's is still queued.
+        assert!(matches!(
+            c.poll_command(),
+            Some(ChildCommand::StartRequest {
+                id: RequestId(1),
+                ..
+            })
+        ));
+        let err = RemoteError::panic("boom");
+        c.handle_work_panicked(RequestId(1), err.clone()).unwrap();
+        let cmds = drain(&mut c);
+        assert!(
+            !cmds
+                .iter()
+                .any(|c| matches!(c, ChildCommand::StartRequest { .. })),
+            "the failed actor runs nothing more: {cmds:?}"
+        );
+        assert_eq!(
+            cmds[..2],
+            [
+                send(Message::Reply {
+                    id: RequestId(1),
+                    result: Err(err.clone())
+                }),
+                send(Message::Reply {
+                    id: RequestId(2),
+                    result: Err(RemoteError::refused(
+                        "the actor failed before this request ran"
+                    ))
+                }),
+            ]
+        );
+        assert_eq!(
+            cmds[2..],
+            [send(Message::Failed(err)), ChildCommand::Exit(1)]
+        );
+        assert!(c.handle_work_done(RequestId(2), Ok(vec![])).is_err());
+    }
+
+    #[test]
+    fn a_request_panicking_during_a_cancel_still_reports_the_failure_before_the_ack() {
+        let mut c = serving(Role::Daemon, Flaws::NONE);
+        c.handle_message(Message::Request {
+            id: RequestId(1),
+            payload: vec![],
+        })
+        .unwrap();
+        c.handle_message(Message::Cancel).unwrap();
+        drain(&mut c);
+        let err = RemoteError::panic("boom");
+        c.handle_work_panicked(RequestId(1), err.clone()).unwrap();
+        assert_eq!(
+            drain(&mut c),
+            vec![
+                send(Message::Reply {
+                    id: RequestId(1),
+                    result: Err(err.clone())
+                }),
+                send(Message::Failed(err)),
+                send(Message::CancelAck),
+                ChildCommand::Exit(0)
+            ]
         );
     }
 

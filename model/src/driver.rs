@@ -6,12 +6,13 @@
 //! the [`Os`] reports back in. The only thing left to get wrong here is ordering, which is
 //! exactly what the model checkers explore.
 
-use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
+use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::actor::{Actor, Cancel, Checkpoint};
 use crate::child::{ChildCommand, ChildRuntime};
 use crate::error::ExitStatus;
 use crate::id::{ChildId, RequestId};
@@ -396,47 +397,25 @@ pub trait ChildOs {
     fn send(&mut self, frame: &[u8]);
     /// Blocks until at least one event, appending them to `out`.
     fn wait(&mut self, out: &mut Vec<ChildEvent>);
+    /// Appends what has arrived from the parent without blocking: nothing if nothing has.
+    ///
+    /// What a [`Cancel`] reads while actor code runs. It may leave part of what arrived for
+    /// a later call (its reads are bounded); it never blocks.
+    fn poll(&mut self, out: &mut Vec<ChildEvent>);
     /// Whether this process may go on after its actor's code returned.
     ///
     /// On Linux, always: a killed process runs no code, so nothing runs to ask. The
     /// simulator runs a process as a thread, which must be told that its process was killed
     /// while it ran the actor, so as not to act for a dead process.
     fn alive(&mut self) -> bool;
-}
-
-/// What an actor's code can do; the driver calls it inline, one call at a time.
-pub trait Actor {
-    /// Starts the actor; `Err` is a failure outside any request.
-    fn start(&mut self, name: &str) -> Result<(), RemoteError>;
-    /// A run-to-result actor's main function.
-    fn main(&mut self) -> Result<Vec<u8>, RemoteError>;
-    /// Handles one request.
-    fn handle(&mut self, id: RequestId, payload: Vec<u8>) -> Result<Vec<u8>, RemoteError>;
-    /// Whether the actor opened its own nursery (it must close it before acknowledging).
-    fn supervises(&self) -> bool {
-        false
-    }
-    /// Tears the actor's own nursery down, blocking until it has closed.
-    fn teardown_subtree(&mut self) {}
-}
-
-/// A boxed actor is an actor: registries hold them as `Box<dyn Actor + Send>`.
-impl<A: Actor + ?Sized> Actor for Box<A> {
-    fn start(&mut self, name: &str) -> Result<(), RemoteError> {
-        (**self).start(name)
-    }
-    fn main(&mut self) -> Result<Vec<u8>, RemoteError> {
-        (**self).main()
-    }
-    fn handle(&mut self, id: RequestId, payload: Vec<u8>) -> Result<Vec<u8>, RemoteError> {
-        (**self).handle(id, payload)
-    }
-    fn supervises(&self) -> bool {
-        (**self).supervises()
-    }
-    fn teardown_subtree(&mut self) {
-        (**self).teardown_subtree()
-    }
+    /// Runs actor code, catching a panic in it: `Err` with the panic's message if it panicked.
+    ///
+    /// This crate has no `std` and cannot catch a panic; the platform can. Linux does
+    /// (`catch_unwind`); the simulator's scripted actors never panic, so it runs the code as
+    /// is (a panic there is the checker's own failure and must stay one).
+    fn catch_panic<R>(code: impl FnOnce() -> R) -> Result<R, String>
+    where
+        Self: Sized;
 }
 
 /// How a child's event loop ended.
@@ -449,35 +428,175 @@ pub enum ChildExit {
 }
 
 /// Runs a child's event loop until its runtime exits or it is killed.
-pub fn run_child<C: ChildOs, A: Actor>(
+pub fn run_child<C: ChildOs>(
     os: &mut C,
-    actor: &mut A,
-    mut runtime: ChildRuntime,
+    actor: &mut Actor,
+    runtime: ChildRuntime,
     max_frame: u32,
 ) -> ChildExit {
-    let mut decoder = FrameDecoder::new(max_frame);
-    let mut events = Vec::new();
-    if runtime.start().is_err() {
+    let mut child = ChildLoop {
+        os,
+        runtime,
+        decoder: FrameDecoder::new(max_frame),
+        max_frame,
+        killed: false,
+    };
+    if child.runtime.start().is_err() {
         return ChildExit::Code(crate::exit::PROTOCOL_ERROR);
     }
-    if let Some(exit) = child_execute(os, actor, &mut runtime, max_frame) {
+    if let Some(exit) = child.execute(actor) {
         return exit;
     }
+    let mut events = Vec::new();
     loop {
         events.clear();
-        os.wait(&mut events);
+        child.os.wait(&mut events);
         for ev in events.drain(..) {
-            let fed = match ev {
-                ChildEvent::Killed => return ChildExit::Killed,
-                ChildEvent::Bytes(bytes) => feed_child_bytes(&mut runtime, &mut decoder, &bytes),
-                ChildEvent::Eof => runtime.handle_parent_eof().map_err(|_| ()),
-            };
-            // An input the runtime refuses arrives only after it has asked to exit.
-            let _ = fed;
-            if let Some(exit) = child_execute(os, actor, &mut runtime, max_frame) {
+            child.feed(ev);
+            if let Some(exit) = child.execute(actor) {
                 return exit;
             }
         }
+    }
+}
+
+/// A child's event loop: its runtime, the decoder of its parent channel, and the operating
+/// system under them. The actor is kept apart, so that its code can be handed a [`Cancel`]
+/// that reaches the loop while the loop runs that code.
+struct ChildLoop<'o, C: ChildOs> {
+    os: &'o mut C,
+    runtime: ChildRuntime,
+    decoder: FrameDecoder,
+    max_frame: u32,
+    /// This process was killed (the simulator's cooperative death).
+    killed: bool,
+}
+
+impl<C: ChildOs> ChildLoop<'_, C> {
+    /// Feeds one event to the runtime.
+    fn feed(&mut self, ev: ChildEvent) {
+        // An input the runtime refuses arrives only after it has asked to exit.
+        let _ = match ev {
+            ChildEvent::Killed => {
+                self.killed = true;
+                Ok(())
+            }
+            ChildEvent::Bytes(bytes) => {
+                feed_child_bytes(&mut self.runtime, &mut self.decoder, &bytes)
+            }
+            ChildEvent::Eof => self.runtime.handle_parent_eof().map_err(drop),
+        };
+    }
+
+    /// Executes the runtime's commands; `Some` once the child must stop running.
+    fn execute(&mut self, actor: &mut Actor) -> Option<ChildExit> {
+        while let Some(cmd) = self.runtime.poll_command() {
+            if self.killed {
+                return Some(ChildExit::Killed);
+            }
+            // A refused input can only follow the runtime's own exit, which returns here.
+            let _ = match cmd {
+                ChildCommand::Send(m) => {
+                    self.os.send(&m.encode_fitted(self.max_frame));
+                    Ok(())
+                }
+                ChildCommand::StartActor { actor: name } => self.start_daemon(actor, &name),
+                ChildCommand::StartMain { actor: name } => self.run_task(actor, &name),
+                ChildCommand::StartRequest { id, payload } => self.run_request(actor, id, payload),
+                // Work runs inline, so by the time this command is read the work it concerns
+                // has returned; while it ran, its `Cancel` asked the runtime directly.
+                ChildCommand::InterruptWork => Ok(()),
+                ChildCommand::TeardownSubtree => self.teardown_subtree(actor),
+                ChildCommand::Exit(code) => return Some(ChildExit::Code(code)),
+            };
+        }
+        self.killed.then_some(ChildExit::Killed)
+    }
+
+    fn start_daemon(&mut self, actor: &mut Actor, name: &str) -> Result<(), ()> {
+        let Actor::Daemon(daemon) = actor else {
+            return self.fail(RemoteError::refused(format!(
+                "actor `{name}` runs to a result: spawn it with Role::RunToResult"
+            )));
+        };
+        match C::catch_panic(|| daemon.start(name).map(|()| daemon.supervises())) {
+            Ok(Ok(true)) => self.runtime.supervise().map_err(drop),
+            Ok(Ok(false)) => Ok(()),
+            Ok(Err(e)) => self.fail(e),
+            Err(panic) => self.fail(RemoteError::panic(panic)),
+        }
+    }
+
+    fn run_task(&mut self, actor: &mut Actor, name: &str) -> Result<(), ()> {
+        let Actor::Task(task) = actor else {
+            return self.fail(RemoteError::refused(format!(
+                "actor `{name}` is a daemon: spawn it with Role::Daemon"
+            )));
+        };
+        match C::catch_panic(|| task.start(name)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return self.fail(e),
+            Err(panic) => return self.fail(RemoteError::panic(panic)),
+        }
+        let result = C::catch_panic(|| task.run(&Cancel::new(self)));
+        if !self.os.alive() {
+            return Ok(());
+        }
+        match result {
+            Ok(result) => self.runtime.handle_main_done(result).map_err(drop),
+            Err(panic) => self.fail(RemoteError::panic(panic)),
+        }
+    }
+
+    fn run_request(
+        &mut self,
+        actor: &mut Actor,
+        id: RequestId,
+        payload: Vec<u8>,
+    ) -> Result<(), ()> {
+        let Actor::Daemon(daemon) = actor else {
+            let refused = RemoteError::refused("a run-to-result actor takes no requests");
+            return self
+                .runtime
+                .handle_work_done(id, Err(refused))
+                .map_err(drop);
+        };
+        let result = C::catch_panic(|| daemon.handle(id, payload, &Cancel::new(self)));
+        if !self.os.alive() {
+            return Ok(());
+        }
+        match result {
+            Ok(result) => self.runtime.handle_work_done(id, result),
+            Err(panic) => self
+                .runtime
+                .handle_work_panicked(id, RemoteError::panic(panic)),
+        }
+        .map_err(drop)
+    }
+
+    fn teardown_subtree(&mut self, actor: &mut Actor) -> Result<(), ()> {
+        if let Actor::Daemon(daemon) = actor
+            && let Err(panic) = C::catch_panic(|| daemon.teardown_subtree())
+        {
+            let _ = self.fail(RemoteError::panic(panic));
+        }
+        self.runtime.handle_subtree_closed().map_err(drop)
+    }
+
+    /// The actor failed outside any request.
+    fn fail(&mut self, err: RemoteError) -> Result<(), ()> {
+        self.runtime.handle_actor_failed(err).map_err(drop)
+    }
+}
+
+impl<C: ChildOs> Checkpoint for ChildLoop<'_, C> {
+    fn interrupted(&mut self) -> bool {
+        let mut events = Vec::new();
+        self.os.poll(&mut events);
+        for ev in events {
+            self.feed(ev);
+        }
+        self.killed || self.runtime.stop_cause().is_some()
     }
 }
 
@@ -496,55 +615,4 @@ fn feed_child_bytes(
             Err(e) => return runtime.handle_malformed(e).map_err(|_| ()),
         }
     }
-}
-
-/// Executes the runtime's commands; `Some` once the child must stop running.
-fn child_execute<C: ChildOs, A: Actor>(
-    os: &mut C,
-    actor: &mut A,
-    runtime: &mut ChildRuntime,
-    max_frame: u32,
-) -> Option<ChildExit> {
-    while let Some(cmd) = runtime.poll_command() {
-        let fed = match cmd {
-            ChildCommand::Send(m) => {
-                os.send(&m.encode_fitted(max_frame));
-                Ok(())
-            }
-            ChildCommand::StartActor { actor: name } => match actor.start(&name) {
-                Ok(()) if actor.supervises() => runtime.supervise().map_err(|_| ()),
-                Ok(()) => Ok(()),
-                Err(e) => runtime.handle_actor_failed(e).map_err(|_| ()),
-            },
-            ChildCommand::StartMain { actor: name } => match actor.start(&name) {
-                Ok(()) => {
-                    let result = actor.main();
-                    if os.alive() {
-                        runtime.handle_main_done(result).map_err(|_| ())
-                    } else {
-                        Ok(())
-                    }
-                }
-                Err(e) => runtime.handle_actor_failed(e).map_err(|_| ()),
-            },
-            ChildCommand::StartRequest { id, payload } => {
-                let result = actor.handle(id, payload);
-                if os.alive() {
-                    runtime.handle_work_done(id, result).map_err(|_| ())
-                } else {
-                    Ok(())
-                }
-            }
-            // Work runs inline, so by the time a cancel is read no request is in flight.
-            ChildCommand::InterruptWork => Ok(()),
-            ChildCommand::TeardownSubtree => {
-                actor.teardown_subtree();
-                runtime.handle_subtree_closed().map_err(|_| ())
-            }
-            ChildCommand::Exit(code) => return Some(ChildExit::Code(code)),
-        };
-        // A refused input can only follow the runtime's own exit, which returned above.
-        let _ = fed;
-    }
-    None
 }

@@ -6,6 +6,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod actor;
 pub mod child;
 pub mod driver;
 pub mod error;

@@ -5,12 +5,12 @@ use std::fmt;
 use std::sync::OnceLock;
 
 use harrow_model::RequestId;
-use harrow_model::driver::Actor;
-use harrow_model::wire::RemoteError;
+use harrow_model::actor::{Actor, Cancel, Daemon, Task};
+use harrow_model::wire::{RemoteError, Role};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-type Maker = Box<dyn Fn() -> Box<dyn Actor + Send> + Send + Sync>;
+type Maker = Box<dyn Fn() -> Actor + Send + Sync>;
 
 /// The actors a program can run as children, by name.
 ///
@@ -18,7 +18,8 @@ type Maker = Box<dyn Fn() -> Box<dyn Actor + Send> + Send + Sync>;
 /// pass it to [`crate::init`] first thing: a re-executed child finds its actor by name there.
 #[derive(Default)]
 pub struct Registry {
-    makers: BTreeMap<String, Maker>,
+    /// Each actor's role and the maker of its instances.
+    makers: BTreeMap<String, (Role, Maker)>,
 }
 
 impl fmt::Debug for Registry {
@@ -35,14 +36,26 @@ impl Registry {
         Registry::default()
     }
 
-    /// Registers an actor of your own making, built afresh in each child.
-    pub fn actor<A, F>(mut self, name: &str, make: F) -> Self
+    /// Registers a daemon of your own making, built afresh in each child.
+    pub fn daemon<D, F>(mut self, name: &str, make: F) -> Self
     where
-        A: Actor + Send + 'static,
-        F: Fn() -> A + Send + Sync + 'static,
+        D: Daemon + Send + 'static,
+        F: Fn() -> D + Send + Sync + 'static,
     {
+        let maker: Maker = Box::new(move || Actor::Daemon(Box::new(make())));
+        self.makers.insert(name.to_string(), (Role::Daemon, maker));
+        self
+    }
+
+    /// Registers a run-to-result task of your own making, built afresh in each child.
+    pub fn task<T, F>(mut self, name: &str, make: F) -> Self
+    where
+        T: Task + Send + 'static,
+        F: Fn() -> T + Send + Sync + 'static,
+    {
+        let maker: Maker = Box::new(move || Actor::Task(Box::new(make())));
         self.makers
-            .insert(name.to_string(), Box::new(move || Box::new(make())));
+            .insert(name.to_string(), (Role::RunToResult, maker));
         self
     }
 
@@ -53,7 +66,7 @@ impl Registry {
         Resp: Serialize + 'static,
         F: Fn(Req) -> Result<Resp, String> + Clone + Send + Sync + 'static,
     {
-        self.actor(name, move || Handler {
+        self.daemon(name, move || Handler {
             f: f.clone(),
             _types: std::marker::PhantomData::<fn(Req) -> Resp>,
         })
@@ -65,7 +78,7 @@ impl Registry {
         Out: Serialize + 'static,
         F: Fn() -> Result<Out, String> + Clone + Send + Sync + 'static,
     {
-        self.actor(name, move || Main { f: f.clone() })
+        self.task(name, move || Main { f: f.clone() })
     }
 
     /// This registry with every actor of `other` added (`other` wins on a name clash).
@@ -84,9 +97,15 @@ impl Registry {
         self.makers.keys().map(String::as_str)
     }
 
+    /// The role a child running the named actor has: a daemon serves requests, a task runs to
+    /// a result.
+    pub fn role(&self, name: &str) -> Option<Role> {
+        self.makers.get(name).map(|(role, _)| *role)
+    }
+
     /// A fresh instance of the named actor.
-    pub fn make(&self, name: &str) -> Option<Box<dyn Actor + Send>> {
-        self.makers.get(name).map(|m| m())
+    pub fn make(&self, name: &str) -> Option<Actor> {
+        self.makers.get(name).map(|(_, make)| make())
     }
 }
 
@@ -123,23 +142,18 @@ struct Handler<F, Req, Resp> {
     _types: std::marker::PhantomData<fn(Req) -> Resp>,
 }
 
-impl<F, Req, Resp> Actor for Handler<F, Req, Resp>
+impl<F, Req, Resp> Daemon for Handler<F, Req, Resp>
 where
     Req: DeserializeOwned,
     Resp: Serialize,
     F: Fn(Req) -> Result<Resp, String>,
 {
-    fn start(&mut self, _name: &str) -> Result<(), RemoteError> {
-        Ok(())
-    }
-
-    fn main(&mut self) -> Result<Vec<u8>, RemoteError> {
-        Err(RemoteError::refused(
-            "a request handler has no main function",
-        ))
-    }
-
-    fn handle(&mut self, _id: RequestId, payload: Vec<u8>) -> Result<Vec<u8>, RemoteError> {
+    fn handle(
+        &mut self,
+        _id: RequestId,
+        payload: Vec<u8>,
+        _cancel: &Cancel<'_>,
+    ) -> Result<Vec<u8>, RemoteError> {
         let req: Req = decode(&payload).map_err(RemoteError::refused)?;
         let resp = (self.f)(req).map_err(RemoteError::error)?;
         encode(&resp).map_err(RemoteError::refused)
@@ -150,23 +164,13 @@ struct Main<F> {
     f: F,
 }
 
-impl<F, Out> Actor for Main<F>
+impl<F, Out> Task for Main<F>
 where
     Out: Serialize,
     F: Fn() -> Result<Out, String>,
 {
-    fn start(&mut self, _name: &str) -> Result<(), RemoteError> {
-        Ok(())
-    }
-
-    fn main(&mut self) -> Result<Vec<u8>, RemoteError> {
+    fn run(&mut self, _cancel: &Cancel<'_>) -> Result<Vec<u8>, RemoteError> {
         let out = (self.f)().map_err(RemoteError::error)?;
         encode(&out).map_err(RemoteError::refused)
-    }
-
-    fn handle(&mut self, _id: RequestId, _payload: Vec<u8>) -> Result<Vec<u8>, RemoteError> {
-        Err(RemoteError::refused(
-            "a run-to-result actor takes no requests",
-        ))
     }
 }

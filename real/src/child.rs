@@ -1,6 +1,8 @@
 //! The child side on Linux: the shared child event loop over a blocking channel.
 
+use std::any::Any;
 use std::os::fd::{AsFd, OwnedFd};
+use std::panic::AssertUnwindSafe;
 
 use harrow_model::Flaws;
 use harrow_model::child::ChildRuntime;
@@ -16,6 +18,10 @@ use crate::sys::{self, RecvOutcome};
 /// copy-on-write fault on the spawn path, and a heap allocation of 1 KiB or more makes glibc
 /// consolidate its free lists first, touching pages all over the inherited heap.
 const RECV_BUF: usize = 4096;
+
+/// Reads one [`ChildOs::poll`] makes, at most: a `Cancel` asked in a loop never gets stuck
+/// reading a parent that keeps sending; what is left is read at its next question.
+const MAX_POLL_READS: usize = 16;
 
 /// Requests a child runs at once, at most.
 const MAX_IN_FLIGHT: u32 = 256;
@@ -43,8 +49,46 @@ impl ChildOs for Channel {
         }
     }
 
+    fn poll(&mut self, out: &mut Vec<ChildEvent>) {
+        for _ in 0..MAX_POLL_READS {
+            match sys::recv(self.fd.as_fd(), &mut self.buf) {
+                Ok(RecvOutcome::Data(n)) => out.push(ChildEvent::Bytes(self.buf[..n].to_vec())),
+                Ok(RecvOutcome::WouldBlock) => return,
+                Ok(RecvOutcome::Eof | RecvOutcome::PeerGone) | Err(_) => {
+                    out.push(ChildEvent::Eof);
+                    return;
+                }
+            }
+        }
+    }
+
     fn alive(&mut self) -> bool {
         true
+    }
+
+    /// Unwind safety: after a panic the actor is not asked to serve again (its child reports
+    /// the failure and stops); only a daemon's own nursery is still torn down through it.
+    fn catch_panic<R>(code: impl FnOnce() -> R) -> Result<R, String> {
+        std::panic::catch_unwind(AssertUnwindSafe(code)).map_err(|payload| {
+            let message = panic_message(payload.as_ref());
+            // Dropping the payload runs code of the actor's (its destructor), which could
+            // panic in turn, and a panic there would abort: forget it, as a child's own
+            // panic guard does.
+            std::mem::forget(payload);
+            message
+        })
+    }
+}
+
+/// A panic's message: the text `panic!` was given, as the remote error's text.
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    match (
+        payload.downcast_ref::<&str>(),
+        payload.downcast_ref::<String>(),
+    ) {
+        (Some(text), _) => (*text).to_owned(),
+        (_, Some(text)) => text.clone(),
+        _ => "the actor panicked with a value that is not a message".to_owned(),
     }
 }
 

@@ -29,6 +29,7 @@ mod sys;
 
 pub use actor::{Registry, decode, encode};
 // The protocol's types a user meets in errors, reports and configuration.
+pub use harrow_model::actor::{Cancel, Daemon, Task};
 pub use harrow_model::error::ProtocolViolation;
 pub use harrow_model::exit;
 pub use harrow_model::supervisor::{
@@ -36,8 +37,8 @@ pub use harrow_model::supervisor::{
 };
 pub use harrow_model::wire::{FrameError, RemoteError, RemoteErrorKind, Role};
 pub use harrow_model::{
-    ChildError, ChildErrorKind, ChildId, ExitStatus, Initiator, Limits, SpawnMethod, Timeouts,
-    Timestamp,
+    ChildError, ChildErrorKind, ChildId, ExitStatus, Initiator, Limits, RequestId, SpawnMethod,
+    Timeouts, Timestamp,
 };
 pub use nursery::{Child, Completion, Error, Nursery, NurseryConfig, Ticket};
 

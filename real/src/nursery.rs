@@ -70,6 +70,15 @@ pub enum Error {
         /// The names registered, in order.
         known: Vec<String>,
     },
+    /// The spawn was refused: the actor is registered with another role (a daemon, from
+    /// `Registry::handler` or `daemon`; a task, from `main` or `task`), which its child must
+    /// have. The nursery stays open.
+    WrongRole {
+        /// The actor asked for.
+        actor: String,
+        /// The role it is registered with.
+        registered: Role,
+    },
     /// The operation on a child was refused.
     Op(ChildOpError),
     /// The child failed (boot failure, death, protocol violation, ...).
@@ -101,6 +110,7 @@ impl fmt::Display for Error {
             Error::Open(why) => write!(f, "cannot open the nursery: {why}"),
             Error::Spawn(e) => e.fmt(f),
             Error::UnknownActor { actor, known } => unknown_actor(f, actor, known),
+            Error::WrongRole { actor, registered } => write!(f, "spawn refused: actor `{actor}` is registered as {}; spawn it as Role::{registered:?}, or with spawn(), which takes the role from the registry", role_name(*registered)),
             Error::Op(e) => e.fmt(f),
             Error::Child(e) => e.fmt(f),
             Error::Remote(e) => write!(f, "the child's handler failed: {e}"),
@@ -115,6 +125,14 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// What a role is called in an error message.
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Daemon => "a daemon (it serves requests)",
+        Role::RunToResult => "a task (it runs to a result)",
+    }
+}
 
 /// Registered names an [`Error::UnknownActor`] message lists, at most.
 const KNOWN_LISTED: usize = 16;
@@ -247,10 +265,12 @@ impl Nursery {
         &mut self.driver.os
     }
 
-    /// Spawns a daemon named `name` running `actor` by the nursery's method; returns once it
+    /// Spawns a child named `name` running `actor` by the nursery's method, in the role the
+    /// registry gives the actor (a daemon, or a task that runs to a result); returns once it
     /// has completed its handshake (or failed, within the boot timeout).
     pub fn spawn(&mut self, name: &str, actor: &str) -> Result<Child, Error> {
-        self.spawn_with(name, actor, self.method, Role::Daemon)
+        let role = registry_ref().role(actor).unwrap_or(Role::Daemon);
+        self.spawn_with(name, actor, self.method, role)
     }
 
     /// Spawns by a given method and role; returns once the child is ready or has failed.
@@ -268,7 +288,8 @@ impl Nursery {
 
     /// Starts a child and returns at once, before its handshake: many can boot side by
     /// side. [`Nursery::ready`] waits for one. An actor name the program's [`crate::Registry`]
-    /// does not know is refused here ([`Error::UnknownActor`]), before anything starts.
+    /// does not know is refused here ([`Error::UnknownActor`]), before anything starts, and
+    /// so is a role other than the one it is registered with ([`Error::WrongRole`]).
     pub fn start_with(
         &mut self,
         name: &str,
@@ -277,11 +298,20 @@ impl Nursery {
         role: Role,
     ) -> Result<Child, Error> {
         let registry = registry_ref();
-        if !registry.contains(actor) {
-            return Err(Error::UnknownActor {
-                actor: actor.into(),
-                known: registry.names().map(String::from).collect(),
-            });
+        match registry.role(actor) {
+            None => {
+                return Err(Error::UnknownActor {
+                    actor: actor.into(),
+                    known: registry.names().map(String::from).collect(),
+                });
+            }
+            Some(registered) if registered != role => {
+                return Err(Error::WrongRole {
+                    actor: actor.into(),
+                    registered,
+                });
+            }
+            Some(_) => {}
         }
         let spec = SpawnSpec {
             name: name.into(),

@@ -38,6 +38,12 @@ pub enum Behaviour {
     },
     /// Every request it serves fails.
     FailsRequests,
+    /// Its handler panics in the first request it serves: the caller gets the panic, then
+    /// the actor has failed, its other requests are refused, and the child stops.
+    PanicsInRequests {
+        /// The panic's message.
+        message: String,
+    },
     /// Its actor fails outside any request, then the child exits.
     FailsActor {
         /// The error text.

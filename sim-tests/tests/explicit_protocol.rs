@@ -55,6 +55,12 @@ fn three_of_each() -> Vec<Scenario> {
         ),
         ("fails-requests", Behaviour::FailsRequests),
         (
+            "panics-in-requests",
+            Behaviour::PanicsInRequests {
+                message: "boom".into(),
+            },
+        ),
+        (
             "fails-actor",
             Behaviour::FailsActor {
                 message: "oops".into(),

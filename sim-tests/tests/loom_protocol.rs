@@ -14,7 +14,7 @@ use harrow_model::SpawnMethod;
 use harrow_sim::check::{Expect, assert_one, loom_fits};
 use harrow_sim::engine::ShuttleBudget;
 use harrow_sim::flaws::{self, Engine};
-use harrow_sim::scenario::{self, Scenario};
+use harrow_sim::scenario::{self, Behaviour, ChildPlan, Ending, Scenario};
 
 fn holds(scenarios: Vec<Scenario>) {
     let mut checked = 0;
@@ -34,6 +34,24 @@ fn matrix(method: SpawnMethod, pairs: bool) -> Vec<Scenario> {
         .filter(|s| s.name.starts_with(&lower))
         .filter(|s| pairs == (s.children.len() == 2 && !s.faults.is_empty()))
         .collect()
+}
+
+/// A child whose handler panics in the first of two pipelined requests: the panic is caught
+/// by the simulated child's driver, answered, and the child fails, under every schedule.
+#[test]
+fn loom_a_panicking_request_holds() {
+    let panics = Behaviour::PanicsInRequests {
+        message: "boom".into(),
+    };
+    let sc = Scenario {
+        requests: 2,
+        ..Scenario::new(
+            "loom-panicking-request",
+            vec![ChildPlan::daemon("panics", SpawnMethod::Exec, panics)],
+            Ending::Finish,
+        )
+    };
+    holds(vec![sc]);
 }
 
 #[test]

@@ -1166,6 +1166,7 @@ fn behaviour() -> impl Strategy<Value = Behaviour> {
         1 => (1..4i32).prop_map(|code| Behaviour::CrashesAfterHandshake { code }),
         1 => Just(Behaviour::FailsMain { message: "main failed".into() }),
         1 => Just(Behaviour::FailsRequests),
+        1 => Just(Behaviour::PanicsInRequests { message: "request panicked".into() }),
         1 => Just(Behaviour::FailsActor { message: "actor failed".into() }),
     ]
 }
@@ -1393,6 +1394,14 @@ fn check_behaviour(
             prop_assert_eq!(remote, 1, "{}", ctx);
             prop_assert_eq!(status, ExitStatus::Exited(1), "{}", ctx);
         }
+        // A request panicked (if one came): it reports the failure and exits 1, or, if a
+        // cancel came first, reports it and acknowledges (exit 0). No request, no failure.
+        (Behaviour::PanicsInRequests { .. }, _) if by_itself => {
+            prop_assert!(matches!(status, ExitStatus::Exited(0 | 1)), "{}", ctx);
+            if status == ExitStatus::Exited(1) {
+                prop_assert_eq!(remote, 1, "{}", ctx);
+            }
+        }
         (Behaviour::CrashesAfterHandshake { code }, _) if by_itself => {
             prop_assert_eq!(status, ExitStatus::Exited(*code), "{}", ctx);
         }
@@ -1403,7 +1412,9 @@ fn check_behaviour(
     // Remote errors come only from actors that fail, once each.
     let fails = matches!(
         (&plan.behaviour, plan.role),
-        (Behaviour::FailsMain { .. }, Role::RunToResult) | (Behaviour::FailsActor { .. }, _)
+        (Behaviour::FailsMain { .. }, Role::RunToResult)
+            | (Behaviour::FailsActor { .. }, _)
+            | (Behaviour::PanicsInRequests { .. }, Role::Daemon)
     );
     prop_assert!(remote <= usize::from(fails), "{}", ctx);
     Ok(())

@@ -312,6 +312,56 @@ fn golden_stuck_thread_child_is_cancelled_then_abandoned() {
     insta::assert_snapshot!("trace_stuck_thread", render(&sc, &r));
 }
 
+/// A child whose handler panics in its first request and a serving sibling, two requests
+/// each; the body finishes at once, so the cancels are queued right behind the requests.
+fn panicking_request() -> Scenario {
+    let panics = Behaviour::PanicsInRequests {
+        message: "boom".into(),
+    };
+    Scenario {
+        requests: 2,
+        ..Scenario::new(
+            "panicking-request",
+            vec![
+                ChildPlan::daemon("panics", SpawnMethod::Fork, panics),
+                ChildPlan::daemon("serves", SpawnMethod::Exec, Behaviour::Serves),
+            ],
+            Ending::Finish,
+        )
+    }
+}
+
+/// The caller of a request whose handler panicked gets the panic; the failed actor runs
+/// nothing more (its other request is refused) and the child reports the panic as its one
+/// error. The cancel had come first, so the child still acknowledges it and exits 0; its
+/// sibling serves both requests.
+#[test]
+fn golden_a_panicking_request_answers_its_caller_then_fails_its_child() {
+    let sc = panicking_request();
+    let r = run::deterministic(&sc);
+    assert!(r.holds(), "{:?}", r.problems);
+    let says = |line: &str| r.trace.iter().any(|l| l.contains(line));
+    assert!(says("reply from child#0 to req#0: remote panic: boom"));
+    assert!(says(
+        "reply from child#0 to req#1: remote refused: the actor failed before this request ran"
+    ));
+    assert!(says("reply from child#1 to req#3: ok"));
+    let panic = harrow_model::wire::RemoteError::panic("boom");
+    assert!(
+        matches!(&r.report.errors[..], [e] if e.child == ChildId(0)
+            && e.kind == ChildErrorKind::Remote(panic.clone())),
+        "{:#?}",
+        r.report.errors
+    );
+    for i in 0..2 {
+        assert!(
+            matches!(outcome(&r, i), Some(Outcome::Exited(s)) if s.success()),
+            "{}",
+            render(&sc, &r)
+        );
+    }
+}
+
 #[test]
 fn golden_25_failing_children_are_torn_down_together() {
     let sc = canonical("errorers-25");

@@ -13,31 +13,29 @@ use harrow_model::{SpawnMethod, Timeouts};
 use crate::baseline::{self, PingPong, RawForkServer, median};
 use harrow_real::Registry;
 use harrow_real::sys::{SocketKind, SysError};
-use harrow_real::{Error, Nursery, NurseryConfig};
+use harrow_real::{Cancel, Daemon, Error, Nursery, NurseryConfig};
 
 /// The actors the bench spawns; merge them into the registry given to [`harrow_real::init`].
 pub fn registry() -> Registry {
     Registry::new()
         .handler("bench-echo", |n: u64| Ok::<u64, String>(n))
-        .actor("bench-spin", || Spin)
+        .daemon("bench-spin", || Spin)
 }
 
 /// A daemon that never yields once started: teardown must kill it.
 struct Spin;
 
-impl harrow_model::driver::Actor for Spin {
+impl Daemon for Spin {
     fn start(&mut self, _name: &str) -> Result<(), harrow_model::wire::RemoteError> {
         loop {
             std::thread::sleep(Duration::from_secs(3600));
         }
     }
-    fn main(&mut self) -> Result<Vec<u8>, harrow_model::wire::RemoteError> {
-        Ok(Vec::new())
-    }
     fn handle(
         &mut self,
         _: harrow_model::RequestId,
         p: Vec<u8>,
+        _: &Cancel<'_>,
     ) -> Result<Vec<u8>, harrow_model::wire::RemoteError> {
         Ok(p)
     }

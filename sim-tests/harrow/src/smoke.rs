@@ -33,11 +33,11 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use harrow_model::driver::Actor;
 use harrow_model::error::{ProtocolViolation, SpawnError};
 use harrow_model::supervisor::ForceReason;
 use harrow_model::wire::{RemoteError, RemoteErrorKind, Role};
 use harrow_model::{RequestId, SpawnMethod, Timeouts};
+use harrow_real::{Cancel, Daemon};
 
 use harrow_real::sys;
 use harrow_real::{Child, Error, Nursery, NurseryConfig};
@@ -352,7 +352,7 @@ pub fn registry() -> Registry {
     hostile::Act::ALL
         .into_iter()
         .fold(Registry::new(), |r, (act, name)| {
-            r.actor(name, move || hostile::Hostile(act))
+            r.daemon(name, move || hostile::Hostile(act))
         })
         .handler(DOUBLE, |n: u64| Ok::<u64, String>(n * 2))
         .handler(ECHO_BYTES, |b: Vec<u8>| Ok::<Vec<u8>, String>(b))
@@ -362,13 +362,13 @@ pub fn registry() -> Registry {
             Ok::<u64, String>(ms)
         })
         .main(FAILS, || Err::<(), String>("assertion failed: 0".into()))
-        .actor(STUCK, || Stuck)
-        .actor(SLEEPER, || Sleeper)
-        .actor(MIDDLE, Middle::default)
-        .actor(GARBLER, || Garbler { on_request: false })
-        .actor(GARBLER_ON_REQUEST, || Garbler { on_request: true })
-        .actor(BOOT_EXITS, || -> Stuck { sys::exit_now(BOOT_EXIT_CODE) })
-        .actor(BOOT_PANICS, || -> Stuck {
+        .daemon(STUCK, || Stuck)
+        .daemon(SLEEPER, || Sleeper)
+        .daemon(MIDDLE, Middle::default)
+        .daemon(GARBLER, || Garbler { on_request: false })
+        .daemon(GARBLER_ON_REQUEST, || Garbler { on_request: true })
+        .daemon(BOOT_EXITS, || -> Stuck { sys::exit_now(BOOT_EXIT_CODE) })
+        .daemon(BOOT_PANICS, || -> Stuck {
             panic!("this actor fails on purpose before its handshake")
         })
 }
@@ -412,7 +412,7 @@ static RELEASE: AtomicU64 = AtomicU64::new(0);
 /// Never yields: its start waits for a release that only a thread child can get.
 struct Stuck;
 
-impl Actor for Stuck {
+impl Daemon for Stuck {
     fn start(&mut self, _name: &str) -> Result<(), RemoteError> {
         let generation = RELEASE.load(Ordering::SeqCst);
         while RELEASE.load(Ordering::SeqCst) == generation {
@@ -421,11 +421,12 @@ impl Actor for Stuck {
         Ok(())
     }
 
-    fn main(&mut self) -> Result<Vec<u8>, RemoteError> {
-        Err(RemoteError::refused("the stuck actor has no main"))
-    }
-
-    fn handle(&mut self, _id: RequestId, _payload: Vec<u8>) -> Result<Vec<u8>, RemoteError> {
+    fn handle(
+        &mut self,
+        _id: RequestId,
+        _payload: Vec<u8>,
+        _cancel: &Cancel<'_>,
+    ) -> Result<Vec<u8>, RemoteError> {
         Err(RemoteError::refused("the stuck actor takes no requests"))
     }
 }
@@ -433,17 +434,18 @@ impl Actor for Stuck {
 /// Sits in a blocking sleep in its start (a process child only: a thread would outlive us).
 struct Sleeper;
 
-impl Actor for Sleeper {
+impl Daemon for Sleeper {
     fn start(&mut self, _name: &str) -> Result<(), RemoteError> {
         std::thread::sleep(SLEEP);
         Ok(())
     }
 
-    fn main(&mut self) -> Result<Vec<u8>, RemoteError> {
-        Err(RemoteError::refused("the sleeper has no main"))
-    }
-
-    fn handle(&mut self, _id: RequestId, _payload: Vec<u8>) -> Result<Vec<u8>, RemoteError> {
+    fn handle(
+        &mut self,
+        _id: RequestId,
+        _payload: Vec<u8>,
+        _cancel: &Cancel<'_>,
+    ) -> Result<Vec<u8>, RemoteError> {
         Err(RemoteError::refused("the sleeper takes no requests"))
     }
 }
@@ -466,7 +468,7 @@ fn middle_timeouts() -> Timeouts {
     }
 }
 
-impl Actor for Middle {
+impl Daemon for Middle {
     fn start(&mut self, _name: &str) -> Result<(), RemoteError> {
         let fail = |what: &str, e: Error| RemoteError::error(format!("{what}: {e}"));
         // A forked, served or re-executed child is single-threaded: Fork is allowed. A thread
@@ -488,11 +490,12 @@ impl Actor for Middle {
         }
     }
 
-    fn main(&mut self) -> Result<Vec<u8>, RemoteError> {
-        Err(RemoteError::refused("the middle actor has no main"))
-    }
-
-    fn handle(&mut self, _id: RequestId, _payload: Vec<u8>) -> Result<Vec<u8>, RemoteError> {
+    fn handle(
+        &mut self,
+        _id: RequestId,
+        _payload: Vec<u8>,
+        _cancel: &Cancel<'_>,
+    ) -> Result<Vec<u8>, RemoteError> {
         let pid = self
             .sleeper_pid
             .ok_or_else(|| RemoteError::refused("no sleeper"))?;
@@ -527,7 +530,7 @@ fn write_garbage() -> Result<(), RemoteError> {
     }
 }
 
-impl Actor for Garbler {
+impl Daemon for Garbler {
     fn start(&mut self, _name: &str) -> Result<(), RemoteError> {
         if self.on_request {
             Ok(())
@@ -536,11 +539,12 @@ impl Actor for Garbler {
         }
     }
 
-    fn main(&mut self) -> Result<Vec<u8>, RemoteError> {
-        Err(RemoteError::refused("the garbler has no main"))
-    }
-
-    fn handle(&mut self, _id: RequestId, payload: Vec<u8>) -> Result<Vec<u8>, RemoteError> {
+    fn handle(
+        &mut self,
+        _id: RequestId,
+        payload: Vec<u8>,
+        _cancel: &Cancel<'_>,
+    ) -> Result<Vec<u8>, RemoteError> {
         if self.on_request {
             write_garbage()?;
         }

@@ -215,6 +215,7 @@ fn behaviour_words(b: &Behaviour) -> String {
         }
         Behaviour::FailsMain { .. } => "returns an error from its main function".into(),
         Behaviour::FailsRequests => "fails every request".into(),
+        Behaviour::PanicsInRequests { .. } => "panics in its first request".into(),
         Behaviour::FailsActor { .. } => "fails outside any request".into(),
         Behaviour::ReportsFailureTwice { .. } => {
             "fails outside any request and sends its failure report twice".into()

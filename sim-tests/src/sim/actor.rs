@@ -4,11 +4,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::platform::Platform;
-use crate::sim::{ActorFactory, Seat, SimEnv, SimOs};
-use harrow_model::driver::{Actor, Driver};
+use crate::sim::{ActorFactory, ScriptedPanic, Seat, SimEnv, SimOs};
+use harrow_model::actor::{Actor, Cancel, Daemon, Task};
+use harrow_model::driver::Driver;
 use harrow_model::policy::Timeouts;
 use harrow_model::supervisor::{Supervisor, SupervisorConfig, TeardownCause};
-use harrow_model::wire::{DEFAULT_MAX_FRAME, Message, RemoteError, RemoteErrorKind};
+use harrow_model::wire::{DEFAULT_MAX_FRAME, Message, RemoteError, RemoteErrorKind, Role};
 use harrow_model::{Flaws, RequestId};
 
 use crate::scenario::{Behaviour, ChildPlan, Scenario};
@@ -46,18 +47,26 @@ impl<P: Platform> ActorFactory<P> for ScriptFactory {
         }
     }
 
-    fn make(&self, env: SimEnv<P, Self>, actor: &str) -> Box<dyn Actor + Send> {
+    /// A daemon or a task as its plan says (an actor the scenario does not know is a daemon
+    /// that fails to start).
+    fn make(&self, env: SimEnv<P, Self>, actor: &str) -> Actor {
         let config = SupervisorConfig {
             timeouts: self.timeouts,
             flaws: self.flaws,
             ..SupervisorConfig::default()
         };
-        Box::new(Scripted {
+        let plan = self.plans.get(actor).cloned();
+        let role = plan.as_ref().map_or(Role::Daemon, |p| p.role);
+        let scripted = Box::new(Scripted {
             env,
-            plan: self.plans.get(actor).cloned(),
+            plan,
             config,
             nursery: None,
-        })
+        });
+        match role {
+            Role::Daemon => Actor::Daemon(scripted),
+            Role::RunToResult => Actor::Task(scripted),
+        }
     }
 }
 
@@ -90,8 +99,9 @@ impl<P: Platform> Scripted<P> {
     }
 }
 
-impl<P: Platform> Actor for Scripted<P> {
-    fn start(&mut self, _name: &str) -> Result<(), RemoteError> {
+impl<P: Platform> Scripted<P> {
+    /// What its behaviour does when it starts: fail, crash, block, or open its nursery.
+    fn begin(&mut self) -> Result<(), RemoteError> {
         let Some(plan) = self.plan.clone() else {
             return Err(RemoteError::new(RemoteErrorKind::Refused, "no such actor"));
         };
@@ -130,8 +140,14 @@ impl<P: Platform> Actor for Scripted<P> {
         }
         Ok(())
     }
+}
 
-    fn main(&mut self) -> Result<Vec<u8>, RemoteError> {
+impl<P: Platform> Task for Scripted<P> {
+    fn start(&mut self, _name: &str) -> Result<(), RemoteError> {
+        self.begin()
+    }
+
+    fn run(&mut self, _cancel: &Cancel<'_>) -> Result<Vec<u8>, RemoteError> {
         let result = match self.plan.as_ref().map(|p| &p.behaviour) {
             Some(Behaviour::FailsMain { message }) => {
                 Err(RemoteError::new(RemoteErrorKind::Error, message))
@@ -152,19 +168,33 @@ impl<P: Platform> Actor for Scripted<P> {
         }
         result
     }
+}
 
-    fn handle(&mut self, _id: RequestId, _payload: Vec<u8>) -> Result<Vec<u8>, RemoteError> {
-        let fails = matches!(
-            self.plan.as_ref().map(|p| &p.behaviour),
-            Some(Behaviour::FailsRequests)
-        );
-        self.env.actor_code(|| {
+impl<P: Platform> Daemon for Scripted<P> {
+    fn start(&mut self, _name: &str) -> Result<(), RemoteError> {
+        self.begin()
+    }
+
+    fn handle(
+        &mut self,
+        _id: RequestId,
+        _payload: Vec<u8>,
+        _cancel: &Cancel<'_>,
+    ) -> Result<Vec<u8>, RemoteError> {
+        let behaviour = self.plan.as_ref().map(|p| &p.behaviour);
+        let fails = matches!(behaviour, Some(Behaviour::FailsRequests));
+        let answer = self.env.actor_code(|| {
             if fails {
                 Err(RemoteError::new(RemoteErrorKind::Error, "request failed"))
             } else {
                 Ok(b"pong".to_vec())
             }
-        })
+        });
+        // Outside its actor code, so that a thread child's actor lock is released first.
+        if let Some(Behaviour::PanicsInRequests { message }) = behaviour {
+            std::panic::resume_unwind(Box::new(ScriptedPanic(message.clone())));
+        }
+        answer
     }
 
     fn supervises(&self) -> bool {

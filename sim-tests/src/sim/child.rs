@@ -1,17 +1,24 @@
 //! The child side of the simulator: process and thread bodies, and what actors may do.
 
-use std::boxed::Box;
 use std::vec::Vec;
 
 use super::world::{CtxState, Shared, SimProcess};
 use super::{ALLOC_LOCK, CHANNEL_FD};
 use crate::kernel::{DeadlineOwner, Fd, LockId, LockOutcome, Pid, RecvOutcome, Signal, ThreadId};
 use crate::platform::Platform;
+use harrow_model::actor::Actor;
 use harrow_model::child::ChildRuntime;
-use harrow_model::driver::{Actor, ChildEvent, ChildExit, ChildOs, run_child};
+use harrow_model::driver::{ChildEvent, ChildExit, ChildOs, run_child};
 use harrow_model::exit;
 use harrow_model::time::Timestamp;
 use harrow_model::wire::DEFAULT_MAX_FRAME;
+
+/// The panic of a scripted actor whose behaviour is to panic, with its message.
+///
+/// Raised with `resume_unwind`, which calls no panic hook, so a scenario's panics print
+/// nothing; [`SimChildOs::catch_panic`] catches this payload and nothing else.
+#[derive(Debug)]
+pub struct ScriptedPanic(pub std::string::String);
 
 /// Makes the actor a simulated child runs; the scenario decides what it does.
 pub trait ActorFactory<P: Platform>: Send + Sync + Sized + 'static {
@@ -21,7 +28,7 @@ pub trait ActorFactory<P: Platform>: Send + Sync + Sized + 'static {
         Ok(())
     }
     /// The actor for a child starting in `env` to run `actor`.
-    fn make(&self, env: SimEnv<P, Self>, actor: &str) -> Box<dyn Actor + Send>;
+    fn make(&self, env: SimEnv<P, Self>, actor: &str) -> Actor;
 }
 
 /// What a simulated actor can do to the simulated world.
@@ -274,33 +281,59 @@ impl<P: Platform> ChildOs for SimChildOs<P> {
     }
 
     fn wait(&mut self, out: &mut Vec<ChildEvent>) {
-        let eof_reported = self.eof_reported;
+        let ev = self.shared.wait_for(|w| self.next_event(w));
+        self.report(ev, out);
+    }
+
+    fn poll(&mut self, out: &mut Vec<ChildEvent>) {
+        if let Some(ev) = self.shared.with(|w| self.next_event(w)) {
+            self.report(ev, out);
+        }
+    }
+
+    fn alive(&mut self) -> bool {
+        self.shared.read(|w| w.runs(self.process) && !w.over)
+    }
+
+    /// Catches only a scripted actor's own panic ([`ScriptedPanic`]): any other panic is the
+    /// checker's own failure and goes on unwinding.
+    fn catch_panic<R>(code: impl FnOnce() -> R) -> Result<R, std::string::String> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(code)).map_err(
+            |payload| match payload.downcast::<ScriptedPanic>() {
+                Ok(scripted) => scripted.0,
+                Err(other) => std::panic::resume_unwind(other),
+            },
+        )
+    }
+}
+
+impl<P: Platform> SimChildOs<P> {
+    /// The next event for the child, if one is there now.
+    fn next_event(&self, w: &mut super::SimWorld) -> Option<ChildEvent> {
         let (me, pid) = (self.process, self.process.pid);
-        let ev = self.shared.wait_for(|w| {
-            if !w.runs(me) || w.over {
-                return Some(ChildEvent::Killed);
+        if !w.runs(me) || w.over {
+            return Some(ChildEvent::Killed);
+        }
+        if self.eof_reported {
+            return None;
+        }
+        match w.kernel.recv(pid, self.fd) {
+            Ok(RecvOutcome::Data(bytes)) => Some(ChildEvent::Bytes(bytes)),
+            Ok(RecvOutcome::Eof) | Err(_) => {
+                w.note(pid, format_args!("child reads EOF from its parent"));
+                Some(ChildEvent::Eof)
             }
-            if eof_reported {
-                return None;
-            }
-            match w.kernel.recv(pid, self.fd) {
-                Ok(RecvOutcome::Data(bytes)) => Some(ChildEvent::Bytes(bytes)),
-                Ok(RecvOutcome::Eof) | Err(_) => {
-                    w.note(pid, format_args!("child reads EOF from its parent"));
-                    Some(ChildEvent::Eof)
-                }
-                Ok(RecvOutcome::WouldBlock) => None,
-            }
-        });
+            Ok(RecvOutcome::WouldBlock) => None,
+        }
+    }
+
+    /// Hands `ev` to the child's loop, checking a thread child's context on the way.
+    fn report(&mut self, ev: ChildEvent, out: &mut Vec<ChildEvent>) {
         if self.ctx.is_some() {
             self.shared.with(|w| self.touch(w));
         }
         self.eof_reported |= ev == ChildEvent::Eof;
         out.push(ev);
-    }
-
-    fn alive(&mut self) -> bool {
-        self.shared.read(|w| w.runs(self.process) && !w.over)
     }
 }
 

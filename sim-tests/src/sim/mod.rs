@@ -21,7 +21,7 @@ mod clock;
 mod os;
 mod world;
 
-pub use child::{ActorFactory, SimChildOs, SimEnv};
+pub use child::{ActorFactory, ScriptedPanic, SimChildOs, SimEnv};
 pub use clock::clock_thread;
 pub use os::{Seat, SimOs};
 pub use world::{CtxState, EnvAction, Shared, SimConfig, SimProcess, SimWorld, ThreadCtx};

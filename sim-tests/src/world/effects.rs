@@ -1,10 +1,10 @@
 //! What each choice does: the driver's side of the protocol, and the actors' scripts.
 
-use harrow_model::child::{ChildCommand, ChildRuntime};
+use harrow_model::child::{ChildCommand, ChildInputError, ChildRuntime};
 use harrow_model::method::Situation;
 use harrow_model::supervisor::{Command, SpawnSpec};
 use harrow_model::wire::{Message, RemoteError, RemoteErrorKind};
-use harrow_model::{ChildId, ExitStatus, Flaws};
+use harrow_model::{ChildId, ExitStatus, Flaws, RequestId};
 
 use super::{Block, Kid, Proc, World, kid_name};
 use crate::scenario::Behaviour;
@@ -282,14 +282,7 @@ impl World<'_> {
             self.note(&kid_name(i), || format!("reads {name}"));
             r
         } else if let Some(id) = self.st.kids[i].work.pop_front() {
-            let kid = &mut self.st.kids[i];
-            let result = match kid.behaviour {
-                Behaviour::FailsRequests => {
-                    Err(RemoteError::new(RemoteErrorKind::Error, "request failed"))
-                }
-                _ => Ok(b"pong".to_vec()),
-            };
-            kid.runtime.handle_work_done(id, result)
+            self.work_done(i, id)
         } else if let Some(result) = self.st.kids[i].main.take() {
             self.st.kids[i].runtime.handle_main_done(result)
         } else {
@@ -301,6 +294,26 @@ impl World<'_> {
         };
         result.expect("the world only feeds inputs the child runtime accepts");
         self.drive_child(i);
+    }
+
+    /// Child `i` finishes request `id` as its behaviour says.
+    fn work_done(&mut self, i: usize, id: RequestId) -> Result<(), ChildInputError> {
+        let kid = &mut self.st.kids[i];
+        let result = match &kid.behaviour {
+            Behaviour::FailsRequests => {
+                Err(RemoteError::new(RemoteErrorKind::Error, "request failed"))
+            }
+            Behaviour::PanicsInRequests { message } => {
+                let panic = RemoteError::new(RemoteErrorKind::Panic, message);
+                // The failed actor runs nothing more: the runtime refuses the rest.
+                kid.work.clear();
+                let accepted = kid.runtime.handle_work_panicked(id, panic);
+                self.note(&kid_name(i), || "panics in a request".into());
+                return accepted;
+            }
+            _ => Ok(b"pong".to_vec()),
+        };
+        kid.runtime.handle_work_done(id, result)
     }
 
     /// Executes the child runtime's commands.

@@ -7,9 +7,9 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use harrow_model::RequestId;
-use harrow_model::driver::Actor;
 use harrow_model::error::ProtocolViolation;
 use harrow_model::wire::{DEFAULT_MAX_FRAME, FrameError, Message, RemoteError};
+use harrow_real::{Cancel, Daemon};
 use harrow_real::{ChildErrorKind, Error, TeardownReport, sys};
 
 use super::{Failure, SpawnMethod, Verdict, open, settled, short_timeouts, with_nursery};
@@ -76,16 +76,13 @@ fn write_raw(bytes: &[u8]) -> bool {
     )
 }
 
-impl Actor for Hostile {
-    fn start(&mut self, _name: &str) -> Result<(), RemoteError> {
-        Ok(())
-    }
-
-    fn main(&mut self) -> Result<Vec<u8>, RemoteError> {
-        Ok(Vec::new())
-    }
-
-    fn handle(&mut self, _id: RequestId, payload: Vec<u8>) -> Result<Vec<u8>, RemoteError> {
+impl Daemon for Hostile {
+    fn handle(
+        &mut self,
+        _id: RequestId,
+        payload: Vec<u8>,
+        _cancel: &Cancel<'_>,
+    ) -> Result<Vec<u8>, RemoteError> {
         match self.0 {
             Act::HugeLengthThenSilence => {
                 write_raw(&DEFAULT_MAX_FRAME.to_le_bytes());
