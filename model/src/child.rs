@@ -110,8 +110,6 @@ pub struct ChildRuntime {
     main_running: bool,
     subtree_open: bool,
     stop: Option<StopCause>,
-    acked: bool,
-    served_after_ack: u32,
     commands: VecDeque<ChildCommand>,
 }
 
@@ -151,8 +149,6 @@ impl ChildRuntime {
             main_running: false,
             subtree_open: false,
             stop: None,
-            acked: false,
-            served_after_ack: 0,
             commands: VecDeque::new(),
         }
     }
@@ -165,11 +161,6 @@ impl ChildRuntime {
     /// Why it is stopping, if it is.
     pub fn stop_cause(&self) -> Option<StopCause> {
         self.stop
-    }
-
-    /// Requests started after the cancel-ack went out (property 1: must stay zero).
-    pub fn served_after_ack(&self) -> u32 {
-        self.served_after_ack
     }
 
     /// The next command for the driver.
@@ -326,9 +317,6 @@ impl ChildRuntime {
             });
             return;
         }
-        if self.acked {
-            self.served_after_ack += 1;
-        }
         self.in_flight.push(id);
         self.commands
             .push_back(ChildCommand::StartRequest { id, payload });
@@ -356,7 +344,6 @@ impl ChildRuntime {
         }
         match self.stop {
             Some(StopCause::ParentCancel) => {
-                self.acked = true;
                 self.send(Message::CancelAck);
                 if self.flaws.has(Flaw::MutualWaitAtTeardown) {
                     self.phase = ChildPhase::AwaitingParentEof;
@@ -511,7 +498,6 @@ mod tests {
         c.handle_work_done(RequestId(1), Ok(vec![])).unwrap();
         let cmds = drain(&mut c);
         assert_eq!(cmds[1..], [send(Message::CancelAck), ChildCommand::Exit(0)]);
-        assert_eq!(c.served_after_ack(), 0);
     }
 
     #[test]
@@ -549,6 +535,19 @@ mod tests {
         c.handle_message(Message::Cancel).unwrap();
         assert_eq!(drain(&mut c), vec![send(Message::CancelAck)]);
         assert_eq!(c.phase(), ChildPhase::AwaitingParentEof);
+        // Acked: a request now is refused, never started.
+        c.handle_message(Message::Request {
+            id: RequestId(3),
+            payload: vec![],
+        })
+        .unwrap();
+        assert!(matches!(
+            drain(&mut c)[..],
+            [ChildCommand::Send(Message::Reply {
+                id: RequestId(3),
+                result: Err(_)
+            })]
+        ));
         c.handle_parent_eof().unwrap();
         assert_eq!(drain(&mut c), vec![ChildCommand::Exit(0)]);
     }
