@@ -22,6 +22,7 @@ use core::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::coverage::{Carried, ChildInputKind, Coverage};
 use crate::flaw::{Flaw, Flaws};
 use crate::id::RequestId;
 use crate::wire::{FrameError, Message, PROTOCOL_VERSION, RemoteError, Role};
@@ -41,6 +42,18 @@ pub enum ChildPhase {
     AwaitingParentEof,
     /// The exit command is out.
     Exited,
+}
+
+impl ChildPhase {
+    /// Every phase, in declaration order.
+    pub const ALL: [ChildPhase; 6] = [
+        ChildPhase::Booting,
+        ChildPhase::AwaitingSpec,
+        ChildPhase::Serving,
+        ChildPhase::Cancelling,
+        ChildPhase::AwaitingParentEof,
+        ChildPhase::Exited,
+    ];
 }
 
 impl fmt::Display for ChildPhase {
@@ -111,6 +124,8 @@ pub struct ChildRuntime {
     subtree_open: bool,
     stop: Option<StopCause>,
     commands: VecDeque<ChildCommand>,
+    /// The cells its inputs reached since an engine last took them; no part of its identity.
+    coverage: Carried,
 }
 
 /// An input the child runtime cannot take in its current phase.
@@ -150,6 +165,7 @@ impl ChildRuntime {
             subtree_open: false,
             stop: None,
             commands: VecDeque::new(),
+            coverage: Carried::default(),
         }
     }
 
@@ -163,6 +179,16 @@ impl ChildRuntime {
         self.stop
     }
 
+    /// The cells its inputs reached since the last call, taken out.
+    pub fn take_coverage(&mut self) -> Coverage {
+        core::mem::take(&mut self.coverage.0)
+    }
+
+    /// Records an input arriving in the current phase (the coverage hook).
+    fn arrived(&mut self, input: ChildInputKind) {
+        self.coverage.0.child_input(self.phase, input);
+    }
+
     /// The next command for the driver.
     pub fn poll_command(&mut self) -> Option<ChildCommand> {
         self.commands.pop_front()
@@ -170,6 +196,7 @@ impl ChildRuntime {
 
     /// Boots: sends the handshake.
     pub fn start(&mut self) -> Accepted {
+        self.arrived(ChildInputKind::Start);
         self.expect(self.phase == ChildPhase::Booting, "start")?;
         self.phase = ChildPhase::AwaitingSpec;
         let pid = self.pid;
@@ -182,6 +209,7 @@ impl ChildRuntime {
 
     /// The child opened its own nursery: a cancel must close it before acknowledging.
     pub fn supervise(&mut self) -> Accepted {
+        self.arrived(ChildInputKind::Supervise);
         self.expect(self.phase == ChildPhase::Serving, "supervise")?;
         self.subtree_open = true;
         Ok(())
@@ -189,6 +217,7 @@ impl ChildRuntime {
 
     /// A message arrived from the parent.
     pub fn handle_message(&mut self, message: Message) -> Accepted {
+        self.arrived(ChildInputKind::Message(message.kind()));
         self.expect(self.accepts_input(), "message")?;
         match (self.phase, message) {
             (ChildPhase::AwaitingSpec, Message::SpawnSpec { actor, role }) => {
@@ -224,6 +253,7 @@ impl ChildRuntime {
 
     /// A frame from the parent did not decode: stop, as for a broken channel.
     pub fn handle_malformed(&mut self, err: FrameError) -> Accepted {
+        self.arrived(ChildInputKind::Malformed);
         self.expect(self.accepts_input(), "malformed")?;
         let _ = err;
         self.begin_stop(StopCause::ProtocolError);
@@ -232,6 +262,7 @@ impl ChildRuntime {
 
     /// The parent channel reached EOF.
     pub fn handle_parent_eof(&mut self) -> Accepted {
+        self.arrived(ChildInputKind::ParentEof);
         self.expect(
             self.phase != ChildPhase::Exited && self.phase != ChildPhase::Booting,
             "parent_eof",
@@ -259,6 +290,7 @@ impl ChildRuntime {
         id: RequestId,
         result: Result<Vec<u8>, RemoteError>,
     ) -> Accepted {
+        self.arrived(ChildInputKind::WorkDone);
         let pos = self.in_flight.iter().position(|r| *r == id);
         let Some(pos) = pos.filter(|_| self.phase != ChildPhase::Exited) else {
             return Err(ChildInputError {
@@ -274,6 +306,7 @@ impl ChildRuntime {
 
     /// The run-to-result main function returned.
     pub fn handle_main_done(&mut self, result: Result<Vec<u8>, RemoteError>) -> Accepted {
+        self.arrived(ChildInputKind::MainDone);
         self.expect(
             self.main_running && self.phase != ChildPhase::Exited,
             "main_done",
@@ -286,6 +319,7 @@ impl ChildRuntime {
 
     /// The actor failed outside any request: report it, then stop.
     pub fn handle_actor_failed(&mut self, err: RemoteError) -> Accepted {
+        self.arrived(ChildInputKind::ActorFailed);
         self.expect(
             matches!(self.phase, ChildPhase::Serving | ChildPhase::Cancelling),
             "actor_failed",
@@ -298,6 +332,7 @@ impl ChildRuntime {
 
     /// The child's own nursery closed.
     pub fn handle_subtree_closed(&mut self) -> Accepted {
+        self.arrived(ChildInputKind::SubtreeClosed);
         self.expect(self.subtree_open, "subtree_closed")?;
         self.subtree_open = false;
         self.maybe_finish();
@@ -572,6 +607,22 @@ mod tests {
             c.handle_message(Message::Cancel).is_err(),
             "nothing is accepted after exit"
         );
+    }
+
+    #[test]
+    fn every_input_is_recorded_as_a_cell_of_the_phase_it_arrived_in() {
+        use crate::wire::MessageKind;
+        let mut c = serving(Role::Daemon, Flaws::NONE);
+        c.handle_message(Message::Cancel).unwrap();
+        let cov = c.take_coverage();
+        assert!(cov.child_reached(ChildPhase::Booting, ChildInputKind::Start));
+        let spec = ChildInputKind::Message(MessageKind::SpawnSpec);
+        assert!(cov.child_reached(ChildPhase::AwaitingSpec, spec));
+        let cancel = ChildInputKind::Message(MessageKind::Cancel);
+        assert!(cov.child_reached(ChildPhase::Serving, cancel));
+        assert!(!cov.child_reached(ChildPhase::Cancelling, cancel));
+        assert!(c.handle_message(Message::Cancel).is_err(), "exited");
+        assert!(c.take_coverage().child_reached(ChildPhase::Exited, cancel));
     }
 
     #[test]

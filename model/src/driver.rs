@@ -455,12 +455,23 @@ pub fn run_child<C: ChildOs, A: Actor>(
     mut runtime: ChildRuntime,
     max_frame: u32,
 ) -> ChildExit {
+    drive_child(os, actor, &mut runtime, max_frame)
+}
+
+/// [`run_child`] over a runtime the caller keeps, to read what it covered afterwards
+/// ([`ChildRuntime::take_coverage`]).
+pub fn drive_child<C: ChildOs, A: Actor>(
+    os: &mut C,
+    actor: &mut A,
+    runtime: &mut ChildRuntime,
+    max_frame: u32,
+) -> ChildExit {
     let mut decoder = FrameDecoder::new(max_frame);
     let mut events = Vec::new();
     if runtime.start().is_err() {
         return ChildExit::Code(crate::exit::PROTOCOL_ERROR);
     }
-    if let Some(exit) = child_execute(os, actor, &mut runtime, max_frame) {
+    if let Some(exit) = child_execute(os, actor, runtime, max_frame) {
         return exit;
     }
     loop {
@@ -469,12 +480,12 @@ pub fn run_child<C: ChildOs, A: Actor>(
         for ev in events.drain(..) {
             let fed = match ev {
                 ChildEvent::Killed => return ChildExit::Killed,
-                ChildEvent::Bytes(bytes) => feed_child_bytes(&mut runtime, &mut decoder, &bytes),
+                ChildEvent::Bytes(bytes) => feed_child_bytes(runtime, &mut decoder, &bytes),
                 ChildEvent::Eof => runtime.handle_parent_eof().map_err(|_| ()),
             };
             // An input the runtime refuses arrives only after it has asked to exit.
             let _ = fed;
-            if let Some(exit) = child_execute(os, actor, &mut runtime, max_frame) {
+            if let Some(exit) = child_execute(os, actor, runtime, max_frame) {
                 return exit;
             }
         }

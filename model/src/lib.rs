@@ -7,6 +7,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod child;
+pub mod coverage;
 pub mod driver;
 pub mod error;
 pub mod exit;

@@ -429,6 +429,40 @@ fn property_5_catches_a_failure_event_lost_doubled_or_replaced() {
     );
 }
 
+/// Every lifecycle input is recorded as a cell of its phase, with the close calls, and taken
+/// out by the engine; what a state covered is no part of its identity.
+#[test]
+fn steps_record_their_cells_and_close_calls_outside_the_state_identity() {
+    use crate::wire::MessageKind;
+    let mut s = sup(Flaws::NONE);
+    let ids = serving(&mut s, 1, SpawnMethod::Fork);
+    let fresh = {
+        let mut f = s.clone();
+        f.take_coverage();
+        f
+    };
+    assert_eq!(s, fresh, "coverage must not tell states apart");
+    let cov = s.take_coverage();
+    assert!(cov.reached(Phase::Launching, InputKind::Launched));
+    assert!(cov.reached(
+        Phase::AwaitingHandshake,
+        InputKind::Message(MessageKind::Handshake)
+    ));
+    assert!(!cov.reached(Phase::Serving, InputKind::HardStop));
+    assert_eq!(cov.close, crate::coverage::CloseCalls::default());
+    s.hard_stop(Timestamp::ZERO, ids[0]).unwrap();
+    let cov = s.take_coverage();
+    assert!(cov.reached(Phase::Serving, InputKind::HardStop));
+    assert!(
+        !cov.reached(Phase::Launching, InputKind::Launched),
+        "taken out before"
+    );
+    assert_eq!(cov.close.kills, 1);
+    let t = s.poll_deadline().expect("the reap bound is armed");
+    s.handle_timeout(t);
+    assert_eq!(s.take_coverage().close.deadlines, 1);
+}
+
 #[test]
 fn interrupt_tears_everything_down_with_its_initiator() {
     let mut s = sup(Flaws::NONE);
