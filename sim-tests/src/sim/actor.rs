@@ -90,6 +90,16 @@ impl<P: Platform> Scripted<P> {
     }
 }
 
+/// Hands what a closed nursery's supervisor covered to the world. (A nursery whose process is
+/// killed before it closes hands in nothing: coverage is a lower bound.)
+fn hand_in_coverage<P: Platform>(
+    env: &SimEnv<P, ScriptFactory>,
+    d: &mut Driver<SimOs<P, ScriptFactory>>,
+) {
+    let coverage = d.sup.take_coverage();
+    env.shared.with(|w| w.coverage.merge(&coverage));
+}
+
 impl<P: Platform> Actor for Scripted<P> {
     fn start(&mut self, _name: &str) -> Result<(), RemoteError> {
         let Some(plan) = self.plan.clone() else {
@@ -149,6 +159,7 @@ impl<P: Platform> Actor for Scripted<P> {
         if let Some(mut d) = self.nursery.take() {
             d.begin_teardown(cause);
             let _ = d.run_to_close();
+            hand_in_coverage(&self.env, &mut d);
         }
         result
     }
@@ -175,6 +186,7 @@ impl<P: Platform> Actor for Scripted<P> {
         if let Some(d) = &mut self.nursery {
             d.begin_teardown(TeardownCause::BodyFinished);
             let _ = d.run_to_close();
+            hand_in_coverage(&self.env, d);
         }
     }
 }

@@ -124,6 +124,8 @@ pub struct Outcome {
     pub report: Option<TeardownReport>,
     /// Spawns the protocol refused.
     pub refused: Vec<String>,
+    /// The protocol-table cells the execution reached.
+    pub coverage: harrow_model::coverage::Coverage,
 }
 
 impl Outcome {
@@ -178,6 +180,7 @@ pub(super) fn outcome(
         trace,
         report: root.report,
         refused: root.refused,
+        coverage: w.coverage.clone(),
     }
 }
 

@@ -8,7 +8,7 @@ use super::{ALLOC_LOCK, CHANNEL_FD};
 use crate::kernel::{DeadlineOwner, Fd, LockId, LockOutcome, Pid, RecvOutcome, Signal, ThreadId};
 use crate::platform::Platform;
 use harrow_model::child::ChildRuntime;
-use harrow_model::driver::{Actor, ChildEvent, ChildExit, ChildOs, run_child};
+use harrow_model::driver::{Actor, ChildEvent, ChildExit, ChildOs, drive_child};
 use harrow_model::exit;
 use harrow_model::time::Timestamp;
 use harrow_model::wire::DEFAULT_MAX_FRAME;
@@ -353,13 +353,10 @@ pub(crate) fn process_body<P: Platform, F: ActorFactory<P>>(
             eof_reported: false,
         };
         let flaws = shared.read(|w| w.config.flaws);
-        let exit = run_child(
-            &mut os,
-            &mut actor,
-            ChildRuntime::new(pid.0, flaws, 64),
-            DEFAULT_MAX_FRAME,
-        );
+        let mut runtime = ChildRuntime::new(pid.0, flaws, 64);
+        let exit = drive_child(&mut os, &mut actor, &mut runtime, DEFAULT_MAX_FRAME);
         shared.with(|w| {
+            w.coverage.merge(&runtime.take_coverage());
             if let ChildExit::Code(code) = exit
                 && w.runs(me)
             {
@@ -498,12 +495,10 @@ pub(crate) fn thread_body<P: Platform, F: ActorFactory<P>>(
         Ok(()) => {
             let mut actor = factory.make(env, &name);
             let flaws = shared.read(|w| w.config.flaws);
-            match run_child(
-                &mut os,
-                &mut actor,
-                ChildRuntime::new(0, flaws, 64),
-                DEFAULT_MAX_FRAME,
-            ) {
+            let mut runtime = ChildRuntime::new(0, flaws, 64);
+            let exit = drive_child(&mut os, &mut actor, &mut runtime, DEFAULT_MAX_FRAME);
+            shared.with(|w| w.coverage.merge(&runtime.take_coverage()));
+            match exit {
                 ChildExit::Code(c) => c,
                 ChildExit::Killed => exit::KILLED,
             }

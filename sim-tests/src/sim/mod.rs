@@ -195,6 +195,8 @@ fn root_body<P: Platform>(
         result.stopped = Some(e.to_string());
     }
     result.violation = d.sup.violation().cloned();
+    let coverage = d.sup.take_coverage();
+    shared.with(|w| w.coverage.merge(&coverage));
     if d.sup.is_closed() {
         result.report = Some(d.sup.report());
     }

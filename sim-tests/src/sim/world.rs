@@ -6,6 +6,7 @@ use std::vec::Vec;
 
 use crate::kernel::{Kernel, KernelConfig, Pid, ProcessSerial, ThreadId};
 use crate::platform::Platform;
+use harrow_model::coverage::Coverage;
 use harrow_model::flaw::Flaws;
 use harrow_model::policy::Timeouts;
 
@@ -143,6 +144,9 @@ pub struct SimWorld {
     pub epoch: u64,
     /// Threads asleep that have re-checked their wait condition since the last change.
     pub settled: u32,
+    /// The cells the supervisors and child runtimes of this execution reached, handed in as
+    /// each driver or runtime finishes.
+    pub coverage: Coverage,
 }
 
 impl SimWorld {
@@ -176,6 +180,7 @@ impl SimWorld {
             helpers: Vec::new(),
             epoch: 0,
             settled: 0,
+            coverage: Coverage::default(),
         }
     }
 
