@@ -354,10 +354,10 @@ pub(crate) fn process_body<P: Platform, F: ActorFactory<P>>(
         };
         let flaws = shared.read(|w| w.config.flaws);
         let mut runtime = ChildRuntime::new(pid.0, flaws, 64);
-        let exit = drive_child(&mut os, &mut actor, &mut runtime, DEFAULT_MAX_FRAME);
+        let ended = drive_child(&mut os, &mut actor, &mut runtime, DEFAULT_MAX_FRAME);
         shared.with(|w| {
             w.coverage.merge(&runtime.take_coverage());
-            if let ChildExit::Code(code) = exit
+            if let ChildExit::Code(code) = ended
                 && w.runs(me)
             {
                 w.note(pid, format_args!("child exits with code {code}"));
@@ -496,9 +496,9 @@ pub(crate) fn thread_body<P: Platform, F: ActorFactory<P>>(
             let mut actor = factory.make(env, &name);
             let flaws = shared.read(|w| w.config.flaws);
             let mut runtime = ChildRuntime::new(0, flaws, 64);
-            let exit = drive_child(&mut os, &mut actor, &mut runtime, DEFAULT_MAX_FRAME);
+            let ended = drive_child(&mut os, &mut actor, &mut runtime, DEFAULT_MAX_FRAME);
             shared.with(|w| w.coverage.merge(&runtime.take_coverage()));
-            match exit {
+            match ended {
                 ChildExit::Code(c) => c,
                 ChildExit::Killed => exit::KILLED,
             }
