@@ -507,3 +507,49 @@ pub fn against_pin(pinned: &str, coverage: &Coverage) -> Result<(), String> {
     }
     Err(msg)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matches<P: PartialEq + Copy, I: PartialEq + Copy>(
+        table: &[Unreachable<P, I>],
+        p: P,
+        i: I,
+    ) -> usize {
+        table
+            .iter()
+            .filter(|u| u.phases.contains(&p) && u.inputs.contains(&i))
+            .count()
+    }
+
+    #[test]
+    fn each_unreachable_cell_has_one_reason() {
+        for c in Cell::all() {
+            let n = match c {
+                Cell::Lifecycle(p, i) => matches(LIFECYCLE_UNREACHABLE, p, i),
+                Cell::Child(p, i) => matches(CHILD_UNREACHABLE, p, i),
+            };
+            assert!(n <= 1, "{c} is listed unreachable {n} times");
+        }
+    }
+
+    #[test]
+    fn the_shares_count_reachable_cells_only() {
+        let mut c = Coverage::default();
+        Cell::Lifecycle(Phase::Serving, InputKind::Request).record(&mut c);
+        // Listed unreachable: reached, it is a contradiction, not a share.
+        let listed = Cell::Lifecycle(Phase::Serving, InputKind::Deadline);
+        listed.record(&mut c);
+        let (lifecycle, child) = shares(&c);
+        assert_eq!(lifecycle.reached, 1);
+        assert_eq!(child.reached, 0);
+        let all = Phase::ALL.len() * InputKind::ALL.len();
+        let listed_n = Cell::all()
+            .filter(|c| matches!(c, Cell::Lifecycle(..)) && c.unreachable().is_some())
+            .count();
+        assert_eq!(lifecycle.reachable, all - listed_n);
+        assert_eq!(contradictions(&c), vec![listed]);
+        assert!(!never_reached(&c).contains(&listed));
+    }
+}
