@@ -96,8 +96,7 @@ fn hand_in_coverage<P: Platform>(
     env: &SimEnv<P, ScriptFactory>,
     d: &mut Driver<SimOs<P, ScriptFactory>>,
 ) {
-    let coverage = d.sup.take_coverage();
-    env.shared.with(|w| w.coverage.merge(&coverage));
+    env.shared.hand_in(&d.sup.take_coverage());
 }
 
 impl<P: Platform> Actor for Scripted<P> {

@@ -355,8 +355,8 @@ pub(crate) fn process_body<P: Platform, F: ActorFactory<P>>(
         let flaws = shared.read(|w| w.config.flaws);
         let mut runtime = ChildRuntime::new(pid.0, flaws, 64);
         let ended = drive_child(&mut os, &mut actor, &mut runtime, DEFAULT_MAX_FRAME);
+        shared.hand_in(&runtime.take_coverage());
         shared.with(|w| {
-            w.coverage.merge(&runtime.take_coverage());
             if let ChildExit::Code(code) = ended
                 && w.runs(me)
             {
@@ -497,7 +497,7 @@ pub(crate) fn thread_body<P: Platform, F: ActorFactory<P>>(
             let flaws = shared.read(|w| w.config.flaws);
             let mut runtime = ChildRuntime::new(0, flaws, 64);
             let ended = drive_child(&mut os, &mut actor, &mut runtime, DEFAULT_MAX_FRAME);
-            shared.with(|w| w.coverage.merge(&runtime.take_coverage()));
+            shared.hand_in(&runtime.take_coverage());
             match ended {
                 ChildExit::Code(c) => c,
                 ChildExit::Killed => exit::KILLED,
