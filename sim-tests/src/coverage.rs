@@ -174,11 +174,6 @@ pub const LIFECYCLE_UNREACHABLE: &[Unreachable<Phase, InputKind>] = &[
                  it, before any other input",
     },
     Unreachable {
-        phases: &[Phase::Serving, Phase::Done],
-        inputs: Inputs::Only(&[InputKind::Deadline]),
-        reason: "no deadline is armed there, and only a child whose deadline is due is given one",
-    },
-    Unreachable {
         phases: &[Phase::AwaitingHandshake],
         inputs: Inputs::Only(&[
             InputKind::Message(MessageKind::Reply),
@@ -539,7 +534,7 @@ mod tests {
         let mut c = Coverage::default();
         Cell::Lifecycle(Phase::Serving, InputKind::Request).record(&mut c);
         // Listed unreachable: reached, it is a contradiction, not a share.
-        let listed = Cell::Lifecycle(Phase::Serving, InputKind::Deadline);
+        let listed = Cell::Lifecycle(Phase::AwaitingReap, InputKind::Deadline);
         listed.record(&mut c);
         let (lifecycle, child) = shares(&c);
         assert_eq!(lifecycle.reached, 1);
