@@ -22,6 +22,7 @@ use core::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::coverage::{Carried, ChildInputKind, Coverage};
 use crate::flaw::{Flaw, Flaws};
 use crate::id::RequestId;
 use crate::wire::{FrameError, Message, PROTOCOL_VERSION, RemoteError, Role};
@@ -41,6 +42,18 @@ pub enum ChildPhase {
     AwaitingParentEof,
     /// The exit command is out.
     Exited,
+}
+
+impl ChildPhase {
+    /// Every phase, in declaration order.
+    pub const ALL: [ChildPhase; 6] = [
+        ChildPhase::Booting,
+        ChildPhase::AwaitingSpec,
+        ChildPhase::Serving,
+        ChildPhase::Cancelling,
+        ChildPhase::AwaitingParentEof,
+        ChildPhase::Exited,
+    ];
 }
 
 impl fmt::Display for ChildPhase {
@@ -110,9 +123,9 @@ pub struct ChildRuntime {
     main_running: bool,
     subtree_open: bool,
     stop: Option<StopCause>,
-    acked: bool,
-    served_after_ack: u32,
     commands: VecDeque<ChildCommand>,
+    /// The cells its inputs reached since an engine last took them; no part of its identity.
+    coverage: Carried,
 }
 
 /// An input the child runtime cannot take in its current phase.
@@ -151,9 +164,8 @@ impl ChildRuntime {
             main_running: false,
             subtree_open: false,
             stop: None,
-            acked: false,
-            served_after_ack: 0,
             commands: VecDeque::new(),
+            coverage: Carried::default(),
         }
     }
 
@@ -167,9 +179,14 @@ impl ChildRuntime {
         self.stop
     }
 
-    /// Requests started after the cancel-ack went out (property 1: must stay zero).
-    pub fn served_after_ack(&self) -> u32 {
-        self.served_after_ack
+    /// The cells its inputs reached since the last call, taken out.
+    pub fn take_coverage(&mut self) -> Coverage {
+        core::mem::take(&mut self.coverage.0)
+    }
+
+    /// Records an input arriving in the current phase (the coverage hook).
+    fn arrived(&mut self, input: ChildInputKind) {
+        self.coverage.0.child_input(self.phase, input);
     }
 
     /// The next command for the driver.
@@ -179,6 +196,7 @@ impl ChildRuntime {
 
     /// Boots: sends the handshake.
     pub fn start(&mut self) -> Accepted {
+        self.arrived(ChildInputKind::Start);
         self.expect(self.phase == ChildPhase::Booting, "start")?;
         self.phase = ChildPhase::AwaitingSpec;
         let pid = self.pid;
@@ -191,6 +209,7 @@ impl ChildRuntime {
 
     /// The child opened its own nursery: a cancel must close it before acknowledging.
     pub fn supervise(&mut self) -> Accepted {
+        self.arrived(ChildInputKind::Supervise);
         self.expect(self.phase == ChildPhase::Serving, "supervise")?;
         self.subtree_open = true;
         Ok(())
@@ -198,6 +217,7 @@ impl ChildRuntime {
 
     /// A message arrived from the parent.
     pub fn handle_message(&mut self, message: Message) -> Accepted {
+        self.arrived(ChildInputKind::Message(message.kind()));
         self.expect(self.accepts_input(), "message")?;
         match (self.phase, message) {
             (ChildPhase::AwaitingSpec, Message::SpawnSpec { actor, role }) => {
@@ -233,6 +253,7 @@ impl ChildRuntime {
 
     /// A frame from the parent did not decode: stop, as for a broken channel.
     pub fn handle_malformed(&mut self, err: FrameError) -> Accepted {
+        self.arrived(ChildInputKind::Malformed);
         self.expect(self.accepts_input(), "malformed")?;
         let _ = err;
         self.begin_stop(StopCause::ProtocolError);
@@ -241,6 +262,7 @@ impl ChildRuntime {
 
     /// The parent channel reached EOF.
     pub fn handle_parent_eof(&mut self) -> Accepted {
+        self.arrived(ChildInputKind::ParentEof);
         self.expect(
             self.phase != ChildPhase::Exited && self.phase != ChildPhase::Booting,
             "parent_eof",
@@ -268,6 +290,7 @@ impl ChildRuntime {
         id: RequestId,
         result: Result<Vec<u8>, RemoteError>,
     ) -> Accepted {
+        self.arrived(ChildInputKind::WorkDone);
         let pos = self.in_flight.iter().position(|r| *r == id);
         let Some(pos) = pos.filter(|_| self.phase != ChildPhase::Exited) else {
             return Err(ChildInputError {
@@ -309,6 +332,7 @@ impl ChildRuntime {
 
     /// The run-to-result main function returned.
     pub fn handle_main_done(&mut self, result: Result<Vec<u8>, RemoteError>) -> Accepted {
+        self.arrived(ChildInputKind::MainDone);
         self.expect(
             self.main_running && self.phase != ChildPhase::Exited,
             "main_done",
@@ -322,6 +346,7 @@ impl ChildRuntime {
     /// The actor failed outside any request: refuse the requests it has not run, report the
     /// failure, then stop.
     pub fn handle_actor_failed(&mut self, err: RemoteError) -> Accepted {
+        self.arrived(ChildInputKind::ActorFailed);
         self.expect(
             matches!(self.phase, ChildPhase::Serving | ChildPhase::Cancelling),
             "actor_failed",
@@ -333,6 +358,7 @@ impl ChildRuntime {
 
     /// The child's own nursery closed.
     pub fn handle_subtree_closed(&mut self) -> Accepted {
+        self.arrived(ChildInputKind::SubtreeClosed);
         self.expect(self.subtree_open, "subtree_closed")?;
         self.subtree_open = false;
         self.maybe_finish();
@@ -351,9 +377,6 @@ impl ChildRuntime {
                 result: Err(err),
             });
             return;
-        }
-        if self.acked {
-            self.served_after_ack += 1;
         }
         self.in_flight.push(id);
         self.commands
@@ -399,7 +422,6 @@ impl ChildRuntime {
         }
         match self.stop {
             Some(StopCause::ParentCancel) => {
-                self.acked = true;
                 self.send(Message::CancelAck);
                 if self.flaws.has(Flaw::MutualWaitAtTeardown) {
                     self.phase = ChildPhase::AwaitingParentEof;
@@ -554,7 +576,6 @@ mod tests {
         c.handle_work_done(RequestId(1), Ok(vec![])).unwrap();
         let cmds = drain(&mut c);
         assert_eq!(cmds[1..], [send(Message::CancelAck), ChildCommand::Exit(0)]);
-        assert_eq!(c.served_after_ack(), 0);
     }
 
     #[test]
@@ -592,6 +613,19 @@ mod tests {
         c.handle_message(Message::Cancel).unwrap();
         assert_eq!(drain(&mut c), vec![send(Message::CancelAck)]);
         assert_eq!(c.phase(), ChildPhase::AwaitingParentEof);
+        // Acked: a request now is refused, never started.
+        c.handle_message(Message::Request {
+            id: RequestId(3),
+            payload: vec![],
+        })
+        .unwrap();
+        assert!(matches!(
+            drain(&mut c)[..],
+            [ChildCommand::Send(Message::Reply {
+                id: RequestId(3),
+                result: Err(_)
+            })]
+        ));
         c.handle_parent_eof().unwrap();
         assert_eq!(drain(&mut c), vec![ChildCommand::Exit(0)]);
     }
@@ -720,6 +754,22 @@ mod tests {
                 ChildCommand::Exit(0)
             ]
         );
+    }
+
+    #[test]
+    fn every_input_is_recorded_as_a_cell_of_the_phase_it_arrived_in() {
+        use crate::wire::MessageKind;
+        let mut c = serving(Role::Daemon, Flaws::NONE);
+        c.handle_message(Message::Cancel).unwrap();
+        let cov = c.take_coverage();
+        assert!(cov.child_reached(ChildPhase::Booting, ChildInputKind::Start));
+        let spec = ChildInputKind::Message(MessageKind::SpawnSpec);
+        assert!(cov.child_reached(ChildPhase::AwaitingSpec, spec));
+        let cancel = ChildInputKind::Message(MessageKind::Cancel);
+        assert!(cov.child_reached(ChildPhase::Serving, cancel));
+        assert!(!cov.child_reached(ChildPhase::Cancelling, cancel));
+        assert!(c.handle_message(Message::Cancel).is_err(), "exited");
+        assert!(c.take_coverage().child_reached(ChildPhase::Exited, cancel));
     }
 
     #[test]

@@ -431,7 +431,18 @@ pub enum ChildExit {
 pub fn run_child<C: ChildOs>(
     os: &mut C,
     actor: &mut Actor,
-    runtime: ChildRuntime,
+    mut runtime: ChildRuntime,
+    max_frame: u32,
+) -> ChildExit {
+    drive_child(os, actor, &mut runtime, max_frame)
+}
+
+/// [`run_child`] over a runtime the caller keeps, to read what it covered afterwards
+/// ([`ChildRuntime::take_coverage`]).
+pub fn drive_child<C: ChildOs>(
+    os: &mut C,
+    actor: &mut Actor,
+    runtime: &mut ChildRuntime,
     max_frame: u32,
 ) -> ChildExit {
     let mut child = ChildLoop {
@@ -465,7 +476,7 @@ pub fn run_child<C: ChildOs>(
 /// that reaches the loop while the loop runs that code.
 struct ChildLoop<'o, C: ChildOs> {
     os: &'o mut C,
-    runtime: ChildRuntime,
+    runtime: &'o mut ChildRuntime,
     decoder: FrameDecoder,
     max_frame: u32,
     /// This process was killed (the simulator's cooperative death).
@@ -481,9 +492,7 @@ impl<C: ChildOs> ChildLoop<'_, C> {
                 self.killed = true;
                 Ok(())
             }
-            ChildEvent::Bytes(bytes) => {
-                feed_child_bytes(&mut self.runtime, &mut self.decoder, &bytes)
-            }
+            ChildEvent::Bytes(bytes) => feed_child_bytes(self.runtime, &mut self.decoder, &bytes),
             ChildEvent::Eof => self.runtime.handle_parent_eof().map_err(drop),
         };
     }

@@ -8,6 +8,7 @@ extern crate std;
 
 pub mod actor;
 pub mod child;
+pub mod coverage;
 pub mod driver;
 pub mod error;
 pub mod exit;

@@ -142,18 +142,67 @@ pub enum Message {
     CancelAck,
 }
 
+/// A kind of [`Message`], without its data: a column of the coverage tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum MessageKind {
+    /// [`Message::SpawnSpec`].
+    SpawnSpec,
+    /// [`Message::Request`].
+    Request,
+    /// [`Message::Cancel`].
+    Cancel,
+    /// [`Message::Handshake`].
+    Handshake,
+    /// [`Message::Reply`].
+    Reply,
+    /// [`Message::Finished`].
+    Finished,
+    /// [`Message::Failed`].
+    Failed,
+    /// [`Message::CancelAck`].
+    CancelAck,
+}
+
+impl MessageKind {
+    /// Every kind, in declaration order (its `as usize`).
+    pub const ALL: [MessageKind; 8] = [
+        MessageKind::SpawnSpec,
+        MessageKind::Request,
+        MessageKind::Cancel,
+        MessageKind::Handshake,
+        MessageKind::Reply,
+        MessageKind::Finished,
+        MessageKind::Failed,
+        MessageKind::CancelAck,
+    ];
+}
+
 impl Message {
     /// A short name for traces.
     pub fn name(&self) -> &'static str {
+        match self.kind() {
+            MessageKind::SpawnSpec => "SpawnSpec",
+            MessageKind::Request => "Request",
+            MessageKind::Cancel => "Cancel",
+            MessageKind::Handshake => "Handshake",
+            MessageKind::Reply => "Reply",
+            MessageKind::Finished => "Finished",
+            MessageKind::Failed => "Failed",
+            MessageKind::CancelAck => "CancelAck",
+        }
+    }
+
+    /// Its kind.
+    pub fn kind(&self) -> MessageKind {
         match self {
-            Message::SpawnSpec { .. } => "SpawnSpec",
-            Message::Request { .. } => "Request",
-            Message::Cancel => "Cancel",
-            Message::Handshake { .. } => "Handshake",
-            Message::Reply { .. } => "Reply",
-            Message::Finished { .. } => "Finished",
-            Message::Failed(_) => "Failed",
-            Message::CancelAck => "CancelAck",
+            Message::SpawnSpec { .. } => MessageKind::SpawnSpec,
+            Message::Request { .. } => MessageKind::Request,
+            Message::Cancel => MessageKind::Cancel,
+            Message::Handshake { .. } => MessageKind::Handshake,
+            Message::Reply { .. } => MessageKind::Reply,
+            Message::Finished { .. } => MessageKind::Finished,
+            Message::Failed(_) => MessageKind::Failed,
+            Message::CancelAck => MessageKind::CancelAck,
         }
     }
 

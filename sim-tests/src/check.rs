@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 
 use harrow_model::Flaw;
+use harrow_model::coverage::Coverage;
 
 use crate::engine::{self, EngineRun, LoomBudget, ShuttleBudget};
 use crate::explicit;
@@ -40,6 +41,8 @@ pub struct Row {
     /// Why the engine stopped before covering its whole space, when it did: a search cut
     /// short has its own verdict and never meets an expectation, whatever it saw first.
     pub cut_short: Option<String>,
+    /// The protocol-table cells the engine reached on this subject.
+    pub coverage: Coverage,
 }
 
 /// Which checks to run.
@@ -138,6 +141,8 @@ pub struct Outcome {
     pub counterexample: Option<String>,
     /// Why the run stopped before covering its whole space, when it did.
     pub cut_short: Option<String>,
+    /// The protocol-table cells it reached.
+    pub coverage: Coverage,
 }
 
 /// Runs one engine over one scenario.
@@ -167,6 +172,7 @@ pub fn run_one(engine: Engine, sc: &Scenario, opts: &CheckOptions) -> Outcome {
                 seconds: s.seconds,
                 counterexample,
                 cut_short,
+                coverage: s.coverage,
             }
         }
     }
@@ -185,6 +191,7 @@ fn summarize(run: EngineRun) -> Outcome {
         seconds: run.seconds,
         counterexample: cx,
         cut_short: None,
+        coverage: run.coverage,
     }
 }
 
@@ -402,6 +409,7 @@ fn row(engine: Engine, sc: &Scenario, expect: Expect, opts: &CheckOptions) -> Ro
         seconds,
         counterexample,
         cut_short,
+        coverage,
     } = run_one(engine, sc, opts);
     let ok = cut_short.is_none()
         && match expect {
@@ -417,6 +425,7 @@ fn row(engine: Engine, sc: &Scenario, expect: Expect, opts: &CheckOptions) -> Ro
         seconds,
         counterexample,
         cut_short,
+        coverage,
     }
 }
 

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use harrow_model::coverage::Coverage;
+
 use crate::flaws::Engine;
 use crate::platform::{Loom, Shuttle};
 use crate::scenario::Scenario;
@@ -34,6 +36,8 @@ pub struct EngineRun {
     pub seconds: f64,
     /// The first failure found, if any.
     pub failure: Option<Failure>,
+    /// The protocol-table cells its executions reached, merged.
+    pub coverage: Coverage,
 }
 
 impl EngineRun {
@@ -91,10 +95,27 @@ fn failure_of(out: &Outcome) -> Failure {
 /// Runs the scenario under loom, stopping at the first execution that breaks a property.
 pub fn loom(sc: &Scenario, budget: LoomBudget) -> EngineRun {
     let sc = sc.clone();
-    run_loom(budget, move || {
+    // Outside loom's model: each execution's tally is merged in as it ends.
+    let tally = Arc::new(Mutex::new(Coverage::default()));
+    let tally2 = tally.clone();
+    let mut run = run_loom(budget, move || {
         let out = execute::<Loom>(&sc);
+        merge_into(&tally2, &out.coverage);
         (!out.holds()).then(|| failure_of(&out))
-    })
+    });
+    run.coverage = taken(&tally);
+    run
+}
+
+fn merge_into(tally: &Mutex<Coverage>, coverage: &Coverage) {
+    tally
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .merge(coverage);
+}
+
+fn taken(tally: &Mutex<Coverage>) -> Coverage {
+    std::mem::take(&mut *tally.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
 /// Runs `body` in every execution loom explores within `budget`, stopping at the first one
@@ -127,6 +148,7 @@ fn run_loom(
         explored: count.load(Ordering::Relaxed),
         seconds: start.elapsed().as_secs_f64(),
         failure,
+        coverage: Coverage::default(),
     }
 }
 
@@ -153,14 +175,16 @@ fn keep_foreign_panic<R>(engine: &str, result: std::thread::Result<R>, slot: &Sl
 pub fn shuttle(sc: &Scenario, budget: ShuttleBudget) -> EngineRun {
     let slot: Slot = Arc::new(Mutex::new(None));
     let count = Arc::new(AtomicU64::new(0));
+    let tally = Arc::new(Mutex::new(Coverage::default()));
     let start = Instant::now();
     let dir = schedule_dir(sc);
     let random = shuttle::scheduler::RandomScheduler::new_from_seed(budget.seed, budget.random);
-    run_shuttle(sc, random, &slot, &count, &dir);
+    let shared = (&slot, &count, &tally);
+    run_shuttle(sc, random, shared, &dir);
     if slot.lock().unwrap_or_else(|p| p.into_inner()).is_none() && budget.pct > 0 {
         let pct =
             shuttle::scheduler::PctScheduler::new_from_seed(budget.seed, budget.depth, budget.pct);
-        run_shuttle(sc, pct, &slot, &count, &dir);
+        run_shuttle(sc, pct, shared, &dir);
     }
     let mut failure = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(f) = &mut failure {
@@ -172,23 +196,27 @@ pub fn shuttle(sc: &Scenario, budget: ShuttleBudget) -> EngineRun {
         explored: count.load(Ordering::Relaxed),
         seconds: start.elapsed().as_secs_f64(),
         failure,
+        coverage: taken(&tally),
     }
 }
+
+/// Where a shuttle run leaves its first failure, its execution count and its coverage.
+type ShuttleShared<'a> = (&'a Slot, &'a Arc<AtomicU64>, &'a Arc<Mutex<Coverage>>);
 
 fn run_shuttle<S: shuttle::scheduler::Scheduler + Send + 'static>(
     sc: &Scenario,
     scheduler: S,
-    slot: &Slot,
-    count: &Arc<AtomicU64>,
+    (slot, count, tally): ShuttleShared<'_>,
     dir: &Path,
 ) {
     let mut config = shuttle::Config::new();
     config.failure_persistence = shuttle::FailurePersistence::File(Some(dir.to_path_buf()));
-    let (sc2, slot2, count2) = (sc.clone(), slot.clone(), count.clone());
+    let (sc2, slot2, count2, tally2) = (sc.clone(), slot.clone(), count.clone(), tally.clone());
     let result = quietly(|| {
         shuttle::Runner::new(scheduler, config).run(move || {
             count2.fetch_add(1, Ordering::Relaxed);
             let out = execute::<Shuttle>(&sc2);
+            merge_into(&tally2, &out.coverage);
             if !out.holds() {
                 *slot2.lock().unwrap_or_else(|p| p.into_inner()) = Some(failure_of(&out));
                 panic!("{PROPERTY_BROKE}");

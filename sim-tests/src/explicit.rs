@@ -10,6 +10,8 @@ use std::collections::{HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
+use harrow_model::coverage::Coverage;
+
 use crate::run::{self, Problem};
 use crate::scenario::Scenario;
 use crate::world::{Choice, State, World};
@@ -30,6 +32,8 @@ pub struct Search {
     pub counterexample: Option<Counterexample>,
     /// Whether the search stopped at [`MAX_STATES`] before covering everything.
     pub truncated: bool,
+    /// The protocol-table cells its transitions reached.
+    pub coverage: Coverage,
 }
 
 /// A shortest run that breaks a property.
@@ -78,7 +82,10 @@ pub fn search(sc: &Scenario, max_states: usize) -> Search {
     // Parent links let the path to any state be rebuilt without storing it per state.
     let mut links: Vec<(usize, Choice)> = Vec::new();
     let mut queue: VecDeque<(State, usize)> = VecDeque::new();
-    let init = World::new(sc).state().clone();
+    let mut coverage = Coverage::default();
+    let mut first = World::new(sc);
+    coverage.merge(&first.take_coverage());
+    let init = first.state().clone();
     seen.insert(fingerprint(&init));
     links.push((usize::MAX, Choice::Tick));
     queue.push_back((init, 0));
@@ -101,12 +108,15 @@ pub fn search(sc: &Scenario, max_states: usize) -> Search {
                 seconds: start.elapsed().as_secs_f64(),
                 counterexample,
                 truncated,
+                coverage,
             };
         }
         for choice in world.enabled() {
             transitions += 1;
             let mut next = World::resume(sc, world.state().clone());
             next.apply(choice);
+            // Taken out of every successor, so a stored state carries none to pass on twice.
+            coverage.merge(&next.take_coverage());
             let fp = fingerprint(next.state());
             if !seen.insert(fp) {
                 continue;
@@ -128,6 +138,7 @@ pub fn search(sc: &Scenario, max_states: usize) -> Search {
         seconds: start.elapsed().as_secs_f64(),
         counterexample: None,
         truncated,
+        coverage,
     }
 }
 

@@ -126,9 +126,7 @@ type Kid = (
     Vec<(SpawnMethod, Role, Behaviour)>,
 );
 
-/// A child and its grandchildren: any method, role and behaviour at either level. A
-/// [`KNOWN_OPEN`] finding is kept away by [`usable`]; one too common to reject (it would
-/// reject most trees) may be steered clear of here, by construction, until it is fixed.
+/// A child and its grandchildren: any method, role and behaviour at either level.
 fn kid(max_grandchildren: usize) -> impl Strategy<Value = Kid> {
     let grandchild = (method(), role(), behaviour());
     (
@@ -202,7 +200,6 @@ pub fn scenario(cfg: GenConfig) -> impl Strategy<Value = Scenario> {
 /// - A `Fork` after a thread child in the same nursery is refused (the process is
 ///   multi-threaded); a refused spawn takes no child id, so a `SigkillChild` fault (by launch
 ///   order) would name another child than the one `Scenario::check` reasons about.
-/// - The [`KNOWN_OPEN`] findings, each reproduced by a corpus entry, until they are fixed.
 pub fn usable(sc: &Scenario) -> Result<(), String> {
     sc.check()?;
     let endless = |c: &ChildPlan| {
@@ -228,31 +225,8 @@ pub fn usable(sc: &Scenario) -> Result<(), String> {
     {
         return Err("a Fork after a thread child in the same nursery is refused".into());
     }
-    if let Some(k) = KNOWN_OPEN.iter().find(|k| (k.applies)(sc)) {
-        return Err(format!(
-            "known open finding `{}` (corpus entries `*-{}.json`): {}",
-            k.slug, k.slug, k.what
-        ));
-    }
     Ok(())
 }
-
-/// A failure the generated scenarios found that is not fixed yet. Its corpus entries
-/// reproduce it; generation steers clear of it so that new failures stand out. Once it is
-/// fixed, its entries' replays pass, the corpus replay asks for them to be flipped to
-/// `passes`, and its line here goes.
-#[derive(Clone, Copy, Debug)]
-pub struct KnownOpen {
-    /// The slug its corpus entries end with.
-    pub slug: &'static str,
-    /// What goes wrong.
-    pub what: &'static str,
-    /// Whether a scenario can run into it.
-    pub applies: fn(&Scenario) -> bool,
-}
-
-/// The open findings.
-pub const KNOWN_OPEN: [KnownOpen; 0] = [];
 
 fn fork_after_thread(plans: &[ChildPlan]) -> bool {
     plans.iter().enumerate().any(|(i, p)| {

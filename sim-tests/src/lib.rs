@@ -4,6 +4,7 @@ extern crate alloc;
 
 pub mod check;
 pub mod corpus;
+pub mod coverage;
 pub mod engine;
 pub mod explicit;
 pub mod flaws;

@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use harrow_model::Timestamp;
+use harrow_model::coverage::Coverage;
 use harrow_model::invariant::Violation;
 use harrow_model::supervisor::TeardownReport;
 
@@ -81,6 +82,8 @@ pub struct RunReport {
     pub report: TeardownReport,
     /// Protocol time at the end.
     pub end: Timestamp,
+    /// The protocol-table cells the run reached.
+    pub coverage: Coverage,
 }
 
 impl RunReport {
@@ -130,9 +133,11 @@ pub fn run<'s>(mut world: World<'s>, mut pick: impl FnMut(&[Choice]) -> usize) -
         world.apply(choice);
     }
     problems.extend(end_checks(&world));
+    let coverage = world.take_coverage();
     let st = world.state();
     let (report, end) = (st.sup.report(), st.now);
     RunReport {
+        coverage,
         steps: schedule.len() as u64,
         schedule,
         problems,

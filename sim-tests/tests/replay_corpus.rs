@@ -238,34 +238,3 @@ fn an_entry_that_does_not_parse_or_disagrees_with_itself_fails_the_run() {
     let msg = mismatch.result.unwrap_err();
     assert!(msg.contains("names F3"), "{msg}");
 }
-
-#[test]
-fn every_known_open_finding_has_an_entry_that_it_covers() {
-    let files = corpus::files(corpus_dir());
-    for k in harrow_sim::generate::KNOWN_OPEN {
-        let suffix = format!("-{}.json", k.slug);
-        let mine: Vec<&PathBuf> = files
-            .iter()
-            .filter(|p| p.to_string_lossy().ends_with(&suffix))
-            .collect();
-        assert!(
-            !mine.is_empty(),
-            "the open finding `{}` has no corpus entry *{suffix}",
-            k.slug
-        );
-        for p in mine {
-            let e = corpus::load(p).unwrap_or_else(|e| panic!("{e}"));
-            assert!(
-                matches!(e.expect, Expect::Found(_)),
-                "{}: an open finding expects its failure",
-                p.display()
-            );
-            assert!(
-                (k.applies)(&e.scenario),
-                "{}: generation's exclusion for `{}` does not cover the entry's own scenario",
-                p.display(),
-                k.slug
-            );
-        }
-    }
-}

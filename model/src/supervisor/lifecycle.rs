@@ -31,7 +31,7 @@ use crate::id::RequestId;
 use crate::method::{HardStop, SpawnMethod};
 use crate::policy::Timeouts;
 use crate::time::Timestamp;
-use crate::wire::{Message, PROTOCOL_VERSION, RemoteError, Role};
+use crate::wire::{Message, MessageKind, PROTOCOL_VERSION, RemoteError, Role};
 
 /// Where a child is in its life, named for what the supervisor is waiting for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -163,6 +163,92 @@ pub enum Input {
     AbandonRequest(RequestId),
 }
 
+/// A kind of [`Input`], without its data, a message split by its kind: a column of the
+/// lifecycle's coverage table ([`crate::coverage`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum InputKind {
+    /// [`Input::Launched`].
+    Launched,
+    /// [`Input::LaunchFailed`].
+    LaunchFailed,
+    /// [`Input::Message`] of this kind.
+    Message(MessageKind),
+    /// [`Input::Malformed`].
+    Malformed,
+    /// [`Input::ChannelClosed`].
+    ChannelClosed,
+    /// [`Input::ExitObserved`].
+    ExitObserved,
+    /// [`Input::Reaped`].
+    Reaped,
+    /// [`Input::ReapFailed`].
+    ReapFailed,
+    /// [`Input::Deadline`].
+    Deadline,
+    /// [`Input::Cancel`].
+    Cancel,
+    /// [`Input::HardStop`].
+    HardStop,
+    /// [`Input::Request`].
+    Request,
+    /// [`Input::AbandonRequest`].
+    AbandonRequest,
+}
+
+impl InputKind {
+    /// Every kind, in table order ([`InputKind::index`]).
+    pub const ALL: [InputKind; 20] = [
+        InputKind::Launched,
+        InputKind::LaunchFailed,
+        InputKind::Message(MessageKind::SpawnSpec),
+        InputKind::Message(MessageKind::Request),
+        InputKind::Message(MessageKind::Cancel),
+        InputKind::Message(MessageKind::Handshake),
+        InputKind::Message(MessageKind::Reply),
+        InputKind::Message(MessageKind::Finished),
+        InputKind::Message(MessageKind::Failed),
+        InputKind::Message(MessageKind::CancelAck),
+        InputKind::Malformed,
+        InputKind::ChannelClosed,
+        InputKind::ExitObserved,
+        InputKind::Reaped,
+        InputKind::ReapFailed,
+        InputKind::Deadline,
+        InputKind::Cancel,
+        InputKind::HardStop,
+        InputKind::Request,
+        InputKind::AbandonRequest,
+    ];
+
+    /// Its place in [`InputKind::ALL`].
+    pub const fn index(self) -> usize {
+        match self {
+            InputKind::Launched => 0,
+            InputKind::LaunchFailed => 1,
+            InputKind::Message(m) => 2 + m as usize,
+            InputKind::Malformed => 10,
+            InputKind::ChannelClosed => 11,
+            InputKind::ExitObserved => 12,
+            InputKind::Reaped => 13,
+            InputKind::ReapFailed => 14,
+            InputKind::Deadline => 15,
+            InputKind::Cancel => 16,
+            InputKind::HardStop => 17,
+            InputKind::Request => 18,
+            InputKind::AbandonRequest => 19,
+        }
+    }
+}
+
+impl fmt::Display for InputKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InputKind::Message(m) => write!(f, "Message({m:?})"),
+            other => fmt::Debug::fmt(other, f),
+        }
+    }
+}
+
 /// The name [`Input::name`] gives, from its [`Input::name_parts`].
 pub(crate) fn input_name(parts: (&'static str, Option<&'static str>)) -> String {
     match parts {
@@ -172,6 +258,25 @@ pub(crate) fn input_name(parts: (&'static str, Option<&'static str>)) -> String 
 }
 
 impl Input {
+    /// Its kind.
+    pub fn kind(&self) -> InputKind {
+        match self {
+            Input::Launched => InputKind::Launched,
+            Input::LaunchFailed(_) => InputKind::LaunchFailed,
+            Input::Message(m) => InputKind::Message(m.kind()),
+            Input::Malformed(_) => InputKind::Malformed,
+            Input::ChannelClosed => InputKind::ChannelClosed,
+            Input::ExitObserved => InputKind::ExitObserved,
+            Input::Reaped(_) => InputKind::Reaped,
+            Input::ReapFailed(_) => InputKind::ReapFailed,
+            Input::Deadline => InputKind::Deadline,
+            Input::Cancel(_) => InputKind::Cancel,
+            Input::HardStop => InputKind::HardStop,
+            Input::Request(..) => InputKind::Request,
+            Input::AbandonRequest(_) => InputKind::AbandonRequest,
+        }
+    }
+
     /// A short name for tables and errors.
     pub fn name(&self) -> String {
         input_name(self.name_parts())

@@ -10,10 +10,13 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
-pub use lifecycle::{Action, ForceReason, Input, Lifecycle, Outcome, Phase, Refusal, StepContext};
+pub use lifecycle::{
+    Action, ForceReason, Input, InputKind, Lifecycle, Outcome, Phase, Refusal, StepContext,
+};
 pub use report::{ChildSummary, Tally, TeardownCause, TeardownReport};
 pub use request::{InFlight, RequestEnd};
 
+use crate::coverage::{Carried, Coverage};
 use crate::error::{ChildError, ChildOpError, ExitStatus, Initiator, InputError, SpawnError};
 use crate::flaw::{Flaw, Flaws};
 use crate::id::{ChildId, RequestId};
@@ -244,6 +247,9 @@ pub struct Supervisor {
     next_request: u64,
     now: Timestamp,
     violation: Option<Violation>,
+    /// The lifecycle cells its steps reached and its close calls, since an engine last took
+    /// them; no part of the state's identity.
+    coverage: Carried,
 }
 
 impl Supervisor {
@@ -271,6 +277,7 @@ impl Supervisor {
             next_request: 0,
             now: Timestamp::ZERO,
             violation: None,
+            coverage: Carried::default(),
         })
     }
 
@@ -642,6 +649,11 @@ impl Supervisor {
         report::build(self)
     }
 
+    /// What its steps reached since the last call, taken out (a fresh tally stays).
+    pub fn take_coverage(&mut self) -> Coverage {
+        core::mem::take(&mut self.coverage.0)
+    }
+
     fn advance(&mut self, now: Timestamp) {
         debug_assert!(now >= self.now, "time went backwards: {now} < {}", self.now);
         self.now = self.now.max(now);
@@ -722,6 +734,9 @@ impl Supervisor {
             return Err(Refusal::Finished);
         }
         let errors_from = self.errors.len();
+        let cov = &mut self.coverage.0;
+        cov.lifecycle_input(self.children[&child].life.phase, input.kind());
+        cov.close.deadlines += u64::from(matches!(input, Input::Deadline));
         let result = self.transition(child, input, errors_from);
         self.check(Stepped { child, errors_from });
         result
@@ -766,8 +781,14 @@ impl Supervisor {
                 self.commands.push_back(Command::Send { child, message });
             }
             Action::CloseChannel => self.commands.push_back(Command::CloseChannel { child }),
-            Action::Kill => self.commands.push_back(Command::Kill { child }),
-            Action::Abandon => self.commands.push_back(Command::Abandon { child }),
+            Action::Kill => {
+                self.coverage.0.close.kills += 1;
+                self.commands.push_back(Command::Kill { child });
+            }
+            Action::Abandon => {
+                self.coverage.0.close.abandons += 1;
+                self.commands.push_back(Command::Abandon { child });
+            }
             Action::Reap => self.commands.push_back(Command::Reap { child }),
             Action::Register => {
                 self.registry.insert(rec.name.clone(), child);

@@ -379,6 +379,90 @@ fn every_error_is_reported_once_even_during_teardown() {
     assert_eq!(s.errors().len(), 3);
 }
 
+/// Property 5's count and order halves can fail: a supervisor state whose failure event was
+/// lost, doubled or replaced by another error's, made by hand after a real failure, breaks
+/// it, and says what it saw. (The "two reports of its own" half is flaw F15's.)
+#[test]
+fn property_5_catches_a_failure_event_lost_doubled_or_replaced() {
+    let mut s = sup(Flaws::NONE);
+    let ids = serving(&mut s, 2, SpawnMethod::Exec);
+    let t = Timestamp::ZERO;
+    let errors_from = s.errors().len();
+    s.handle_message(t, ids[0], Message::Failed(RemoteError::error("x")))
+        .unwrap();
+    let stepped = Stepped {
+        child: ids[0],
+        errors_from,
+    };
+    assert_eq!(invariant::check_step(&s, stepped), Ok(()));
+    let broken = |edit: &dyn Fn(&mut VecDeque<Event>)| {
+        let mut b = s.clone();
+        edit(&mut b.events);
+        let v = invariant::check_step(&b, stepped).expect_err("property 5 must break");
+        assert_eq!(v.property, 5, "{v}");
+        v.detail
+    };
+    let is_failed = |e: &Event| matches!(e, Event::Failed(_));
+    let lost = broken(&|q| q.retain(|e| !is_failed(e)));
+    assert!(
+        lost.contains("1 errors recorded but 0 failure events"),
+        "{lost}"
+    );
+    let doubled = broken(&|q| {
+        let f = q.iter().find(|e| is_failed(e)).cloned().unwrap();
+        q.push_back(f);
+    });
+    assert!(
+        doubled.contains("1 errors recorded but 2 failure events"),
+        "{doubled}"
+    );
+    let replaced = broken(&|q| {
+        for e in q.iter_mut() {
+            if let Event::Failed(err) = e {
+                err.child = ids[1];
+            }
+        }
+    });
+    assert!(
+        replaced.contains("are not the last failure events queued"),
+        "{replaced}"
+    );
+}
+
+/// Every lifecycle input is recorded as a cell of its phase, with the close calls, and taken
+/// out by the engine; what a state covered is no part of its identity.
+#[test]
+fn steps_record_their_cells_and_close_calls_outside_the_state_identity() {
+    use crate::wire::MessageKind;
+    let mut s = sup(Flaws::NONE);
+    let ids = serving(&mut s, 1, SpawnMethod::Fork);
+    let fresh = {
+        let mut f = s.clone();
+        f.take_coverage();
+        f
+    };
+    assert_eq!(s, fresh, "coverage must not tell states apart");
+    let cov = s.take_coverage();
+    assert!(cov.reached(Phase::Launching, InputKind::Launched));
+    assert!(cov.reached(
+        Phase::AwaitingHandshake,
+        InputKind::Message(MessageKind::Handshake)
+    ));
+    assert!(!cov.reached(Phase::Serving, InputKind::HardStop));
+    assert_eq!(cov.close, crate::coverage::CloseCalls::default());
+    s.hard_stop(Timestamp::ZERO, ids[0]).unwrap();
+    let cov = s.take_coverage();
+    assert!(cov.reached(Phase::Serving, InputKind::HardStop));
+    assert!(
+        !cov.reached(Phase::Launching, InputKind::Launched),
+        "taken out before"
+    );
+    assert_eq!(cov.close.kills, 1);
+    let t = s.poll_deadline().expect("the reap bound is armed");
+    s.handle_timeout(t);
+    assert_eq!(s.take_coverage().close.deadlines, 1);
+}
+
 #[test]
 fn interrupt_tears_everything_down_with_its_initiator() {
     let mut s = sup(Flaws::NONE);

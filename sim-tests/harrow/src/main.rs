@@ -35,7 +35,8 @@ enum Command {
         harrow check --engine shuttle --engine loom   two engines\n  \
         harrow check --flaw 9                         F9 on every engine named for it\n  \
         harrow check --engine shuttle --scenario tree-3-sigint --shuttle-random 20000\n  \
-        harrow check --quiet > report.txt             no progress, table only")]
+        harrow check --quiet > report.txt             no progress, table only\n  \
+        harrow check --coverage                       and which protocol-table cells were reached")]
     Check(CheckArgs),
     /// Run the canonical scenarios in the pure world and print their traces.
     Scenarios {
@@ -134,6 +135,11 @@ struct CheckArgs {
     /// No progress bars or lines on stderr.
     #[arg(long)]
     quiet: bool,
+    /// After the table, the coverage of the protocol's two state × input tables by the
+    /// shipped-protocol rows: per engine and in union, the cells never reached, and the
+    /// cells no run can reach with the reason.
+    #[arg(long)]
+    coverage: bool,
 }
 
 /// `harrow smoke`'s options.
@@ -288,6 +294,12 @@ fn check(args: CheckArgs) -> ExitCode {
         return exit::usage();
     }
     print!("{}", check::render(&rows));
+    if args.coverage {
+        print!(
+            "\n{}",
+            harrow_sim::coverage::render(&harrow_sim::coverage::by_engine(&rows))
+        );
+    }
     exit::verdict(check::all_ok(&rows))
 }
 

@@ -99,6 +99,15 @@ impl<P: Platform> Scripted<P> {
     }
 }
 
+/// Hands what a closed nursery's supervisor covered to the world. (A nursery whose process is
+/// killed before it closes hands in nothing: coverage is a lower bound.)
+fn hand_in_coverage<P: Platform>(
+    env: &SimEnv<P, ScriptFactory>,
+    d: &mut Driver<SimOs<P, ScriptFactory>>,
+) {
+    env.shared.hand_in(&d.sup.take_coverage());
+}
+
 impl<P: Platform> Scripted<P> {
     /// What its behaviour does when it starts: fail, crash, block, or open its nursery.
     fn begin(&mut self) -> Result<(), RemoteError> {
@@ -165,6 +174,7 @@ impl<P: Platform> Task for Scripted<P> {
         if let Some(mut d) = self.nursery.take() {
             d.begin_teardown(cause);
             let _ = d.run_to_close();
+            hand_in_coverage(&self.env, &mut d);
         }
         result
     }
@@ -205,6 +215,7 @@ impl<P: Platform> Daemon for Scripted<P> {
         if let Some(d) = &mut self.nursery {
             d.begin_teardown(TeardownCause::BodyFinished);
             let _ = d.run_to_close();
+            hand_in_coverage(&self.env, d);
         }
     }
 }

@@ -124,6 +124,9 @@ pub struct Outcome {
     pub report: Option<TeardownReport>,
     /// Spawns the protocol refused.
     pub refused: Vec<String>,
+    /// The protocol-table cells the execution reached (filled in by `execute`, from what
+    /// was handed in to the shared world).
+    pub coverage: harrow_model::coverage::Coverage,
 }
 
 impl Outcome {
@@ -178,6 +181,7 @@ pub(super) fn outcome(
         trace,
         report: root.report,
         refused: root.refused,
+        coverage: harrow_model::coverage::Coverage::default(),
     }
 }
 

@@ -8,7 +8,7 @@ use crate::kernel::{DeadlineOwner, Fd, LockId, LockOutcome, Pid, RecvOutcome, Si
 use crate::platform::Platform;
 use harrow_model::actor::Actor;
 use harrow_model::child::ChildRuntime;
-use harrow_model::driver::{ChildEvent, ChildExit, ChildOs, run_child};
+use harrow_model::driver::{ChildEvent, ChildExit, ChildOs, drive_child};
 use harrow_model::exit;
 use harrow_model::time::Timestamp;
 use harrow_model::wire::DEFAULT_MAX_FRAME;
@@ -386,14 +386,11 @@ pub(crate) fn process_body<P: Platform, F: ActorFactory<P>>(
             eof_reported: false,
         };
         let flaws = shared.read(|w| w.config.flaws);
-        let exit = run_child(
-            &mut os,
-            &mut actor,
-            ChildRuntime::new(pid.0, flaws, 64),
-            DEFAULT_MAX_FRAME,
-        );
+        let mut runtime = ChildRuntime::new(pid.0, flaws, 64);
+        let ended = drive_child(&mut os, &mut actor, &mut runtime, DEFAULT_MAX_FRAME);
+        shared.hand_in(&runtime.take_coverage());
         shared.with(|w| {
-            if let ChildExit::Code(code) = exit
+            if let ChildExit::Code(code) = ended
                 && w.runs(me)
             {
                 w.note(pid, format_args!("child exits with code {code}"));
@@ -531,12 +528,10 @@ pub(crate) fn thread_body<P: Platform, F: ActorFactory<P>>(
         Ok(()) => {
             let mut actor = factory.make(env, &name);
             let flaws = shared.read(|w| w.config.flaws);
-            match run_child(
-                &mut os,
-                &mut actor,
-                ChildRuntime::new(0, flaws, 64),
-                DEFAULT_MAX_FRAME,
-            ) {
+            let mut runtime = ChildRuntime::new(0, flaws, 64);
+            let ended = drive_child(&mut os, &mut actor, &mut runtime, DEFAULT_MAX_FRAME);
+            shared.hand_in(&runtime.take_coverage());
+            match ended {
                 ChildExit::Code(c) => c,
                 ChildExit::Killed => exit::KILLED,
             }

@@ -119,7 +119,9 @@ pub fn execute<P: Platform>(sc: &Scenario) -> Outcome {
     // Abandoned threads held their own channel ends until now; ours must all be closed.
     leftovers.extend(shared.read(check::leaked_fds));
     P::join(clock);
-    shared.with(|w| check::outcome(sc, w, root, leftovers))
+    let mut out = shared.with(|w| check::outcome(sc, w, root, leftovers));
+    out.coverage = shared.take_coverage();
+    out
 }
 
 /// The environment's actions: the scenario's faults, and its SIGINT ending.
@@ -195,6 +197,7 @@ fn root_body<P: Platform>(
         result.stopped = Some(e.to_string());
     }
     result.violation = d.sup.violation().cloned();
+    shared.hand_in(&d.sup.take_coverage());
     if d.sup.is_closed() {
         result.report = Some(d.sup.report());
     }

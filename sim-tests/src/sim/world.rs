@@ -6,6 +6,7 @@ use std::vec::Vec;
 
 use crate::kernel::{Kernel, KernelConfig, Pid, ProcessSerial, ThreadId};
 use crate::platform::Platform;
+use harrow_model::coverage::Coverage;
 use harrow_model::flaw::Flaws;
 use harrow_model::policy::Timeouts;
 
@@ -285,6 +286,11 @@ pub struct Shared<P: Platform> {
     pub cv: P::Condvar,
     /// Notified only when the clock may have work: everyone asleep, a deadline due, the end.
     pub clock_cv: P::Condvar,
+    /// What the execution's supervisors and child runtimes covered, handed in as each one
+    /// finishes. Behind a std mutex, outside the simulation: handing coverage in is no
+    /// scheduling point for loom or shuttle and no change to the world, so it leaves every
+    /// schedule (and the corpus's recorded ones) as it was.
+    coverage: std::sync::Mutex<Coverage>,
 }
 
 impl<P: Platform> core::fmt::Debug for Shared<P> {
@@ -300,7 +306,22 @@ impl<P: Platform> Shared<P> {
             world: P::mutex(SimWorld::new(config)),
             cv: P::condvar(),
             clock_cv: P::condvar(),
+            coverage: std::sync::Mutex::default(),
         })
+    }
+
+    /// Adds what a supervisor or a child runtime covered to the execution's tally.
+    pub fn hand_in(&self, coverage: &Coverage) {
+        self.tally().merge(coverage);
+    }
+
+    /// Takes the execution's tally out.
+    pub fn take_coverage(&self) -> Coverage {
+        core::mem::take(&mut *self.tally())
+    }
+
+    fn tally(&self) -> std::sync::MutexGuard<'_, Coverage> {
+        self.coverage.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `f` on the locked world without changing it.

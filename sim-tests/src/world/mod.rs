@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
+use harrow_model::coverage::Coverage;
 use harrow_model::supervisor::{
     Event, NurseryPhase, RequestEnd, Supervisor, SupervisorConfig, TeardownCause,
 };
@@ -207,6 +208,15 @@ impl<'s> World<'s> {
     /// The scenario.
     pub fn scenario(&self) -> &Scenario {
         self.sc
+    }
+
+    /// Takes out the cells the supervisor and the child runtimes reached since the last call.
+    pub fn take_coverage(&mut self) -> Coverage {
+        let mut coverage = self.st.sup.take_coverage();
+        for k in &mut self.st.kids {
+            coverage.merge(&k.runtime.take_coverage());
+        }
+        coverage
     }
 
     /// Takes the recorded trace.
