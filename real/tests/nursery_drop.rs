@@ -58,20 +58,10 @@ fn dropped_leaves_no_process(method: SpawnMethod) {
     let (nursery, children) = busy_nursery(method, 3600);
     let pids: Vec<i32> = children.iter().filter_map(|&c| nursery.pid(c)).collect();
     assert_eq!(pids.len(), 3, "a process child has a pid");
-    let started = Instant::now();
-    drop(nursery);
-    let took = started.elapsed();
-    assert!(
-        took <= bound(),
-        "the drop took {took:?}, over {:?}",
-        bound()
-    );
+    drop_within_bound(nursery);
     // A fork server's children are its own: it kills and reaps them before it exits, which
     // its drop waits for; a moment's grace for /proc to catch up.
-    let deadline = Instant::now() + MUST;
-    while pids.iter().any(|&p| exists(p)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    settle(|| pids.iter().any(|&p| exists(p)));
     let left: Vec<i32> = pids.into_iter().filter(|&p| exists(p)).collect();
     assert!(
         left.is_empty(),
@@ -86,6 +76,17 @@ fn dropped_leaves_no_process(method: SpawnMethod) {
 fn dropped_thread_nursery() {
     let before = common::open_fds();
     let (nursery, _) = busy_nursery(SpawnMethod::Thread, 2);
+    drop_within_bound(nursery);
+    settle(|| common::open_fds() != before);
+    assert_eq!(
+        common::open_fds(),
+        before,
+        "descriptors left once the handlers returned"
+    );
+}
+
+/// Drops `nursery`, asserting the drop returned within [`bound`].
+fn drop_within_bound(nursery: Nursery) {
     let started = Instant::now();
     drop(nursery);
     let took = started.elapsed();
@@ -94,15 +95,15 @@ fn dropped_thread_nursery() {
         "the drop took {took:?}, over {:?}",
         bound()
     );
+}
+
+/// Waits while `pending` holds, for [`MUST`] at most: what is left afterwards the caller
+/// asserts.
+fn settle(mut pending: impl FnMut() -> bool) {
     let deadline = Instant::now() + MUST;
-    while common::open_fds() != before && Instant::now() < deadline {
+    while pending() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(
-        common::open_fds(),
-        before,
-        "descriptors left once the handlers returned"
-    );
 }
 
 /// The timeouts of these nurseries: short, so that a graceful path would show in the time.
