@@ -17,11 +17,8 @@ fn main() {
         SpawnMethod::Exec,
         SpawnMethod::Thread,
     ] {
-        let mut nursery = Nursery::open_with(NurseryConfig {
-            method,
-            ..NurseryConfig::default()
-        })
-        .expect("open a nursery");
+        let mut nursery = Nursery::open_with(NurseryConfig::default().with_method(method))
+            .expect("open a nursery");
         let child = nursery.spawn("doubler", "double").expect("spawn");
         let four: u64 = nursery.request(child, &2u64).expect("request");
         let report = nursery.teardown();

@@ -9,19 +9,21 @@ use std::time::Duration;
 use harrow_model::driver::{DriveError, Driver, Os};
 use harrow_model::error::{ChildError, ChildOpError, SpawnError};
 use harrow_model::supervisor::{
-    Event, NurseryPhase, Phase, RequestEnd, SpawnSpec, Supervisor, SupervisorConfig, TeardownCause,
-    TeardownReport,
+    Event, NurseryPhase, Outcome, Phase, RequestEnd, SpawnSpec, Supervisor, SupervisorConfig,
+    TeardownCause, TeardownReport,
 };
 use harrow_model::wire::{RemoteError, Role};
-use harrow_model::{ChildId, Limits, RequestId, SpawnMethod, Timeouts};
+use harrow_model::{ChildId, Limits, RequestId, SpawnMethod, Timeouts, Timestamp};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::actor::{decode, encode, registry_ref};
 use crate::os::RealOs;
 
-/// How a nursery behaves.
+/// How a nursery behaves: start from [`NurseryConfig::default`] and change what you need
+/// with the `with_*` methods (new settings may come, so it is not built field by field).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NurseryConfig {
     /// The spawn method `spawn` uses.
     pub method: SpawnMethod,
@@ -51,6 +53,35 @@ impl Default for NurseryConfig {
             timeouts: Timeouts::default(),
             limits: Limits::default(),
             handle_sigint: true,
+        }
+    }
+}
+
+impl NurseryConfig {
+    /// This configuration with `spawn`'s method set to `method`.
+    #[must_use]
+    pub fn with_method(self, method: SpawnMethod) -> Self {
+        NurseryConfig { method, ..self }
+    }
+
+    /// This configuration with its timeout policy set to `timeouts`.
+    #[must_use]
+    pub fn with_timeouts(self, timeouts: Timeouts) -> Self {
+        NurseryConfig { timeouts, ..self }
+    }
+
+    /// This configuration with its table and queue bounds set to `limits`.
+    #[must_use]
+    pub fn with_limits(self, limits: Limits) -> Self {
+        NurseryConfig { limits, ..self }
+    }
+
+    /// This configuration with SIGINT handled or not (see [`NurseryConfig::handle_sigint`]).
+    #[must_use]
+    pub fn with_handle_sigint(self, handle_sigint: bool) -> Self {
+        NurseryConfig {
+            handle_sigint,
+            ..self
         }
     }
 }
@@ -211,6 +242,10 @@ pub enum Completion {
     Result(Child),
     /// A child failed (also kept for [`Nursery::take_failures`]).
     Failed(ChildError),
+    /// A child's life is over (after its failure, if it failed): [`Nursery::outcome`] says
+    /// how it ended. Not reported for a child whose end its caller already learned
+    /// ([`Nursery::stop`], [`Nursery::wait_child`], [`Nursery::outcome`]).
+    Ended(Child),
 }
 
 /// The identity the next nursery of this process takes.
@@ -329,7 +364,7 @@ impl Nursery {
         // Until it has booted, or is over: a child that died during boot is reported (as a
         // boot failure with its status) only once it is reaped, which may come a turn after
         // its channel's end of stream.
-        self.pump(|n| n.handshake_done(id) || n.phase_of(id).is_none_or(|p| p == Phase::Done))?;
+        self.pump(|n| n.handshake_done(id) || n.ended(id))?;
         // Booted is enough: a run-to-result child may already be answering, or done.
         if self.handshake_done(id) {
             return Ok(());
@@ -515,10 +550,7 @@ impl Nursery {
     /// or the child is done), or not kept at all (taken, given up, never sent).
     fn settled(&self, child: ChildId, id: RequestId) -> bool {
         match self.driver.sup.peek_reply(child, id) {
-            Some(RequestEnd::ChildEnded) => {
-                self.failure_of(child).is_some()
-                    || self.phase_of(child).is_none_or(|p| p == Phase::Done)
-            }
+            Some(RequestEnd::ChildEnded) => self.failure_of(child).is_some() || self.ended(child),
             Some(_) => true,
             None => !self
                 .driver
@@ -564,9 +596,7 @@ impl Nursery {
     /// it is done (a death is reported with its status, at its reap), which the protocol's
     /// timeouts bound.
     fn end_of(&mut self, id: ChildId) -> Error {
-        let done = self.pump(|n| {
-            n.failure_of(id).is_some() || n.phase_of(id).is_none_or(|p| p == Phase::Done)
-        });
+        let done = self.pump(|n| n.failure_of(id).is_some() || n.ended(id));
         match done {
             Err(e) if self.failure_of(id).is_none() => e,
             _ => self.end_known(id),
@@ -606,7 +636,64 @@ impl Nursery {
     pub fn stop(&mut self, child: Child) -> Result<(), Error> {
         self.cancel(child)?;
         let id = child.id;
-        self.pump(|n| n.phase_of(id).is_none_or(|p| p == Phase::Done))
+        self.pump(|n| n.ended(id))?;
+        self.forget_completion(&Completion::Ended(child));
+        Ok(())
+    }
+
+    /// Stops one child forcefully now, without asking it first: SIGKILL to its process group
+    /// (a thread child, which cannot be killed, is abandoned), through the same path as a
+    /// cancel that was not acknowledged in time. Returns at once; [`Nursery::wait_child`]
+    /// waits for its end. A kill asked for is no failure: its outcome is [`Outcome::Killed`]
+    /// with [`crate::ForceReason::UserHardStop`], and the nursery and its other children go
+    /// on.
+    pub fn kill(&mut self, child: Child) -> Result<(), Error> {
+        let id = self.own(child)?;
+        self.driver.hard_stop(id).map_err(Error::Op)
+    }
+
+    /// How `child` ended, if it has, after one turn of the event loop that does not wait:
+    /// `Ok(None)` while it lives; see [`Nursery::wait_child`] for the rest.
+    pub fn outcome(&mut self, child: Child) -> Result<Option<Outcome>, Error> {
+        let id = self.own(child)?;
+        self.turn_now()?;
+        self.end_of_child(id)
+    }
+
+    /// Waits at most `timeout` (`None`: as long as it lives) for `child` to end, and says
+    /// how: `Ok(Some(outcome))` if it ended without an error of its own (it exited, or was
+    /// stopped or killed as asked), [`Error::Child`] with its error if it failed, `Ok(None)`
+    /// if it still lives when the timeout passes. The nursery is not torn down by this
+    /// (though a child's failure tears it down by itself: one cancels all). Asked again, it
+    /// says the same while the protocol keeps the child's record (the last
+    /// `Limits::max_ended` children to end); later, [`ChildOpError::AlreadyFinished`].
+    pub fn wait_child(
+        &mut self,
+        child: Child,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Outcome>, Error> {
+        let id = self.own(child)?;
+        let until = timeout.map(|t| self.driver.os.now() + t);
+        self.pump_until(until, |n| n.ended(id))?;
+        self.end_of_child(id)
+    }
+
+    /// How a child ended, without waiting: `None` while it lives; its error if it failed.
+    fn end_of_child(&mut self, id: ChildId) -> Result<Option<Outcome>, Error> {
+        if self.forgotten(id) {
+            return Err(Error::Op(ChildOpError::AlreadyFinished(id)));
+        }
+        let Some(life) = self.driver.sup.lifecycle(id) else {
+            return Err(Error::Op(ChildOpError::UnknownChild(id)));
+        };
+        let Some(outcome) = life.outcome.filter(|_| life.phase == Phase::Done) else {
+            return Ok(None);
+        };
+        self.forget_completion(&Completion::Ended(self.handle(id)));
+        match self.failure_of(id) {
+            Some(err) => Err(Error::Child(err)),
+            None => Ok(Some(outcome)),
+        }
     }
 
     /// The live child registered under `name`; never one known to be dead.
@@ -681,6 +768,11 @@ impl Nursery {
         (id.0 as usize) < sup.child_count() && sup.lifecycle(id).is_none()
     }
 
+    /// Whether `id` is done (or so long done that the protocol keeps no record of it).
+    fn ended(&self, id: ChildId) -> bool {
+        self.phase_of(id).is_none_or(|p| p == Phase::Done)
+    }
+
     fn phase_of(&self, id: ChildId) -> Option<Phase> {
         self.driver.sup.lifecycle(id).map(|l| l.phase)
     }
@@ -718,6 +810,28 @@ impl Nursery {
             }
             self.check_open()?;
             self.driver.turn()?;
+        }
+    }
+
+    /// [`Nursery::pump`] that also ends, with `Ok`, once `until` has passed (after at least
+    /// one turn of the event loop).
+    fn pump_until(
+        &mut self,
+        until: Option<Timestamp>,
+        mut done: impl FnMut(&Self) -> bool,
+    ) -> Result<(), Error> {
+        let mut turned = false;
+        loop {
+            self.absorb_events();
+            if done(self) {
+                return Ok(());
+            }
+            self.check_open()?;
+            if turned && until.is_some_and(|u| self.driver.os.now() >= u) {
+                return Ok(());
+            }
+            self.driver.turn_until(until)?;
+            turned = true;
         }
     }
 
@@ -764,7 +878,7 @@ impl Nursery {
                     let kept = self.driver.sup.has_result(child.id);
                     (kept, kept)
                 }
-                Completion::Failed(_) => (true, true),
+                Completion::Failed(_) | Completion::Ended(_) => (true, true),
             };
             if ready || !live {
                 let c = self.completions.remove(i);
@@ -793,13 +907,21 @@ impl Nursery {
             self.failures.pop_front();
         }
         self.failures.push_back(err.clone());
-        let failed = |c: &Completion| matches!(c, Completion::Failed(_));
-        if self.completions.iter().filter(|c| failed(c)).count() >= max
-            && let Some(i) = self.completions.iter().position(failed)
+        self.push_per_child(Completion::Failed(err));
+    }
+
+    /// Queues a completion of which each child has at most one (a failure, an end), keeping
+    /// the last `Limits::max_ended` of its kind: a nursery whose user never asks keeps no
+    /// more over its life.
+    fn push_per_child(&mut self, c: Completion) {
+        let max = self.driver.sup.config().limits.max_ended as usize;
+        let same = |x: &Completion| core::mem::discriminant(x) == core::mem::discriminant(&c);
+        if self.completions.iter().filter(|x| same(x)).count() >= max
+            && let Some(i) = self.completions.iter().position(same)
         {
             self.completions.remove(i);
         }
-        self.completions.push_back(Completion::Failed(err));
+        self.completions.push_back(c);
     }
 
     fn absorb_events(&mut self) {
@@ -820,6 +942,7 @@ impl Nursery {
                     self.completions.push_back(Completion::Result(child));
                 }
                 Event::Failed(err) => self.record_failure(err),
+                Event::Ended(child) => self.push_per_child(Completion::Ended(self.handle(child))),
                 Event::Closed(report) => self.report = Some(report),
             }
         }

@@ -126,12 +126,12 @@ fn graceful(grace: Duration) -> Nursery {
 }
 
 fn open(timeouts: Timeouts) -> Nursery {
-    Nursery::open_with(NurseryConfig {
-        method: SpawnMethod::Fork,
-        timeouts,
-        handle_sigint: false,
-        ..NurseryConfig::default()
-    })
+    Nursery::open_with(
+        NurseryConfig::default()
+            .with_method(SpawnMethod::Fork)
+            .with_timeouts(timeouts)
+            .with_handle_sigint(false),
+    )
     .expect("open a nursery")
 }
 

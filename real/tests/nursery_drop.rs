@@ -123,12 +123,12 @@ fn bound() -> Duration {
 
 /// A nursery of `method` with three children, each busy in a request that takes `secs`.
 fn busy_nursery(method: SpawnMethod, secs: u64) -> (Nursery, Vec<Child>) {
-    let mut nursery = Nursery::open_with(NurseryConfig {
-        method,
-        timeouts: timeouts(),
-        handle_sigint: false,
-        ..NurseryConfig::default()
-    })
+    let mut nursery = Nursery::open_with(
+        NurseryConfig::default()
+            .with_method(method)
+            .with_timeouts(timeouts())
+            .with_handle_sigint(false),
+    )
     .expect("open a nursery");
     let mut children = Vec::new();
     for i in 0..3 {

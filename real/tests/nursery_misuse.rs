@@ -42,11 +42,11 @@ fn main() -> ExitCode {
 
 /// A nursery spawning by `method`, with SIGINT left to the test process.
 fn open(method: SpawnMethod) -> Nursery {
-    Nursery::open_with(NurseryConfig {
-        method,
-        handle_sigint: false,
-        ..NurseryConfig::default()
-    })
+    Nursery::open_with(
+        NurseryConfig::default()
+            .with_method(method)
+            .with_handle_sigint(false),
+    )
     .expect("open a nursery")
 }
 

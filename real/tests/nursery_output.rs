@@ -109,11 +109,11 @@ fn run_host(case: &str) -> String {
 
 fn host(case: &str) -> ExitCode {
     let run = |method: SpawnMethod, first: Option<&str>, actor: &str| -> Result<(), String> {
-        let mut n = Nursery::open_with(NurseryConfig {
-            method,
-            handle_sigint: false,
-            ..NurseryConfig::default()
-        })
+        let mut n = Nursery::open_with(
+            NurseryConfig::default()
+                .with_method(method)
+                .with_handle_sigint(false),
+        )
         .map_err(|e| e.to_string())?;
         if let Some(text) = first {
             print!("{text}");

@@ -80,11 +80,11 @@ fn bug_exec_child_killed_when_spawning_thread_exits() {
 fn spawn_from_a_thread_host() -> ExitCode {
     let channel = sys::adopt_inherited_channel().expect("the test's channel");
     let answer = (|| -> Result<String, String> {
-        let mut n = Nursery::open_with(NurseryConfig {
-            method: SpawnMethod::Exec,
-            handle_sigint: false,
-            ..NurseryConfig::default()
-        })
+        let mut n = Nursery::open_with(
+            NurseryConfig::default()
+                .with_method(SpawnMethod::Exec)
+                .with_handle_sigint(false),
+        )
         .map_err(|e| e.to_string())?;
         let child = std::thread::scope(|s| s.spawn(|| n.spawn("doubler", DOUBLE)).join())
             .map_err(|_| "the spawning thread panicked".to_string())?

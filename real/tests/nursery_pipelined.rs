@@ -57,16 +57,14 @@ fn main() -> ExitCode {
 }
 
 fn config() -> NurseryConfig {
-    NurseryConfig {
-        method: SpawnMethod::Fork,
-        timeouts: Timeouts {
+    NurseryConfig::default()
+        .with_method(SpawnMethod::Fork)
+        .with_timeouts(Timeouts {
             cancel_ack: Duration::from_millis(100),
             kill_grace: Duration::from_millis(100),
             ..Timeouts::TRACTOR
-        },
-        handle_sigint: false,
-        ..NurseryConfig::default()
-    }
+        })
+        .with_handle_sigint(false)
 }
 
 fn spawn_all(n: &mut Nursery, count: usize) -> Vec<Child> {
@@ -137,13 +135,10 @@ fn hundred_in_flight_across_ten_children_out_of_order() {
 /// Past `max_in_flight` a request is refused at once with a typed error (answers not taken
 /// count too), and accepted again once an answer is taken.
 fn past_max_in_flight_is_a_typed_error() {
-    let mut n = Nursery::open_with(NurseryConfig {
-        limits: Limits {
-            max_in_flight: 4,
-            ..Limits::default()
-        },
-        ..config()
-    })
+    let mut n = Nursery::open_with(config().with_limits(Limits {
+        max_in_flight: 4,
+        ..Limits::default()
+    }))
     .unwrap();
     let c = n.spawn("c", TAGGED).unwrap();
     let mut tickets: Vec<Ticket> = (0..4u64)
@@ -274,7 +269,9 @@ fn child_killed_mid_batch_ends_each_ticket_with_its_error() {
             other => panic!("waiting for the killed child's ends, got {other:?}"),
         }
     }
-    // Its failure tore the nursery down (one cancels all), and nothing else is left.
+    // Its end follows its failure; the failure tore the nursery down (one cancels all), and
+    // nothing else is left.
+    assert_eq!(n.wait_any(Some(MUST)).unwrap(), Some(Completion::Ended(c)));
     assert!(matches!(n.wait_any(Some(MUST)), Err(Error::Closed)));
     n.teardown();
 }

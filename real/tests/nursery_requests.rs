@@ -88,15 +88,13 @@ const BUSY_MS: u64 = 60_000;
 
 /// Short enough that a stuck child is killed within a second of its cancel.
 fn quick() -> NurseryConfig {
-    NurseryConfig {
-        method: SpawnMethod::Fork,
-        timeouts: Timeouts {
+    NurseryConfig::default()
+        .with_method(SpawnMethod::Fork)
+        .with_timeouts(Timeouts {
             cancel_ack: Duration::from_millis(100),
             kill_grace: Duration::from_millis(100),
             ..Timeouts::TRACTOR
-        },
-        ..NurseryConfig::default()
-    }
+        })
 }
 
 fn give_up(n: &mut Nursery, child: harrow_real::Child) {
@@ -135,11 +133,9 @@ fn bug_abandoned_requests_forgotten_when_child_ends() {
 /// A nursery spawning by `Fork` with the default timeouts (whose kill grace outlasts a
 /// [`HANGS_UP`] child's dying), SIGINT left to the test process.
 fn patient() -> NurseryConfig {
-    NurseryConfig {
-        method: SpawnMethod::Fork,
-        handle_sigint: false,
-        ..NurseryConfig::default()
-    }
+    NurseryConfig::default()
+        .with_method(SpawnMethod::Fork)
+        .with_handle_sigint(false)
 }
 
 fn assert_died(err: Error, what: &str) {
@@ -217,11 +213,11 @@ fn bug_one_cancels_all_waits_for_the_reap() {
 /// The fix: the wait ends when the request ends, and SIGINT's teardown is run to its end
 /// and reported as `Interrupted` before that.
 fn bug_sigint_during_request_returns_closed() {
-    let mut n = Nursery::open_with(NurseryConfig {
-        method: SpawnMethod::ForkServer,
-        handle_sigint: true,
-        ..quick()
-    })
+    let mut n = Nursery::open_with(
+        quick()
+            .with_method(SpawnMethod::ForkServer)
+            .with_handle_sigint(true),
+    )
     .unwrap();
     let child = n.spawn("busy", SLOW).unwrap();
     let pid = std::process::id() as libc::pid_t;

@@ -208,11 +208,11 @@ type HostResult = Result<(), (u8, String)>;
 /// A nursery that handles SIGINT, with one child that answered a request.
 fn busy_nursery(method: SpawnMethod) -> Result<Nursery, (u8, String)> {
     let failed = |e: harrow_real::Error| (NURSERY_FAILED, e.to_string());
-    let mut n = Nursery::open_with(NurseryConfig {
-        method,
-        handle_sigint: true,
-        ..NurseryConfig::default()
-    })
+    let mut n = Nursery::open_with(
+        NurseryConfig::default()
+            .with_method(method)
+            .with_handle_sigint(true),
+    )
     .map_err(failed)?;
     let child = n.spawn("doubler", DOUBLE).map_err(failed)?;
     let four: u64 = n.request(child, &2u64).map_err(failed)?;

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use harrow_model::error::{ChildOpError, SpawnError};
 use harrow_model::supervisor::{
-    Command, Event, Lifecycle, NurseryPhase, Outcome, SpawnSpec, Supervisor, SupervisorConfig,
-    TeardownCause,
+    Command, Event, Lifecycle, NurseryPhase, Outcome, Phase, SpawnSpec, Supervisor,
+    SupervisorConfig, TeardownCause,
 };
 use harrow_model::wire::{FrameError, Message, PROTOCOL_VERSION, RemoteError, Role};
 use harrow_model::{
@@ -236,6 +236,8 @@ struct RefChild {
     stop_asked: bool,
     /// The supervisor retired it: nothing may name it after that.
     retired: bool,
+    /// Its end was reported (`Event::Ended`): once, when it was done.
+    ended: bool,
 }
 
 impl RefChild {
@@ -256,6 +258,7 @@ impl RefChild {
             forced: false,
             abandoned: false,
             retired: false,
+            ended: false,
             reap_timed_out: false,
             deregistered: false,
             late_handshake: false,
@@ -935,6 +938,18 @@ impl Harness {
                 self.r.children[child.0 as usize].result_delivered = true;
                 prop_assert!(self.sup.claim_result(*child).is_some());
             }
+            Event::Ended(child) => {
+                let c = &mut self.r.children[child.0 as usize];
+                prop_assert!(!c.ended, "{} ended twice", child);
+                c.ended = true;
+                let done = self.sup.lifecycle(*child).map(|l| l.phase);
+                prop_assert!(
+                    done.is_none_or(|p| p == Phase::Done),
+                    "{} ended {:?}",
+                    child,
+                    done
+                );
+            }
         }
         Ok(())
     }
@@ -970,6 +985,15 @@ impl Harness {
                 life.is_finished(),
                 r.finished(c, now),
                 "child#{} finished? {:?}\n  {}",
+                i,
+                life,
+                trail
+            );
+            // Its end is reported (`Event::Ended`) exactly when it is done.
+            prop_assert_eq!(
+                c.ended,
+                life.phase == Phase::Done,
+                "child#{} ended? {:?}\n  {}",
                 i,
                 life,
                 trail

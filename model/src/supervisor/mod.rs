@@ -143,6 +143,10 @@ pub enum Event {
     Finished(ChildId),
     /// A child error, reported exactly once.
     Failed(ChildError),
+    /// The child's life is over (it is done): its outcome is final, except that of a child
+    /// given up on as unreaped, which a late reap may still name. Reported exactly once per
+    /// child, after every error of its own ([`Event::Failed`]).
+    Ended(ChildId),
     /// The nursery has closed; nothing more will happen.
     Closed(TeardownReport),
 }
@@ -816,7 +820,7 @@ impl Supervisor {
             }
             Action::FailureKnown => {}
             Action::Error(kind, initiator) => self.report_error(child, kind, initiator),
-            Action::Outcome(_) => {}
+            Action::Outcome(_) => self.events.push_back(Event::Ended(child)),
         }
     }
 

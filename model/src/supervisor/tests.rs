@@ -259,8 +259,8 @@ fn bug_a_refused_launch_cancels_every_sibling() {
     }
     let failed: Vec<Event> = events(&mut s);
     assert!(
-        matches!(failed.as_slice(), [Event::Failed(e)] if e.child == c),
-        "the refusal is reported once: {failed:?}"
+        matches!(failed.as_slice(), [Event::Failed(e), Event::Ended(d)] if e.child == c && *d == c),
+        "the refusal is reported once, then the child's end: {failed:?}"
     );
 }
 
@@ -850,4 +850,58 @@ fn a_result_is_kept_until_claimed_once() {
     assert!(events(&mut s).contains(&Event::Finished(c)));
     assert_eq!(s.claim_result(c), Some(Ok(vec![4])));
     assert_eq!(s.claim_result(c), None);
+}
+
+/// A hard stop the user asked for (`Nursery::kill`) SIGKILLs the child at once, is no
+/// failure (the nursery stays open, a sibling keeps serving), and the child's end is
+/// reported once, when it is done, with its outcome `Killed` by `UserHardStop`.
+#[test]
+fn a_hard_stop_kills_at_once_ends_the_child_once_and_fails_nothing() {
+    let mut s = sup(Flaws::NONE);
+    let ids = serving(&mut s, 2, SpawnMethod::Fork);
+    let (c, sibling) = (ids[0], ids[1]);
+    let t = Timestamp::ZERO;
+    drain(&mut s);
+    events(&mut s);
+    s.hard_stop(t, c).unwrap();
+    assert_eq!(drain(&mut s), vec![Command::Kill { child: c }]);
+    s.handle_exit(t, c).unwrap();
+    assert_eq!(drain(&mut s), vec![Command::Reap { child: c }]);
+    assert!(events(&mut s).is_empty(), "not ended before it is reaped");
+    s.handle_reaped(t, c, ExitStatus::Signaled(9)).unwrap();
+    s.handle_channel_closed(t, c).unwrap();
+    assert_eq!(events(&mut s), vec![Event::Ended(c)]);
+    assert_eq!(
+        s.lifecycle(c).unwrap().outcome,
+        Some(Outcome::Killed {
+            reason: ForceReason::UserHardStop,
+            status: ExitStatus::Signaled(9),
+        })
+    );
+    assert!(s.errors().is_empty(), "{:?}", s.errors());
+    assert_eq!(s.phase(), NurseryPhase::Open);
+    assert!(s.request(t, sibling, vec![1], None).is_ok());
+    assert_eq!(s.hard_stop(t, c), Err(ChildOpError::AlreadyFinished(c)));
+}
+
+/// A child that dies unasked is reported failed first, then ended: whoever learns of its end
+/// knows its error already.
+#[test]
+fn a_death_is_reported_before_the_end() {
+    let mut s = sup(Flaws::NONE);
+    let c = serving(&mut s, 1, SpawnMethod::Fork)[0];
+    let t = Timestamp::ZERO;
+    events(&mut s);
+    s.handle_exit(t, c).unwrap();
+    s.handle_reaped(t, c, ExitStatus::Signaled(9)).unwrap();
+    s.handle_channel_closed(t, c).unwrap();
+    let evs = events(&mut s);
+    let failed = evs.iter().position(|e| matches!(e, Event::Failed(_)));
+    let ended: Vec<usize> = (0..evs.len())
+        .filter(|&i| evs[i] == Event::Ended(c))
+        .collect();
+    assert!(
+        matches!((failed, &ended[..]), (Some(f), [e]) if f < *e),
+        "{evs:?}"
+    );
 }

@@ -2,11 +2,11 @@
 use harrow_real::{Nursery, NurseryConfig, SpawnMethod};
 fn main() {
     harrow_real::init(harrow::bench::registry());
-    let mut n = Nursery::open_with(NurseryConfig {
-        method: SpawnMethod::Fork,
-        handle_sigint: false,
-        ..NurseryConfig::default()
-    })
+    let mut n = Nursery::open_with(
+        NurseryConfig::default()
+            .with_method(SpawnMethod::Fork)
+            .with_handle_sigint(false),
+    )
     .unwrap();
     let c = n.spawn("warm", "bench-echo").unwrap();
     n.stop(c).unwrap();

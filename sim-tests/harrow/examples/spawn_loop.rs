@@ -16,11 +16,11 @@ fn main() {
         _ => SpawnMethod::Fork,
     };
     let count: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
-    let mut n = Nursery::open_with(NurseryConfig {
-        method,
-        handle_sigint: false,
-        ..NurseryConfig::default()
-    })
+    let mut n = Nursery::open_with(
+        NurseryConfig::default()
+            .with_method(method)
+            .with_handle_sigint(false),
+    )
     .expect("open a nursery");
     let mut ours: Vec<Duration> = Vec::new();
     let mut raw: Vec<Duration> = Vec::new();

@@ -82,11 +82,9 @@ impl Figure {
 }
 
 fn config(method: SpawnMethod) -> NurseryConfig {
-    NurseryConfig {
-        method,
-        handle_sigint: false,
-        ..NurseryConfig::default()
-    }
+    NurseryConfig::default()
+        .with_method(method)
+        .with_handle_sigint(false)
 }
 
 /// Untimed pairs of rounds before the timed ones (page caches, the fork server's start).
@@ -335,10 +333,7 @@ fn pinned<T>(f: impl FnOnce() -> T) -> Option<T> {
 
 /// The teardown of 25 children that never yield, in the report's own time.
 fn stuck_teardown_25(timeouts: Timeouts) -> Result<Duration, Error> {
-    let mut n = Nursery::open_with(NurseryConfig {
-        timeouts,
-        ..config(SpawnMethod::Fork)
-    })?;
+    let mut n = Nursery::open_with(config(SpawnMethod::Fork).with_timeouts(timeouts))?;
     let kids: Vec<_> = (0..25)
         .map(|i| {
             n.start_with(
@@ -359,13 +354,10 @@ fn stuck_teardown_25(timeouts: Timeouts) -> Result<Duration, Error> {
 /// Per-child cost of spawning `count` children side by side and tearing them down.
 fn per_child(count: usize) -> Result<Duration, Error> {
     let t = Instant::now();
-    let mut n = Nursery::open_with(NurseryConfig {
-        limits: harrow_model::Limits {
-            max_children: count as u32 + 1,
-            ..Default::default()
-        },
-        ..config(SpawnMethod::Fork)
-    })?;
+    let mut n = Nursery::open_with(config(SpawnMethod::Fork).with_limits(harrow_model::Limits {
+        max_children: count as u32 + 1,
+        ..Default::default()
+    }))?;
     let kids: Vec<_> = (0..count)
         .map(|i| {
             n.start_with(

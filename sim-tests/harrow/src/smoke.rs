@@ -560,12 +560,10 @@ fn ms(n: u64) -> Duration {
 }
 
 fn config(method: SpawnMethod, timeouts: Timeouts) -> NurseryConfig {
-    NurseryConfig {
-        method,
-        timeouts,
-        handle_sigint: false,
-        ..NurseryConfig::default()
-    }
+    NurseryConfig::default()
+        .with_method(method)
+        .with_timeouts(timeouts)
+        .with_handle_sigint(false)
 }
 
 /// The short timeouts of the stuck-child scenarios.
@@ -1105,11 +1103,8 @@ fn sigkilled_parent(method: SpawnMethod) -> Result<(), String> {
 /// The parent of `sigint-during-teardown`: 3 stuck children; it announces its teardown,
 /// tears down (SIGINT arrives meanwhile), prints the report and exits 0.
 fn interrupted_parent(method: SpawnMethod) -> Result<(), String> {
-    let mut n = Nursery::open_with(NurseryConfig {
-        handle_sigint: true,
-        ..config(method, short_timeouts())
-    })
-    .map_err(|e| e.to_string())?;
+    let mut n = Nursery::open_with(config(method, short_timeouts()).with_handle_sigint(true))
+        .map_err(|e| e.to_string())?;
     for i in 0..3 {
         n.spawn(&format!("stuck{i}"), STUCK)
             .map_err(|e| e.to_string())?;

@@ -148,12 +148,10 @@ pub fn run(opts: &SoakOptions) -> Vec<SoakRun> {
 
 /// The nursery configuration of every cycle: SIGINT left to the host.
 fn config(method: SpawnMethod) -> NurseryConfig {
-    NurseryConfig {
-        method,
-        timeouts: Timeouts::TRACTOR,
-        handle_sigint: false,
-        ..NurseryConfig::default()
-    }
+    NurseryConfig::default()
+        .with_method(method)
+        .with_timeouts(Timeouts::TRACTOR)
+        .with_handle_sigint(false)
 }
 
 /// One child, one request: the doubled number must come back.

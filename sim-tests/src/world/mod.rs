@@ -552,6 +552,7 @@ impl<'s> World<'s> {
                 });
             }
             Event::Failed(err) => self.note("user", || format!("error: {err}")),
+            Event::Ended(c) => self.note("user", || format!("{c} ended")),
             Event::Closed(report) => self.note("user", || {
                 let took = report
                     .duration()

@@ -1,0 +1,207 @@
+//! One child's end without tearing the nursery down: `kill` now, `outcome` and `wait_child`
+//! for how one child ended, and `wait_any` reporting whichever child ends next.
+//!
+//! The children are forked from the test's main thread (this harness runs every test there,
+//! so the process is single-threaded and `Fork` is allowed).
+
+mod common;
+
+use std::process::ExitCode;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use common::{MUST, Test};
+use harrow_real::{
+    Cancel, ChildErrorKind, Completion, Error, ExitStatus, ForceReason, Nursery, NurseryConfig,
+    Outcome, Registry, RemoteError, SpawnMethod, Task, Timeouts, encode,
+};
+
+/// Doubles what it is sent.
+const DOUBLE: &str = "double";
+/// Ignores its cancel for a minute: only a kill ends it early.
+const STUBBORN: &str = "stubborn";
+/// Tasks that sleep 800, 40 and 400 ms, then return how long they slept.
+const NAPS: [(&str, u64); 3] = [("nap800", 800), ("nap40", 40), ("nap400", 400)];
+/// A task that fails with a message.
+const BROKEN: &str = "broken";
+
+/// Sleeps its milliseconds, deaf to its cancel, then returns them.
+struct Nap(u64);
+
+impl Task for Nap {
+    fn run(&mut self, _cancel: &Cancel<'_>) -> Result<Vec<u8>, RemoteError> {
+        sleep(Duration::from_millis(self.0));
+        encode(&self.0).map_err(RemoteError::refused)
+    }
+}
+
+fn registry() -> Registry {
+    let mut r = Registry::new()
+        .handler(DOUBLE, |n: u64| Ok::<u64, String>(n * 2))
+        .task(STUBBORN, || Nap(60_000))
+        .main(BROKEN, || -> Result<u64, String> {
+            Err("broken on purpose".into())
+        });
+    for (name, ms) in NAPS {
+        r = r.task(name, move || Nap(ms));
+    }
+    r
+}
+
+fn main() -> ExitCode {
+    harrow_real::init(registry());
+    common::main(&[
+        Test {
+            name: "kill_ends_one_child_now_and_the_nursery_goes_on",
+            run: kill_ends_one_child_now_and_the_nursery_goes_on,
+        },
+        Test {
+            name: "wait_child_times_out_on_a_live_child_then_reports_its_exit",
+            run: wait_child_times_out_on_a_live_child_then_reports_its_exit,
+        },
+        Test {
+            name: "wait_child_reports_the_error_of_a_failed_child",
+            run: wait_child_reports_the_error_of_a_failed_child,
+        },
+        Test {
+            name: "wait_any_reports_whichever_child_ends_next",
+            run: wait_any_reports_whichever_child_ends_next,
+        },
+        Test {
+            name: "a_handle_of_another_nursery_is_refused_by_kill_and_wait_child",
+            run: a_handle_of_another_nursery_is_refused_by_kill_and_wait_child,
+        },
+    ])
+}
+
+/// Acknowledgement and grace timeouts far past what the tests wait: a child that ends
+/// sooner was not ended by them.
+const SLOW: Duration = Duration::from_secs(20);
+
+fn forking() -> Nursery {
+    let timeouts = Timeouts {
+        cancel_ack: SLOW,
+        kill_grace: SLOW,
+        ..Timeouts::default()
+    };
+    let config = NurseryConfig::default()
+        .with_method(SpawnMethod::Fork)
+        .with_timeouts(timeouts)
+        .with_handle_sigint(false);
+    Nursery::open_with(config).expect("open a nursery")
+}
+
+/// A child killed with `kill` is SIGKILLed now, not after the cancel timeouts; its outcome
+/// is `Killed` by `UserHardStop`, which is no failure: a sibling keeps answering and new
+/// spawns are accepted.
+fn kill_ends_one_child_now_and_the_nursery_goes_on() {
+    let mut n = forking();
+    let stubborn = n.spawn("stubborn", STUBBORN).unwrap();
+    let double = n.spawn("double", DOUBLE).unwrap();
+    assert_eq!(n.outcome(stubborn).unwrap(), None, "it works for a minute");
+    let started = Instant::now();
+    n.kill(stubborn).unwrap();
+    let outcome = n.wait_child(stubborn, Some(MUST)).unwrap();
+    let took = started.elapsed();
+    assert_eq!(
+        outcome,
+        Some(Outcome::Killed {
+            reason: ForceReason::UserHardStop,
+            status: ExitStatus::Signaled(9),
+        })
+    );
+    assert!(took < SLOW / 2, "the kill took {took:?}");
+    // Asked again, it says the same.
+    assert_eq!(n.outcome(stubborn).unwrap(), outcome);
+    assert_eq!(n.request::<u64, u64>(double, &21).unwrap(), 42);
+    let again = n.spawn("double-2", DOUBLE).unwrap();
+    assert_eq!(n.request::<u64, u64>(again, &5).unwrap(), 10);
+    let report = n.teardown();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+}
+
+/// `wait_child` on a child that lives past its timeout says `None` after that timeout; on
+/// a task that returned, its clean exit.
+fn wait_child_times_out_on_a_live_child_then_reports_its_exit() {
+    let mut n = forking();
+    let nap = n.spawn("nap", NAPS[2].0).unwrap();
+    let wait = Duration::from_millis(50);
+    let started = Instant::now();
+    assert_eq!(n.wait_child(nap, Some(wait)).unwrap(), None);
+    let took = started.elapsed();
+    assert!(took >= wait, "gave up after {took:?}, before {wait:?}");
+    assert_eq!(n.result::<u64>(nap).unwrap(), 400);
+    assert_eq!(
+        n.wait_child(nap, Some(MUST)).unwrap(),
+        Some(Outcome::Exited(ExitStatus::Exited(0)))
+    );
+    let report = n.teardown();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+}
+
+/// A child that failed is `Error::Child` with its own error, from `wait_child` and
+/// `outcome` alike.
+fn wait_child_reports_the_error_of_a_failed_child() {
+    let mut n = forking();
+    let broken = n.spawn("broken", BROKEN).unwrap();
+    let is_its_error = |e: &Error| {
+        matches!(e, Error::Child(c) if c.child == broken.id()
+            && matches!(&c.kind, ChildErrorKind::Remote(r) if r.message.contains("broken on purpose")))
+    };
+    match n.wait_child(broken, Some(MUST)) {
+        Err(e) if is_its_error(&e) => {}
+        other => panic!("a failed task's end: {other:?}"),
+    }
+    match n.outcome(broken) {
+        Err(e) if is_its_error(&e) => {}
+        other => panic!("a failed task's end, asked again: {other:?}"),
+    }
+    n.teardown();
+}
+
+/// Three tasks that end in another order than they were spawned in: `wait_any` reports each
+/// one's end as it happens (after its result), so the ends come shortest nap first.
+fn wait_any_reports_whichever_child_ends_next() {
+    let mut n = forking();
+    let naps: Vec<_> = NAPS
+        .iter()
+        .map(|(name, _)| n.spawn(name, name).unwrap())
+        .collect();
+    let mut ended = Vec::new();
+    while ended.len() < naps.len() {
+        match n.wait_any(Some(MUST)).unwrap() {
+            Some(Completion::Result(_)) => {}
+            Some(Completion::Ended(child)) => {
+                assert_eq!(
+                    n.outcome(child).unwrap(),
+                    Some(Outcome::Exited(ExitStatus::Exited(0)))
+                );
+                ended.push(child);
+            }
+            other => panic!("waiting for the naps to end, got {other:?}"),
+        }
+    }
+    assert_eq!(ended, vec![naps[1], naps[2], naps[0]]);
+    assert_eq!(n.wait_any(Some(Duration::ZERO)).unwrap(), None);
+    let report = n.teardown();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+}
+
+/// `kill` and `wait_child` with a handle from another nursery are refused: they never reach
+/// this nursery's child of the same number.
+fn a_handle_of_another_nursery_is_refused_by_kill_and_wait_child() {
+    let mut a = forking();
+    let mut b = forking();
+    let in_a = a.spawn("double", DOUBLE).unwrap();
+    let in_b = b.spawn("double", DOUBLE).unwrap();
+    assert_eq!(in_a.id(), in_b.id());
+    assert!(matches!(b.kill(in_a), Err(Error::OtherNursery(_))));
+    assert!(matches!(
+        b.wait_child(in_a, Some(Duration::ZERO)),
+        Err(Error::OtherNursery(_))
+    ));
+    assert_eq!(b.request::<u64, u64>(in_b, &1).unwrap(), 2);
+    for report in [a.teardown(), b.teardown()] {
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+    }
+}
