@@ -63,6 +63,7 @@ impl fmt::Display for Initiator {
 
 /// What went wrong with one child.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum ChildErrorKind {
     /// The spawn method could not start it.
     LaunchFailed(String),
@@ -98,6 +99,7 @@ impl ChildErrorKind {
 
 /// A message a child may not send where it sent it, or a frame that did not decode.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum ProtocolViolation {
     /// The frame did not decode.
     Malformed(FrameError),
@@ -113,6 +115,16 @@ pub enum ProtocolViolation {
     /// A second report of the child's own failure (`Failed`, or `Failed` after a failed
     /// result). A child fails once; what follows is not trusted, and not kept.
     SecondFailure,
+}
+
+/// A frame that did not decode has the decoder's error underneath.
+impl core::error::Error for ProtocolViolation {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            ProtocolViolation::Malformed(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for ProtocolViolation {
@@ -194,10 +206,21 @@ impl fmt::Display for ChildError {
     }
 }
 
-impl core::error::Error for ChildError {}
+/// The error underneath, for reporters that walk the chain: the child's own remote error,
+/// or the protocol violation it committed. The message says it too: it stands alone.
+impl core::error::Error for ChildError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match &self.kind {
+            ChildErrorKind::Remote(err) => Some(err),
+            ChildErrorKind::Protocol(v) => Some(v),
+            _ => None,
+        }
+    }
+}
 
 /// Why `spawn` was refused.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum SpawnError {
     /// The nursery is tearing down or closed and takes no new children.
     NurseryClosing,
@@ -247,6 +270,7 @@ impl core::error::Error for SpawnError {}
 
 /// Why a user operation on one child (request, cancel, hard stop) was refused.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum ChildOpError {
     /// No child has this id in this nursery.
     UnknownChild(ChildId),

@@ -44,6 +44,7 @@ pub enum Role {
 
 /// What kind of failure a remote error reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum RemoteErrorKind {
     /// The actor's code returned an error.
     Error,
@@ -86,6 +87,8 @@ impl RemoteError {
         RemoteError::new(RemoteErrorKind::Refused, message)
     }
 }
+
+impl core::error::Error for RemoteError {}
 
 impl fmt::Display for RemoteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -491,6 +494,7 @@ impl<'a> Reader<'a> {
 
 /// A frame that cannot be decoded: the channel is out of step and must be torn down.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum FrameError {
     /// The length header announces a body above the limit.
     Oversize {

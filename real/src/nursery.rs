@@ -88,9 +88,11 @@ impl NurseryConfig {
 
 /// What went wrong, typed, with what to do in its message.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Error {
-    /// The nursery could not be opened (the system refused a resource).
-    Open(String),
+    /// The nursery could not be opened: its configuration is invalid (a timeout), or the
+    /// system refused a resource; the error underneath is its `source()`.
+    Open(Box<dyn std::error::Error + Send + Sync>),
     /// The spawn was refused before anything started.
     Spawn(SpawnError),
     /// The spawn was refused: no actor of this name is registered in this program (the same
@@ -132,6 +134,10 @@ pub enum Error {
     TimedOut {
         /// How long the caller waited.
         waited: Duration,
+        /// The child the request went to.
+        child: ChildId,
+        /// Its instance name (empty once the protocol keeps no record of it).
+        name: String,
     },
 }
 
@@ -150,12 +156,28 @@ impl fmt::Display for Error {
             Error::Closed => f.write_str("the nursery closed before the answer came; call teardown() for the report"),
             Error::OtherNursery(c) => write!(f, "the handle of {c} comes from another nursery; use it on the nursery that spawned it"),
             Error::NoResult(c) => write!(f, "{c} is a daemon: it serves requests and has no result; talk to it with request(), end it with stop() or cancel(), or spawn it as Role::RunToResult"),
-            Error::TimedOut { waited } => write!(f, "no reply within {waited:?}; the child still runs and its late reply will be dropped: wait longer, or cancel the child if it is stuck"),
+            Error::TimedOut { waited, child, name } => write!(f, "no reply from {child} `{name}` within {waited:?}; the child still runs and its late reply will be dropped: wait longer, or cancel the child if it is stuck"),
         }
     }
 }
 
-impl std::error::Error for Error {}
+/// Every message stands alone; `source()` gives the error underneath to reporters that
+/// walk the chain: the system's or the configuration's for [`Error::Open`], the handler's
+/// [`RemoteError`] for [`Error::Remote`], and for the protocol's own errors, which this one
+/// shows as they are ([`Error::Spawn`], [`Error::Op`], [`Error::Child`]), what is beneath
+/// them (a child's remote error or protocol violation).
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Open(e) => Some(e.as_ref()),
+            Error::Remote(e) => Some(e),
+            Error::Child(e) => e.source(),
+            Error::Spawn(e) => e.source(),
+            Error::Op(e) => e.source(),
+            _ => None,
+        }
+    }
+}
 
 /// What a role is called in an error message.
 fn role_name(role: Role) -> &'static str {
@@ -280,8 +302,8 @@ impl Nursery {
             limits: config.limits,
             ..SupervisorConfig::default()
         };
-        let sup = Supervisor::new(sup_config).map_err(|e| Error::Open(e.to_string()))?;
-        let mut os = RealOs::new(config.handle_sigint).map_err(|e| Error::Open(e.to_string()))?;
+        let sup = Supervisor::new(sup_config).map_err(|e| Error::Open(Box::new(e)))?;
+        let mut os = RealOs::new(config.handle_sigint).map_err(|e| Error::Open(Box::new(e)))?;
         // Killing and reaping what is left is the server's last act: the reap bound fits it.
         os.set_fork_server_timeout(config.timeouts.reap);
         Ok(Nursery {
@@ -572,6 +594,8 @@ impl Nursery {
             Some(RequestEnd::Answered { result: Err(e), .. }) => Err(Error::Remote(e)),
             Some(RequestEnd::TimedOut) => Err(Error::TimedOut {
                 waited: ticket.timeout.unwrap_or_default(),
+                child,
+                name: self.driver.sup.name(child).unwrap_or_default().into(),
             }),
             Some(RequestEnd::ChildEnded) => Err(self.end_known(child)),
             Some(RequestEnd::Abandoned) | None => {

@@ -1,5 +1,6 @@
 //! One child's end without tearing the nursery down: `kill` now, `outcome` and `wait_child`
-//! for how one child ended, and `wait_any` reporting whichever child ends next.
+//! for how one child ended, and `wait_any` reporting whichever child ends next; and the
+//! errors a runtime author meets, which name their child and chain their `source()`.
 //!
 //! The children are forked from the test's main thread (this harness runs every test there,
 //! so the process is single-threaded and `Fork` is allowed).
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::{MUST, Test};
 use harrow_real::{
     Cancel, ChildErrorKind, Completion, Error, ExitStatus, ForceReason, Nursery, NurseryConfig,
-    Outcome, Registry, RemoteError, SpawnMethod, Task, Timeouts, encode,
+    Outcome, Registry, RemoteError, SpawnMethod, Task, TeardownCause, Timeouts, encode,
 };
 
 /// Doubles what it is sent.
@@ -24,6 +25,8 @@ const STUBBORN: &str = "stubborn";
 const NAPS: [(&str, u64); 3] = [("nap800", 800), ("nap40", 40), ("nap400", 400)];
 /// A task that fails with a message.
 const BROKEN: &str = "broken";
+/// Sleeps the milliseconds it is sent, then answers them.
+const SLEEPY: &str = "sleepy";
 
 /// Sleeps its milliseconds, deaf to its cancel, then returns them.
 struct Nap(u64);
@@ -38,6 +41,10 @@ impl Task for Nap {
 fn registry() -> Registry {
     let mut r = Registry::new()
         .handler(DOUBLE, |n: u64| Ok::<u64, String>(n * 2))
+        .handler(SLEEPY, |ms: u64| {
+            sleep(Duration::from_millis(ms));
+            Ok::<u64, String>(ms)
+        })
         .task(STUBBORN, || Nap(60_000))
         .main(BROKEN, || -> Result<u64, String> {
             Err("broken on purpose".into())
@@ -66,6 +73,10 @@ fn main() -> ExitCode {
         Test {
             name: "wait_any_reports_whichever_child_ends_next",
             run: wait_any_reports_whichever_child_ends_next,
+        },
+        Test {
+            name: "errors_name_their_child_and_chain_their_source",
+            run: errors_name_their_child_and_chain_their_source,
         },
         Test {
             name: "a_handle_of_another_nursery_is_refused_by_kill_and_wait_child",
@@ -156,7 +167,8 @@ fn wait_child_reports_the_error_of_a_failed_child() {
         Err(e) if is_its_error(&e) => {}
         other => panic!("a failed task's end, asked again: {other:?}"),
     }
-    n.teardown();
+    let report = n.teardown();
+    assert_eq!(report.cause, Some(TeardownCause::ChildFailed(broken.id())));
 }
 
 /// Three tasks that end in another order than they were spawned in: `wait_any` reports each
@@ -204,4 +216,45 @@ fn a_handle_of_another_nursery_is_refused_by_kill_and_wait_child() {
     for report in [a.teardown(), b.teardown()] {
         assert!(report.errors.is_empty(), "{:?}", report.errors);
     }
+}
+
+/// A timed-out request names the child it went to (id and instance name); a child's failure
+/// has the child's own remote error as its `source()`; a nursery refused for its timeouts
+/// has the policy's error as its `source()`.
+fn errors_name_their_child_and_chain_their_source() {
+    let zero = Timeouts {
+        cancel_ack: Duration::ZERO,
+        ..Timeouts::default()
+    };
+    match Nursery::open_with(NurseryConfig::default().with_timeouts(zero)) {
+        Err(e @ Error::Open(_)) => {
+            let policy = std::error::Error::source(&e).expect("the policy's error");
+            assert!(policy.to_string().contains("cancel_ack"), "{policy}");
+        }
+        other => panic!("a zero timeout opened {other:?}"),
+    }
+    let mut n = forking();
+    let sleepy = n.spawn("dozy", SLEEPY).unwrap();
+    match n.request_within::<u64, u64>(sleepy, &500, Duration::from_millis(20)) {
+        Err(e @ Error::TimedOut { .. }) => {
+            let Error::TimedOut { child, name, .. } = &e else {
+                unreachable!()
+            };
+            assert_eq!((*child, name.as_str()), (sleepy.id(), "dozy"));
+            assert!(e.to_string().contains("`dozy`"), "{e}");
+        }
+        other => panic!("a request past its timeout returned {other:?}"),
+    }
+    let broken = n.spawn("broken", BROKEN).unwrap();
+    match n.wait_child(broken, Some(MUST)) {
+        Err(e @ Error::Child(_)) => {
+            assert!(e.to_string().contains("`broken`"), "{e}");
+            let remote = std::error::Error::source(&e).expect("the child's remote error");
+            let remote = remote.downcast_ref::<RemoteError>().expect("a RemoteError");
+            assert_eq!(remote.message, "broken on purpose");
+        }
+        other => panic!("a failed task's end: {other:?}"),
+    }
+    let report = n.teardown();
+    assert_eq!(report.cause, Some(TeardownCause::ChildFailed(broken.id())));
 }

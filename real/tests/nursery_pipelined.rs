@@ -17,7 +17,7 @@ use harrow_model::error::ChildOpError;
 use harrow_real::internals::unclaimed_replies;
 use harrow_real::{
     Child, ChildErrorKind, Completion, Error, Limits, Nursery, NurseryConfig, Registry,
-    SpawnMethod, Ticket, Timeouts,
+    SpawnMethod, TeardownCause, Ticket, Timeouts,
 };
 
 /// Sleeps the milliseconds it is sent (the second number), then answers the tag (the first).
@@ -129,7 +129,8 @@ fn hundred_in_flight_across_ten_children_out_of_order() {
     }
     assert_eq!(unclaimed_replies(&n), 0);
     assert_eq!(n.wait_any(Some(Duration::ZERO)).unwrap(), None);
-    n.teardown();
+    let report = n.teardown();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
 }
 
 /// Past `max_in_flight` a request is refused at once with a typed error (answers not taken
@@ -160,7 +161,8 @@ fn past_max_in_flight_is_a_typed_error() {
         Err(Error::Op(ChildOpError::UnknownRequest { .. })) => {}
         other => panic!("a ticket taken twice returned {other:?}"),
     }
-    n.teardown();
+    let report = n.teardown();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
 }
 
 /// A ticket is answered on the nursery that sent its request only, never taken for the
@@ -182,8 +184,10 @@ fn ticket_of_another_nursery_is_refused() {
     assert!(matches!(b.abandon(ta), Err(Error::OtherNursery(_))));
     assert_eq!(b.wait::<u64>(tb).unwrap(), 2);
     assert_eq!(a.wait::<u64>(ta).unwrap(), 1);
-    b.teardown();
-    a.teardown();
+    let report = b.teardown();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let report = a.teardown();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
 }
 
 /// A host loop that waits on the nursery's descriptor with poll(2), its timeout the
@@ -222,7 +226,7 @@ fn host_loop_polls_the_descriptor() {
             };
             match n.try_take::<u64>(tickets[&id]).expect("reported ended") {
                 Ok(tag) => answered.push(tag),
-                Err(Error::TimedOut { waited }) if id == late.id() => {
+                Err(Error::TimedOut { waited, .. }) if id == late.id() => {
                     assert_eq!(waited, Duration::from_millis(50));
                     timed_out = true;
                 }
@@ -232,7 +236,8 @@ fn host_loop_polls_the_descriptor() {
     }
     answered.sort_unstable();
     assert_eq!(answered, (0..20).collect::<Vec<_>>());
-    n.teardown();
+    let report = n.teardown();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
 }
 
 /// A child SIGKILLed with ten requests in flight: each of its tickets ends with the child's
@@ -273,5 +278,6 @@ fn child_killed_mid_batch_ends_each_ticket_with_its_error() {
     // nothing else is left.
     assert_eq!(n.wait_any(Some(MUST)).unwrap(), Some(Completion::Ended(c)));
     assert!(matches!(n.wait_any(Some(MUST)), Err(Error::Closed)));
-    n.teardown();
+    let report = n.teardown();
+    assert_eq!(report.cause, Some(TeardownCause::ChildFailed(c.id())));
 }

@@ -15,7 +15,8 @@ use harrow_model::error::{ChildOpError, SpawnError};
 use harrow_real::internals::unclaimed_replies;
 use harrow_real::sys::fds::CHILD_CHANNEL_FD;
 use harrow_real::{
-    ChildErrorKind, Error, Nursery, NurseryConfig, Registry, Role, SpawnMethod, Timeouts,
+    ChildErrorKind, Error, Nursery, NurseryConfig, Registry, Role, SpawnMethod, TeardownCause,
+    Timeouts,
 };
 
 /// Sleeps the number of milliseconds it is sent, then answers it.
@@ -127,7 +128,8 @@ fn bug_abandoned_requests_forgotten_when_child_ends() {
         1,
         "`gone` ended: only `busy`'s abandoned request may still be kept"
     );
-    n.teardown();
+    let report = n.teardown();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
 }
 
 /// A nursery spawning by `Fork` with the default timeouts (whose kill grace outlasts a
@@ -159,7 +161,8 @@ fn bug_request_to_dying_child_returns_closed() {
     let child = n.spawn("dying", HANGS_UP).unwrap();
     let err = n.request::<(), u64>(child, &()).unwrap_err();
     assert_died(err, "a request to a child that died handling it");
-    n.teardown();
+    let report = n.teardown();
+    assert_eq!(report.cause, Some(TeardownCause::ChildFailed(child.id())));
 }
 
 /// The same for `result`: a run-to-result child that died before its result came made
@@ -172,7 +175,8 @@ fn bug_result_of_dying_child_returns_closed() {
         .unwrap();
     let err = n.result::<u64>(child).unwrap_err();
     assert_died(err, "result() of a child that died before its result");
-    n.teardown();
+    let report = n.teardown();
+    assert_eq!(report.cause, Some(TeardownCause::ChildFailed(child.id())));
 }
 
 /// One-cancels-all took effect only when the failed child was reaped: for as long as it took
@@ -204,7 +208,8 @@ fn bug_one_cancels_all_waits_for_the_reap() {
         Err(Error::Spawn(SpawnError::NurseryClosing)) => {}
         other => panic!("a nursery with a failing child accepted a spawn: {other:?}"),
     }
-    n.teardown();
+    let report = n.teardown();
+    assert_eq!(report.cause, Some(TeardownCause::ChildFailed(dying.id())));
 }
 
 /// SIGINT during a request returned `Error::Closed`, not the documented `Interrupted`: the
@@ -231,5 +236,6 @@ fn bug_sigint_during_request_returns_closed() {
         other => panic!("a request interrupted by SIGINT returned {other:?}"),
     }
     interrupter.join().unwrap();
-    n.teardown();
+    let report = n.teardown();
+    assert_eq!(report.cause, Some(TeardownCause::Interrupted));
 }

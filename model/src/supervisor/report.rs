@@ -111,6 +111,7 @@ impl Tally {
 /// spawned last, which for a nursery that never spawned more than that is every child;
 /// `retired` counts the outcomes of every retired child, listed or not.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[must_use = "the report is the only account of how the children ended and which errors they had"]
 pub struct TeardownReport {
     /// Why the nursery tore down, if it did.
     pub cause: Option<TeardownCause>,

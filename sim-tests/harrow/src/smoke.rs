@@ -1489,7 +1489,7 @@ pub fn request_timeout(method: SpawnMethod) -> Verdict {
             let child = n.spawn("slow", SLOW)?;
             let started = Instant::now();
             match n.request_within::<u64, u64>(child, &400, timeout) {
-                Err(Error::TimedOut { waited }) if waited == timeout => {}
+                Err(Error::TimedOut { waited, .. }) if waited == timeout => {}
                 other => return Err(Failure(format!("a 400 ms request returned {other:?}"))),
             }
             let took = started.elapsed();
