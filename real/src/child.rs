@@ -3,6 +3,7 @@
 use std::any::Any;
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
+use std::sync::OnceLock;
 
 use harrow_model::Flaws;
 use harrow_model::child::ChildRuntime;
@@ -23,8 +24,63 @@ const RECV_BUF: usize = 4096;
 /// reading a parent that keeps sending; what is left is read at its next question.
 const MAX_POLL_READS: usize = 16;
 
-/// Requests a child runs at once, at most.
-const MAX_IN_FLIGHT: u32 = 256;
+/// What bounds a child's side of its channel, as its nursery's configuration says: carried
+/// to the child at its launch (an argument of the closure, the thread or the re-executed
+/// program; the fork server's own arguments, for every child it forks), never assumed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ChildLimits {
+    /// The largest frame either side sends or accepts.
+    pub(crate) max_frame: u32,
+    /// Requests the child takes on at once, at most.
+    pub(crate) max_in_flight: u32,
+}
+
+impl Default for ChildLimits {
+    /// The protocol's defaults: [`DEFAULT_MAX_FRAME`] and `Limits::default().max_in_flight`.
+    fn default() -> Self {
+        ChildLimits {
+            max_frame: DEFAULT_MAX_FRAME,
+            max_in_flight: harrow_model::Limits::default().max_in_flight,
+        }
+    }
+}
+
+impl ChildLimits {
+    /// The limits as program arguments, for a re-executed child or fork server.
+    pub(crate) fn to_args(self) -> [String; 2] {
+        [self.max_frame.to_string(), self.max_in_flight.to_string()]
+    }
+
+    /// The limits from the program arguments [`ChildLimits::to_args`] made; the defaults if
+    /// there are none (a fork server started by hand).
+    pub(crate) fn from_args(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
+        let (Some(frame), Some(in_flight)) = (args.next(), args.next()) else {
+            return Ok(ChildLimits::default());
+        };
+        let number = |what: &str, arg: &str| {
+            arg.parse::<u32>()
+                .map_err(|e| format!("the child's {what} argument `{arg}` is not a number: {e}"))
+        };
+        Ok(ChildLimits {
+            max_frame: number("max_frame", &frame)?,
+            max_in_flight: number("max_in_flight", &in_flight)?,
+        })
+    }
+}
+
+/// The limits of every child this process forks as a fork server, from its arguments.
+static SERVED_LIMITS: OnceLock<ChildLimits> = OnceLock::new();
+
+/// Sets the limits of the children this fork server forks; the first call wins.
+pub(crate) fn serve_with(limits: ChildLimits) {
+    let _ = SERVED_LIMITS.set(limits);
+}
+
+/// A fork server's child body: [`run_actor`] with the limits the server was started with.
+pub(crate) fn run_served_actor(actor: &str, channel: OwnedFd) -> i32 {
+    let limits = SERVED_LIMITS.get().copied().unwrap_or_default();
+    run_actor_as(actor, channel, std::process::id(), limits)
+}
 
 /// The channel to the parent, read with blocking calls: a child waits on nothing else.
 struct Channel {
@@ -92,15 +148,17 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Runs the named actor over `channel` until the protocol says to exit; returns the code.
-///
-/// The entry of every child: forked, served by the fork server, re-executed, or on a thread.
+/// Runs the named actor over `channel` with the protocol's default limits until the
+/// protocol says to exit; returns the code.
 pub fn run_actor(actor: &str, channel: OwnedFd) -> i32 {
-    run_actor_as(actor, channel, std::process::id())
+    run_actor_as(actor, channel, std::process::id(), ChildLimits::default())
 }
 
-/// [`run_actor`] announcing `pid` in the handshake (0 for a thread child).
-pub(crate) fn run_actor_as(actor: &str, channel: OwnedFd, pid: u32) -> i32 {
+/// Runs the named actor over `channel` within `limits`, announcing `pid` in the handshake
+/// (0 for a thread child), until the protocol says to exit; returns the code.
+///
+/// The entry of every child: forked, served by the fork server, re-executed, or on a thread.
+pub(crate) fn run_actor_as(actor: &str, channel: OwnedFd, pid: u32, limits: ChildLimits) -> i32 {
     let Some(mut actor_impl) = registry_ref().make(actor) else {
         eprintln!(
             "harrow: no actor named `{actor}` is registered in this program; register it in the \
@@ -114,9 +172,43 @@ pub(crate) fn run_actor_as(actor: &str, channel: OwnedFd, pid: u32) -> i32 {
         buf: [0; RECV_BUF],
     };
 
-    let runtime = ChildRuntime::new(pid, Flaws::NONE, MAX_IN_FLIGHT);
-    match run_child(&mut os, &mut actor_impl, runtime, DEFAULT_MAX_FRAME) {
+    let runtime = ChildRuntime::new(pid, Flaws::NONE, limits.max_in_flight);
+    match run_child(&mut os, &mut actor_impl, runtime, limits.max_frame) {
         ChildExit::Code(code) => code,
         ChildExit::Killed => exit::KILLED,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChildLimits;
+
+    fn args(a: &[&str]) -> impl Iterator<Item = String> {
+        a.iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn limits_round_trip_through_the_arguments_and_a_bad_one_says_which() {
+        let limits = ChildLimits {
+            max_frame: 4096,
+            max_in_flight: 8,
+        };
+        let [frame, in_flight] = limits.to_args();
+        assert_eq!(
+            ChildLimits::from_args(args(&[&frame, &in_flight])),
+            Ok(limits)
+        );
+        assert_eq!(
+            ChildLimits::from_args(args(&[])),
+            Ok(ChildLimits::default())
+        );
+        let err = ChildLimits::from_args(args(&["4096", "many"])).unwrap_err();
+        assert!(
+            err.contains("max_in_flight") && err.contains("`many`"),
+            "{err}"
+        );
     }
 }

@@ -137,8 +137,18 @@ impl ForkServer {
 
     /// [`ForkServer::start`] with `timeout` as the bound of every wait on the server.
     pub fn start_with_timeout(timeout: Duration) -> Result<ForkServer, ForkServerError> {
+        ForkServer::start_with_args(timeout, &[])
+    }
+
+    /// [`ForkServer::start_with_timeout`], the server's program given `args` (the limits
+    /// of the children it forks, `ChildLimits::to_args`).
+    pub(crate) fn start_with_args(
+        timeout: Duration,
+        args: &[String],
+    ) -> Result<ForkServer, ForkServerError> {
         let (ours, theirs) = channel_pair().map_err(ForkServerError::Start)?;
-        let server = exec_self(ROLE, &[], theirs).map_err(ForkServerError::Start)?;
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        let server = exec_self(ROLE, &args, theirs).map_err(ForkServerError::Start)?;
         let mut client = ForkServer {
             control: Some(ours),
             server,

@@ -30,7 +30,7 @@ mod sys;
 pub use actor::{Registry, decode, encode};
 // The protocol's types a user meets in errors, reports and configuration.
 pub use harrow_model::actor::{Cancel, Daemon, Task};
-pub use harrow_model::error::ProtocolViolation;
+pub use harrow_model::error::{ChildOpError, ProtocolViolation, SpawnError};
 pub use harrow_model::exit;
 pub use harrow_model::supervisor::{
     ChildSummary, ForceReason, Outcome, Tally, TeardownCause, TeardownReport,
@@ -42,7 +42,7 @@ pub use harrow_model::{
 };
 pub use nursery::{Child, Completion, Error, Nursery, NurseryConfig, Ticket};
 
-use child::run_actor;
+use child::{ChildLimits, run_actor_as};
 
 /// Not part of the API: what harrow's own smoke scenarios, benchmarks and tests reach into.
 ///
@@ -86,9 +86,10 @@ pub fn init(registry: Registry) {
     actor::install(registry);
     match sys::inherited_role().as_deref() {
         Some(ROLE_ACTOR) => {
-            let name = std::env::args().nth(1).unwrap_or_default();
-            let code = match sys::adopt_inherited_channel() {
-                Ok(channel) => run_actor(&name, channel),
+            let mut args = std::env::args().skip(1);
+            let name = args.next().unwrap_or_default();
+            let code = match adopt_with_limits(args) {
+                Ok((channel, limits)) => run_actor_as(&name, channel, std::process::id(), limits),
                 Err(e) => {
                     eprintln!("harrow: {e}");
                     2
@@ -98,8 +99,11 @@ pub fn init(registry: Registry) {
             sys::exit_flushed(code)
         }
         Some(ROLE_START_ONLY) => sys::exit_now(0),
-        Some(ROLE_FORK_SERVER) => match sys::adopt_inherited_channel() {
-            Ok(control) => forkserver::server_main(control, run_actor),
+        Some(ROLE_FORK_SERVER) => match adopt_with_limits(std::env::args().skip(1)) {
+            Ok((control, limits)) => {
+                child::serve_with(limits);
+                forkserver::server_main(control, child::run_served_actor)
+            }
             Err(e) => {
                 eprintln!("harrow: {e}");
                 sys::exit_now(2)
@@ -107,4 +111,14 @@ pub fn init(registry: Registry) {
         },
         _ => {}
     }
+}
+
+/// The channel a re-executed child or fork server inherited, and the limits its arguments
+/// carry ([`ChildLimits::from_args`]).
+fn adopt_with_limits(
+    args: impl Iterator<Item = String>,
+) -> Result<(std::os::fd::OwnedFd, ChildLimits), String> {
+    let limits = ChildLimits::from_args(args)?;
+    let channel = sys::adopt_inherited_channel().map_err(|e| e.to_string())?;
+    Ok((channel, limits))
 }

@@ -12,12 +12,13 @@ use harrow_model::supervisor::{
     Event, NurseryPhase, Outcome, Phase, RequestEnd, SpawnSpec, Supervisor, SupervisorConfig,
     TeardownCause, TeardownReport,
 };
-use harrow_model::wire::{RemoteError, Role};
+use harrow_model::wire::{DEFAULT_MAX_FRAME, RemoteError, Role};
 use harrow_model::{ChildId, Limits, RequestId, SpawnMethod, Timeouts, Timestamp};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::actor::{decode, encode, registry_ref};
+use crate::child::ChildLimits;
 use crate::os::RealOs;
 
 /// How a nursery behaves: start from [`NurseryConfig::default`] and change what you need
@@ -43,6 +44,12 @@ pub struct NurseryConfig {
     /// cannot be re-armed safely, so a SIGINT sent to that child directly ends it (and, by
     /// their parent-death signal, its own children), which its parent reports.
     pub handle_sigint: bool,
+    /// The largest frame either side of a child's channel sends or accepts, in bytes: a
+    /// request, reply or result payload may be up to `harrow_model::wire::max_payload` of
+    /// it. The child is given it at launch, with `limits.max_in_flight`. Between
+    /// [`NurseryConfig::MIN_FRAME`] and [`NurseryConfig::MAX_FRAME`];
+    /// [`harrow_model::wire::DEFAULT_MAX_FRAME`] (1 MiB) by default.
+    pub max_frame: u32,
 }
 
 impl Default for NurseryConfig {
@@ -53,11 +60,32 @@ impl Default for NurseryConfig {
             timeouts: Timeouts::default(),
             limits: Limits::default(),
             handle_sigint: true,
+            max_frame: DEFAULT_MAX_FRAME,
         }
     }
 }
 
 impl NurseryConfig {
+    /// The smallest `max_frame`: room for every message of the protocol's own, and for an
+    /// error that says a payload was too large.
+    pub const MIN_FRAME: u32 = 1024;
+    /// The largest `max_frame` (1 GiB): a frame is held whole in memory on both sides.
+    pub const MAX_FRAME: u32 = 1 << 30;
+
+    /// This configuration with its frame limit set to `max_frame` bytes.
+    #[must_use]
+    pub fn with_max_frame(self, max_frame: u32) -> Self {
+        NurseryConfig { max_frame, ..self }
+    }
+
+    /// What the child is told at its launch.
+    fn child_limits(&self) -> ChildLimits {
+        ChildLimits {
+            max_frame: self.max_frame,
+            max_in_flight: self.limits.max_in_flight,
+        }
+    }
+
     /// This configuration with `spawn`'s method set to `method`.
     #[must_use]
     pub fn with_method(self, method: SpawnMethod) -> Self {
@@ -297,13 +325,25 @@ impl Nursery {
 
     /// A nursery with this configuration.
     pub fn open_with(config: NurseryConfig) -> Result<Nursery, Error> {
+        let frames = NurseryConfig::MIN_FRAME..=NurseryConfig::MAX_FRAME;
+        if !frames.contains(&config.max_frame) {
+            let why = format!(
+                "max_frame is {} bytes; it must be between {} and {} bytes: set it within those",
+                config.max_frame,
+                frames.start(),
+                frames.end()
+            );
+            return Err(Error::Open(why.into()));
+        }
         let sup_config = SupervisorConfig {
             timeouts: config.timeouts,
             limits: config.limits,
+            max_frame: config.max_frame,
             ..SupervisorConfig::default()
         };
         let sup = Supervisor::new(sup_config).map_err(|e| Error::Open(Box::new(e)))?;
         let mut os = RealOs::new(config.handle_sigint).map_err(|e| Error::Open(Box::new(e)))?;
+        os.set_child_limits(config.child_limits());
         // Killing and reaping what is left is the server's last act: the reap bound fits it.
         os.set_fork_server_timeout(config.timeouts.reap);
         Ok(Nursery {

@@ -16,7 +16,7 @@ use harrow_model::driver::{Os, OsEvent, WaitError};
 use harrow_model::{ChildId, ExitStatus, Situation, SpawnMethod, Timestamp, Uncounted};
 
 use crate::actor;
-use crate::child::run_actor_as;
+use crate::child::{ChildLimits, run_actor_as};
 use crate::forkserver::ForkServer;
 use crate::spawner;
 use crate::sys::{
@@ -74,6 +74,8 @@ pub struct RealOs {
     spawner: Option<spawner::Lease>,
     /// The bound of every wait on the fork server, its drop's included.
     fork_server_timeout: Duration,
+    /// What bounds each child's side of its channel, carried to it at its launch.
+    child_limits: ChildLimits,
     buf: Vec<u8>,
     prelude: Prelude,
 }
@@ -116,6 +118,7 @@ impl RealOs {
             fork_server: None,
             spawner: None,
             fork_server_timeout: crate::forkserver::DEFAULT_TIMEOUT,
+            child_limits: ChildLimits::default(),
             buf: vec![0; 64 * 1024],
             prelude: Prelude::STANDARD,
         })
@@ -134,6 +137,12 @@ impl RealOs {
         if let Some(server) = self.fork_server.as_mut() {
             server.set_timeout(timeout);
         }
+    }
+
+    /// Sets the limits every child launched from now on runs with (before the first spawn:
+    /// the fork server, started then, keeps those it was started with).
+    pub(crate) fn set_child_limits(&mut self, limits: ChildLimits) {
+        self.child_limits = limits;
     }
 
     /// Forks children without the fd scrub: only for the smoke scenario that shows the
@@ -166,10 +175,11 @@ impl RealOs {
         method: SpawnMethod,
         theirs: OwnedFd,
     ) -> Result<Kind, String> {
+        let limits = self.child_limits;
         match method {
             SpawnMethod::Fork => {
                 let child = sys::fork_child(self.prelude, theirs, |fd| {
-                    run_actor_as(actor, fd, std::process::id())
+                    run_actor_as(actor, fd, std::process::id(), limits)
                 });
                 child.map(Kind::Process).map_err(|e| e.to_string())
             }
@@ -179,7 +189,8 @@ impl RealOs {
                         "Exec needs harrow_real::init(registry) as the first line of main".into(),
                     );
                 }
-                let args = [std::ffi::OsStr::new(actor)];
+                let [frame, in_flight] = limits.to_args();
+                let args = [actor, &frame, &in_flight].map(std::ffi::OsStr::new);
                 spawner::exec_self(crate::ROLE_ACTOR, &args, theirs, &mut self.spawner)
                     .map(Kind::Process)
                     .map_err(|e| e.to_string())
@@ -195,7 +206,8 @@ impl RealOs {
                     "ForkServer needs harrow_real::init(registry) as the first line of main".into(),
                 );
             }
-            let server = ForkServer::start_with_timeout(self.fork_server_timeout);
+            let args = self.child_limits.to_args();
+            let server = ForkServer::start_with_args(self.fork_server_timeout, &args);
             self.fork_server = Some(server.map_err(|e| e.to_string())?);
         }
         let server = self.fork_server.as_mut().expect("started above");
@@ -212,12 +224,13 @@ impl RealOs {
     fn spawn_thread(&mut self, actor: &str, theirs: OwnedFd) -> Result<Kind, String> {
         let done = Arc::new(AtomicBool::new(false));
         let (flag, wake, name) = (done.clone(), self.wake_write.clone(), actor.to_string());
+        let limits = self.child_limits;
         let handle = std::thread::Builder::new()
             .name(format!("harrow-{actor}"))
             .spawn(move || {
                 // A panic is this child's exit (as a forked child's is): caught, so the flag
                 // and the wake-up below still tell the loop, which reaps it as exit code 101.
-                let run = std::panic::AssertUnwindSafe(|| run_actor_as(&name, theirs, 0));
+                let run = std::panic::AssertUnwindSafe(|| run_actor_as(&name, theirs, 0, limits));
                 let code = std::panic::catch_unwind(run).unwrap_or(harrow_model::exit::PANIC);
                 // The flag first, then the byte: the loop drains the pipe, then reads flags.
                 flag.store(true, Ordering::SeqCst);

@@ -1,6 +1,7 @@
 //! One child's end without tearing the nursery down: `kill` now, `outcome` and `wait_child`
 //! for how one child ended, and `wait_any` reporting whichever child ends next; and the
-//! errors a runtime author meets, which name their child and chain their `source()`.
+//! errors a runtime author meets, which name their child and chain their `source()`; and
+//! `max_frame`, configured in the parent and carried to the child by every spawn method.
 //!
 //! The children are forked from the test's main thread (this harness runs every test there,
 //! so the process is single-threaded and `Fork` is allowed).
@@ -12,9 +13,11 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use common::{MUST, Test};
+use harrow_model::wire::{DEFAULT_MAX_FRAME, max_payload};
 use harrow_real::{
-    Cancel, ChildErrorKind, Completion, Error, ExitStatus, ForceReason, Nursery, NurseryConfig,
-    Outcome, Registry, RemoteError, SpawnMethod, Task, TeardownCause, Timeouts, encode,
+    Cancel, ChildErrorKind, ChildOpError, Completion, Error, ExitStatus, ForceReason, Nursery,
+    NurseryConfig, Outcome, Registry, RemoteError, SpawnMethod, Task, TeardownCause, Timeouts,
+    encode,
 };
 
 /// Doubles what it is sent.
@@ -27,6 +30,8 @@ const NAPS: [(&str, u64); 3] = [("nap800", 800), ("nap40", 40), ("nap400", 400)]
 const BROKEN: &str = "broken";
 /// Sleeps the milliseconds it is sent, then answers them.
 const SLEEPY: &str = "sleepy";
+/// Answers as many bytes as it is asked for.
+const SIZED: &str = "sized";
 
 /// Sleeps its milliseconds, deaf to its cancel, then returns them.
 struct Nap(u64);
@@ -41,6 +46,9 @@ impl Task for Nap {
 fn registry() -> Registry {
     let mut r = Registry::new()
         .handler(DOUBLE, |n: u64| Ok::<u64, String>(n * 2))
+        .handler(SIZED, |len: u32| {
+            Ok::<Vec<u8>, String>(vec![7; len as usize])
+        })
         .handler(SLEEPY, |ms: u64| {
             sleep(Duration::from_millis(ms));
             Ok::<u64, String>(ms)
@@ -77,6 +85,14 @@ fn main() -> ExitCode {
         Test {
             name: "errors_name_their_child_and_chain_their_source",
             run: errors_name_their_child_and_chain_their_source,
+        },
+        Test {
+            name: "a_small_max_frame_is_carried_to_the_child_by_every_method",
+            run: a_small_max_frame_is_carried_to_the_child_by_every_method,
+        },
+        Test {
+            name: "the_default_max_frame_is_unchanged_and_a_bad_one_refused",
+            run: the_default_max_frame_is_unchanged_and_a_bad_one_refused,
         },
         Test {
             name: "a_handle_of_another_nursery_is_refused_by_kill_and_wait_child",
@@ -257,4 +273,61 @@ fn errors_name_their_child_and_chain_their_source() {
     }
     let report = n.teardown();
     assert_eq!(report.cause, Some(TeardownCause::ChildFailed(broken.id())));
+}
+
+/// With `max_frame` set to 1 KiB, a request over its payload limit is refused before it is
+/// sent, and a child asked for a reply over it answers with a remote error that says so and
+/// keeps serving: the child knows the configured limit (with the default one it would have
+/// sent the 2,000 bytes, a frame its parent refuses as malformed). For every spawn method.
+fn a_small_max_frame_is_carried_to_the_child_by_every_method() {
+    let limit = max_payload(NurseryConfig::MIN_FRAME);
+    for method in [
+        SpawnMethod::Fork,
+        SpawnMethod::Exec,
+        SpawnMethod::ForkServer,
+        SpawnMethod::Thread,
+    ] {
+        let config = NurseryConfig::default()
+            .with_method(method)
+            .with_handle_sigint(false)
+            .with_max_frame(NurseryConfig::MIN_FRAME);
+        let mut n = Nursery::open_with(config).expect("open a nursery");
+        let sized = n.spawn("sized", SIZED).unwrap();
+        match n.request::<Vec<u8>, Vec<u8>>(sized, &vec![0; 2000]) {
+            Err(Error::Op(ChildOpError::PayloadTooLarge { max, .. })) => assert_eq!(max, limit),
+            other => panic!("{method:?}: a request over the limit gave {other:?}"),
+        }
+        match n.request::<u32, Vec<u8>>(sized, &2000) {
+            Err(Error::Remote(e)) => {
+                assert!(
+                    e.message.contains(&format!("{limit}-byte payload limit")),
+                    "{e}"
+                )
+            }
+            other => panic!("{method:?}: a reply over the limit gave {other:?}"),
+        }
+        let fits = n.request::<u32, Vec<u8>>(sized, &900).unwrap();
+        assert_eq!(fits.len(), 900, "{method:?}");
+        let report = n.teardown();
+        assert!(report.errors.is_empty(), "{method:?}: {:?}", report.errors);
+    }
+}
+
+/// The default frame limit is still 1 MiB, on both sides: a 100,000-byte reply comes back
+/// whole. A `max_frame` outside the bounds is refused when the nursery opens.
+fn the_default_max_frame_is_unchanged_and_a_bad_one_refused() {
+    assert_eq!(NurseryConfig::default().max_frame, DEFAULT_MAX_FRAME);
+    assert_eq!(DEFAULT_MAX_FRAME, 1 << 20);
+    let mut n = forking();
+    let sized = n.spawn("sized", SIZED).unwrap();
+    let big = n.request::<u32, Vec<u8>>(sized, &100_000).unwrap();
+    assert_eq!(big.len(), 100_000);
+    let report = n.teardown();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    for bad in [NurseryConfig::MIN_FRAME - 1, NurseryConfig::MAX_FRAME + 1] {
+        match Nursery::open_with(NurseryConfig::default().with_max_frame(bad)) {
+            Err(e @ Error::Open(_)) => assert!(e.to_string().contains("max_frame"), "{e}"),
+            other => panic!("max_frame {bad} opened {other:?}"),
+        }
+    }
 }
