@@ -76,7 +76,7 @@ pub(crate) fn serve_with(limits: ChildLimits) {
     let _ = SERVED_LIMITS.set(limits);
 }
 
-/// A fork server's child body: [`run_actor`] with the limits the server was started with.
+/// A fork server's child body: [`run_actor_as`] with the limits the server was started with.
 pub(crate) fn run_served_actor(actor: &str, channel: OwnedFd) -> i32 {
     let limits = SERVED_LIMITS.get().copied().unwrap_or_default();
     run_actor_as(actor, channel, std::process::id(), limits)
@@ -146,12 +146,6 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
         (_, Some(text)) => text.clone(),
         _ => "the actor panicked with a value that is not a message".to_owned(),
     }
-}
-
-/// Runs the named actor over `channel` with the protocol's default limits until the
-/// protocol says to exit; returns the code.
-pub fn run_actor(actor: &str, channel: OwnedFd) -> i32 {
-    run_actor_as(actor, channel, std::process::id(), ChildLimits::default())
 }
 
 /// Runs the named actor over `channel` within `limits`, announcing `pid` in the handshake

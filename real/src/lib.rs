@@ -7,8 +7,6 @@
 pub struct ReadmeDoctests;
 
 mod actor;
-// `child` and `os` have items that only `internals` re-exports.
-#[cfg_attr(not(feature = "internals"), allow(unreachable_pub))]
 mod child;
 #[cfg(feature = "internals")]
 pub mod forkserver;
@@ -16,6 +14,7 @@ pub mod forkserver;
 #[allow(unreachable_pub, dead_code, unused_imports)]
 mod forkserver;
 mod nursery;
+// `os` has items that only `internals` re-exports.
 #[cfg_attr(not(feature = "internals"), allow(unreachable_pub, dead_code))]
 mod os;
 mod spawner;
@@ -40,7 +39,7 @@ pub use harrow_model::{
     ChildError, ChildErrorKind, ChildId, ExitStatus, Initiator, Limits, RequestId, SpawnMethod,
     Timeouts, Timestamp,
 };
-pub use nursery::{Child, Completion, Error, Nursery, NurseryConfig, Ticket};
+pub use nursery::{Child, Completion, Error, Nursery, NurseryConfig, SpawnBuilder, Ticket};
 
 use child::{ChildLimits, run_actor_as};
 
@@ -50,7 +49,6 @@ use child::{ChildLimits, run_actor_as};
 /// on and a program built on this crate never needs; nothing here is stable.
 #[cfg(feature = "internals")]
 pub mod internals {
-    pub use crate::child::run_actor;
     pub use crate::os::RealOs;
 
     /// The role of a re-executed child that exits 0 as soon as `init` sees it: the raw cost

@@ -298,6 +298,66 @@ pub enum Completion {
     Ended(Child),
 }
 
+/// A spawn being set up, from [`Nursery::spawner`]: the role comes from the registry, the
+/// rest has defaults that its methods change.
+///
+/// ```no_run
+/// # use harrow_real::{Nursery, SpawnMethod};
+/// # fn f(nursery: &mut Nursery) -> Result<(), harrow_real::Error> {
+/// let child = nursery.spawner("upper").name("upper-1").method(SpawnMethod::Exec).spawn()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[must_use = "nothing is spawned until `spawn` or `start` is called"]
+pub struct SpawnBuilder<'n> {
+    nursery: &'n mut Nursery,
+    actor: String,
+    name: Option<String>,
+    method: SpawnMethod,
+}
+
+impl SpawnBuilder<'_> {
+    /// Names the child `name` (unique among the nursery's live children; the actor's name
+    /// if not set).
+    pub fn name(self, name: &str) -> Self {
+        SpawnBuilder {
+            name: Some(name.into()),
+            ..self
+        }
+    }
+
+    /// Spawns the child by `method` rather than by the nursery's.
+    pub fn method(self, method: SpawnMethod) -> Self {
+        SpawnBuilder { method, ..self }
+    }
+
+    /// Spawns the child; returns once it has completed its handshake (or failed, within the
+    /// boot timeout). See [`Nursery::start_with`] for what is refused before anything starts.
+    pub fn spawn(self) -> Result<Child, Error> {
+        let nursery = &mut *self.nursery;
+        let child = Self::start_in(nursery, &self.actor, self.name.as_deref(), self.method)?;
+        nursery.ready(child)?;
+        Ok(child)
+    }
+
+    /// Starts the child and returns at once, before its handshake ([`Nursery::ready`] waits
+    /// for it).
+    pub fn start(self) -> Result<Child, Error> {
+        Self::start_in(self.nursery, &self.actor, self.name.as_deref(), self.method)
+    }
+
+    fn start_in(
+        nursery: &mut Nursery,
+        actor: &str,
+        name: Option<&str>,
+        method: SpawnMethod,
+    ) -> Result<Child, Error> {
+        // An actor the registry does not know has no role: `start_with` refuses it by name.
+        let role = registry_ref().role(actor).unwrap_or(Role::Daemon);
+        nursery.start_with(name.unwrap_or(actor), actor, method, role)
+    }
+}
+
 /// The identity the next nursery of this process takes.
 static NEXT_NURSERY: AtomicU64 = AtomicU64::new(0);
 
@@ -362,12 +422,24 @@ impl Nursery {
         &mut self.driver.os
     }
 
+    /// A child running `actor` to be spawned, in the role the registry gives the actor (a
+    /// daemon, or a task that runs to a result), named after the actor and by the nursery's
+    /// method unless [`SpawnBuilder::name`] and [`SpawnBuilder::method`] say otherwise.
+    pub fn spawner<'n>(&'n mut self, actor: &str) -> SpawnBuilder<'n> {
+        SpawnBuilder {
+            method: self.method,
+            nursery: self,
+            actor: actor.into(),
+            name: None,
+        }
+    }
+
     /// Spawns a child named `name` running `actor` by the nursery's method, in the role the
     /// registry gives the actor (a daemon, or a task that runs to a result); returns once it
-    /// has completed its handshake (or failed, within the boot timeout).
+    /// has completed its handshake (or failed, within the boot timeout). Short for
+    /// `spawner(actor).name(name).spawn()`.
     pub fn spawn(&mut self, name: &str, actor: &str) -> Result<Child, Error> {
-        let role = registry_ref().role(actor).unwrap_or(Role::Daemon);
-        self.spawn_with(name, actor, self.method, role)
+        self.spawner(actor).name(name).spawn()
     }
 
     /// Spawns by a given method and role; returns once the child is ready or has failed.

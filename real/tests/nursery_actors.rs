@@ -27,6 +27,8 @@ const DEAF: &str = "deaf";
 const VIGIL: &str = "vigil";
 /// A task that panics.
 const FRAGILE: &str = "fragile";
+/// A task that returns 42 at once.
+const ANSWER: &str = "answer";
 
 fn registry() -> Registry {
     Registry::new()
@@ -37,6 +39,7 @@ fn registry() -> Registry {
         .daemon(PATIENT, || Busy { listens: true })
         .daemon(DEAF, || Busy { listens: false })
         .task(VIGIL, || Vigil)
+        .main(ANSWER, || Ok::<u64, String>(42))
         .main(FRAGILE, || -> Result<u64, String> {
             panic!("fragile broke")
         })
@@ -68,6 +71,10 @@ fn main() -> ExitCode {
         Test {
             name: "the_registry_gives_the_role_and_another_is_refused",
             run: the_registry_gives_the_role_and_another_is_refused,
+        },
+        Test {
+            name: "the_spawner_takes_the_role_from_the_registry_and_a_method_per_child",
+            run: the_spawner_takes_the_role_from_the_registry_and_a_method_per_child,
         },
     ])
 }
@@ -288,6 +295,37 @@ fn the_registry_gives_the_role_and_another_is_refused() {
     let vigil = n.spawn("vigil", VIGIL).unwrap();
     assert!(matches!(n.result::<u64>(touchy), Err(Error::NoResult(_))));
     n.stop(vigil).unwrap();
+    let report = n.teardown();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+}
+
+/// `spawner(actor)` spawns in the role the registry gives the actor, named after the actor
+/// unless named, by the method set for that child (the nursery's otherwise): here a daemon
+/// re-executed and a task on a thread, in a nursery that forks. An unknown actor is refused
+/// by name, and the nursery stays open.
+fn the_spawner_takes_the_role_from_the_registry_and_a_method_per_child() {
+    let mut n = forking();
+    let touchy = n.spawner(TOUCHY).method(SpawnMethod::Exec).spawn().unwrap();
+    assert_eq!(n.lookup(TOUCHY), Some(touchy), "named after its actor");
+    assert!(n.pid(touchy).is_some(), "a process");
+    assert_eq!(n.request::<u64, u64>(touchy, &4).unwrap(), 8);
+    // Forked (the nursery's method) before the thread child makes the process threaded.
+    let forked = n.spawner(TOUCHY).name("forked").start().unwrap();
+    n.ready(forked).unwrap();
+    assert!(n.pid(forked).is_some());
+    let answer = n
+        .spawner(ANSWER)
+        .name("the-answer")
+        .method(SpawnMethod::Thread)
+        .spawn()
+        .unwrap();
+    assert_eq!(n.pid(answer), None, "a thread");
+    assert_eq!(n.result::<u64>(answer).unwrap(), 42);
+    match n.spawner("no-such-actor").spawn() {
+        Err(Error::UnknownActor { actor, .. }) => assert_eq!(actor, "no-such-actor"),
+        other => panic!("an unknown actor spawned: {other:?}"),
+    }
+    assert_eq!(n.request::<u64, u64>(forked, &5).unwrap(), 10);
     let report = n.teardown();
     assert!(report.errors.is_empty(), "{:?}", report.errors);
 }
