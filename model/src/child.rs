@@ -119,7 +119,12 @@ pub struct ChildRuntime {
     flaws: Flaws,
     max_in_flight: u32,
     role: Option<Role>,
+    /// Requests whose work has started and not finished: at most one, as the actor serves
+    /// one call at a time (all of them with flaw F18).
     in_flight: Vec<RequestId>,
+    /// Requests accepted and not started, in arrival order: each starts once the reply of
+    /// the one before it is out.
+    queued: VecDeque<(RequestId, Vec<u8>)>,
     main_running: bool,
     subtree_open: bool,
     stop: Option<StopCause>,
@@ -161,6 +166,7 @@ impl ChildRuntime {
             max_in_flight,
             role: None,
             in_flight: Vec::new(),
+            queued: VecDeque::new(),
             main_running: false,
             subtree_open: false,
             stop: None,
@@ -300,6 +306,7 @@ impl ChildRuntime {
         };
         self.in_flight.remove(pos);
         self.send(Message::Reply { id, result });
+        self.start_next_request();
         self.maybe_finish();
         Ok(())
     }
@@ -370,7 +377,7 @@ impl ChildRuntime {
     }
 
     fn on_request(&mut self, id: RequestId, payload: Vec<u8>) {
-        if self.in_flight.len() >= self.max_in_flight as usize {
+        if self.in_flight.len() + self.queued.len() >= self.max_in_flight as usize {
             let err = RemoteError::refused("too many requests in flight");
             self.send(Message::Reply {
                 id,
@@ -378,18 +385,46 @@ impl ChildRuntime {
             });
             return;
         }
-        self.in_flight.push(id);
-        self.commands
-            .push_back(ChildCommand::StartRequest { id, payload });
+        self.queued.push_back((id, payload));
+        if self.flaws.has(Flaw::RepliesQueuedBehindLaterWork) {
+            while !self.queued.is_empty() {
+                self.start_request();
+            }
+        } else {
+            self.start_next_request();
+        }
     }
 
-    /// The actor failed: it runs nothing more. Every other request in flight is answered
-    /// with a refusal, its start taken back (work runs one call at a time, so none of them
-    /// has begun), then the failure is reported and the child stops.
+    /// Starts the oldest queued request if no work is running: the reply of the request
+    /// before it is already among the commands, ahead of this start, so a child that dies in
+    /// this request's work has sent every answer it computed before (property 15).
+    fn start_next_request(&mut self) {
+        if self.in_flight.is_empty() {
+            self.start_request();
+        }
+    }
+
+    fn start_request(&mut self) {
+        if let Some((id, payload)) = self.queued.pop_front() {
+            self.in_flight.push(id);
+            self.commands
+                .push_back(ChildCommand::StartRequest { id, payload });
+        }
+    }
+
+    /// The actor failed: it runs nothing more. Every other request accepted is answered
+    /// with a refusal (work runs one call at a time, so none of them has begun; with flaw F18
+    /// their starts are among the commands and are taken back), then the failure is reported
+    /// and the child stops.
     fn actor_failed(&mut self, err: RemoteError) {
         self.commands
             .retain(|c| !matches!(c, ChildCommand::StartRequest { .. }));
-        for id in core::mem::take(&mut self.in_flight) {
+        let queued = self.queued.drain(..).map(|(id, _)| id);
+        let not_run: Vec<RequestId> = core::mem::take(&mut self.in_flight)
+            .into_iter()
+            .chain(queued)
+            .collect();
+        for id in not_run {
             let refused = RemoteError::refused("the actor failed before this request ran");
             self.send(Message::Reply {
                 id,
@@ -406,7 +441,7 @@ impl ChildRuntime {
         }
         self.stop = Some(cause);
         self.phase = ChildPhase::Cancelling;
-        if !self.in_flight.is_empty() || self.main_running {
+        if !self.in_flight.is_empty() || !self.queued.is_empty() || self.main_running {
             self.commands.push_back(ChildCommand::InterruptWork);
         }
         if self.subtree_open {
@@ -416,7 +451,10 @@ impl ChildRuntime {
     }
 
     fn maybe_finish(&mut self) {
-        let idle = self.in_flight.is_empty() && !self.main_running && !self.subtree_open;
+        let idle = self.in_flight.is_empty()
+            && self.queued.is_empty()
+            && !self.main_running
+            && !self.subtree_open;
         if self.phase != ChildPhase::Cancelling || !idle {
             return;
         }
@@ -531,25 +569,61 @@ mod tests {
             })
             .unwrap();
         }
+        // Two accepted (the limit is 2), the first started; the third refused at once.
         let cmds = drain(&mut c);
-        assert!(matches!(
-            cmds[2],
-            ChildCommand::Send(Message::Reply {
-                id: RequestId(2),
-                result: Err(_)
-            })
-        ));
+        assert_eq!(
+            cmds,
+            vec![
+                ChildCommand::StartRequest {
+                    id: RequestId(0),
+                    payload: vec![]
+                },
+                send(Message::Reply {
+                    id: RequestId(2),
+                    result: Err(RemoteError::refused("too many requests in flight"))
+                }),
+            ]
+        );
+        // The next starts only once the first's reply is out, and behind it.
         c.handle_work_done(RequestId(0), Ok(vec![1])).unwrap();
         assert_eq!(
             drain(&mut c),
-            vec![send(Message::Reply {
-                id: RequestId(0),
-                result: Ok(vec![1])
-            })]
+            vec![
+                send(Message::Reply {
+                    id: RequestId(0),
+                    result: Ok(vec![1])
+                }),
+                ChildCommand::StartRequest {
+                    id: RequestId(1),
+                    payload: vec![]
+                },
+            ]
         );
         assert!(
             c.handle_work_done(RequestId(0), Ok(vec![])).is_err(),
             "a request completes once"
+        );
+    }
+
+    #[test]
+    fn flaw_f18_starts_every_request_at_once_so_replies_wait_behind_later_work() {
+        let mut c = serving(
+            Role::Daemon,
+            Flaws::only(Flaw::RepliesQueuedBehindLaterWork),
+        );
+        for i in 0..2 {
+            c.handle_message(Message::Request {
+                id: RequestId(i),
+                payload: vec![],
+            })
+            .unwrap();
+        }
+        let starts = drain(&mut c);
+        assert!(
+            starts
+                .iter()
+                .all(|c| matches!(c, ChildCommand::StartRequest { .. }))
+                && starts.len() == 2
         );
     }
 

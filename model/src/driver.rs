@@ -479,7 +479,7 @@ struct ChildLoop<'o, C: ChildOs> {
     runtime: &'o mut ChildRuntime,
     decoder: FrameDecoder,
     max_frame: u32,
-    /// This process was killed (the simulator's cooperative death).
+    /// This process was killed, or died in its actor's code (the simulator's cooperative death).
     killed: bool,
 }
 
@@ -548,7 +548,7 @@ impl<C: ChildOs> ChildLoop<'_, C> {
             Err(panic) => return self.fail(RemoteError::panic(panic)),
         }
         let result = C::catch_panic(|| task.run(&Cancel::new(self)));
-        if !self.os.alive() {
+        if self.died_in_actor_code() {
             return Ok(());
         }
         match result {
@@ -571,7 +571,7 @@ impl<C: ChildOs> ChildLoop<'_, C> {
                 .map_err(drop);
         };
         let result = C::catch_panic(|| daemon.handle(id, payload, &Cancel::new(self)));
-        if !self.os.alive() {
+        if self.died_in_actor_code() {
             return Ok(());
         }
         match result {
@@ -590,6 +590,15 @@ impl<C: ChildOs> ChildLoop<'_, C> {
             let _ = self.fail(RemoteError::panic(panic));
         }
         self.runtime.handle_subtree_closed().map_err(drop)
+    }
+
+    /// Whether this process died while its actor's code ran: then it runs nothing more, not
+    /// even the commands its runtime queued before (a dead process sends nothing).
+    fn died_in_actor_code(&mut self) -> bool {
+        if !self.os.alive() {
+            self.killed = true;
+        }
+        self.killed
     }
 
     /// The actor failed outside any request.

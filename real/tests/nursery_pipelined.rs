@@ -22,12 +22,25 @@ use harrow_real::{
 
 /// Sleeps the milliseconds it is sent (the second number), then answers the tag (the first).
 const TAGGED: &str = "tagged";
+/// As [`TAGGED`], but its process dies in the request tagged [`FATAL_TAG`], as an `abort`
+/// would end it (by SIGKILL to itself: an abort's death without a core file).
+const BRITTLE: &str = "brittle";
+const FATAL_TAG: u64 = 3;
 
 fn registry() -> Registry {
-    Registry::new().handler(TAGGED, |(tag, ms): (u64, u64)| {
+    let tagged = |(tag, ms): (u64, u64)| {
         sleep(Duration::from_millis(ms));
         Ok::<u64, String>(tag)
-    })
+    };
+    Registry::new()
+        .handler(TAGGED, tagged)
+        .handler(BRITTLE, move |(tag, ms): (u64, u64)| {
+            if tag == FATAL_TAG {
+                let me = rustix::process::getpid();
+                let _ = rustix::process::kill_process(me, rustix::process::Signal::KILL);
+            }
+            tagged((tag, ms))
+        })
 }
 
 fn main() -> ExitCode {
@@ -52,6 +65,10 @@ fn main() -> ExitCode {
         Test {
             name: "child_killed_mid_batch_ends_each_ticket_with_its_error",
             run: child_killed_mid_batch_ends_each_ticket_with_its_error,
+        },
+        Test {
+            name: "bug_replies_lost_when_child_dies_mid_batch",
+            run: bug_replies_lost_when_child_dies_mid_batch,
         },
     ])
 }
@@ -280,4 +297,48 @@ fn child_killed_mid_batch_ends_each_ticket_with_its_error() {
     assert!(matches!(n.wait_any(Some(MUST)), Err(Error::Closed)));
     let report = n.teardown();
     assert_eq!(report.cause, Some(TeardownCause::ChildFailed(c.id())));
+}
+
+/// A child that dies in the fourth of six pipelined requests has answered the first three,
+/// and their callers get those answers; only the requests from the fatal one on end with the
+/// child's death.
+///
+/// What went wrong: the child runtime turned every request it read into a start command at
+/// once, and its loop runs a request's work inline, so the reply of a finished request was
+/// queued behind the starts of the requests read with it and went out only after all their
+/// handlers had run. The first request is slow, so the other five arrive during it and are
+/// read as one batch; the second and third answers then waited behind the fourth request's
+/// work, died with the process, and their callers saw `Died` instead. The checkers could not
+/// see it: the simulated kernel handed a reader one write at a time, never a batch of frames.
+///
+/// Why the fix works: the runtime queues accepted requests itself and starts the next only
+/// when the work before it has finished, after its reply is among the commands; the
+/// simulated kernel now reads a stream's queued bytes at once, and flaw F18 puts the old
+/// order back for the checkers to find (property 15).
+fn bug_replies_lost_when_child_dies_mid_batch() {
+    let mut n = Nursery::open_with(config()).unwrap();
+    let c = n.spawn("brittle", BRITTLE).unwrap();
+    n.ready(c).unwrap();
+    let tickets: Vec<Ticket> = (0..6u64)
+        .map(|tag| {
+            let ms = if tag == 0 { 200 } else { 0 };
+            n.start_request(c, &(tag, ms)).unwrap()
+        })
+        .collect();
+    for (tag, &t) in tickets.iter().enumerate() {
+        let got = n.wait::<u64>(t);
+        if (tag as u64) < FATAL_TAG {
+            assert_eq!(
+                got.unwrap(),
+                tag as u64,
+                "request {tag} was answered before the crash"
+            );
+        } else {
+            match got {
+                Err(Error::Child(e)) if matches!(e.kind, ChildErrorKind::Died(_)) => {}
+                other => panic!("request {tag}, at or after the fatal one, ended with {other:?}"),
+            }
+        }
+    }
+    n.teardown();
 }

@@ -62,7 +62,17 @@ pub enum Behaviour {
         /// How long the helper holds the channel.
         hold_ms: u64,
     },
+    /// Answers its first `nth` requests, then its process dies in the next one's handler (an
+    /// `abort`: exit by SIGABRT). A thread child cannot end its process; it answers them all.
+    CrashesInRequest {
+        /// How many requests it answers before the one it dies in.
+        nth: u32,
+    },
 }
+
+/// The exit status of a child that aborts (`CrashesInRequest`), as a shell reports an abort
+/// (128 + SIGABRT); the simulated kernel ends a process by its own exit only.
+pub const ABORTED: i32 = 134;
 
 /// One child in the tree.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -353,8 +363,9 @@ pub fn loom_matrix() -> Vec<Scenario> {
 }
 
 /// Requests inside the protocol, for every engine: a request timing out while its child is
-/// killed, and requests pipelined to a child that is killed mid-batch. Each request must end
-/// exactly once (property 14), and no late reply may answer another (property 13).
+/// killed, requests pipelined to a child that is killed mid-batch, and to one that aborts in
+/// the third. Each request must end exactly once (property 14), no late reply may answer
+/// another (property 13), and an answer computed before a crash must arrive (property 15).
 pub fn requests() -> Vec<Scenario> {
     let times_out = Scenario {
         requests: 1,
@@ -383,7 +394,19 @@ pub fn requests() -> Vec<Scenario> {
             Ending::Finish,
         )
     };
-    vec![times_out, pipelined]
+    let aborts = Scenario {
+        requests: 3,
+        ..Scenario::new(
+            "pipelined-requests-child-aborts",
+            vec![ChildPlan::daemon(
+                "brittle",
+                SpawnMethod::ForkServer,
+                Behaviour::CrashesInRequest { nth: 2 },
+            )],
+            Ending::Finish,
+        )
+    };
+    vec![times_out, pipelined, aborts]
 }
 
 /// shuttle's large scenarios: a 25-child nursery of mixed behaviours, and three-level trees.

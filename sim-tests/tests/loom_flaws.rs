@@ -70,3 +70,8 @@ fn loom_finds_f16_spawn_from_callers_thread() {
 fn loom_finds_f17_late_reply_answers_later_request() {
     loom(Flaw::LateReplyAnswersLaterRequest);
 }
+
+#[test]
+fn loom_finds_f18_replies_queued_behind_later_work() {
+    loom(Flaw::RepliesQueuedBehindLaterWork);
+}

@@ -95,3 +95,8 @@ fn shuttle_finds_f16_spawn_from_callers_thread() {
 fn shuttle_finds_f17_late_reply_answers_later_request() {
     shuttle(Flaw::LateReplyAnswersLaterRequest);
 }
+
+#[test]
+fn shuttle_finds_f18_replies_queued_behind_later_work() {
+    shuttle(Flaw::RepliesQueuedBehindLaterWork);
+}

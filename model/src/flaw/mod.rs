@@ -51,6 +51,8 @@ pub enum Flaw {
     SpawnFromCallersThread,
     /// F17.
     LateReplyAnswersLaterRequest,
+    /// F18.
+    RepliesQueuedBehindLaterWork,
 }
 
 impl Flaw {

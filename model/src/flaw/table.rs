@@ -63,7 +63,7 @@ pub struct Entry {
 use Engine::{Explicit, Loom, Shuttle};
 
 /// Every flaw, F1 first; entry `i` is flaw number `i + 1`.
-pub const TABLE: [Entry; 17] = [
+pub const TABLE: [Entry; 18] = [
     Entry {
         flaw: Flaw::NoChannelAbortOnAbandon,
         slug: "no-channel-abort-on-abandon",
@@ -300,6 +300,26 @@ pub const TABLE: [Entry; 17] = [
               request.",
         engines: &[Loom, Shuttle, Explicit],
         scenario: "fork-slow-request-gives-up",
+    },
+    Entry {
+        flaw: Flaw::RepliesQueuedBehindLaterWork,
+        slug: "replies-queued-behind-later-work",
+        title: "a child starts every pipelined request at once, so a reply waits behind the \
+                next request's work",
+        tractor: "none: found in harrow by pipelining requests to a handler that aborts \
+                  (issue #10)",
+        breaks: &[15],
+        bug: "The child runtime turned each request it accepted into a start command at once. \
+              Its driver runs a request's work inline, so a pipelined batch left the starts of \
+              the later requests ahead of the reply of the one that had just finished: the \
+              reply went out only after every later handler had run. A handler that aborted \
+              its process in the fourth request took the three replies already computed with \
+              it, and their callers saw their child's death instead of their answers.",
+        fix: "The runtime queues accepted requests itself and starts the next one only when \
+              the work before it has finished, after that work's reply is among its commands: \
+              each answer computed is sent before any later request begins.",
+        engines: &[Loom, Shuttle, Explicit],
+        scenario: "exec-crashes-mid-batch",
     },
 ];
 

@@ -223,6 +223,9 @@ fn behaviour_words(b: &Behaviour) -> String {
         Behaviour::LeaksChannel { hold_ms } => {
             format!("lets a helper hold its channel for {hold_ms} ms")
         }
+        Behaviour::CrashesInRequest { nth } => {
+            format!("answers {nth} requests, then aborts in the next one's handler")
+        }
     }
 }
 

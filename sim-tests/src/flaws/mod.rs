@@ -81,6 +81,10 @@ pub fn shape(shape: &str, name: &str) -> Option<Scenario> {
         ),
         "exec-spawned-by-a-worker" => (one("echo", Exec, Serves), Ending::Finish),
         "fork-slow-request-gives-up" => (one("late", Fork, Blocks { ms: 300 }), Ending::Finish),
+        "exec-crashes-mid-batch" => (
+            one("brittle", Exec, CrashesInRequest { nth: 2 }),
+            Ending::Finish,
+        ),
         _ => return None,
     };
     let mut sc = Scenario::new(name, children, ending);
@@ -101,6 +105,8 @@ pub fn shape(shape: &str, name: &str) -> Option<Scenario> {
             sc.requests = 2;
             sc.request_timeout_ms = Some(100);
         }
+        // Three requests pipelined to a child that answers two and dies in the third.
+        "exec-crashes-mid-batch" => sc.requests = 3,
         // Three stuck children cost three ack timeouts serially: past a tighter bound.
         "three-exec-never-yield" => {
             sc.timeouts.kill_grace = Duration::from_millis(200);

@@ -12,7 +12,7 @@ use harrow_model::supervisor::{Supervisor, SupervisorConfig, TeardownCause};
 use harrow_model::wire::{DEFAULT_MAX_FRAME, Message, RemoteError, RemoteErrorKind, Role};
 use harrow_model::{Flaws, RequestId};
 
-use crate::scenario::{Behaviour, ChildPlan, Scenario};
+use crate::scenario::{ABORTED, Behaviour, ChildPlan, Scenario};
 
 /// Makes each child's scripted actor from the scenario's plans, looked up by actor name.
 #[derive(Debug)]
@@ -62,6 +62,7 @@ impl<P: Platform> ActorFactory<P> for ScriptFactory {
             plan,
             config,
             nursery: None,
+            served: 0,
         });
         match role {
             Role::Daemon => Actor::Daemon(scripted),
@@ -75,6 +76,8 @@ struct Scripted<P: Platform> {
     plan: Option<ChildPlan>,
     config: SupervisorConfig,
     nursery: Option<Driver<SimOs<P, ScriptFactory>>>,
+    /// Requests its handler has answered.
+    served: u32,
 }
 
 impl<P: Platform> Scripted<P> {
@@ -187,11 +190,22 @@ impl<P: Platform> Daemon for Scripted<P> {
 
     fn handle(
         &mut self,
-        _id: RequestId,
+        id: RequestId,
         _payload: Vec<u8>,
         _cancel: &Cancel<'_>,
     ) -> Result<Vec<u8>, RemoteError> {
         let behaviour = self.plan.as_ref().map(|p| &p.behaviour);
+        if let Some(&Behaviour::CrashesInRequest { nth }) = behaviour
+            && !self.env.is_thread
+        {
+            if self.served == nth {
+                // Its process ends here; the loop sees it dead and runs nothing more.
+                self.env.exit_process(ABORTED);
+                return Err(RemoteError::new(RemoteErrorKind::Panic, "aborted"));
+            }
+            self.env.shared.with(|w| w.answered_before_crash.push(id));
+        }
+        self.served += 1;
         let fails = matches!(behaviour, Some(Behaviour::FailsRequests));
         let answer = self.env.actor_code(|| {
             if fails {

@@ -2,7 +2,8 @@
 
 use crate::kernel::{Fd, Pid};
 use crate::sim::{CtxState, SimProcess, SimWorld};
-use harrow_model::supervisor::TeardownReport;
+use harrow_model::RequestId;
+use harrow_model::supervisor::{RequestEnd, TeardownReport};
 
 use super::RootResult;
 use crate::scenario::{Fault, Scenario};
@@ -169,6 +170,7 @@ pub(super) fn outcome(
     {
         problems.push(format!("the root's body stopped early: {why}"));
     }
+    problems.extend(answers_lost_in_a_crash(w, &root));
     if let Some(report) = &root.report {
         check_report(sc, w, report, &mut problems);
     } else if !root_may_die && w.hung.is_none() {
@@ -183,6 +185,26 @@ pub(super) fn outcome(
         refused: root.refused,
         coverage: harrow_model::coverage::Coverage::default(),
     }
+}
+
+/// Property 15: every request a child answered before it died in a later one reached its
+/// caller as that answer.
+fn answers_lost_in_a_crash(w: &SimWorld, root: &RootResult) -> Vec<String> {
+    let answered = |id: RequestId| {
+        root.ends.iter().any(|(r, end)| {
+            *r == id && matches!(end, Some(RequestEnd::Answered { reply, .. }) if *reply == id)
+        })
+    };
+    w.answered_before_crash
+        .iter()
+        .filter(|id| !answered(**id))
+        .map(|id| {
+            format!(
+                "the child answered {id} before it died in a later request, but its caller \
+                 never got that answer (property 15)"
+            )
+        })
+        .collect()
 }
 
 fn check_report(sc: &Scenario, w: &SimWorld, report: &TeardownReport, problems: &mut Vec<String>) {

@@ -68,10 +68,11 @@ use crate::kernel::KernelConfig;
 use crate::platform::Platform;
 use harrow_model::driver::Driver;
 use harrow_model::supervisor::{
-    NurseryPhase, SpawnSpec, Supervisor, SupervisorConfig, TeardownCause, TeardownReport,
+    Event, NurseryPhase, RequestEnd, SpawnSpec, Supervisor, SupervisorConfig, TeardownCause,
+    TeardownReport,
 };
 use harrow_model::wire::Role;
-use harrow_model::{ChildId, Timestamp};
+use harrow_model::{ChildId, RequestId, Timestamp};
 
 pub use actor::ScriptFactory;
 pub use check::Outcome;
@@ -153,6 +154,8 @@ pub struct RootResult {
     pub refused: Vec<String>,
     /// Why the body stopped early, if it did.
     pub stopped: Option<String>,
+    /// How each request the body sent ended, claimed from the nursery's events at the end.
+    pub ends: Vec<(RequestId, Option<RequestEnd>)>,
 }
 
 /// The root's driver running the scenario's body: spawn, settle, request, end, close.
@@ -197,6 +200,11 @@ fn root_body<P: Platform>(
         result.stopped = Some(e.to_string());
     }
     result.violation = d.sup.violation().cloned();
+    while let Some(ev) = d.poll_event() {
+        if let Event::RequestEnded { child, id } = ev {
+            result.ends.push((id, d.sup.claim_reply(child, id)));
+        }
+    }
     shared.hand_in(&d.sup.take_coverage());
     if d.sup.is_closed() {
         result.report = Some(d.sup.report());

@@ -112,6 +112,9 @@ pub struct SimWorld {
     pub contexts: Vec<ThreadCtx>,
     /// Thread children the root's nursery abandoned so far (its report must count them).
     pub abandoned: u32,
+    /// Requests a child that dies in a later request answered first: their handlers returned
+    /// (behaviour `CrashesInRequest`), so each must reach its caller (property 15).
+    pub answered_before_crash: Vec<harrow_model::RequestId>,
     /// Platform threads started and not yet finished (the clock excluded).
     pub live_threads: u32,
     /// The scenario is over: abandoned threads and the clock may stop.
@@ -162,6 +165,7 @@ impl SimWorld {
             violations: Vec::new(),
             contexts: Vec::new(),
             abandoned: 0,
+            answered_before_crash: Vec::new(),
             live_threads: 0,
             over: false,
             stolen: Vec::new(),

@@ -7,7 +7,7 @@ use harrow_model::wire::{Message, RemoteError, RemoteErrorKind};
 use harrow_model::{ChildId, ExitStatus, Flaws, RequestId};
 
 use super::{Block, Kid, Proc, World, kid_name};
-use crate::scenario::Behaviour;
+use crate::scenario::{ABORTED, Behaviour};
 
 const MAX_IN_FLIGHT: u32 = 64;
 
@@ -303,6 +303,15 @@ impl World<'_> {
             Behaviour::FailsRequests => {
                 Err(RemoteError::new(RemoteErrorKind::Error, "request failed"))
             }
+            Behaviour::CrashesInRequest { nth } if kid.is_process() => {
+                if kid.answered.len() == *nth as usize {
+                    self.note(&kid_name(i), || "aborts in a request".into());
+                    self.exit_kid(i, ExitStatus::Exited(ABORTED));
+                    return Ok(());
+                }
+                kid.answered.push(id);
+                Ok(b"pong".to_vec())
+            }
             Behaviour::PanicsInRequests { message } => {
                 let panic = RemoteError::new(RemoteErrorKind::Panic, message);
                 // The failed actor runs nothing more: the runtime refuses the rest.
@@ -316,9 +325,14 @@ impl World<'_> {
         kid.runtime.handle_work_done(id, result)
     }
 
-    /// Executes the child runtime's commands.
+    /// Executes the child runtime's commands, as its loop does: in order, none while a
+    /// request's work runs (the loop runs it inline, so the ones behind a start wait for it),
+    /// and none once its process has died (a dead process sends nothing).
     fn drive_child(&mut self, i: usize) {
-        while let Some(cmd) = self.st.kids[i].runtime.poll_command() {
+        while self.st.kids[i].work.is_empty()
+            && self.st.kids[i].proc == Proc::Running
+            && let Some(cmd) = self.st.kids[i].runtime.poll_command()
+        {
             match cmd {
                 ChildCommand::Send(msg) => {
                     self.note(&kid_name(i), || format!("sends {}", msg.name()));

@@ -63,8 +63,12 @@ pub struct Kid {
     pub exit_delivered: bool,
     /// Whether its actor is refusing to yield.
     pub block: Block,
-    /// Requests started on the actor, not yet finished.
+    /// Requests started on the actor, not yet finished. The child's loop runs a request's
+    /// work inline, so its runtime's later commands wait until that work is done.
     pub work: VecDeque<RequestId>,
+    /// Requests answered by an actor that dies in a later one (`CrashesInRequest`): each
+    /// must reach its caller as that answer (property 15).
+    pub answered: Vec<RequestId>,
     /// A main function running, with the result it will return.
     pub main: Option<Result<Vec<u8>, RemoteError>>,
     /// An actor failure about to be raised.
@@ -106,6 +110,7 @@ impl Kid {
             exit_delivered: false,
             block: Block::No,
             work: VecDeque::new(),
+            answered: Vec::new(),
             main: None,
             failure: None,
             reaps: 0,

@@ -542,6 +542,7 @@ impl<'s> World<'s> {
             // The user claims every answer as it comes, as a caller would.
             Event::RequestEnded { child, id } => {
                 let end = self.st.sup.claim_reply(*child, *id);
+                self.answer_kept(*child, *id, end.as_ref());
                 self.note("user", || show_end(*child, *id, end));
             }
             Event::Finished(child) => {
@@ -564,6 +565,31 @@ impl<'s> World<'s> {
                     report.abandoned
                 )
             }),
+        }
+    }
+}
+
+impl World<'_> {
+    /// Property 15: a request its child answered before dying in a later one ends as that
+    /// answer.
+    fn answer_kept(
+        &mut self,
+        child: ChildId,
+        id: harrow_model::RequestId,
+        end: Option<&RequestEnd>,
+    ) {
+        let answered = self
+            .st
+            .kids
+            .get(child.0 as usize)
+            .is_some_and(|k| k.answered.contains(&id));
+        let got_it = matches!(end, Some(RequestEnd::Answered { reply, .. }) if *reply == id);
+        if answered && !got_it {
+            self.st.violations.push(format!(
+                "{} answered {id} before it died in a later request, but its caller never got \
+                 that answer (property 15)",
+                kid_name(child.0 as usize)
+            ));
         }
     }
 }
