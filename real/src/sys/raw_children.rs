@@ -71,13 +71,14 @@ fn write_all(fd: std::os::fd::BorrowedFd<'_>, mut buf: &[u8]) -> bool {
 }
 
 /// Forks (standard prelude) a child that echoes everything it reads on its channel, in
-/// blocking mode, until end of stream; it then exits 0.
+/// blocking mode, until end of stream; it then exits 0. It reads up to 4 KiB at a time, as a
+/// harrow child does, so a pipelined batch costs it the reads it costs a harrow child.
 pub fn spawn_echo(channel: OwnedFd) -> Result<ChildProcess, SysError> {
     let body = |ch: OwnedFd| {
         if rustix::io::ioctl_fionbio(&ch, false).is_err() {
             return 1;
         }
-        let mut buf = [0u8; 256];
+        let mut buf = [0u8; 4096];
         while let Some(n) = read_some(ch.as_fd(), &mut buf) {
             if !write_all(ch.as_fd(), &buf[..n]) {
                 return 1;

@@ -277,3 +277,77 @@ pub fn all(iterations: usize) -> Result<Vec<Baseline>, SysError> {
         row("ping-pong pipe pair", pings, pipe_ping_pong(pings)?),
     ])
 }
+
+/// A raw pipelined echo: `peers` forked echo children over socketpairs, `depth` frames of
+/// `frame` bytes in flight to each, driven by one epoll loop that sends a frame for each one
+/// echoed back until `total` have come back. Returns the time from the first send to the
+/// last frame back: what harrow's pipelined requests are held against.
+pub fn pipelined_echo(
+    peers: usize,
+    depth: usize,
+    frame: usize,
+    total: usize,
+) -> Result<Duration, SysError> {
+    let mut poller = harrow_real::sys::Poller::new(peers)?;
+    let mut ends = Vec::with_capacity(peers);
+    for token in 0..peers {
+        let p = PingPong::start(SocketKind::Stream)?;
+        harrow_real::sys::set_nonblocking(p.ours.as_fd(), true)?;
+        poller.register(p.ours.as_fd(), token as u64)?;
+        ends.push((p, 0usize));
+    }
+    let out = vec![b'x'; frame];
+    let t = Instant::now();
+    let mut sent = 0;
+    for (p, _) in &ends {
+        for _ in 0..depth.min(total - sent) {
+            send_frame(&p.ours, &out)?;
+            sent += 1;
+        }
+    }
+    let (mut back, mut ready, mut buf) = (0, Vec::new(), vec![0u8; 4096]);
+    while back < total {
+        ready.clear();
+        poller.wait(Some(Duration::from_secs(10)), &mut ready)?;
+        for r in &ready {
+            let (p, partial) = &mut ends[r.token as usize];
+            let n = read_available(&p.ours, &mut buf)?;
+            *partial += n;
+            let frames = *partial / frame;
+            *partial %= frame;
+            back += frames;
+            for _ in 0..frames.min(total - sent) {
+                send_frame(&p.ours, &out)?;
+                sent += 1;
+            }
+        }
+    }
+    let spent = t.elapsed();
+    for (p, _) in ends {
+        harrow_real::sys::set_nonblocking(p.ours.as_fd(), false)?;
+        p.finish()?;
+    }
+    Ok(spent)
+}
+
+/// Sends one whole frame on a non-blocking socket (the depth keeps it far below the buffer).
+fn send_frame(to: &OwnedFd, frame: &[u8]) -> Result<(), SysError> {
+    match harrow_real::sys::send_all(to.as_fd(), frame)? {
+        harrow_real::sys::SendOutcome::Complete => Ok(()),
+        _ => Err(SysError::os(Op::Send, libc::EAGAIN)),
+    }
+}
+
+/// Reads what is there on a non-blocking socket, into `buf` (once: level-triggered epoll
+/// reports the rest); end of stream is an error here.
+fn read_available(from: &OwnedFd, buf: &mut [u8]) -> Result<usize, SysError> {
+    loop {
+        match rustix::io::read(from, &mut *buf) {
+            Ok(0) => return Err(SysError::os(Op::Recv, libc::EPIPE)),
+            Ok(n) => return Ok(n),
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => return Ok(0),
+            Err(e) => return Err(SysError::os(Op::Recv, e.raw_os_error())),
+        }
+    }
+}

@@ -7,13 +7,13 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use harrow_model::wire::Role;
-use harrow_model::{SpawnMethod, Timeouts};
+use harrow_model::wire::{DEFAULT_MAX_FRAME, Message, Role};
+use harrow_model::{RequestId, SpawnMethod, Timeouts};
 
 use crate::baseline::{self, PingPong, RawForkServer, median};
 use harrow_real::Registry;
 use harrow_real::sys::{SocketKind, SysError};
-use harrow_real::{Cancel, Daemon, Error, Nursery, NurseryConfig};
+use harrow_real::{Cancel, Completion, Daemon, Error, Nursery, NurseryConfig};
 
 /// The actors the bench spawns; merge them into the registry given to [`harrow_real::init`].
 pub fn registry() -> Registry {
@@ -318,6 +318,81 @@ fn round_trip_cpu(sessions: usize, requests: usize) -> Result<(Duration, Option<
     Ok((median(&mut ours), theirs.map(|mut s| median(&mut s))))
 }
 
+/// Children of the pipelined figure, and the requests in flight to each.
+const PIPELINED_CHILDREN: usize = 25;
+const PIPELINE_DEPTH: usize = 64;
+
+/// Pipelined throughput, as time per request: 25 Fork echo children with 64 requests in
+/// flight to each, against a raw epoll-driven echo of frames of the same size over as many
+/// socketpairs; the median of a few alternating runs of `total` requests each.
+fn pipelined_figure(table: &mut Table, rounds: usize) -> Result<(), Error> {
+    let total = (rounds * 200).max(PIPELINED_CHILDREN * PIPELINE_DEPTH * 4);
+    let frame = Message::Request {
+        id: RequestId(u64::from(u32::MAX)),
+        payload: harrow_real::encode(&(total as u64)).unwrap_or_default(),
+    }
+    .encode_fitted(DEFAULT_MAX_FRAME)
+    .len();
+    let (ours, theirs) = paired_samples(
+        5,
+        || pipelined(total),
+        || baseline::pipelined_echo(PIPELINED_CHILDREN, PIPELINE_DEPTH, frame, total),
+    )?;
+    let per_request = |mut runs: Vec<Duration>| median(&mut runs) / total as u32;
+    table.speedup(
+        "pipelined requests, 25 children x 64 in flight (time per request)",
+        per_request(ours),
+        ("raw pipelined echo, same frames", theirs.map(per_request)),
+        0.7,
+    );
+    Ok(())
+}
+
+/// `total` requests to 25 ready Fork echo children, 64 in flight to each: a new one to a
+/// child for each of its answers taken, until all are answered. The spawns and the teardown
+/// are outside the span.
+fn pipelined(total: usize) -> Result<Duration, Error> {
+    let mut n = Nursery::open_with(config(SpawnMethod::Fork))?;
+    let kids = (0..PIPELINED_CHILDREN)
+        .map(|i| n.spawn(&format!("p{i}"), "bench-echo"))
+        .collect::<Result<Vec<_>, _>>()?;
+    for &k in &kids {
+        n.ready(k)?;
+    }
+    let t = Instant::now();
+    let mut tickets = std::collections::HashMap::with_capacity(total.min(4096));
+    let mut sent = 0;
+    for &k in &kids {
+        for _ in 0..PIPELINE_DEPTH.min(total - sent) {
+            let ticket = n.start_request(k, &(sent as u64))?;
+            tickets.insert(ticket.id(), ticket);
+            sent += 1;
+        }
+    }
+    let mut back = 0;
+    while back < total {
+        let Some(Completion::Request { id, child }) = n.wait_any(Some(MAX_WAIT))? else {
+            return Err(Error::Closed);
+        };
+        let ticket = tickets.remove(&id).ok_or(Error::Closed)?;
+        let _: u64 = n.try_take(ticket).ok_or(Error::Closed)??;
+        back += 1;
+        if sent < total {
+            let ticket = n.start_request(child, &(sent as u64))?;
+            tickets.insert(ticket.id(), ticket);
+            sent += 1;
+        }
+    }
+    let spent = t.elapsed();
+    match n.teardown().errors.first() {
+        Some(e) => Err(Error::Child(e.clone())),
+        None => Ok(spent),
+    }
+}
+
+/// The longest the pipelined figure waits for any one answer.
+const MAX_WAIT: Duration = Duration::from_secs(10);
+
 /// Runs `f` with this thread (and so every process it forks meanwhile) pinned to one CPU,
 /// the first it may run on; the thread's own affinity is back afterwards. `None` if the
 /// affinity could not be read or set.
@@ -539,6 +614,7 @@ fn spawn_figures(table: &mut Table, rounds: usize) -> Result<(), Error> {
         ("socketpair ping-pong CPU time", cpu_base),
         1.3,
     );
+    pipelined_figure(table, rounds)?;
     let mut raw_server = RawForkServer::start().ok();
     let served = spawn_to_handshake(SpawnMethod::ForkServer, rounds, || {
         match raw_server.as_mut() {
