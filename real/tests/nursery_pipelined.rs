@@ -340,5 +340,10 @@ fn bug_replies_lost_when_child_dies_mid_batch() {
             }
         }
     }
-    n.teardown();
+    let report = n.teardown();
+    assert!(
+        report.errors.len() == 1 && matches!(report.errors[0].kind, ChildErrorKind::Died(_)),
+        "the child's death is its one error: {:?}",
+        report.errors
+    );
 }
