@@ -645,9 +645,11 @@ impl Nursery {
     /// taken without blocking (ended with its child: once that child's error is known).
     ///
     /// Waits at most `timeout` (`None`: until something completes); `Ok(None)` when it
-    /// passed first, or at once when nothing is left that could complete (no child lives and
-    /// nothing is queued). `Some(Duration::ZERO)` turns the event loop once without waiting:
-    /// what a host loop calls when the nursery's descriptor ([`AsFd`]) is readable.
+    /// passed first, or at once when nothing is left that could complete (no child lives, or
+    /// the nursery has closed, and nothing is queued): after a child's failure tore the
+    /// nursery down, what is left is reported, then `Ok(None)`. `Some(Duration::ZERO)` turns
+    /// the event loop once without waiting: what a host loop calls when the nursery's
+    /// descriptor ([`AsFd`]) is readable.
     /// SIGINT: [`Error::Interrupted`], once the teardown it started is over.
     pub fn wait_any(&mut self, timeout: Option<Duration>) -> Result<Option<Completion>, Error> {
         let until = timeout.map(|t| self.driver.os.now() + t);
@@ -656,6 +658,10 @@ impl Nursery {
             self.absorb_events();
             if let Some(c) = self.next_completion() {
                 return Ok(Some(c));
+            }
+            // Closed, everything reported: nothing can complete (SIGINT's close says so).
+            if self.driver.sup.is_closed() && !self.interrupted() {
+                return Ok(None);
             }
             self.check_open()?;
             let expired = until.is_some_and(|u| self.driver.os.now() >= u);

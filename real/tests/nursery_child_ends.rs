@@ -95,6 +95,10 @@ fn main() -> ExitCode {
             run: the_default_max_frame_is_unchanged_and_a_bad_one_refused,
         },
         Test {
+            name: "bug_wait_any_after_a_failure_is_closed_or_none_by_timing",
+            run: bug_wait_any_after_a_failure_is_closed_or_none_by_timing,
+        },
+        Test {
             name: "a_handle_of_another_nursery_is_refused_by_kill_and_wait_child",
             run: a_handle_of_another_nursery_is_refused_by_kill_and_wait_child,
         },
@@ -330,4 +334,41 @@ fn the_default_max_frame_is_unchanged_and_a_bad_one_refused() {
             other => panic!("max_frame {bad} opened {other:?}"),
         }
     }
+}
+
+/// After a child's failure tore the nursery down, `wait_any` reports what is left (the
+/// failure, the failed task's result, each child's end) and then `Ok(None)`, every time it
+/// is asked: nothing is left that could complete.
+///
+/// What went wrong: once the teardown was over, `wait_any` said `Err(Closed)`, but while it
+/// still ran, `Ok(None)` when its timeout passed: what a host loop saw after a failure
+/// depended on how fast the siblings went. The fix: a closed nursery has nothing left that
+/// could complete, like one whose children have all ended, so `wait_any` says `Ok(None)`
+/// once it has reported everything (`Closed` stays the answer to a wait for a particular
+/// answer that cannot come; SIGINT's `Interrupted` is unchanged).
+fn bug_wait_any_after_a_failure_is_closed_or_none_by_timing() {
+    let mut n = forking();
+    let double = n.spawn("double", DOUBLE).unwrap();
+    let broken = n.spawn("broken", BROKEN).unwrap();
+    let (mut failed, mut ended) = (false, Vec::new());
+    while let Some(c) = n.wait_any(Some(MUST)).unwrap() {
+        match c {
+            Completion::Failed(e) => {
+                assert_eq!(e.child, broken.id());
+                failed = true;
+            }
+            Completion::Result(c) => assert_eq!(c, broken),
+            Completion::Ended(c) => ended.push(c),
+            other => panic!("after a failure, {other:?}"),
+        }
+    }
+    assert!(failed, "the failure was reported");
+    ended.sort();
+    assert_eq!(ended, vec![double, broken]);
+    for _ in 0..3 {
+        assert_eq!(n.wait_any(Some(Duration::ZERO)).unwrap(), None);
+        assert_eq!(n.wait_any(None).unwrap(), None);
+    }
+    let report = n.teardown();
+    assert_eq!(report.cause, Some(TeardownCause::ChildFailed(broken.id())));
 }
