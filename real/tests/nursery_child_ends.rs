@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 
 use common::{MUST, Test};
 use harrow_model::wire::{DEFAULT_MAX_FRAME, max_payload};
+use harrow_real::internals::queued_completions;
 use harrow_real::{
-    Cancel, ChildErrorKind, ChildOpError, Completion, Error, ExitStatus, ForceReason, Nursery,
-    NurseryConfig, Outcome, Registry, RemoteError, SpawnMethod, Task, TeardownCause, Timeouts,
-    encode,
+    Cancel, ChildErrorKind, ChildOpError, Completion, Error, ExitStatus, ForceReason, Limits,
+    Nursery, NurseryConfig, Outcome, Registry, RemoteError, SpawnMethod, Task, TeardownCause,
+    Timeouts, encode,
 };
 
 /// Doubles what it is sent.
@@ -30,6 +31,8 @@ const NAPS: [(&str, u64); 3] = [("nap800", 800), ("nap40", 40), ("nap400", 400)]
 const BROKEN: &str = "broken";
 /// Sleeps the milliseconds it is sent, then answers them.
 const SLEEPY: &str = "sleepy";
+/// A task that returns 42 at once.
+const ANSWER: &str = "answer";
 /// Answers as many bytes as it is asked for.
 const SIZED: &str = "sized";
 
@@ -46,6 +49,7 @@ impl Task for Nap {
 fn registry() -> Registry {
     let mut r = Registry::new()
         .handler(DOUBLE, |n: u64| Ok::<u64, String>(n * 2))
+        .main(ANSWER, || Ok::<u64, String>(42))
         .handler(SIZED, |len: u32| {
             Ok::<Vec<u8>, String>(vec![7; len as usize])
         })
@@ -97,6 +101,10 @@ fn main() -> ExitCode {
         Test {
             name: "bug_wait_any_after_a_failure_is_closed_or_none_by_timing",
             run: bug_wait_any_after_a_failure_is_closed_or_none_by_timing,
+        },
+        Test {
+            name: "bug_stale_completions_kept_until_wait_any",
+            run: bug_stale_completions_kept_until_wait_any,
         },
         Test {
             name: "a_handle_of_another_nursery_is_refused_by_kill_and_wait_child",
@@ -371,4 +379,41 @@ fn bug_wait_any_after_a_failure_is_closed_or_none_by_timing() {
     }
     let report = n.teardown();
     assert_eq!(report.cause, Some(TeardownCause::ChildFailed(broken.id())));
+}
+
+/// A long-lived nursery whose user never calls `wait_any` keeps its completion queue
+/// bounded: a completion whose result was dropped with its child's record (past
+/// `Limits::max_ended`) is dropped too, and what is still announced is still reported.
+///
+/// What went wrong: such stale completions left the queue only when `wait_any` came upon
+/// them, so a nursery that spawned tasks and never claimed their results (nor called
+/// `wait_any`) kept one entry per task it ever ran. The fix: queuing a completion sweeps the
+/// stale ones first whenever the queue has doubled since its last sweep.
+fn bug_stale_completions_kept_until_wait_any() {
+    let limits = Limits {
+        max_ended: 2,
+        ..Limits::default()
+    };
+    let config = NurseryConfig::default()
+        .with_method(SpawnMethod::Fork)
+        .with_handle_sigint(false)
+        .with_limits(limits);
+    let mut n = Nursery::open_with(config).expect("open a nursery");
+    let mut last = Vec::new();
+    for i in 0..200 {
+        let c = n.spawner(ANSWER).name(&format!("a{i}")).spawn().unwrap();
+        assert!(n.wait_child(c, Some(MUST)).unwrap().is_some());
+        last.push(c);
+    }
+    let queued = queued_completions(&n);
+    assert!(
+        queued <= 64,
+        "{queued} completions queued for 200 ended tasks, of which 2 keep a result"
+    );
+    match n.wait_any(Some(Duration::ZERO)).unwrap() {
+        Some(Completion::Result(c)) => assert!(last[198..].contains(&c), "{c:?}"),
+        other => panic!("the kept results are still announced: {other:?}"),
+    }
+    let report = n.teardown();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
 }
