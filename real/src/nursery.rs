@@ -277,8 +277,10 @@ impl Ticket {
     }
 }
 
-/// Something that completed, as [`Nursery::wait_any`] reports it.
+/// Something that completed, as [`Nursery::wait_any`] reports it (new kinds may come: match
+/// it with a last `_` arm).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Completion {
     /// A request ended: its answer waits for [`Nursery::try_take`] with the ticket of the
     /// request `id` to `child` (see [`Ticket::id`]).
