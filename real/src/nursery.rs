@@ -374,8 +374,6 @@ pub struct Nursery {
     id: u64,
     driver: Driver<RealOs>,
     method: SpawnMethod,
-    /// Child errors not yet taken: at most `Limits::max_ended`, the oldest dropped first.
-    failures: VecDeque<ChildError>,
     /// What [`Nursery::wait_any`] has yet to report, in the order it happened: an entry
     /// leaves when reported, or when what it announces is taken another way; failures, the
     /// last `Limits::max_ended` of them.
@@ -418,7 +416,6 @@ impl Nursery {
             id: NEXT_NURSERY.fetch_add(1, Ordering::Relaxed),
             driver: Driver::new(sup, os),
             method: config.method,
-            failures: VecDeque::new(),
             completions: VecDeque::new(),
             sweep_at: MIN_SWEEP,
             report: None,
@@ -871,10 +868,12 @@ impl Nursery {
         self.driver.sup.requests_held()
     }
 
-    /// Child errors reported and not yet taken, oldest first, each once: the last
-    /// `Limits::max_ended` of them (a long-lived nursery that never takes them keeps no more).
+    /// Child errors reported and not yet taken, oldest first, each once: those of live
+    /// children and of the `Limits::max_ended` retired ones spawned last (a long-lived
+    /// nursery that never takes them keeps no more). The protocol keeps them
+    /// ([`Supervisor::claim_errors`]).
     pub fn take_failures(&mut self) -> Vec<ChildError> {
-        self.failures.drain(..).collect()
+        self.driver.sup.claim_errors()
     }
 
     /// Ends the body normally: daemons are cancelled, run-to-result children joined; returns
@@ -1078,17 +1077,6 @@ impl Nursery {
         }
     }
 
-    /// Queues a child's failure for `take_failures` and `wait_any`, keeping the last
-    /// `Limits::max_ended` of each.
-    fn record_failure(&mut self, err: ChildError) {
-        let max = self.driver.sup.config().limits.max_ended as usize;
-        while self.failures.len() >= max {
-            self.failures.pop_front();
-        }
-        self.failures.push_back(err.clone());
-        self.push_per_child(Completion::Failed(err));
-    }
-
     /// Queues a completion of which each child has at most one (a failure, an end), keeping
     /// the last `Limits::max_ended` of its kind: a nursery whose user never asks keeps no
     /// more over its life.
@@ -1119,7 +1107,7 @@ impl Nursery {
                     let child = self.handle(child);
                     self.push_completion(Completion::Result(child));
                 }
-                Event::Failed(err) => self.record_failure(err),
+                Event::Failed(err) => self.push_per_child(Completion::Failed(err)),
                 Event::Ended(child) => self.push_per_child(Completion::Ended(self.handle(child))),
                 Event::Closed(report) => self.report = Some(report),
             }

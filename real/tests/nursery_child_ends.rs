@@ -179,7 +179,7 @@ fn wait_child_times_out_on_a_live_child_then_reports_its_exit() {
 }
 
 /// A child that failed is `Error::Child` with its own error, from `wait_child` and
-/// `outcome` alike.
+/// `outcome` alike; `take_failures` hands that error out once.
 fn wait_child_reports_the_error_of_a_failed_child() {
     let mut n = forking();
     let broken = n.spawn("broken", BROKEN).unwrap();
@@ -195,6 +195,13 @@ fn wait_child_reports_the_error_of_a_failed_child() {
         Err(e) if is_its_error(&e) => {}
         other => panic!("a failed task's end, asked again: {other:?}"),
     }
+    // Its error is also among the failures, taken once.
+    let failures = n.take_failures();
+    assert!(
+        matches!(&failures[..], [e] if is_its_error(&Error::Child(e.clone()))),
+        "{failures:?}"
+    );
+    assert!(n.take_failures().is_empty());
     let report = n.teardown();
     assert_eq!(report.cause, Some(TeardownCause::ChildFailed(broken.id())));
 }
