@@ -114,7 +114,8 @@ impl NurseryConfig {
     }
 }
 
-/// What went wrong, typed, with what to do in its message.
+/// What went wrong, typed, with what to do in its message (new kinds may come: match it
+/// with a last `_` arm).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
