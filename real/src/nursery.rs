@@ -647,9 +647,10 @@ impl Nursery {
     }
 
     /// The next completion: a request ended (take its answer with [`Nursery::try_take`]), a
-    /// run-to-result child's result is ready ([`Nursery::result`]), or a child failed. Each
-    /// is reported once, in the order it happened; a request's only once its answer can be
-    /// taken without blocking (ended with its child: once that child's error is known).
+    /// run-to-result child's result is ready ([`Nursery::result`]), a child failed, or a
+    /// child's life is over ([`Nursery::outcome`] says how). Each is reported once, in the
+    /// order it happened; a request's only once its answer can be taken without blocking
+    /// (ended with its child: once that child's error is known).
     ///
     /// Waits at most `timeout` (`None`: until something completes); `Ok(None)` when it
     /// passed first, or at once when nothing is left that could complete (no child lives, or
