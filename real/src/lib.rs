@@ -61,6 +61,12 @@ pub mod internals {
         nursery.os_mut().without_fd_scrub_for_the_lost_eof_demo();
     }
 
+    /// Completions queued for `wait_any`, including those announcing what was since dropped
+    /// (an answer or result dropped with its child's record): the queue's length.
+    pub fn queued_completions(nursery: &crate::Nursery) -> usize {
+        nursery.queued_completions()
+    }
+
     /// Replies held for no caller plus requests whose caller gave up and whose reply has not
     /// come yet: zero whenever every answer has been claimed or dropped.
     pub fn unclaimed_replies(nursery: &crate::Nursery) -> usize {

@@ -114,7 +114,8 @@ impl NurseryConfig {
     }
 }
 
-/// What went wrong, typed, with what to do in its message.
+/// What went wrong, typed, with what to do in its message (new kinds may come: match it
+/// with a last `_` arm).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -277,8 +278,10 @@ impl Ticket {
     }
 }
 
-/// Something that completed, as [`Nursery::wait_any`] reports it.
+/// Something that completed, as [`Nursery::wait_any`] reports it (new kinds may come: match
+/// it with a last `_` arm).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Completion {
     /// A request ended: its answer waits for [`Nursery::try_take`] with the ticket of the
     /// request `id` to `child` (see [`Ticket::id`]).
@@ -358,6 +361,10 @@ impl SpawnBuilder<'_> {
     }
 }
 
+/// The shortest completion queue that is swept before it grows (see
+/// `Nursery::push_completion`).
+const MIN_SWEEP: usize = 64;
+
 /// The identity the next nursery of this process takes.
 static NEXT_NURSERY: AtomicU64 = AtomicU64::new(0);
 
@@ -368,12 +375,12 @@ pub struct Nursery {
     id: u64,
     driver: Driver<RealOs>,
     method: SpawnMethod,
-    /// Child errors not yet taken: at most `Limits::max_ended`, the oldest dropped first.
-    failures: VecDeque<ChildError>,
     /// What [`Nursery::wait_any`] has yet to report, in the order it happened: an entry
     /// leaves when reported, or when what it announces is taken another way; failures, the
     /// last `Limits::max_ended` of them.
     completions: VecDeque<Completion>,
+    /// The length of `completions` at which the next completion queued sweeps it first.
+    sweep_at: usize,
     report: Option<TeardownReport>,
 }
 
@@ -410,8 +417,8 @@ impl Nursery {
             id: NEXT_NURSERY.fetch_add(1, Ordering::Relaxed),
             driver: Driver::new(sup, os),
             method: config.method,
-            failures: VecDeque::new(),
             completions: VecDeque::new(),
+            sweep_at: MIN_SWEEP,
             report: None,
         })
     }
@@ -640,14 +647,17 @@ impl Nursery {
     }
 
     /// The next completion: a request ended (take its answer with [`Nursery::try_take`]), a
-    /// run-to-result child's result is ready ([`Nursery::result`]), or a child failed. Each
-    /// is reported once, in the order it happened; a request's only once its answer can be
-    /// taken without blocking (ended with its child: once that child's error is known).
+    /// run-to-result child's result is ready ([`Nursery::result`]), a child failed, or a
+    /// child's life is over ([`Nursery::outcome`] says how). Each is reported once, in the
+    /// order it happened; a request's only once its answer can be taken without blocking
+    /// (ended with its child: once that child's error is known).
     ///
     /// Waits at most `timeout` (`None`: until something completes); `Ok(None)` when it
-    /// passed first, or at once when nothing is left that could complete (no child lives and
-    /// nothing is queued). `Some(Duration::ZERO)` turns the event loop once without waiting:
-    /// what a host loop calls when the nursery's descriptor ([`AsFd`]) is readable.
+    /// passed first, or at once when nothing is left that could complete (no child lives, or
+    /// the nursery has closed, and nothing is queued): after a child's failure tore the
+    /// nursery down, what is left is reported, then `Ok(None)`. `Some(Duration::ZERO)` turns
+    /// the event loop once without waiting: what a host loop calls when the nursery's
+    /// descriptor ([`AsFd`]) is readable.
     /// SIGINT: [`Error::Interrupted`], once the teardown it started is over.
     pub fn wait_any(&mut self, timeout: Option<Duration>) -> Result<Option<Completion>, Error> {
         let until = timeout.map(|t| self.driver.os.now() + t);
@@ -656,6 +666,10 @@ impl Nursery {
             self.absorb_events();
             if let Some(c) = self.next_completion() {
                 return Ok(Some(c));
+            }
+            // Closed, everything reported: nothing can complete (SIGINT's close says so).
+            if self.driver.sup.is_closed() && !self.interrupted() {
+                return Ok(None);
             }
             self.check_open()?;
             let expired = until.is_some_and(|u| self.driver.os.now() >= u);
@@ -843,6 +857,12 @@ impl Nursery {
         self.own(child).ok().and_then(|id| self.driver.os.pid(id))
     }
 
+    /// Completions queued for `wait_any`, including those announcing what was since dropped.
+    #[cfg(feature = "internals")]
+    pub(crate) fn queued_completions(&self) -> usize {
+        self.completions.len()
+    }
+
     /// Answers held for no caller plus requests whose caller gave up and whose reply has not
     /// come yet: zero whenever every answer has been claimed or dropped.
     #[cfg(feature = "internals")]
@@ -850,10 +870,12 @@ impl Nursery {
         self.driver.sup.requests_held()
     }
 
-    /// Child errors reported and not yet taken, oldest first, each once: the last
-    /// `Limits::max_ended` of them (a long-lived nursery that never takes them keeps no more).
+    /// Child errors reported and not yet taken, oldest first, each once: those of live
+    /// children and of the `Limits::max_ended` retired ones spawned last (a long-lived
+    /// nursery that never takes them keeps no more). The protocol keeps them
+    /// ([`Supervisor::claim_errors`]).
     pub fn take_failures(&mut self) -> Vec<ChildError> {
-        self.failures.drain(..).collect()
+        self.driver.sup.claim_errors()
     }
 
     /// Ends the body normally: daemons are cancelled, run-to-result children joined; returns
@@ -1005,17 +1027,13 @@ impl Nursery {
     fn next_completion(&mut self) -> Option<Completion> {
         let mut i = 0;
         while i < self.completions.len() {
-            let (live, ready) = match &self.completions[i] {
-                Completion::Request { child, id } => {
-                    let kept = self.driver.sup.peek_reply(child.id, *id).is_some();
-                    (kept, kept && self.settled(child.id, *id))
-                }
-                Completion::Result(child) => {
-                    let kept = self.driver.sup.has_result(child.id);
-                    (kept, kept)
-                }
-                Completion::Failed(_) | Completion::Ended(_) => (true, true),
-            };
+            let c = &self.completions[i];
+            let live = self.announces_something(c);
+            let ready = live
+                && match c {
+                    Completion::Request { child, id } => self.settled(child.id, *id),
+                    _ => true,
+                };
             if ready || !live {
                 let c = self.completions.remove(i);
                 if ready {
@@ -1028,22 +1046,37 @@ impl Nursery {
         None
     }
 
+    /// Whether what `c` announces is still there: a request's answer or a result is kept
+    /// until taken, and while its child's record is (see [`Limits::max_ended`]).
+    fn announces_something(&self, c: &Completion) -> bool {
+        match c {
+            Completion::Request { child, id } => {
+                self.driver.sup.peek_reply(child.id, *id).is_some()
+            }
+            Completion::Result(child) => self.driver.sup.has_result(child.id),
+            Completion::Failed(_) | Completion::Ended(_) => true,
+        }
+    }
+
+    /// Queues a completion; first, once the queue has doubled since it was last swept,
+    /// drops those that announce nothing any more (answers and results dropped with their
+    /// child's record), so a nursery whose user never calls `wait_any` holds at most twice
+    /// what is still announced, at an amortized constant cost per completion.
+    fn push_completion(&mut self, c: Completion) {
+        if self.completions.len() >= self.sweep_at {
+            let mut queue = std::mem::take(&mut self.completions);
+            queue.retain(|c| self.announces_something(c));
+            self.completions = queue;
+            self.sweep_at = (2 * self.completions.len()).max(MIN_SWEEP);
+        }
+        self.completions.push_back(c);
+    }
+
     /// Drops the completion `c` announces, taken another way.
     fn forget_completion(&mut self, c: &Completion) {
         if let Some(i) = self.completions.iter().position(|x| x == c) {
             self.completions.remove(i);
         }
-    }
-
-    /// Queues a child's failure for `take_failures` and `wait_any`, keeping the last
-    /// `Limits::max_ended` of each.
-    fn record_failure(&mut self, err: ChildError) {
-        let max = self.driver.sup.config().limits.max_ended as usize;
-        while self.failures.len() >= max {
-            self.failures.pop_front();
-        }
-        self.failures.push_back(err.clone());
-        self.push_per_child(Completion::Failed(err));
     }
 
     /// Queues a completion of which each child has at most one (a failure, an end), keeping
@@ -1057,7 +1090,7 @@ impl Nursery {
         {
             self.completions.remove(i);
         }
-        self.completions.push_back(c);
+        self.push_completion(c);
     }
 
     fn absorb_events(&mut self) {
@@ -1069,15 +1102,14 @@ impl Nursery {
                 Event::RequestEnded { child, id } => {
                     if self.driver.sup.peek_reply(child, id).is_some() {
                         let child = self.handle(child);
-                        self.completions
-                            .push_back(Completion::Request { child, id });
+                        self.push_completion(Completion::Request { child, id });
                     }
                 }
                 Event::Finished(child) => {
                     let child = self.handle(child);
-                    self.completions.push_back(Completion::Result(child));
+                    self.push_completion(Completion::Result(child));
                 }
-                Event::Failed(err) => self.record_failure(err),
+                Event::Failed(err) => self.push_per_child(Completion::Failed(err)),
                 Event::Ended(child) => self.push_per_child(Completion::Ended(self.handle(child))),
                 Event::Closed(report) => self.report = Some(report),
             }

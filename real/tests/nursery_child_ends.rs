@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 
 use common::{MUST, Test};
 use harrow_model::wire::{DEFAULT_MAX_FRAME, max_payload};
+use harrow_real::internals::queued_completions;
 use harrow_real::{
-    Cancel, ChildErrorKind, ChildOpError, Completion, Error, ExitStatus, ForceReason, Nursery,
-    NurseryConfig, Outcome, Registry, RemoteError, SpawnMethod, Task, TeardownCause, Timeouts,
-    encode,
+    Cancel, ChildErrorKind, ChildOpError, Completion, Error, ExitStatus, ForceReason, Limits,
+    Nursery, NurseryConfig, Outcome, Registry, RemoteError, SpawnMethod, Task, TeardownCause,
+    Timeouts, encode,
 };
 
 /// Doubles what it is sent.
@@ -30,6 +31,8 @@ const NAPS: [(&str, u64); 3] = [("nap800", 800), ("nap40", 40), ("nap400", 400)]
 const BROKEN: &str = "broken";
 /// Sleeps the milliseconds it is sent, then answers them.
 const SLEEPY: &str = "sleepy";
+/// A task that returns 42 at once.
+const ANSWER: &str = "answer";
 /// Answers as many bytes as it is asked for.
 const SIZED: &str = "sized";
 
@@ -46,6 +49,7 @@ impl Task for Nap {
 fn registry() -> Registry {
     let mut r = Registry::new()
         .handler(DOUBLE, |n: u64| Ok::<u64, String>(n * 2))
+        .main(ANSWER, || Ok::<u64, String>(42))
         .handler(SIZED, |len: u32| {
             Ok::<Vec<u8>, String>(vec![7; len as usize])
         })
@@ -93,6 +97,14 @@ fn main() -> ExitCode {
         Test {
             name: "the_default_max_frame_is_unchanged_and_a_bad_one_refused",
             run: the_default_max_frame_is_unchanged_and_a_bad_one_refused,
+        },
+        Test {
+            name: "bug_wait_any_after_a_failure_is_closed_or_none_by_timing",
+            run: bug_wait_any_after_a_failure_is_closed_or_none_by_timing,
+        },
+        Test {
+            name: "bug_stale_completions_kept_until_wait_any",
+            run: bug_stale_completions_kept_until_wait_any,
         },
         Test {
             name: "a_handle_of_another_nursery_is_refused_by_kill_and_wait_child",
@@ -167,7 +179,7 @@ fn wait_child_times_out_on_a_live_child_then_reports_its_exit() {
 }
 
 /// A child that failed is `Error::Child` with its own error, from `wait_child` and
-/// `outcome` alike.
+/// `outcome` alike; `take_failures` hands that error out once.
 fn wait_child_reports_the_error_of_a_failed_child() {
     let mut n = forking();
     let broken = n.spawn("broken", BROKEN).unwrap();
@@ -183,6 +195,13 @@ fn wait_child_reports_the_error_of_a_failed_child() {
         Err(e) if is_its_error(&e) => {}
         other => panic!("a failed task's end, asked again: {other:?}"),
     }
+    // Its error is also among the failures, taken once.
+    let failures = n.take_failures();
+    assert!(
+        matches!(&failures[..], [e] if is_its_error(&Error::Child(e.clone()))),
+        "{failures:?}"
+    );
+    assert!(n.take_failures().is_empty());
     let report = n.teardown();
     assert_eq!(report.cause, Some(TeardownCause::ChildFailed(broken.id())));
 }
@@ -330,4 +349,78 @@ fn the_default_max_frame_is_unchanged_and_a_bad_one_refused() {
             other => panic!("max_frame {bad} opened {other:?}"),
         }
     }
+}
+
+/// After a child's failure tore the nursery down, `wait_any` reports what is left (the
+/// failure, the failed task's result, each child's end) and then `Ok(None)`, every time it
+/// is asked: nothing is left that could complete.
+///
+/// What went wrong: once the teardown was over, `wait_any` said `Err(Closed)`, but while it
+/// still ran, `Ok(None)` when its timeout passed: what a host loop saw after a failure
+/// depended on how fast the siblings went. The fix: a closed nursery has nothing left that
+/// could complete, like one whose children have all ended, so `wait_any` says `Ok(None)`
+/// once it has reported everything (`Closed` stays the answer to a wait for a particular
+/// answer that cannot come; SIGINT's `Interrupted` is unchanged).
+fn bug_wait_any_after_a_failure_is_closed_or_none_by_timing() {
+    let mut n = forking();
+    let double = n.spawn("double", DOUBLE).unwrap();
+    let broken = n.spawn("broken", BROKEN).unwrap();
+    let (mut failed, mut ended) = (false, Vec::new());
+    while let Some(c) = n.wait_any(Some(MUST)).unwrap() {
+        match c {
+            Completion::Failed(e) => {
+                assert_eq!(e.child, broken.id());
+                failed = true;
+            }
+            Completion::Result(c) => assert_eq!(c, broken),
+            Completion::Ended(c) => ended.push(c),
+            other => panic!("after a failure, {other:?}"),
+        }
+    }
+    assert!(failed, "the failure was reported");
+    ended.sort();
+    assert_eq!(ended, vec![double, broken]);
+    for _ in 0..3 {
+        assert_eq!(n.wait_any(Some(Duration::ZERO)).unwrap(), None);
+        assert_eq!(n.wait_any(None).unwrap(), None);
+    }
+    let report = n.teardown();
+    assert_eq!(report.cause, Some(TeardownCause::ChildFailed(broken.id())));
+}
+
+/// A long-lived nursery whose user never calls `wait_any` keeps its completion queue
+/// bounded: a completion whose result was dropped with its child's record (past
+/// `Limits::max_ended`) is dropped too, and what is still announced is still reported.
+///
+/// What went wrong: such stale completions left the queue only when `wait_any` came upon
+/// them, so a nursery that spawned tasks and never claimed their results (nor called
+/// `wait_any`) kept one entry per task it ever ran. The fix: queuing a completion sweeps the
+/// stale ones first whenever the queue has doubled since its last sweep.
+fn bug_stale_completions_kept_until_wait_any() {
+    let limits = Limits {
+        max_ended: 2,
+        ..Limits::default()
+    };
+    let config = NurseryConfig::default()
+        .with_method(SpawnMethod::Fork)
+        .with_handle_sigint(false)
+        .with_limits(limits);
+    let mut n = Nursery::open_with(config).expect("open a nursery");
+    let mut last = Vec::new();
+    for i in 0..200 {
+        let c = n.spawner(ANSWER).name(&format!("a{i}")).spawn().unwrap();
+        assert!(n.wait_child(c, Some(MUST)).unwrap().is_some());
+        last.push(c);
+    }
+    let queued = queued_completions(&n);
+    assert!(
+        queued <= 64,
+        "{queued} completions queued for 200 ended tasks, of which 2 keep a result"
+    );
+    match n.wait_any(Some(Duration::ZERO)).unwrap() {
+        Some(Completion::Result(c)) => assert!(last[198..].contains(&c), "{c:?}"),
+        other => panic!("the kept results are still announced: {other:?}"),
+    }
+    let report = n.teardown();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
 }

@@ -246,6 +246,9 @@ pub struct Supervisor {
     /// How many [`Event::Failed`] the user has taken with [`Supervisor::poll_event`]: with
     /// those still queued, what property 5 compares with the recorded errors.
     pub(crate) failures_taken: u64,
+    /// How many of `errors`, from the front, the user has claimed with
+    /// [`Supervisor::claim_errors`]: those after it are reported and not yet claimed.
+    errors_claimed: usize,
     commands: VecDeque<Command>,
     pub(crate) events: VecDeque<Event>,
     next_request: u64,
@@ -276,6 +279,7 @@ impl Supervisor {
             teardown_started: None,
             errors: Vec::new(),
             failures_taken: 0,
+            errors_claimed: 0,
             commands: VecDeque::new(),
             events: VecDeque::new(),
             next_request: 0,
@@ -643,6 +647,15 @@ impl Supervisor {
         &self.errors
     }
 
+    /// Takes the kept errors ([`Supervisor::errors`]) reported since the last call, in the
+    /// order reported, each once: a user's list of failures to deal with, which an error
+    /// dropped with its child's record (past [`Limits::max_ended`]) leaves unclaimed.
+    pub fn claim_errors(&mut self) -> Vec<ChildError> {
+        let new = self.errors[self.errors_claimed..].to_vec();
+        self.errors_claimed = self.errors.len();
+        new
+    }
+
     /// The first invariant violation seen (only possible with a flaw switched on).
     pub fn violation(&self) -> Option<&Violation> {
         self.violation.as_ref()
@@ -985,7 +998,12 @@ impl Supervisor {
                 break;
             };
             let before = self.errors.len();
+            let claimed_dropped = self.errors[..self.errors_claimed]
+                .iter()
+                .filter(|e| e.child == old)
+                .count();
             self.errors.retain(|e| e.child != old);
+            self.errors_claimed -= claimed_dropped;
             self.errors_dropped += (before - self.errors.len()) as u64;
         }
     }

@@ -905,3 +905,51 @@ fn a_death_is_reported_before_the_end() {
         "{evs:?}"
     );
 }
+
+/// `claim_errors` hands out each kept error once, in order, and an error dropped with its
+/// child's record (past `max_ended`) moves the claimed mark with it: nothing is handed out
+/// twice, and nothing kept is skipped.
+#[test]
+fn claimed_errors_are_handed_out_once_across_retirement() {
+    let mut s = Supervisor::new(SupervisorConfig {
+        limits: Limits {
+            max_ended: 1,
+            ..Limits::default()
+        },
+        ..SupervisorConfig::default()
+    })
+    .unwrap();
+    let t = Timestamp::ZERO;
+    let fail = |s: &mut Supervisor, name: &str| {
+        let c = s
+            .spawn(
+                t,
+                spec(name, SpawnMethod::Exec, Role::Daemon),
+                &Situation::default(),
+            )
+            .unwrap();
+        s.handle_launch_failed(t, c, "no".into()).unwrap();
+        c
+    };
+    let a = fail(&mut s, "a");
+    let claimed: Vec<ChildId> = s.claim_errors().iter().map(|e| e.child).collect();
+    assert_eq!(claimed, vec![a]);
+    assert!(s.claim_errors().is_empty(), "each error once");
+    // b's retirement drops a's record and its claimed error; b's error is still to claim.
+    let b = fail(&mut s, "b");
+    assert_eq!(
+        s.errors().iter().map(|e| e.child).collect::<Vec<_>>(),
+        vec![b]
+    );
+    let claimed: Vec<ChildId> = s.claim_errors().iter().map(|e| e.child).collect();
+    assert_eq!(claimed, vec![b]);
+    // d's retirement drops c's record, and c's error with it, unclaimed.
+    let c = fail(&mut s, "c");
+    let d = fail(&mut s, "d");
+    let claimed: Vec<ChildId> = s.claim_errors().iter().map(|e| e.child).collect();
+    assert_eq!(
+        claimed,
+        vec![d],
+        "{c} was dropped with its record, unclaimed"
+    );
+}
