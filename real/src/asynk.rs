@@ -1,49 +1,4 @@
 //! [`AsyncNursery`]: the nursery for tokio programs (feature `tokio`).
-//!
-//! It is the blocking [`Nursery`] — the same protocol, the same driver, the same operating
-//! system layer — waited on through tokio's reactor instead of a blocking `epoll_wait`: the
-//! nursery's event loop descriptor (an epoll instance, [`Nursery`]'s `AsFd`) is registered
-//! with tokio (`AsyncFd`), and the protocol's next deadline is a tokio sleep. When either
-//! fires, the loop is turned once without waiting. There is no extra thread, no polling loop
-//! and no `spawn_blocking`.
-//!
-//! The handle is cheap to clone, and every clone drives the one nursery, so many tasks
-//! spawn, send requests, cancel and wait at once (on a current-thread or a multi-thread
-//! runtime). The nursery sits behind a mutex that no `.await` holds. Whichever waiting future
-//! was polled last is the one tokio wakes when the descriptor is readable (*the reader*); it
-//! turns the loop and hands every completion to its own waiter: a request's end wakes the
-//! future that awaits that request, and nothing else; a turn wakes the waits that have no
-//! completion of their own (a spawn's handshake, a stop, a result, a teardown, `wait_any`).
-//! A reader that is dropped or finishes passes the role to another waiter, so no readiness
-//! is ever announced to nobody.
-//!
-//! # Dropping a future
-//!
-//! Futures are lazy: nothing is sent or spawned before the first poll. What dropping one at
-//! each of its await points does:
-//!
-//! | method | dropped while | what the drop does |
-//! |---|---|---|
-//! | `spawn`, `spawn_with` | the child boots (before its handshake) | cancels that child: the protocol stops it (graceful, then by the timeouts), and the report lists it |
-//! | `request`, `request_within`, `request_bytes` | waiting for the answer | abandons the request (`Nursery::abandon`): its reply, kept or to come, is dropped and answers nothing later; nothing stays held |
-//! | `result` | waiting for the result | nothing: the result is kept for a later `result` |
-//! | `stop` | waiting for the child to be gone | nothing more: the cancel was sent and the protocol stops the child anyway |
-//! | `wait_any` | waiting | nothing: what completes stays queued for the next `wait_any` |
-//! | `teardown`, `fail` | waiting for the report | the teardown goes on while other handles' waits turn the loop; if this was the last handle, the nursery is dropped (below) |
-//!
-//! Dropping the last handle (and the last future, each of which holds one) drops the
-//! nursery, as dropping a blocking [`Nursery`] does: every child is ended at once, without a
-//! graceful cancel, and reaped, within the protocol's bounds; no report is made. That drop
-//! blocks the thread it runs on for as long as it takes (the kill and reap are immediate
-//! unless a process is stuck in the kernel).
-//!
-//! # Interaction with the process
-//!
-//! SIGINT (with `handle_sigint`) reaches the async nursery as it reaches the blocking one: the
-//! nursery tears down, and every wait returns [`Error::Interrupted`] once the teardown is over
-//! (the other waits keep turning the loop meanwhile). A multi-thread runtime makes the process
-//! multi-threaded, so plain `Fork` is refused there, with the error that names `ForkServer`;
-//! on a current-thread runtime (in a process with no other thread) it works.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -72,9 +27,55 @@ const TURNS_PER_POLL: usize = 16;
 /// milliseconds anyway).
 const SLACK: Duration = Duration::from_millis(1);
 
-/// A nursery for tokio programs: a cloneable handle to one [`Nursery`] whose waits are
-/// futures. See the [module documentation](self) for how it works and what dropping each
-/// future does.
+/// A nursery for tokio programs (feature `tokio`): a cloneable handle to one [`Nursery`]
+/// whose waits are futures.
+///
+/// It is the blocking [`Nursery`] — the same protocol, the same driver, the same operating
+/// system layer — waited on through tokio's reactor instead of a blocking `epoll_wait`: the
+/// nursery's event loop descriptor (an epoll instance, [`Nursery`]'s `AsFd`) is registered
+/// with tokio (`AsyncFd`), and the protocol's next deadline is a tokio sleep. When either
+/// fires, the loop is turned once without waiting. There is no extra thread, no polling loop
+/// and no `spawn_blocking`.
+///
+/// The handle is cheap to clone, and every clone drives the one nursery, so many tasks
+/// spawn, send requests, cancel and wait at once (on a current-thread or a multi-thread
+/// runtime). The nursery sits behind a mutex that no `.await` holds. Whichever waiting future
+/// was polled last is the one tokio wakes when the descriptor is readable (*the reader*); it
+/// turns the loop and hands every completion to its own waiter: a request's end wakes the
+/// future that awaits that request, and nothing else; a turn wakes the waits that have no
+/// completion of their own (a spawn's handshake, a stop, a result, a teardown, `wait_any`).
+/// A reader that is dropped or finishes passes the role to another waiter, so no readiness
+/// is ever announced to nobody.
+///
+/// # Dropping a future
+///
+/// Futures are lazy: nothing is sent or spawned before the first poll. What dropping one at
+/// each of its await points does:
+///
+/// | method | dropped while | what the drop does |
+/// |---|---|---|
+/// | `spawn`, `spawn_with` | the child boots (before its handshake) | cancels that child: the protocol stops it (graceful, then by the timeouts), and the report lists it |
+/// | `request`, `request_within`, `request_bytes` | waiting for the answer | abandons the request (`Nursery::abandon`): its reply, kept or to come, is dropped and answers nothing later; nothing stays held |
+/// | `result` | waiting for the result | nothing: the result is kept for a later `result` |
+/// | `stop` | waiting for the child to be gone | nothing more: the cancel was sent and the protocol stops the child anyway |
+/// | `wait_any` | waiting | nothing: what completes stays queued for the next `wait_any` |
+/// | `teardown`, `fail` | waiting for the report | the teardown goes on while other handles' waits turn the loop; if this was the last handle, the nursery is dropped (below) |
+///
+/// Each row is a `drop_*` test in `real/tests/nursery_async.rs`.
+///
+/// Dropping the last handle (a `teardown` or `fail` future holds the one it was called on)
+/// drops the nursery, as dropping a blocking [`Nursery`] does: every child is ended at once, without a
+/// graceful cancel, and reaped, within the protocol's bounds; no report is made. That drop
+/// blocks the thread it runs on for as long as it takes (the kill and reap are immediate
+/// unless a process is stuck in the kernel).
+///
+/// # Interaction with the process
+///
+/// SIGINT (with `handle_sigint`) reaches the async nursery as it reaches the blocking one: the
+/// nursery tears down, and every wait returns [`Error::Interrupted`] once the teardown is over
+/// (the other waits keep turning the loop meanwhile). A multi-thread runtime makes the process
+/// multi-threaded, so plain `Fork` is refused there, with the error that names `ForkServer`;
+/// on a current-thread runtime (in a process with no other thread) it works.
 #[derive(Clone)]
 pub struct AsyncNursery {
     shared: Arc<Mutex<Inner>>,
