@@ -26,10 +26,7 @@ fn main() {
 
 async fn body() {
     // A multi-thread runtime: plain Fork is refused here; ForkServer (the default) is safe.
-    let config = NurseryConfig {
-        method: SpawnMethod::ForkServer,
-        ..NurseryConfig::default()
-    };
+    let config = NurseryConfig::default().with_method(SpawnMethod::ForkServer);
     let nursery = AsyncNursery::open_with(config).expect("open a nursery");
 
     let doubler = nursery.spawn("doubler", "double").await.expect("spawn");

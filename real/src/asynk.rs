@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use harrow_model::supervisor::{NurseryPhase, TeardownCause, TeardownReport};
+use harrow_model::supervisor::{NurseryPhase, Outcome, TeardownCause, TeardownReport};
 use harrow_model::wire::Role;
 use harrow_model::{ChildError, ChildId, RequestId, SpawnMethod};
 use serde::Serialize;
@@ -58,6 +58,7 @@ const SLACK: Duration = Duration::from_millis(1);
 /// | `request`, `request_within`, `request_bytes` | waiting for the answer | abandons the request (`Nursery::abandon`): its reply, kept or to come, is dropped and answers nothing later; nothing stays held |
 /// | `result` | waiting for the result | nothing: the result is kept for a later `result` |
 /// | `stop` | waiting for the child to be gone | nothing more: the cancel was sent and the protocol stops the child anyway |
+/// | `wait_child` | waiting for the child's end | nothing: a later `wait_child` or `outcome` says how it ended |
 /// | `wait_any` | waiting | nothing: what completes stays queued for the next `wait_any` |
 /// | `teardown`, `fail` | waiting for the report | the teardown goes on while other handles' waits turn the loop; if this was the last handle, the nursery is dropped (below) |
 ///
@@ -109,8 +110,8 @@ struct Core {
     nursery: Nursery,
     /// The spawn method of [`AsyncNursery::spawn`].
     method: SpawnMethod,
-    /// How many failures `finished` keeps, at most (`Limits::max_ended`).
-    max_failures: usize,
+    /// How many failures, and how many ends, `finished` keeps at most (`Limits::max_ended`).
+    max_ended: usize,
     /// Waiters for one request's end.
     requests: HashMap<(ChildId, RequestId), Waker>,
     /// Waiters for anything else.
@@ -118,7 +119,8 @@ struct Core {
     next_key: u64,
     /// The waiter last registered with tokio's reactor and the sleep.
     reader: Option<Key>,
-    /// Results ready and failures, for [`AsyncNursery::wait_any`], in the order they came.
+    /// Results ready, failures and ends, for [`AsyncNursery::wait_any`], in the order they
+    /// came.
     finished: VecDeque<Completion>,
     /// The nursery's phase when last looked at: a change wakes every waiter.
     phase: NurseryPhase,
@@ -137,24 +139,25 @@ impl AsyncNursery {
     /// without them, tokio panics, as its own types do.
     pub fn open_with(config: NurseryConfig) -> Result<AsyncNursery, Error> {
         tokio::runtime::Handle::try_current().map_err(|e| {
-            Error::Open(format!(
-                "{e}; open an AsyncNursery inside a tokio runtime, with IO and time enabled"
-            ))
+            Error::Open(
+                format!(
+                    "{e}; open an AsyncNursery inside a tokio runtime, with IO and time enabled"
+                )
+                .into(),
+            )
         })?;
         let nursery = Nursery::open_with(config)?;
         let dup = nursery.as_fd().try_clone_to_owned().map_err(|e| {
-            Error::Open(format!("cannot duplicate the event loop's descriptor: {e}"))
+            Error::Open(format!("cannot duplicate the event loop's descriptor: {e}").into())
         })?;
         let fd = crate::sys::reactor::register_readable(dup).map_err(|e| {
-            Error::Open(format!(
-                "cannot register the event loop with tokio's reactor: {e}"
-            ))
+            Error::Open(format!("cannot register the event loop with tokio's reactor: {e}").into())
         })?;
         let core = Core {
             phase: nursery.nursery_phase(),
             nursery,
             method: config.method,
-            max_failures: config.limits.max_ended as usize,
+            max_ended: config.limits.max_ended as usize,
             requests: HashMap::new(),
             others: HashMap::new(),
             next_key: 0,
@@ -246,15 +249,41 @@ impl AsyncNursery {
     pub async fn stop(&self, child: Child) -> Result<(), Error> {
         self.cancel(child)?;
         let key = self.key();
-        self.wait(key, |c| c.nursery.poll_gone(child)).await
+        self.wait(key, |c| c.learned(child, Nursery::poll_gone))
+            .await
+    }
+
+    /// Stops one child forcefully now, without asking it first; see [`Nursery::kill`].
+    /// [`AsyncNursery::wait_child`] waits for its end.
+    pub fn kill(&self, child: Child) -> Result<(), Error> {
+        self.op(|n| n.kill(child))
+    }
+
+    /// How `child` ended, if it has, without waiting; see [`Nursery::outcome`].
+    pub fn outcome(&self, child: Child) -> Result<Option<Outcome>, Error> {
+        self.with(|i| {
+            i.op(|n| n.outcome(child))
+                .inspect(|_| i.core.forget_end(child))
+        })
+    }
+
+    /// Waits until `child` ends, and says how: its outcome if it ended without an error of
+    /// its own, [`Error::Child`] if it failed; see [`Nursery::wait_child`] (bound the wait
+    /// with `tokio::time::timeout`). Dropped, it changes nothing.
+    pub async fn wait_child(&self, child: Child) -> Result<Outcome, Error> {
+        let key = self.key();
+        self.wait(key, |c| c.learned(child, Nursery::poll_child_end))
+            .await
     }
 
     /// The next child that finished: a run-to-result child's result is ready
-    /// ([`Completion::Result`], take it with [`AsyncNursery::result`]) or a child failed
-    /// ([`Completion::Failed`]); each once, in the order it happened. `Ok(None)` at once when
-    /// nothing is queued and no child lives. Requests' ends go to their own futures and are
-    /// never reported here. Dropped, it loses nothing: what completes stays queued (the last
-    /// `Limits::max_ended` failures, every result until it is claimed).
+    /// ([`Completion::Result`], take it with [`AsyncNursery::result`]), a child failed
+    /// ([`Completion::Failed`]), or a child's life is over ([`Completion::Ended`], not
+    /// reported for a child whose end its caller learned by `stop`, `wait_child` or
+    /// `outcome`); each once, in the order it happened. `Ok(None)` at once when nothing is
+    /// queued and no child lives. Requests' ends go to their own futures and are never
+    /// reported here. Dropped, it loses nothing: what completes stays queued (the last
+    /// `Limits::max_ended` failures and ends, every result until it is claimed).
     pub async fn wait_any(&self) -> Result<Option<Completion>, Error> {
         let key = self.key();
         self.wait(key, Core::next_finished).await
@@ -513,17 +542,34 @@ impl Core {
         any
     }
 
-    /// Queues a result or a failure for `wait_any`, keeping the last `max_failures`
-    /// failures.
+    /// Queues a result, a failure or an end for `wait_any`, keeping the last `max_ended`
+    /// failures and the last `max_ended` ends (results are bounded by the protocol's records).
     fn queue_finished(&mut self, c: Completion) {
-        let failed = |c: &Completion| matches!(c, Completion::Failed(_));
-        if failed(&c)
-            && self.finished.iter().filter(|c| failed(c)).count() >= self.max_failures
-            && let Some(i) = self.finished.iter().position(failed)
+        let same = |x: &Completion| core::mem::discriminant(x) == core::mem::discriminant(&c);
+        if !matches!(c, Completion::Result(_))
+            && self.finished.iter().filter(|x| same(x)).count() >= self.max_ended
+            && let Some(i) = self.finished.iter().position(same)
         {
             self.finished.remove(i);
         }
         self.finished.push_back(c);
+    }
+
+    /// `check` of `child`'s end; once it answers, the end is learned and not reported to
+    /// `wait_any`.
+    fn learned<T>(
+        &mut self,
+        child: Child,
+        check: impl FnOnce(&mut Nursery, Child) -> Option<T>,
+    ) -> Option<T> {
+        let answer = check(&mut self.nursery, child)?;
+        self.forget_end(child);
+        Some(answer)
+    }
+
+    /// Drops `child`'s end from what `wait_any` has yet to report: its caller learned it.
+    fn forget_end(&mut self, child: Child) {
+        self.finished.retain(|c| *c != Completion::Ended(child));
     }
 
     /// `wait_any`'s check: the next result still kept or failure, `Ok(None)` if no child

@@ -12,6 +12,7 @@ mod common;
 
 use std::future::Future;
 use std::process::ExitCode;
+use std::task::Poll;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -64,6 +65,10 @@ fn main() -> ExitCode {
         Test {
             name: "waiter_woken_when_its_child_is_killed",
             run: waiter_woken_when_its_child_is_killed,
+        },
+        Test {
+            name: "wait_child_woken_by_kill_and_a_dropped_one_changes_nothing",
+            run: wait_child_woken_by_kill_and_a_dropped_one_changes_nothing,
         },
         Test {
             name: "waiter_woken_when_its_child_is_abandoned",
@@ -137,17 +142,15 @@ fn multi() -> Runtime {
 }
 
 fn config(method: SpawnMethod) -> NurseryConfig {
-    NurseryConfig {
-        method,
-        timeouts: Timeouts {
+    NurseryConfig::default()
+        .with_method(method)
+        .with_timeouts(Timeouts {
             cancel_ack: Duration::from_millis(100),
             kill_grace: Duration::from_millis(100),
             thread_abandon: Duration::from_millis(200),
             ..Timeouts::TRACTOR
-        },
-        handle_sigint: false,
-        ..NurseryConfig::default()
-    }
+        })
+        .with_handle_sigint(false)
 }
 
 fn open(method: SpawnMethod) -> AsyncNursery {
@@ -192,7 +195,7 @@ fn request_is_pending_until_its_reply_wakes_it() {
         assert_eq!(assert_ready!(req.poll()).unwrap(), 7);
         drop(req);
         assert_eq!(unclaimed_replies_async(&n), 0);
-        n.teardown().await;
+        let _ = n.teardown().await;
     });
 }
 
@@ -257,7 +260,48 @@ fn waiter_woken_when_its_child_is_killed() {
             other => panic!("a request of a killed child ended with {other:?}"),
         }
         drop(req);
-        n.teardown().await;
+        let _ = n.teardown().await;
+    });
+}
+
+/// `kill` ends a busy child at once and wakes its `wait_child` waiter with the outcome; an
+/// earlier `wait_child` future dropped while it waited changed nothing. The nursery goes on
+/// (a kill asked for is no failure).
+fn wait_child_woken_by_kill_and_a_dropped_one_changes_nothing() {
+    current().block_on(async {
+        let n = open(SpawnMethod::Fork);
+        let c = n.spawn("victim", TAGGED).await.unwrap();
+        let mut busy = spawn(n.request::<_, u64>(c, &(1u64, 60_000u64)));
+        assert_pending!(busy.poll());
+        let mut dropped = spawn(n.wait_child(c));
+        assert_pending!(dropped.poll());
+        drop(dropped);
+        let mut end = spawn(n.wait_child(c));
+        assert_pending!(end.poll());
+        n.kill(c).unwrap();
+        match until_woken_ready(&mut end, MUST).await.0 {
+            Ok(Outcome::Killed {
+                reason: ForceReason::UserHardStop,
+                ..
+            }) => {}
+            other => panic!("wait_child of a killed child returned {other:?}"),
+        }
+        drop(end);
+        match n.outcome(c) {
+            Ok(Some(Outcome::Killed {
+                reason: ForceReason::UserHardStop,
+                ..
+            })) => {}
+            other => panic!("a killed child's outcome: {other:?}"),
+        }
+        assert!(assert_ready!(busy.poll()).is_err());
+        drop(busy);
+        let sibling = n.spawn("sibling", TAGGED).await.unwrap();
+        assert_eq!(
+            n.request::<_, u64>(sibling, &(2u64, 0u64)).await.unwrap(),
+            2
+        );
+        let _ = n.teardown().await;
     });
 }
 
@@ -274,7 +318,7 @@ fn waiter_woken_when_its_child_is_abandoned() {
         let asked = Instant::now();
         assert_pending!(stop.poll());
         // Woken at each turn of the loop (the cancel's deadline first), ready once abandoned.
-        until_woken_ready(&mut stop, MUST).await;
+        until_woken_ready(&mut stop, MUST).await.0.unwrap();
         assert!(
             asked.elapsed() < Duration::from_millis(1_000),
             "the stop waited for the handler ({:?}), not for the abandonment",
@@ -308,7 +352,7 @@ fn request_within_ends_at_its_deadline() {
             .request_within::<_, u64>(c, &(1u64, 60_000u64), Duration::from_millis(50))
             .await
         {
-            Err(Error::TimedOut { waited }) => assert_eq!(waited, Duration::from_millis(50)),
+            Err(Error::TimedOut { waited, .. }) => assert_eq!(waited, Duration::from_millis(50)),
             other => panic!("expected a time-out, got {other:?}"),
         }
         let took = asked.elapsed();
@@ -316,7 +360,7 @@ fn request_within_ends_at_its_deadline() {
             took >= Duration::from_millis(50) && took < Duration::from_secs(2),
             "{took:?}"
         );
-        n.teardown().await;
+        let _ = n.teardown().await;
     });
 }
 
@@ -339,7 +383,8 @@ fn teardown_completes_within_its_bound() {
             .teardown_bound(SpawnMethod::Fork);
         let mut teardown = spawn(n.teardown());
         assert_pending!(teardown.poll());
-        let took = until_woken_ready(&mut teardown, bound + Duration::from_secs(2)).await;
+        let (report, took) = until_woken_ready(&mut teardown, bound + Duration::from_secs(2)).await;
+        assert_eq!(report.children.len(), 3);
         assert!(took < bound + Duration::from_secs(2), "{took:?}");
         for t in tasks {
             assert!(
@@ -350,13 +395,17 @@ fn teardown_completes_within_its_bound() {
     });
 }
 
-/// Polls `task` whenever it is woken until it is ready; returns how long that took.
-async fn until_woken_ready<F: Future>(task: &mut Spawn<F>, within: Duration) -> Duration {
+/// Polls `task` whenever it is woken until it is ready; returns its output and how long that
+/// took.
+async fn until_woken_ready<F: Future>(
+    task: &mut Spawn<F>,
+    within: Duration,
+) -> (F::Output, Duration) {
     let start = Instant::now();
     loop {
         until_woken(task, within.saturating_sub(start.elapsed())).await;
-        if task.poll().is_ready() {
-            return start.elapsed();
+        if let Poll::Ready(out) = task.poll() {
+            return (out, start.elapsed());
         }
     }
 }
@@ -422,7 +471,7 @@ fn fork_is_refused_on_a_multi_thread_runtime() {
             .await
             .unwrap();
         assert_eq!(n.request::<_, u64>(c, &(5u64, 0u64)).await.unwrap(), 5);
-        n.teardown().await;
+        let _ = n.teardown().await;
     });
 }
 
@@ -430,11 +479,8 @@ fn fork_is_refused_on_a_multi_thread_runtime() {
 /// is over, and the report says the cause.
 fn sigint_reaches_the_async_nursery() {
     current().block_on(async {
-        let n = AsyncNursery::open_with(NurseryConfig {
-            handle_sigint: true,
-            ..config(SpawnMethod::Fork)
-        })
-        .unwrap();
+        let n =
+            AsyncNursery::open_with(config(SpawnMethod::Fork).with_handle_sigint(true)).unwrap();
         let c = n.spawn("busy", TAGGED).await.unwrap();
         let interrupter = tokio::spawn(async {
             pause(Duration::from_millis(100)).await;
@@ -469,7 +515,7 @@ fn drop_request_abandons_it() {
         // The child answers in order: the abandoned request first.
         assert_eq!(n.request::<_, u64>(c, &(2u64, 0u64)).await.unwrap(), 2);
         assert_eq!(unclaimed_replies_async(&n), 0, "the late reply was kept");
-        n.teardown().await;
+        let _ = n.teardown().await;
     });
 }
 
@@ -500,7 +546,7 @@ fn drop_result_keeps_the_result() {
         until_woken(&result, MUST).await;
         drop(result);
         assert_eq!(n.result::<u64>(c).await.unwrap(), 55);
-        n.teardown().await;
+        let _ = n.teardown().await;
     });
 }
 
@@ -547,12 +593,13 @@ fn drop_wait_any_loses_nothing() {
             other => panic!("the result was lost: {other:?}"),
         }
         assert_eq!(n.result::<u64>(sum).await.unwrap(), 55);
-        n.teardown().await;
+        let _ = n.teardown().await;
     });
 }
 
 /// A teardown future dropped while another handle lives: the teardown goes on as that
-/// handle's waits turn the loop, and they learn that the nursery closed.
+/// handle's waits turn the loop, and they learn of the child's end and that the nursery
+/// closed.
 fn drop_teardown_goes_on_through_another_handle() {
     current().block_on(async {
         let n = open(SpawnMethod::Fork);
@@ -564,6 +611,11 @@ fn drop_teardown_goes_on_through_another_handle() {
         match other.request::<_, u64>(c, &(1u64, 0u64)).await {
             Err(Error::Op(_)) => {}
             other => panic!("a request to a nursery tearing down returned {other:?}"),
+        }
+        // The teardown goes on as this wait turns the loop: the child ends, then it closes.
+        match tokio::time::timeout(MUST, other.wait_any()).await.unwrap() {
+            Ok(Some(Completion::Ended(ended))) => assert_eq!(ended, c),
+            other => panic!("the torn-down child's end was not reported: {other:?}"),
         }
         match tokio::time::timeout(MUST, other.wait_any()).await.unwrap() {
             Err(Error::Closed) | Ok(None) => {}

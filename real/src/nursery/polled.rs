@@ -8,7 +8,7 @@
 //! teardown is over (the blocking calls finish it on the spot), then says
 //! [`Error::Interrupted`].
 
-use harrow_model::supervisor::{Phase, TeardownCause, TeardownReport};
+use harrow_model::supervisor::{Outcome, Phase, TeardownCause, TeardownReport};
 use harrow_model::wire::Role;
 
 use super::{Child, Completion, Error, Nursery, Ticket};
@@ -102,10 +102,24 @@ impl Nursery {
             Ok(id) => id,
             Err(e) => return Some(Err(e)),
         };
-        if self.phase_of(id).is_none_or(|p| p == Phase::Done) {
+        if self.ended(id) {
+            self.forget_completion(&Completion::Ended(child));
             return Some(Ok(()));
         }
         self.wait_cut_short().map(Err)
+    }
+
+    /// [`Nursery::wait_child`] without a timeout, polled: how `child` ended, once it has.
+    pub(crate) fn poll_child_end(&mut self, child: Child) -> Option<Result<Outcome, Error>> {
+        let id = match self.own(child) {
+            Ok(id) => id,
+            Err(e) => return Some(Err(e)),
+        };
+        match self.end_of_child(id) {
+            Ok(Some(outcome)) => Some(Ok(outcome)),
+            Ok(None) => self.wait_cut_short().map(Err),
+            Err(e) => Some(Err(e)),
+        }
     }
 
     /// Whether the run-to-result child `child` has a result kept for [`Nursery::result`].
