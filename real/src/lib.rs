@@ -7,6 +7,8 @@
 pub struct ReadmeDoctests;
 
 mod actor;
+#[cfg(feature = "tokio")]
+mod asynk;
 mod child;
 #[cfg(feature = "internals")]
 pub mod forkserver;
@@ -28,6 +30,8 @@ mod sys;
 
 pub use actor::{Registry, decode, encode};
 // The protocol's types a user meets in errors, reports and configuration.
+#[cfg(feature = "tokio")]
+pub use asynk::AsyncNursery;
 pub use harrow_model::actor::{Cancel, Daemon, Task};
 pub use harrow_model::error::{ChildOpError, ProtocolViolation, SpawnError};
 pub use harrow_model::exit;
@@ -70,6 +74,12 @@ pub mod internals {
     /// Replies held for no caller plus requests whose caller gave up and whose reply has not
     /// come yet: zero whenever every answer has been claimed or dropped.
     pub fn unclaimed_replies(nursery: &crate::Nursery) -> usize {
+        nursery.unclaimed_replies()
+    }
+
+    /// [`unclaimed_replies`] of an async nursery.
+    #[cfg(feature = "tokio")]
+    pub fn unclaimed_replies_async(nursery: &crate::AsyncNursery) -> usize {
         nursery.unclaimed_replies()
     }
 }

@@ -21,6 +21,9 @@ use crate::actor::{decode, encode, registry_ref};
 use crate::child::ChildLimits;
 use crate::os::RealOs;
 
+#[cfg(feature = "tokio")]
+mod polled;
+
 /// How a nursery behaves: start from [`NurseryConfig::default`] and change what you need
 /// with the `with_*` methods (new settings may come, so it is not built field by field).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

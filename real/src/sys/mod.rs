@@ -14,7 +14,8 @@
 //!   taking ownership of the fixed channel descriptor;
 //! - [`exec`]: the closefrom file action on nix's spawn file actions, removing the role
 //!   variable from the environment at start-up (before any thread), `fstat` of fd 3;
-//! - [`raw_children`]: forks whose bodies are raw system calls only.
+//! - [`raw_children`]: forks whose bodies are raw system calls only;
+//! - `reactor` (feature `tokio`): registering an owned descriptor with tokio's reactor.
 //!
 //! Errors are [`SysError`]: the operation, the errno, and what to do.
 //!
@@ -29,6 +30,8 @@ pub mod fds;
 pub mod fork;
 pub mod pidfd;
 pub mod raw_children;
+#[cfg(feature = "tokio")]
+pub mod reactor;
 pub mod scm;
 pub mod signals;
 

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use harrow_model::wire::{DEFAULT_MAX_FRAME, Message, Role};
 use harrow_model::{RequestId, SpawnMethod, Timeouts};
 
+mod asynk;
+
 use crate::baseline::{self, PingPong, RawForkServer, median};
 use harrow_real::Registry;
 use harrow_real::sys::{SocketKind, SysError};
@@ -566,6 +568,8 @@ pub fn run(rounds: usize) -> Result<(Vec<Figure>, Vec<String>), Error> {
     let mut table = Table::default();
     // Fork first: it needs a single-threaded process (thread children come later).
     spawn_figures(&mut table, rounds)?;
+    // Fork children on a current-thread runtime: before any thread of exec_figures.
+    asynk::figures(&mut table, rounds * 10)?;
     exec_figures(&mut table, rounds / 4 + 1)?;
     teardown_figures(&mut table, rounds)?;
     protocol_figures(&mut table, rounds);
