@@ -641,7 +641,8 @@ fn boot_dies(method: SpawnMethod) {
 
 /// SIGINT (to this process, handled by the nursery) while the nursery tears down 3 stuck
 /// children: the teardown future is ready with the report, whose cause is now
-/// `Interrupted`, within `cancel_ack + grace + 200 ms` of the SIGINT, and no child is left.
+/// `Interrupted`, within `cancel_ack + grace + 200 ms` of the SIGINT; every child was
+/// stopped by force on the cancel-ack timeout, and none is left.
 /// (The blocking scenario runs the nursery in a parent process and waits for it to exit;
 /// here the nursery's owner is the test itself.)
 fn sigint_during_teardown(method: SpawnMethod) {
@@ -677,6 +678,18 @@ fn sigint_during_teardown(method: SpawnMethod) {
             took(&report)
         );
         assert_eq!(report.children.len(), 3);
+        for c in &report.children {
+            assert!(
+                forced(method, c.outcome, ForceReason::CancelAckTimedOut),
+                "{}: outcome {:?}, expected the force of CancelAckTimedOut",
+                c.name,
+                c.outcome
+            );
+        }
+        assert_eq!(
+            report.abandoned,
+            3 * usize::from(method == SpawnMethod::Thread)
+        );
         assert_gone(&watched);
     });
 }
