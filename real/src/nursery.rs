@@ -1,6 +1,6 @@
 //! The nursery: spawn actors, talk to them, cancel them, and tear them down with a report.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -382,6 +382,9 @@ pub struct Nursery {
     /// leaves when reported, or when what it announces is taken another way; failures, the
     /// last `Limits::max_ended` of them.
     completions: VecDeque<Completion>,
+    /// The requests among `completions`, so that taking an answer `wait_any` already
+    /// reported (the common case) does not scan the queue to find it absent.
+    queued_requests: HashSet<RequestId>,
     /// The length of `completions` at which the next completion queued sweeps it first.
     sweep_at: usize,
     report: Option<TeardownReport>,
@@ -421,6 +424,7 @@ impl Nursery {
             driver: Driver::new(sup, os),
             method: config.method,
             completions: VecDeque::new(),
+            queued_requests: HashSet::new(),
             sweep_at: MIN_SWEEP,
             report: None,
         })
@@ -1039,6 +1043,9 @@ impl Nursery {
                 };
             if ready || !live {
                 let c = self.completions.remove(i);
+                if let Some(Completion::Request { id, .. }) = &c {
+                    self.queued_requests.remove(id);
+                }
                 if ready {
                     return c;
                 }
@@ -1069,14 +1076,29 @@ impl Nursery {
         if self.completions.len() >= self.sweep_at {
             let mut queue = std::mem::take(&mut self.completions);
             queue.retain(|c| self.announces_something(c));
+            self.queued_requests = queue
+                .iter()
+                .filter_map(|c| match c {
+                    Completion::Request { id, .. } => Some(*id),
+                    _ => None,
+                })
+                .collect();
             self.completions = queue;
             self.sweep_at = (2 * self.completions.len()).max(MIN_SWEEP);
+        }
+        if let Completion::Request { id, .. } = &c {
+            self.queued_requests.insert(*id);
         }
         self.completions.push_back(c);
     }
 
     /// Drops the completion `c` announces, taken another way.
     fn forget_completion(&mut self, c: &Completion) {
+        if let Completion::Request { id, .. } = c
+            && !self.queued_requests.remove(id)
+        {
+            return;
+        }
         if let Some(i) = self.completions.iter().position(|x| x == c) {
             self.completions.remove(i);
         }
