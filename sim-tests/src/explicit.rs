@@ -13,7 +13,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
 use harrow_model::coverage::Coverage;
@@ -69,29 +69,6 @@ fn fingerprint(st: &State) -> u64 {
     h.finish()
 }
 
-/// The visited set. Its keys are fingerprints already, so it does not hash them again.
-type Fingerprints = HashSet<u64, BuildHasherDefault<Identity>>;
-
-/// A hasher that passes a `u64` through.
-#[derive(Default)]
-struct Identity(u64);
-
-impl Hasher for Identity {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
 /// The fingerprint the visited set keeps for `world`'s state.
 fn key(world: &World<'_>, symmetry: Symmetry) -> u64 {
     match symmetry {
@@ -141,7 +118,7 @@ pub fn explore(
     mut visit: impl FnMut(&World<'_>),
 ) -> Search {
     let start = Instant::now();
-    let mut seen: Fingerprints = Fingerprints::default();
+    let mut seen: HashSet<u64> = HashSet::new();
     // Parent links let the path to any state be rebuilt without storing it per state.
     let mut links: Vec<(usize, Choice)> = Vec::new();
     let mut queue: VecDeque<(State, usize)> = VecDeque::new();

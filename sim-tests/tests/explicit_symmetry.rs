@@ -24,8 +24,9 @@ fn symmetric() -> Vec<Scenario> {
     out.push(flaws::fixed(&flaws::case_for(Flaw::SerialTeardown)));
     let wide = harrow_sim::wide::all();
     for name in [
-        "pair-exec-sigint-serves+2xcrashes-after-handshake",
-        "pair-thread-parent-death-fails-main+2xpanics-in-requests",
+        "pair-exec-sigint-blocks+2xfails-requests",
+        "pair-exec-parent-death-crashes-before-handshake+2xpanics-in-requests",
+        "pair-thread-sigint-serves+2xblocks",
         "four-exec-crashes-before-handshake",
     ] {
         let sc = wide
@@ -277,7 +278,7 @@ fn symmetry_reduction_is_pinned() {
             sc.name
         );
         table.push_str(&format!(
-            "{:<60} {:>8} without {:>8} with  x{:.2}\n",
+            "{:<68} {:>8} without {:>8} with  x{:.2}\n",
             sc.name,
             off.states,
             on.states,
