@@ -10,6 +10,7 @@ use crate::engine::{self, EngineRun, LoomBudget, ShuttleBudget};
 use crate::explicit;
 use crate::flaws::{self, Engine};
 use crate::scenario::{self, Scenario};
+use crate::wide;
 
 /// What a row expects of its engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +42,8 @@ pub struct Row {
     /// Why the engine stopped before covering its whole space, when it did: a search cut
     /// short has its own verdict and never meets an expectation, whatever it saw first.
     pub cut_short: Option<String>,
+    /// How the number of states differs from the one pinned for a wide scope, when it does.
+    pub pin: Option<String>,
     /// The protocol-table cells the engine reached on this subject.
     pub coverage: Coverage,
 }
@@ -58,6 +61,8 @@ pub struct CheckOptions {
     pub shuttle: ShuttleBudget,
     /// The most states one explicit search may visit.
     pub max_states: usize,
+    /// Every wide scope for the explicit engine ([`crate::wide::all`]), not only CI's subset.
+    pub wide: bool,
     /// Report progress on stderr: a bar per engine on a terminal, one line per check when
     /// stderr is not a terminal.
     pub progress: bool,
@@ -71,6 +76,7 @@ impl Default for CheckOptions {
             scenario: None,
             shuttle: ShuttleBudget::default(),
             max_states: explicit::MAX_STATES,
+            wide: false,
             progress: true,
         }
     }
@@ -203,6 +209,12 @@ pub fn plan(opts: &CheckOptions) -> Vec<(Engine, Scenario, Expect)> {
         if opts.flaw.is_none() {
             for sc in shipped_for(engine).into_iter().filter(|s| wanted(&s.name)) {
                 out.push((engine, sc, Expect::Holds));
+            }
+            if engine == Engine::Explicit {
+                let wide = if opts.wide { wide::all() } else { wide::ci() };
+                for sc in wide.into_iter().filter(|s| wanted(&s.name)) {
+                    out.push((engine, sc, Expect::Holds));
+                }
             }
         }
         for case in flaws::catalogue() {
@@ -411,7 +423,12 @@ fn row(engine: Engine, sc: &Scenario, expect: Expect, opts: &CheckOptions) -> Ro
         cut_short,
         coverage,
     } = run_one(engine, sc, opts);
+    let pin = match engine {
+        Engine::Explicit => pin_mismatch(&sc.name, explored, wide::PINNED),
+        Engine::Loom | Engine::Shuttle => None,
+    };
     let ok = cut_short.is_none()
+        && pin.is_none()
         && match expect {
             Expect::Holds => counterexample.is_none(),
             Expect::Found(f) => counterexample.as_deref().is_some_and(|cx| shows(f, cx)),
@@ -425,13 +442,27 @@ fn row(engine: Engine, sc: &Scenario, expect: Expect, opts: &CheckOptions) -> Ro
         seconds,
         counterexample,
         cut_short,
+        pin,
         coverage,
     }
+}
+
+/// How `states` differs from the count `pins` holds for the scenario `name`, if it has one.
+pub fn pin_mismatch(name: &str, states: u64, pins: &str) -> Option<String> {
+    let pinned = wide::pinned_in(pins, name)?;
+    (pinned != states).then(|| {
+        format!(
+            "{states} reachable states, pinned {pinned}: if the change is meant, say why in \
+             the commit and update {}",
+            wide::PINS_PATH
+        )
+    })
 }
 
 fn verdict(r: &Row) -> String {
     let word = match (r.expect, r.ok) {
         _ if r.cut_short.is_some() => "CUT-SHORT",
+        _ if r.pin.is_some() => "CHANGED",
         (Expect::Holds, true) => "holds",
         (Expect::Holds, false) => "FAILS",
         (Expect::Found(_), true) => "found",
@@ -483,6 +514,11 @@ pub fn render(rows: &[Row]) -> String {
             );
         }
     }
+    for r in rows {
+        if let Some(why) = &r.pin {
+            let _ = writeln!(out, "\n== STATE COUNT CHANGED: {}: {why}", r.subject);
+        }
+    }
     for r in rows.iter().filter(|r| r.counterexample.is_some()) {
         let head = match (r.expect, r.ok) {
             (Expect::Found(f), _) => format!(
@@ -502,6 +538,7 @@ pub fn render(rows: &[Row]) -> String {
             r.counterexample.as_deref().unwrap_or("")
         );
     }
+    out.push_str(&throughput(rows));
     let failed = rows.iter().filter(|r| !r.ok).count();
     let _ = writeln!(
         out,
@@ -510,6 +547,35 @@ pub fn render(rows: &[Row]) -> String {
         rows.len() - failed,
         failed
     );
+    out
+}
+
+/// Each engine's total: what it explored, in how long, and how fast (states per second for
+/// the explicit search, executions per second for loom and shuttle).
+fn throughput(rows: &[Row]) -> String {
+    let mut out = String::from("\n");
+    for engine in Engine::ALL {
+        let mine: Vec<&Row> = rows.iter().filter(|r| r.engine == engine).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let explored: u64 = mine.iter().map(|r| r.explored).sum();
+        let seconds: f64 = mine.iter().map(|r| r.seconds).sum();
+        let unit = match engine {
+            Engine::Explicit => "states",
+            Engine::Loom | Engine::Shuttle => "executions",
+        };
+        let rate = if seconds > 0.0 {
+            explored as f64 / seconds
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            out,
+            "{:<8}  {explored} {unit} in {seconds:.2}s: {rate:.0} {unit}/s",
+            engine.name()
+        );
+    }
     out
 }
 
@@ -580,6 +646,17 @@ mod tests {
             &full,
         );
         assert!(r.ok && r.cut_short.is_none(), "{}", verdict(&r));
+    }
+
+    /// A wide scope's search that reaches another number of states than its pin fails,
+    /// saying both numbers; a scenario without a pin is not compared.
+    #[test]
+    fn a_state_count_that_differs_from_its_pin_fails() {
+        let pins = "four-exec-serves 100\n";
+        assert_eq!(pin_mismatch("four-exec-serves", 100, pins), None);
+        let why = pin_mismatch("four-exec-serves", 101, pins).expect("a mismatch");
+        assert!(why.starts_with("101 reachable states, pinned 100"), "{why}");
+        assert_eq!(pin_mismatch("happy", 27, pins), None);
     }
 
     fn opts(engines: &[Engine], flaw: Option<Flaw>, scenario: Option<&str>) -> CheckOptions {

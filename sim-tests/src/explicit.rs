@@ -4,6 +4,12 @@
 //! successors are the states reached by each enabled choice. States are deduplicated by a
 //! 64-bit fingerprint of their hash, as TLC does, so each is expanded once. Breadth-first
 //! order makes the first counterexample found a shortest one.
+//!
+//! With [`Symmetry::On`] (the default) a state is deduplicated by the fingerprint of its
+//! representative among the states that differ from it only by an exchange of
+//! interchangeable children ([`World::canonical`]), as stateright's `symmetry()` does: one
+//! state of each such class is expanded. The search still walks the states it reached, not
+//! their representatives, so every path it records replays from the initial state.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashSet, VecDeque};
@@ -19,10 +25,20 @@ use crate::world::{Choice, State, World};
 /// The most states one search may visit; hitting it fails loudly.
 pub const MAX_STATES: usize = 2_000_000;
 
+/// Whether a search merges states that differ only by an exchange of interchangeable
+/// children.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Symmetry {
+    /// One state of each class is expanded.
+    On,
+    /// Every state is expanded.
+    Off,
+}
+
 /// What a search found.
 #[derive(Debug)]
 pub struct Search {
-    /// Distinct states reached.
+    /// Distinct states reached (with symmetry on, distinct classes of states).
     pub states: usize,
     /// Transitions taken (edges, including into known states).
     pub transitions: u64,
@@ -53,6 +69,14 @@ fn fingerprint(st: &State) -> u64 {
     h.finish()
 }
 
+/// The fingerprint the visited set keeps for `world`'s state.
+fn key(world: &World<'_>, symmetry: Symmetry) -> u64 {
+    match symmetry {
+        Symmetry::On => fingerprint(world.canonical().as_ref().unwrap_or(world.state())),
+        Symmetry::Off => fingerprint(world.state()),
+    }
+}
+
 /// What is wrong in `world` as it stands, if the search should stop here.
 fn problems_at(world: &World<'_>) -> Vec<Problem> {
     let st = world.state();
@@ -75,8 +99,24 @@ fn problems_at(world: &World<'_>) -> Vec<Problem> {
     Vec::new()
 }
 
-/// Searches every state of `sc`'s pure world, up to `max_states`.
+/// Searches every state of `sc`'s pure world, up to `max_states`, with symmetry reduction.
 pub fn search(sc: &Scenario, max_states: usize) -> Search {
+    search_with(sc, max_states, Symmetry::On)
+}
+
+/// Searches every state of `sc`'s pure world, up to `max_states`.
+pub fn search_with(sc: &Scenario, max_states: usize, symmetry: Symmetry) -> Search {
+    explore(sc, max_states, symmetry, |_| {})
+}
+
+/// The search, calling `visit` on every state it expands (the way to look at what a search
+/// covered, state by state).
+pub fn explore(
+    sc: &Scenario,
+    max_states: usize,
+    symmetry: Symmetry,
+    mut visit: impl FnMut(&World<'_>),
+) -> Search {
     let start = Instant::now();
     let mut seen: HashSet<u64> = HashSet::new();
     // Parent links let the path to any state be rebuilt without storing it per state.
@@ -86,13 +126,14 @@ pub fn search(sc: &Scenario, max_states: usize) -> Search {
     let mut first = World::new(sc);
     coverage.merge(&first.take_coverage());
     let init = first.state().clone();
-    seen.insert(fingerprint(&init));
+    seen.insert(key(&first, symmetry));
     links.push((usize::MAX, Choice::Tick));
     queue.push_back((init, 0));
     let mut transitions = 0u64;
     let mut truncated = false;
     while let Some((st, id)) = queue.pop_front() {
         let world = World::resume(sc, st);
+        visit(&world);
         let problems = problems_at(&world);
         if !problems.is_empty() {
             let schedule = path(&links, id);
@@ -117,7 +158,7 @@ pub fn search(sc: &Scenario, max_states: usize) -> Search {
             next.apply(choice);
             // Taken out of every successor, so a stored state carries none to pass on twice.
             coverage.merge(&next.take_coverage());
-            let fp = fingerprint(next.state());
+            let fp = key(&next, symmetry);
             if !seen.insert(fp) {
                 continue;
             }
@@ -126,7 +167,7 @@ pub fn search(sc: &Scenario, max_states: usize) -> Search {
                 break;
             }
             links.push((id, choice));
-            queue.push_back((next.state().clone(), links.len() - 1));
+            queue.push_back((next.into_state(), links.len() - 1));
         }
         if truncated {
             break;

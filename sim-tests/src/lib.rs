@@ -15,4 +15,5 @@ pub mod run;
 pub mod scenario;
 pub mod sim;
 pub mod table;
+pub mod wide;
 pub mod world;

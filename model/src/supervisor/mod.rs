@@ -3,6 +3,7 @@
 mod lifecycle;
 mod report;
 mod request;
+mod symmetry;
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::{String, ToString};
@@ -15,6 +16,7 @@ pub use lifecycle::{
 };
 pub use report::{ChildSummary, Tally, TeardownCause, TeardownReport};
 pub use request::{InFlight, RequestEnd};
+pub use symmetry::RelabelError;
 
 use crate::coverage::{Carried, Coverage};
 use crate::error::{ChildError, ChildOpError, ExitStatus, Initiator, InputError, SpawnError};

@@ -36,7 +36,8 @@ enum Command {
         harrow check --flaw 9                         F9 on every engine named for it\n  \
         harrow check --engine shuttle --scenario tree-3-sigint --shuttle-random 20000\n  \
         harrow check --quiet > report.txt             no progress, table only\n  \
-        harrow check --coverage                       and which protocol-table cells were reached")]
+        harrow check --coverage                       and which protocol-table cells were reached\n  \
+        harrow check --engine explicit --wide         every wide scope, against its pinned count")]
     Check(CheckArgs),
     /// Run the canonical scenarios in the pure world and print their traces.
     Scenarios {
@@ -132,6 +133,15 @@ struct CheckArgs {
     /// reported CUT-SHORT and fails the check.
     #[arg(long, default_value_t = harrow_sim::explicit::MAX_STATES)]
     max_states: usize,
+    /// Every wide scope for the explicit engine (three children x every pair of behaviours
+    /// x every fault and method; four children x every behaviour and method), not only
+    /// CI's subset; each count is checked against its pin.
+    #[arg(long)]
+    wide: bool,
+    /// Write the explicit searches' counts of the wide scopes that ran as the new pins
+    /// (sim-tests/wide-states.txt; run from the workspace's root, with --wide).
+    #[arg(long, requires = "wide")]
+    write_pins: bool,
     /// No progress bars or lines on stderr.
     #[arg(long)]
     quiet: bool,
@@ -282,10 +292,14 @@ fn check(args: CheckArgs) -> ExitCode {
             ..ShuttleBudget::default()
         },
         max_states: args.max_states,
+        wide: args.wide,
         progress: !args.quiet,
     };
     let rows = check::run(&opts);
     check::flush();
+    if args.write_pins {
+        return write_pins(&rows);
+    }
     if rows.is_empty() {
         eprintln!(
             "harrow: nothing matched the selection; the selected engines check: {}",
@@ -301,6 +315,31 @@ fn check(args: CheckArgs) -> ExitCode {
         );
     }
     exit::verdict(check::all_ok(&rows))
+}
+
+/// Writes the wide scopes' state counts from `rows` as the new pins.
+fn write_pins(rows: &[check::Row]) -> ExitCode {
+    let wide: Vec<String> = harrow_sim::wide::all()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    let counts: Vec<(String, u64)> = rows
+        .iter()
+        .filter(|r| r.engine == Engine::Explicit && r.cut_short.is_none())
+        .filter(|r| wide.contains(&r.subject))
+        .map(|r| (r.subject.clone(), r.explored))
+        .collect();
+    let path = harrow_sim::wide::PINS_PATH;
+    match std::fs::write(path, harrow_sim::wide::render_pins(&counts)) {
+        Ok(()) => {
+            println!("wrote {} pins to {path}", counts.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("harrow: cannot write {path}: {e}; run from the workspace's root");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn corpus_seed(dir: &std::path::Path) -> ExitCode {

@@ -11,6 +11,12 @@ use crate::scenario::{ABORTED, Behaviour};
 
 const MAX_IN_FLIGHT: u32 = 64;
 
+/// The pid every process child announces in its handshake. The pure world does not model
+/// pids (the protocol only reports the one it is told), so one number serves all: two
+/// children of equal plans then differ in nothing but their history, which is what makes
+/// them interchangeable for the search's symmetry reduction.
+const PROCESS_PID: u32 = 100;
+
 impl World<'_> {
     pub(super) fn spawn(&mut self, i: usize) {
         let plan = &self.sc.children[i];
@@ -86,7 +92,7 @@ impl World<'_> {
                 let pid = if method == harrow_model::SpawnMethod::Thread {
                     0
                 } else {
-                    100 + i as u32
+                    PROCESS_PID
                 };
                 let runtime = ChildRuntime::new(pid, self.child_flaws(), MAX_IN_FLIGHT);
                 debug_assert_eq!(self.st.kids.len(), i, "children launch in spawn order");

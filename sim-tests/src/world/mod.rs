@@ -8,6 +8,7 @@
 
 mod effects;
 mod kid;
+mod symmetry;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -203,6 +204,11 @@ impl<'s> World<'s> {
     /// The current state.
     pub fn state(&self) -> &State {
         &self.st
+    }
+
+    /// The current state, taken out of the world.
+    pub fn into_state(self) -> State {
+        self.st
     }
 
     /// The scenario.
