@@ -35,44 +35,10 @@ fn search_all(scenarios: &[Scenario]) -> String {
 
 /// Three children, one of each process method and a thread, all with one behaviour.
 fn three_of_each() -> Vec<Scenario> {
-    let behaviours = [
-        ("serves", Behaviour::Serves),
-        ("blocks", Behaviour::Blocks { ms: 700 }),
-        ("blocks-forever", Behaviour::BlocksForever),
-        (
-            "crashes-before-handshake",
-            Behaviour::CrashesBeforeHandshake { code: 3 },
-        ),
-        (
-            "crashes-after-handshake",
-            Behaviour::CrashesAfterHandshake { code: 4 },
-        ),
-        (
-            "fails-main",
-            Behaviour::FailsMain {
-                message: "boom".into(),
-            },
-        ),
-        ("fails-requests", Behaviour::FailsRequests),
-        (
-            "panics-in-requests",
-            Behaviour::PanicsInRequests {
-                message: "boom".into(),
-            },
-        ),
-        (
-            "fails-actor",
-            Behaviour::FailsActor {
-                message: "oops".into(),
-            },
-        ),
-        (
-            "reports-failure-twice",
-            Behaviour::ReportsFailureTwice {
-                message: "again".into(),
-            },
-        ),
-    ];
+    // The wide scopes' behaviours but `leaks-channel`, the set this search has always had.
+    let behaviours = harrow_sim::wide::behaviours()
+        .into_iter()
+        .filter(|(name, _)| *name != "leaks-channel");
     let methods = [
         SpawnMethod::Exec,
         SpawnMethod::ForkServer,
