@@ -145,10 +145,8 @@ fn config(method: SpawnMethod) -> NurseryConfig {
     NurseryConfig::default()
         .with_method(method)
         .with_timeouts(Timeouts {
-            cancel_ack: Duration::from_millis(100),
-            kill_grace: Duration::from_millis(100),
             thread_abandon: Duration::from_millis(200),
-            ..Timeouts::TRACTOR
+            ..common::QUICK
         })
         .with_handle_sigint(false)
 }

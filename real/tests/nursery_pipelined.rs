@@ -17,7 +17,7 @@ use harrow_model::error::ChildOpError;
 use harrow_real::internals::unclaimed_replies;
 use harrow_real::{
     Child, ChildErrorKind, Completion, Error, Limits, Nursery, NurseryConfig, Registry,
-    SpawnMethod, TeardownCause, Ticket, Timeouts,
+    SpawnMethod, TeardownCause, Ticket,
 };
 
 /// Sleeps the milliseconds it is sent (the second number), then answers the tag (the first).
@@ -76,11 +76,7 @@ fn main() -> ExitCode {
 fn config() -> NurseryConfig {
     NurseryConfig::default()
         .with_method(SpawnMethod::Fork)
-        .with_timeouts(Timeouts {
-            cancel_ack: Duration::from_millis(100),
-            kill_grace: Duration::from_millis(100),
-            ..Timeouts::TRACTOR
-        })
+        .with_timeouts(common::QUICK)
         .with_handle_sigint(false)
 }
 

@@ -16,7 +16,6 @@ use harrow_real::internals::unclaimed_replies;
 use harrow_real::sys::fds::CHILD_CHANNEL_FD;
 use harrow_real::{
     ChildErrorKind, Error, Nursery, NurseryConfig, Registry, Role, SpawnMethod, TeardownCause,
-    Timeouts,
 };
 
 /// Sleeps the number of milliseconds it is sent, then answers it.
@@ -91,11 +90,7 @@ const BUSY_MS: u64 = 60_000;
 fn quick() -> NurseryConfig {
     NurseryConfig::default()
         .with_method(SpawnMethod::Fork)
-        .with_timeouts(Timeouts {
-            cancel_ack: Duration::from_millis(100),
-            kill_grace: Duration::from_millis(100),
-            ..Timeouts::TRACTOR
-        })
+        .with_timeouts(common::QUICK)
 }
 
 fn give_up(n: &mut Nursery, child: harrow_real::Child) {

@@ -30,6 +30,13 @@ pub const MUST: Duration = Duration::from_secs(10);
 /// How long to watch for something that must NOT happen.
 pub const MUST_NOT: Duration = Duration::from_millis(400);
 
+/// Timeouts short enough that a stuck child is killed within a quarter second of its cancel.
+pub const QUICK: harrow_real::Timeouts = harrow_real::Timeouts {
+    cancel_ack: Duration::from_millis(100),
+    kill_grace: Duration::from_millis(100),
+    ..harrow_real::Timeouts::TRACTOR
+};
+
 /// One test: a name and a function that panics on failure.
 pub struct Test {
     /// The name nextest and cargo test filter on.
