@@ -148,8 +148,16 @@ pub enum Error {
     Op(ChildOpError),
     /// The child failed (boot failure, death, protocol violation, ...).
     Child(ChildError),
-    /// The child's handler returned an error.
-    Remote(RemoteError),
+    /// The child's handler (or its `main`) failed: returned an error or panicked. The child
+    /// itself may go on (a daemon keeps serving after a failed request).
+    Remote {
+        /// The child whose handler failed.
+        child: ChildId,
+        /// Its instance name (empty once the protocol keeps no record of it).
+        name: String,
+        /// What the handler said: an error it returned, or its panic.
+        error: RemoteError,
+    },
     /// A payload could not be encoded or decoded.
     Payload(String),
     /// SIGINT arrived: the nursery is tearing down; call `teardown` for the report.
@@ -182,7 +190,7 @@ impl fmt::Display for Error {
             Error::WrongRole { actor, registered } => write!(f, "spawn refused: actor `{actor}` is registered as {}; spawn it as Role::{registered:?}, or with spawn(), which takes the role from the registry", role_name(*registered)),
             Error::Op(e) => e.fmt(f),
             Error::Child(e) => e.fmt(f),
-            Error::Remote(e) => write!(f, "the child's handler failed: {e}"),
+            Error::Remote { child, name, error } => write!(f, "the handler of {child} `{name}` failed: {error}"),
             Error::Payload(why) => write!(f, "{why}; both sides must use the same request and reply types"),
             Error::Interrupted => f.write_str("interrupted by SIGINT: the nursery is tearing down; call teardown() for the report"),
             Error::Closed => f.write_str("the nursery closed before the answer came; call teardown() for the report"),
@@ -202,7 +210,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Open(e) => Some(e.as_ref()),
-            Error::Remote(e) => Some(e),
+            Error::Remote { error, .. } => Some(error),
             Error::Child(e) => e.source(),
             Error::Spawn(e) => e.source(),
             Error::Op(e) => e.source(),
@@ -724,7 +732,7 @@ impl Nursery {
         });
         match self.driver.sup.claim_reply(child, id) {
             Some(RequestEnd::Answered { result: Ok(b), .. }) => Ok(b),
-            Some(RequestEnd::Answered { result: Err(e), .. }) => Err(Error::Remote(e)),
+            Some(RequestEnd::Answered { result: Err(e), .. }) => Err(self.remote(child, e)),
             Some(RequestEnd::TimedOut) => Err(Error::TimedOut {
                 waited: ticket.timeout.unwrap_or_default(),
                 child,
@@ -734,6 +742,15 @@ impl Nursery {
             Some(RequestEnd::Abandoned) | None => {
                 Err(Error::Op(ChildOpError::UnknownRequest { child, id }))
             }
+        }
+    }
+
+    /// The error of `child`'s handler, naming the child.
+    pub(crate) fn remote(&self, child: ChildId, error: RemoteError) -> Error {
+        Error::Remote {
+            child,
+            name: self.driver.sup.name(child).unwrap_or_default().into(),
+            error,
         }
     }
 
@@ -778,7 +795,7 @@ impl Nursery {
         self.forget_completion(&Completion::Result(self.handle(child)));
         match self.driver.sup.claim_result(child) {
             Some(Ok(bytes)) => decode(&bytes).map_err(Error::Payload),
-            Some(Err(e)) => Err(Error::Remote(e)),
+            Some(Err(e)) => Err(self.remote(child, e)),
             None => Err(self.end_of(child)),
         }
     }

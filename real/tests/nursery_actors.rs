@@ -176,9 +176,21 @@ fn bug_handler_panic_kills_child_without_remote_error() {
     let touchy = n.spawn("touchy", TOUCHY).unwrap();
     assert_eq!(n.request::<u64, u64>(touchy, &3).unwrap(), 6);
     match n.request::<u64, u64>(touchy, &7) {
-        Err(Error::Remote(e)) => {
-            assert_eq!(e.kind, RemoteErrorKind::Panic, "{e}");
-            assert!(e.message.contains("touchy cannot stand seven"), "{e}");
+        Err(err @ Error::Remote { .. }) => {
+            let shown = err.to_string();
+            let Error::Remote { child, name, error } = err else {
+                unreachable!()
+            };
+            assert_eq!((child, name.as_str()), (touchy.id(), "touchy"), "{shown}");
+            assert!(
+                shown.contains("`touchy`"),
+                "the message names the child: {shown}"
+            );
+            assert_eq!(error.kind, RemoteErrorKind::Panic, "{error}");
+            assert!(
+                error.message.contains("touchy cannot stand seven"),
+                "{error}"
+            );
         }
         other => panic!("a panicking handler answered {other:?}"),
     }

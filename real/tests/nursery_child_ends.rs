@@ -317,10 +317,13 @@ fn a_small_max_frame_is_carried_to_the_child_by_every_method() {
             other => panic!("{method:?}: a request over the limit gave {other:?}"),
         }
         match n.request::<u32, Vec<u8>>(sized, &2000) {
-            Err(Error::Remote(e)) => {
+            Err(Error::Remote { child, error, .. }) => {
+                assert_eq!(child, sized.id(), "{method:?}: the error names its child");
                 assert!(
-                    e.message.contains(&format!("{limit}-byte payload limit")),
-                    "{e}"
+                    error
+                        .message
+                        .contains(&format!("{limit}-byte payload limit")),
+                    "{error}"
                 )
             }
             other => panic!("{method:?}: a reply over the limit gave {other:?}"),

@@ -84,7 +84,7 @@ impl Nursery {
             self.forget_completion(&Completion::Result(child));
             return match self.driver.sup.claim_result(id) {
                 Some(Ok(bytes)) => Some(Ok(bytes)),
-                Some(Err(e)) => Some(Err(Error::Remote(e))),
+                Some(Err(e)) => Some(Err(self.remote(id, e))),
                 None => None,
             };
         }

@@ -1449,7 +1449,7 @@ pub fn large_payloads(method: SpawnMethod) -> Verdict {
             }
             let grow = n.spawn("grow", GROW)?;
             match n.request::<u32, Vec<u8>>(grow, &(2 * limit)) {
-                Err(Error::Remote(e)) if e.message.contains("payload limit") => {}
+                Err(Error::Remote { error, .. }) if error.message.contains("payload limit") => {}
                 other => {
                     return Err(Failure(format!(
                         "a reply twice the limit returned {:?}",
