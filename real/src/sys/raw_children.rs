@@ -90,6 +90,35 @@ pub fn spawn_echo(channel: OwnedFd) -> Result<ChildProcess, SysError> {
     unsafe { fork_child_unchecked(Prelude::STANDARD, channel, body) }
 }
 
+/// [`spawn_echo`], but it writes each whole `frame`-byte frame it has read back with a write
+/// of its own, as a harrow child sends each reply before it starts the next request (so that
+/// an answer computed is delivered even if the child dies in a later request). `frame` is
+/// between 1 and 4096 bytes; it exits 1 on any other.
+pub fn spawn_frame_echo(channel: OwnedFd, frame: usize) -> Result<ChildProcess, SysError> {
+    let body = move |ch: OwnedFd| {
+        let mut buf = [0u8; 4096];
+        if !(1..=buf.len()).contains(&frame) || rustix::io::ioctl_fionbio(&ch, false).is_err() {
+            return 1;
+        }
+        let mut held = 0;
+        while let Some(n) = read_some(ch.as_fd(), &mut buf[held..]) {
+            held += n;
+            let whole = held - held % frame;
+            for one in buf[..whole].chunks(frame) {
+                if !write_all(ch.as_fd(), one) {
+                    return 1;
+                }
+            }
+            buf.copy_within(whole..held, 0);
+            held -= whole;
+        }
+        0
+    };
+    // SAFETY: the body only calls ioctl, read and write on its own channel and copies within
+    // its stack buffer: async-signal-safe.
+    unsafe { fork_child_unchecked(Prelude::STANDARD, channel, body) }
+}
+
 /// Forks a child that echoes what it reads from `from_parent` (a pipe read end, placed at
 /// fd 3) into `to_parent` (a pipe write end). The descriptor scrub is skipped so that
 /// `to_parent` survives: the child also keeps the parent's other descriptors, so it never

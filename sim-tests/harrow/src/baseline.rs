@@ -155,6 +155,13 @@ impl PingPong {
         Ok(PingPong { ours, child })
     }
 
+    /// Forks an echo child that writes back each whole `frame`-byte frame on its own.
+    fn start_frame_echo(frame: usize) -> Result<PingPong, SysError> {
+        let (ours, theirs) = socket_pair(SocketKind::Stream, IoMode::Blocking)?;
+        let child = harrow_real::sys::raw_children::spawn_frame_echo(theirs, frame)?;
+        Ok(PingPong { ours, child })
+    }
+
     /// One timed round trip.
     pub fn round(&mut self) -> Result<Duration, SysError> {
         timed(|| ping(&self.ours, &self.ours))
@@ -278,6 +285,16 @@ pub fn all(iterations: usize) -> Result<Vec<Baseline>, SysError> {
     ])
 }
 
+/// How a pipelined echo child writes back what it read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Echo {
+    /// All it read in one write: the cheapest echo there is.
+    Batched,
+    /// Each whole frame with a write of its own, as a harrow child sends each reply before
+    /// it starts the next request.
+    PerFrame,
+}
+
 /// A raw pipelined echo: `peers` forked echo children over socketpairs, `depth` frames of
 /// `frame` bytes in flight to each, driven by one epoll loop that sends a frame for each one
 /// echoed back until `total` have come back. Returns the time from the first send to the
@@ -287,11 +304,15 @@ pub fn pipelined_echo(
     depth: usize,
     frame: usize,
     total: usize,
+    echo: Echo,
 ) -> Result<Duration, SysError> {
     let mut poller = harrow_real::sys::Poller::new(peers)?;
     let mut ends = Vec::with_capacity(peers);
     for token in 0..peers {
-        let p = PingPong::start(SocketKind::Stream)?;
+        let p = match echo {
+            Echo::Batched => PingPong::start(SocketKind::Stream)?,
+            Echo::PerFrame => PingPong::start_frame_echo(frame)?,
+        };
         harrow_real::sys::set_nonblocking(p.ours.as_fd(), true)?;
         poller.register(p.ours.as_fd(), token as u64)?;
         ends.push((p, 0usize));
