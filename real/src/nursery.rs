@@ -380,6 +380,15 @@ const MIN_SWEEP: usize = 64;
 static NEXT_NURSERY: AtomicU64 = AtomicU64::new(0);
 
 /// A set of supervised children, torn down together.
+///
+/// Every decision is the protocol's: how each request ended (answer, remote error, time-out,
+/// abandonment, its child's end), when a child is cancelled, killed, reaped or retired,
+/// when the nursery closes; the one `Driver` carries them out, as it does under every
+/// engine that checks them. Beside the protocol a nursery keeps only how it hands the
+/// protocol's announcements to its user: the queue of what [`Nursery::wait_any`] has yet to
+/// report (the protocol's own events, in the order it announced them, each dropped once
+/// reported or taken another way) and the report the protocol gave at close, kept for
+/// [`Nursery::teardown`].
 #[derive(Debug)]
 pub struct Nursery {
     /// This nursery's identity in the process, carried by its handles.
