@@ -300,5 +300,16 @@ fn every_request_ends_once(s: &Supervisor, t: Stepped) -> Result<(), String> {
             t.child
         ));
     }
+    // A deadline armed for a request that no longer waits would end it a second time.
+    if let Some((id, _)) = l
+        .timed
+        .iter()
+        .find(|(id, _)| !l.open_requests().any(|r| r.id == *id))
+    {
+        return Err(format!(
+            "{id} to {} has a deadline armed but no longer waits",
+            t.child
+        ));
+    }
     Ok(())
 }

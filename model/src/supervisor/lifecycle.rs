@@ -402,6 +402,11 @@ pub struct Lifecycle {
     /// Requests sent whose replies have not arrived, oldest first, including those that
     /// ended before their reply came (whose late replies are dropped).
     pub in_flight: Vec<InFlight>,
+    /// When the callers of the requests in flight that still wait and set a time stop
+    /// waiting, in the order the requests were sent: kept apart from `in_flight` so that
+    /// finding the next deadline does not walk every request in flight (usually none is
+    /// timed).
+    pub timed: Vec<(RequestId, Timestamp)>,
     /// Requests ended so far: each exactly once.
     pub requests_ended: u32,
     /// Who started stopping it.
@@ -445,6 +450,7 @@ impl Lifecycle {
             requests_at_cancel: None,
             result_delivered: false,
             in_flight: Vec::new(),
+            timed: Vec::new(),
             requests_ended: 0,
             stop_initiator: None,
             force: None,

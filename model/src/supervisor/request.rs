@@ -18,14 +18,12 @@ use crate::id::RequestId;
 use crate::time::Timestamp;
 use crate::wire::{Message, RemoteError};
 
-/// A request sent to a child whose reply has not arrived.
+/// A request sent to a child whose reply has not arrived. (When its caller stops waiting,
+/// if it set a time, is among the lifecycle's `timed` while it waits.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct InFlight {
     /// Its id.
     pub id: RequestId,
-    /// When its caller stops waiting, while it waits; `None` once it has ended, or if its
-    /// caller waits as long as the child lives.
-    pub deadline: Option<Timestamp>,
     /// Whether it has already ended (timed out or given up): its late reply is dropped.
     pub ended: bool,
 }
@@ -66,7 +64,7 @@ impl Lifecycle {
 
     /// The earliest wait this child's lifecycle bounds: its phase's deadline, or a request's.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        let requests = self.in_flight.iter().filter_map(|r| r.deadline);
+        let requests = self.timed.iter().map(|&(_, due)| due);
         self.deadline.into_iter().chain(requests).min()
     }
 
@@ -86,11 +84,10 @@ impl Lifecycle {
         if self.in_flight.len() >= cx.max_in_flight as usize {
             return Err(Refusal::TooManyInFlight);
         }
-        self.in_flight.push(InFlight {
-            id,
-            deadline,
-            ended: false,
-        });
+        self.in_flight.push(InFlight { id, ended: false });
+        if let Some(due) = deadline {
+            self.timed.push((id, due));
+        }
         self.requests_sent += 1;
         out.push(Action::Send(Message::Request { id, payload }));
         Ok(())
@@ -108,6 +105,7 @@ impl Lifecycle {
             return self.on_violation(now, ProtocolViolation::UnknownReply(id), cx, out);
         };
         let request = self.in_flight.remove(i);
+        self.stop_timing(id);
         let end = RequestEnd::Answered { reply: id, result };
         if !request.ended {
             self.end_request(id, end, out);
@@ -115,6 +113,7 @@ impl Lifecycle {
             // The flaw: replies are matched to the oldest request still waiting, not by id.
             if let Some(j) = self.in_flight.iter().position(|r| !r.ended) {
                 let later = self.in_flight.remove(j);
+                self.stop_timing(later.id);
                 self.end_request(later.id, end, out);
             }
         }
@@ -136,7 +135,7 @@ impl Lifecycle {
             return Ok(());
         }
         request.ended = true;
-        request.deadline = None;
+        self.stop_timing(id);
         self.end_request(id, RequestEnd::Abandoned, out);
         Ok(())
     }
@@ -144,22 +143,32 @@ impl Lifecycle {
     /// Ends every request whose deadline has passed.
     pub(super) fn expire_requests(&mut self, now: Timestamp, out: &mut Vec<Action>) {
         let mut due = Vec::new();
-        for request in &mut self.in_flight {
-            if request.deadline.is_some_and(|d| d <= now) {
-                request.ended = true;
-                request.deadline = None;
-                due.push(request.id);
+        // Oldest first: `timed` is in the order the requests were sent.
+        self.timed.retain(|&(id, at)| {
+            let passed = at <= now;
+            if passed {
+                due.push(id);
             }
-        }
+            !passed
+        });
         for id in due {
+            if let Some(request) = self.in_flight.iter_mut().find(|r| r.id == id) {
+                request.ended = true;
+            }
             self.end_request(id, RequestEnd::TimedOut, out);
         }
+    }
+
+    /// The request `id` no longer waits: its deadline, if it had one, is disarmed.
+    fn stop_timing(&mut self, id: RequestId) {
+        self.timed.retain(|&(timed, _)| timed != id);
     }
 
     /// Our end of the channel closed: nothing more will be read from it. Every request still
     /// waiting ends now with the child's end, and those that had ended stop waiting for
     /// their late replies.
     pub(super) fn end_requests_at_close(&mut self, out: &mut Vec<Action>) {
+        self.timed.clear();
         for request in core::mem::take(&mut self.in_flight) {
             if !request.ended {
                 self.end_request(request.id, RequestEnd::ChildEnded, out);
