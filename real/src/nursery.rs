@@ -164,6 +164,17 @@ pub enum Error {
     Interrupted,
     /// The nursery closed before the awaited answer came.
     Closed,
+    /// The child was stopped, without a failure of its own, before it gave the awaited
+    /// answer: a cancel, `stop` or `kill` asked for it, or the nursery is tearing down (a
+    /// sibling failed, or `fail` was called). `outcome` says how it ended.
+    Stopped {
+        /// The child.
+        child: ChildId,
+        /// Its instance name (empty once the protocol keeps no record of it).
+        name: String,
+        /// How it ended.
+        outcome: Outcome,
+    },
     /// The child's handle comes from another nursery; it is refused, never taken for this
     /// nursery's child of the same number.
     OtherNursery(ChildId),
@@ -194,6 +205,7 @@ impl fmt::Display for Error {
             Error::Payload(why) => write!(f, "{why}; both sides must use the same request and reply types"),
             Error::Interrupted => f.write_str("interrupted by SIGINT: the nursery is tearing down; call teardown() for the report"),
             Error::Closed => f.write_str("the nursery closed before the answer came; call teardown() for the report"),
+            Error::Stopped { child, name, outcome } => write!(f, "{child} `{name}` was stopped before it answered: {outcome}. A cancel, stop or kill asked for it, or the nursery is tearing down; spawn a new child to go on"),
             Error::OtherNursery(c) => write!(f, "the handle of {c} comes from another nursery; use it on the nursery that spawned it"),
             Error::NoResult(c) => write!(f, "{c} is a daemon: it serves requests and has no result; talk to it with request(), end it with stop() or cancel(), or spawn it as Role::RunToResult"),
             Error::TimedOut { waited, child, name } => write!(f, "no reply from {child} `{name}` within {waited:?}; the child still runs and its late reply will be dropped: wait longer, or cancel the child if it is stuck"),
@@ -770,6 +782,12 @@ impl Nursery {
             Error::Child(err)
         } else if self.interrupted() {
             Error::Interrupted
+        } else if let Some(outcome) = self.driver.sup.lifecycle(id).and_then(|l| l.outcome) {
+            Error::Stopped {
+                child: id,
+                name: self.driver.sup.name(id).unwrap_or_default().into(),
+                outcome,
+            }
         } else {
             Error::Op(ChildOpError::AlreadyFinished(id))
         }

@@ -15,7 +15,8 @@ use harrow_model::error::{ChildOpError, SpawnError};
 use harrow_real::internals::unclaimed_replies;
 use harrow_real::sys::fds::CHILD_CHANNEL_FD;
 use harrow_real::{
-    ChildErrorKind, Error, Nursery, NurseryConfig, Registry, Role, SpawnMethod, TeardownCause,
+    ChildErrorKind, Error, ForceReason, Nursery, NurseryConfig, Outcome, Registry, Role,
+    SpawnMethod, TeardownCause,
 };
 
 /// Sleeps the number of milliseconds it is sent, then answers it.
@@ -80,6 +81,10 @@ fn main() -> ExitCode {
             name: "bug_sigint_during_request_returns_closed",
             run: bug_sigint_during_request_returns_closed,
         },
+        Test {
+            name: "bug_request_to_a_cancelled_child_says_already_finished",
+            run: bug_request_to_a_cancelled_child_says_already_finished,
+        },
     ])
 }
 
@@ -91,6 +96,54 @@ fn quick() -> NurseryConfig {
     NurseryConfig::default()
         .with_method(SpawnMethod::Fork)
         .with_timeouts(common::QUICK)
+}
+
+/// A request in flight when its child is cancelled, and the child, busy, is killed for not
+/// acknowledging the cancel: its caller must learn that the child was stopped and how.
+///
+/// What went wrong: the caller got `Error::Op(AlreadyFinished)`, "has already finished;
+/// spawn a new child to go on", as if it had addressed a child long gone, with nothing about
+/// the cancel or the kill (found by a first-hour program that cancelled a busy child). The
+/// fix: a request or result whose child ended without a failure of its own, while the
+/// nursery was not interrupted, ends in `Error::Stopped`, which names the child and carries
+/// its outcome (here killed: it did not acknowledge its cancel in time).
+fn bug_request_to_a_cancelled_child_says_already_finished() {
+    let mut n = Nursery::open_with(quick()).unwrap();
+    let busy = n.spawn("busy", SLOW).unwrap();
+    let ticket = n.start_request(busy, &BUSY_MS).unwrap();
+    n.cancel(busy).unwrap();
+    match n.wait::<u64>(ticket) {
+        Err(err @ Error::Stopped { .. }) => {
+            let shown = err.to_string();
+            let Error::Stopped {
+                child,
+                name,
+                outcome,
+            } = err
+            else {
+                unreachable!()
+            };
+            assert_eq!((child, name.as_str()), (busy.id(), "busy"), "{shown}");
+            assert!(
+                matches!(
+                    outcome,
+                    Outcome::Killed {
+                        reason: ForceReason::CancelAckTimedOut,
+                        ..
+                    }
+                ),
+                "{shown}"
+            );
+            assert!(shown.contains("did not acknowledge its cancel"), "{shown}");
+        }
+        other => panic!("a request to a child killed after its cancel returned {other:?}"),
+    }
+    let report = n.teardown();
+    assert!(
+        report.errors.is_empty(),
+        "a cancel asked for is no failure: {:?}",
+        report.errors
+    );
 }
 
 fn give_up(n: &mut Nursery, child: harrow_real::Child) {

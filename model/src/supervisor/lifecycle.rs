@@ -130,6 +130,31 @@ pub enum Outcome {
     Unreaped,
 }
 
+impl fmt::Display for ForceReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ForceReason::UserHardStop => "a hard stop was asked for",
+            ForceReason::BeforeHandshake => "it had not completed its handshake",
+            ForceReason::CancelAckTimedOut => "it did not acknowledge its cancel in time",
+            ForceReason::GraceExpired => "it did not exit within the grace after its cancel",
+        })
+    }
+}
+
+/// How a child ended, in words: "it exited (exit code 0)", "it was killed (signal 9): it did
+/// not acknowledge its cancel in time", ...
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::LaunchFailed => f.write_str("its launch failed"),
+            Outcome::Exited(status) => write!(f, "it exited ({status})"),
+            Outcome::Killed { reason, status } => write!(f, "it was killed ({status}): {reason}"),
+            Outcome::Abandoned(reason) => write!(f, "its thread was abandoned: {reason}"),
+            Outcome::Unreaped => f.write_str("it was killed, but its exit was never seen"),
+        }
+    }
+}
+
 /// One input to a child's lifecycle.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Input {
