@@ -14,7 +14,7 @@ mod common;
 
 use std::num::NonZeroU32;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use common::{MUST, Test};
@@ -38,6 +38,11 @@ const DEAF: &str = "deaf";
 const COOPERATIVE: &str = "cooperative";
 /// Async: panics on 7, answers anything else.
 const TOUCHY: &str = "touchy";
+/// Async: [`FATAL_TAG`] marks itself started and waits for another request to have its
+/// answer, then kills its own process (as an abort would end it); any other tag waits for the
+/// fatal one to have started, then answers itself.
+const BRITTLE: &str = "brittle";
+const FATAL_TAG: u64 = 3;
 
 /// How long each counted request sleeps.
 const NAP_MS: u64 = 200;
@@ -48,6 +53,28 @@ const DEAF_MS: u64 = 300;
 /// process of its own: its counts start at zero, as the parent's are (it never serves).
 static RUNNING: AtomicU32 = AtomicU32::new(0);
 static PEAK: AtomicU32 = AtomicU32::new(0);
+/// [`BRITTLE`]'s fatal request has started; another has its answer.
+static FATAL_STARTED: AtomicBool = AtomicBool::new(false);
+static ANSWERED: AtomicBool = AtomicBool::new(false);
+
+/// Yields to the child's loop until `flag` is set.
+async fn until(flag: &AtomicBool) {
+    while !flag.load(Ordering::SeqCst) {
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn brittle(tag: u64) -> Result<u64, String> {
+    if tag == FATAL_TAG {
+        FATAL_STARTED.store(true, Ordering::SeqCst);
+        until(&ANSWERED).await;
+        let me = rustix::process::getpid();
+        let _ = rustix::process::kill_process(me, rustix::process::Signal::KILL);
+    }
+    until(&FATAL_STARTED).await;
+    ANSWERED.store(true, Ordering::SeqCst);
+    Ok(tag)
+}
 
 fn begin() {
     let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
@@ -83,6 +110,7 @@ fn registry() -> Registry {
             cancel.cancelled().await;
             Ok::<bool, String>(cancel.is_cancelled())
         })
+        .async_handler(BRITTLE, |tag: u64, _: CancelToken| brittle(tag))
         .async_handler(TOUCHY, |n: u64, _: CancelToken| async move {
             assert_ne!(n, 7, "touchy cannot stand seven");
             Ok::<u64, String>(n)
@@ -131,6 +159,10 @@ fn main() -> ExitCode {
         Test {
             name: "a_cooperative_handler_ends_at_the_cancel_async",
             run: a_cooperative_handler_ends_at_the_cancel_async,
+        },
+        Test {
+            name: "an_answer_is_out_before_another_request_kills_the_child",
+            run: an_answer_is_out_before_another_request_kills_the_child,
         },
         Test {
             name: "a_panicking_async_handler_answers_panic_blocking",
@@ -317,4 +349,27 @@ fn a_panicking_async_handler_answers_panic_async() {
         assert_the_panic(n.request::<u64, u64>(c, &7).await);
         assert_failed_with_the_panic(&n.teardown().await, c);
     });
+}
+
+/// Property 15 with requests at once: one request computes its answer while another is
+/// running, and that other kills the child as soon as it runs again after the answer exists.
+/// The answer must reach its caller: the child's loop writes a reply before it polls any
+/// other request's future. (A loop that polled every future before writing what completed,
+/// or that ran them as tasks of their own, would let the fatal request run first.)
+fn an_answer_is_out_before_another_request_kills_the_child() {
+    let mut n = blocking();
+    let c = n.spawn("brittle", BRITTLE).unwrap();
+    let answer = n.start_request(c, &1u64).unwrap();
+    let fatal = n.start_request(c, &FATAL_TAG).unwrap();
+    assert_eq!(
+        n.wait::<u64>(answer).unwrap(),
+        1,
+        "the computed answer was lost"
+    );
+    match n.wait::<u64>(fatal) {
+        Err(Error::Child(e)) if matches!(e.kind, ChildErrorKind::Died(_)) => {}
+        other => panic!("the request the child died in answered {other:?}"),
+    }
+    let report = n.teardown();
+    assert_eq!(report.cause, Some(TeardownCause::ChildFailed(c.id())));
 }
