@@ -16,7 +16,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use harrow_model::child::{ChildCommand, ChildRuntime, StopCause};
+use harrow_model::child::{ChildCommand, ChildRuntime};
 use harrow_model::wire::{FrameError, Message, RemoteError};
 use harrow_model::{Flaws, RequestId, exit};
 use tokio::net::UnixStream;
@@ -222,8 +222,11 @@ impl AsyncChild {
         })
     }
 
-    /// Feeds what happened to the runtime. Once the actor has failed, the work still running
-    /// is dropped: the runtime has refused those requests, and the actor serves nothing more.
+    /// Feeds what happened to the runtime.
+    ///
+    /// A panic fails the actor: the runtime refuses the requests still running (their
+    /// callers learn that their work was dropped) and says to exit at once, so their futures
+    /// are never polled again; they are dropped with the loop.
     fn feed(&mut self, happened: Happened) {
         // An input the runtime refuses arrives only after it has asked to exit.
         let _ = match happened {
@@ -235,11 +238,6 @@ impl AsyncChild {
                 .runtime
                 .handle_work_panicked(id, RemoteError::panic(panic)),
         };
-        if self.runtime.stop_cause() == Some(StopCause::ActorFailed) {
-            // Dropping work runs the actor's destructors: a panic there is caught too.
-            let running = std::mem::take(&mut self.running);
-            let _ = catch(move || drop(running));
-        }
     }
 
     /// Carries out the runtime's commands; `Some` with the exit code once it says to exit.

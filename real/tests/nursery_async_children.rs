@@ -36,7 +36,7 @@ const SYNC_COUNTED: &str = "sync_counted";
 const DEAF: &str = "deaf";
 /// Async: works until its child is cancelled, then answers `true`.
 const COOPERATIVE: &str = "cooperative";
-/// Async: panics on 7, answers anything else.
+/// Async: panics on 7; sleeps the milliseconds of anything else, then answers them.
 const TOUCHY: &str = "touchy";
 /// Async: [`FATAL_TAG`] marks itself started and waits for another request to have its
 /// answer, then kills its own process (as an abort would end it); any other tag waits for the
@@ -113,6 +113,7 @@ fn registry() -> Registry {
         .async_handler(BRITTLE, |tag: u64, _: CancelToken| brittle(tag))
         .async_handler(TOUCHY, |n: u64, _: CancelToken| async move {
             assert_ne!(n, 7, "touchy cannot stand seven");
+            tokio::time::sleep(Duration::from_millis(n)).await;
             Ok::<u64, String>(n)
         })
 }
@@ -331,13 +332,28 @@ fn a_cooperative_handler_ends_at_the_cancel_async() {
     });
 }
 
+/// The request of a minute that was running when another request's handler panicked: its
+/// work was dropped with the failed actor, and its caller is told so at once.
+fn assert_dropped(answer: Result<u64, Error>) {
+    match answer {
+        Err(Error::Remote { error: e, .. }) => {
+            assert_eq!(e.kind, RemoteErrorKind::Refused, "{e}");
+            assert!(e.message.contains("its work was dropped"), "{e}");
+        }
+        other => panic!("a request running beside a panic answered {other:?}"),
+    }
+}
+
 /// A panic in an async handler answers its caller with a remote error of kind `Panic`, and
-/// its child fails with it, as a sync handler's panic does.
+/// its child fails with it, as a sync handler's panic does; a request running beside it is
+/// refused, its work dropped.
 fn a_panicking_async_handler_answers_panic_blocking() {
     let mut n = blocking();
     let c = n.spawn("touchy", TOUCHY).unwrap();
     assert_eq!(n.request::<u64, u64>(c, &3).unwrap(), 3);
+    let beside = n.start_request(c, &60_000u64).unwrap();
     assert_the_panic(n.request::<u64, u64>(c, &7));
+    assert_dropped(n.wait::<u64>(beside));
     assert_failed_with_the_panic(&n.teardown(), c);
 }
 
@@ -346,7 +362,13 @@ fn a_panicking_async_handler_answers_panic_async() {
         let n = AsyncNursery::open_with(config()).unwrap();
         let c = n.spawn("touchy", TOUCHY).await.unwrap();
         assert_eq!(n.request::<u64, u64>(c, &3).await.unwrap(), 3);
+        let beside = {
+            let n = n.clone();
+            tokio::spawn(async move { n.request::<u64, u64>(c, &60_000).await })
+        };
+        tokio::task::yield_now().await;
         assert_the_panic(n.request::<u64, u64>(c, &7).await);
+        assert_dropped(beside.await.unwrap());
         assert_failed_with_the_panic(&n.teardown().await, c);
     });
 }
