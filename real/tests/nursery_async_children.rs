@@ -20,7 +20,7 @@ use std::time::Duration;
 use common::{MUST, Test};
 use harrow_real::{
     AsyncNursery, CancelToken, Child, ChildErrorKind, Error, ExitStatus, Nursery, NurseryConfig,
-    Outcome, Registry, RemoteErrorKind, SpawnMethod, TeardownCause, TeardownReport, Timeouts,
+    Outcome, Registry, RemoteErrorKind, Role, SpawnMethod, TeardownCause, TeardownReport, Timeouts,
 };
 use tokio::runtime::{Builder, Runtime};
 
@@ -130,6 +130,10 @@ fn main() -> ExitCode {
             run: || assert_eq!(async_peaks(COUNTED), [3, 3, 3]),
         },
         Test {
+            name: "three_requests_run_at_once_by_every_other_method",
+            run: three_requests_run_at_once_by_every_other_method,
+        },
+        Test {
             name: "a_limited_actor_runs_no_more_than_its_limit_blocking",
             run: || assert_eq!(blocking_peaks(LIMITED).iter().max(), Some(&LIMIT)),
         },
@@ -231,8 +235,13 @@ fn assert_the_panic(answer: Result<u64, Error>) {
 /// Three requests of [`NAP_MS`] each sent at once to one child of `actor` through the
 /// blocking nursery: what each answered, in the order they were sent.
 fn blocking_peaks(actor: &str) -> Vec<u32> {
+    peaks_by(SpawnMethod::Fork, actor)
+}
+
+/// [`blocking_peaks`] of a child spawned by `method`.
+fn peaks_by(method: SpawnMethod, actor: &str) -> Vec<u32> {
     let mut n = blocking();
-    let c = n.spawn("c", actor).unwrap();
+    let c = n.spawn_with("c", actor, method, Role::Daemon).unwrap();
     let tickets: Vec<_> = (0..3)
         .map(|_| n.start_request(c, &NAP_MS).unwrap())
         .collect();
@@ -243,6 +252,20 @@ fn blocking_peaks(actor: &str) -> Vec<u32> {
     let report = n.teardown();
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     peaks
+}
+
+/// An async child serves its requests at once however it was started: served by the fork
+/// server, re-executed, or on a thread of the nursery's process (which runs its own
+/// runtime there). The thread child is the only one that counts in this process, so its
+/// counts start at zero as a child process's do.
+fn three_requests_run_at_once_by_every_other_method() {
+    for method in [
+        SpawnMethod::ForkServer,
+        SpawnMethod::Exec,
+        SpawnMethod::Thread,
+    ] {
+        assert_eq!(peaks_by(method, COUNTED), [3, 3, 3], "{method:?}");
+    }
 }
 
 /// [`blocking_peaks`] through the async nursery: three tasks, one request each.
