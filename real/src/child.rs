@@ -160,6 +160,8 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 pub(crate) fn run_actor_as(actor: &str, channel: OwnedFd, pid: u32, limits: ChildLimits) -> i32 {
     let mut actor_impl = match registry_ref().make(actor) {
         Some(Made::Actor(actor_impl)) => actor_impl,
+        // Made again where it runs: its child may run it on a thread of its own, and an
+        // async actor's work is not `Send`.
         #[cfg(feature = "tokio")]
         Some(Made::Async(_)) => {
             return crate::async_child::run_async_actor(actor, channel, pid, limits);
