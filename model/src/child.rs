@@ -119,8 +119,11 @@ pub struct ChildRuntime {
     flaws: Flaws,
     max_in_flight: u32,
     role: Option<Role>,
-    /// Requests whose work has started and not finished: at most one, as the actor serves
-    /// one call at a time (all of them with flaw F18).
+    /// How many requests' work may run at once: 1 for an actor that serves one call at a
+    /// time (the default), more for one whose calls interleave (an async actor).
+    concurrency: u32,
+    /// Requests whose work has started and not finished: at most `concurrency` (all of them
+    /// with flaw F18).
     in_flight: Vec<RequestId>,
     /// Requests accepted and not started, in arrival order: each starts once the reply of
     /// the one before it is out.
@@ -165,6 +168,7 @@ impl ChildRuntime {
             flaws,
             max_in_flight,
             role: None,
+            concurrency: 1,
             in_flight: Vec::new(),
             queued: VecDeque::new(),
             main_running: false,
@@ -173,6 +177,21 @@ impl ChildRuntime {
             commands: VecDeque::new(),
             coverage: Carried::default(),
         }
+    }
+
+    /// This runtime with up to `concurrency` requests' work running at once (at least 1;
+    /// `max_in_flight` still bounds the requests accepted, started or not).
+    ///
+    /// With more than one, a request's reply goes out when its own work completes, in the
+    /// order work completes, not the order requests came. Property 15 (an answer the child
+    /// computed is delivered, even if the child dies in a later request) holds as long as
+    /// the driver sends each reply before it runs any more actor code: the reply is the
+    /// command [`ChildRuntime::handle_work_done`] queues, ahead of any start it queues, so
+    /// an answer is out before the code that could kill the child runs again. A cancel is
+    /// acknowledged only once every started request has finished.
+    pub fn with_concurrency(mut self, concurrency: u32) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
     }
 
     /// Where it is.
@@ -395,11 +414,12 @@ impl ChildRuntime {
         }
     }
 
-    /// Starts the oldest queued request if no work is running: the reply of the request
-    /// before it is already among the commands, ahead of this start, so a child that dies in
-    /// this request's work has sent every answer it computed before (property 15).
+    /// Starts the oldest queued requests while fewer than `concurrency` are running: the
+    /// reply of the request that just finished is already among the commands, ahead of these
+    /// starts, so a child that dies in their work has sent every answer it computed before
+    /// (property 15).
     fn start_next_request(&mut self) {
-        if self.in_flight.is_empty() {
+        while self.in_flight.len() < self.concurrency as usize && !self.queued.is_empty() {
             self.start_request();
         }
     }
@@ -413,23 +433,23 @@ impl ChildRuntime {
     }
 
     /// The actor failed: it runs nothing more. Every other request accepted is answered
-    /// with a refusal (work runs one call at a time, so none of them has begun; with flaw F18
-    /// their starts are among the commands and are taken back), then the failure is reported
-    /// and the child stops.
+    /// with a refusal, then the failure is reported and the child stops. With one call at a
+    /// time none of them has begun (with flaw F18 their starts are among the commands and are
+    /// taken back); with more, the work of those started is dropped unfinished (the driver
+    /// drops it once the actor has failed).
     fn actor_failed(&mut self, err: RemoteError) {
         self.commands
             .retain(|c| !matches!(c, ChildCommand::StartRequest { .. }));
-        let queued = self.queued.drain(..).map(|(id, _)| id);
-        let not_run: Vec<RequestId> = core::mem::take(&mut self.in_flight)
-            .into_iter()
-            .chain(queued)
-            .collect();
-        for id in not_run {
-            let refused = RemoteError::refused("the actor failed before this request ran");
-            self.send(Message::Reply {
-                id,
-                result: Err(refused),
-            });
+        let not_begun = "the actor failed before this request ran";
+        let started = match self.concurrency {
+            1 => not_begun,
+            _ => "the actor failed while this request ran; its work was dropped",
+        };
+        for id in core::mem::take(&mut self.in_flight) {
+            self.refuse(id, started);
+        }
+        while let Some((id, _)) = self.queued.pop_front() {
+            self.refuse(id, not_begun);
         }
         self.send(Message::Failed(err));
         self.begin_stop(StopCause::ActorFailed);
@@ -479,6 +499,13 @@ impl ChildRuntime {
         };
         self.phase = ChildPhase::Exited;
         self.commands.push_back(ChildCommand::Exit(code));
+    }
+
+    fn refuse(&mut self, id: RequestId, why: &str) {
+        self.send(Message::Reply {
+            id,
+            result: Err(RemoteError::refused(why)),
+        });
     }
 
     fn send(&mut self, message: Message) {
@@ -603,6 +630,146 @@ mod tests {
             c.handle_work_done(RequestId(0), Ok(vec![])).is_err(),
             "a request completes once"
         );
+    }
+
+    /// A daemon runtime serving with `concurrency` and room for `max_in_flight` requests.
+    fn concurrent(concurrency: u32, max_in_flight: u32) -> ChildRuntime {
+        let mut c = ChildRuntime::new(42, Flaws::NONE, max_in_flight).with_concurrency(concurrency);
+        c.start().unwrap();
+        c.handle_message(Message::SpawnSpec {
+            actor: "echo".into(),
+            role: Role::Daemon,
+        })
+        .unwrap();
+        drain(&mut c);
+        c
+    }
+
+    fn request(c: &mut ChildRuntime, id: u64) {
+        c.handle_message(Message::Request {
+            id: RequestId(id),
+            payload: vec![],
+        })
+        .unwrap();
+    }
+
+    fn start(id: u64) -> ChildCommand {
+        ChildCommand::StartRequest {
+            id: RequestId(id),
+            payload: vec![],
+        }
+    }
+
+    fn reply(id: u64, byte: u8) -> ChildCommand {
+        send(Message::Reply {
+            id: RequestId(id),
+            result: Ok(vec![byte]),
+        })
+    }
+
+    #[test]
+    fn with_concurrency_two_requests_start_at_once_and_reply_as_they_complete() {
+        let mut c = concurrent(2, 8);
+        request(&mut c, 0);
+        request(&mut c, 1);
+        assert_eq!(drain(&mut c), vec![start(0), start(1)]);
+        // The second finishes first: its reply goes out first, the first still runs.
+        c.handle_work_done(RequestId(1), Ok(vec![1])).unwrap();
+        assert_eq!(drain(&mut c), vec![reply(1, 1)]);
+        c.handle_work_done(RequestId(0), Ok(vec![0])).unwrap();
+        assert_eq!(drain(&mut c), vec![reply(0, 0)]);
+    }
+
+    #[test]
+    fn with_concurrency_the_bound_holds_and_a_finished_request_makes_room_behind_its_reply() {
+        let mut c = concurrent(2, 8);
+        for id in 0..4 {
+            request(&mut c, id);
+        }
+        assert_eq!(drain(&mut c), vec![start(0), start(1)], "two at most");
+        c.handle_work_done(RequestId(0), Ok(vec![0])).unwrap();
+        assert_eq!(drain(&mut c), vec![reply(0, 0), start(2)]);
+        c.handle_work_done(RequestId(2), Ok(vec![2])).unwrap();
+        assert_eq!(drain(&mut c), vec![reply(2, 2), start(3)]);
+    }
+
+    #[test]
+    fn with_concurrency_max_in_flight_still_refuses_past_it() {
+        let mut c = concurrent(4, 3);
+        for id in 0..4 {
+            request(&mut c, id);
+        }
+        assert_eq!(
+            drain(&mut c),
+            vec![
+                start(0),
+                start(1),
+                start(2),
+                send(Message::Reply {
+                    id: RequestId(3),
+                    result: Err(RemoteError::refused("too many requests in flight"))
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn with_concurrency_a_cancel_is_acked_only_after_every_started_request_finished() {
+        let mut c = concurrent(2, 8);
+        request(&mut c, 0);
+        request(&mut c, 1);
+        drain(&mut c);
+        c.handle_message(Message::Cancel).unwrap();
+        assert_eq!(drain(&mut c), vec![ChildCommand::InterruptWork]);
+        c.handle_work_done(RequestId(0), Ok(vec![0])).unwrap();
+        assert_eq!(drain(&mut c), vec![reply(0, 0)], "one still runs: no ack");
+        c.handle_work_done(RequestId(1), Ok(vec![1])).unwrap();
+        assert_eq!(
+            drain(&mut c),
+            vec![reply(1, 1), send(Message::CancelAck), ChildCommand::Exit(0)]
+        );
+    }
+
+    #[test]
+    fn with_concurrency_a_panic_refuses_the_work_still_running_and_what_waits() {
+        let mut c = concurrent(2, 8);
+        for id in 0..3 {
+            request(&mut c, id);
+        }
+        drain(&mut c);
+        let err = RemoteError::panic("boom");
+        c.handle_work_panicked(RequestId(0), err.clone()).unwrap();
+        let refused = |id, why: &str| {
+            send(Message::Reply {
+                id: RequestId(id),
+                result: Err(RemoteError::refused(why)),
+            })
+        };
+        assert_eq!(
+            drain(&mut c),
+            vec![
+                send(Message::Reply {
+                    id: RequestId(0),
+                    result: Err(err.clone())
+                }),
+                refused(
+                    1,
+                    "the actor failed while this request ran; its work was dropped"
+                ),
+                refused(2, "the actor failed before this request ran"),
+                send(Message::Failed(err)),
+                ChildCommand::Exit(1)
+            ]
+        );
+        assert!(c.handle_work_done(RequestId(1), Ok(vec![])).is_err());
+    }
+
+    #[test]
+    fn concurrency_zero_is_one() {
+        let mut c = concurrent(0, 8);
+        request(&mut c, 0);
+        request(&mut c, 1);
+        assert_eq!(drain(&mut c), vec![start(0)]);
     }
 
     #[test]

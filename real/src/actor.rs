@@ -10,7 +10,16 @@ use harrow_model::wire::{RemoteError, Role};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-type Maker = Box<dyn Fn() -> Actor + Send + Sync>;
+type Maker = Box<dyn Fn() -> Made + Send + Sync>;
+
+/// A fresh instance of a registered actor, by how its child runs it.
+pub(crate) enum Made {
+    /// Its code is called inline by the child's event loop, one call at a time.
+    Actor(Actor),
+    /// Its requests are futures, run concurrently on a tokio runtime of the child's own.
+    #[cfg(feature = "tokio")]
+    Async(crate::async_child::AsyncActor),
+}
 
 /// The actors a program can run as children, by name.
 ///
@@ -42,7 +51,7 @@ impl Registry {
         D: Daemon + Send + 'static,
         F: Fn() -> D + Send + Sync + 'static,
     {
-        let maker: Maker = Box::new(move || Actor::Daemon(Box::new(make())));
+        let maker: Maker = Box::new(move || Made::Actor(Actor::Daemon(Box::new(make()))));
         self.makers.insert(name.to_string(), (Role::Daemon, maker));
         self
     }
@@ -53,7 +62,7 @@ impl Registry {
         T: Task + Send + 'static,
         F: Fn() -> T + Send + Sync + 'static,
     {
-        let maker: Maker = Box::new(move || Actor::Task(Box::new(make())));
+        let maker: Maker = Box::new(move || Made::Actor(Actor::Task(Box::new(make()))));
         self.makers
             .insert(name.to_string(), (Role::RunToResult, maker));
         self
@@ -81,6 +90,75 @@ impl Registry {
         self.task(name, move || Main { f: f.clone() })
     }
 
+    /// Registers an async daemon that answers typed requests with the future `f` returns;
+    /// an `Err` reaches the caller. Its child runs a current-thread tokio runtime of its own
+    /// and serves up to `Limits::max_in_flight` requests at once (see
+    /// [`Registry::async_handler_limited`] for fewer).
+    ///
+    /// The [`CancelToken`](crate::CancelToken) `f` is given says when the child is
+    /// cancelled: a handler that awaits it (or asks it) can end early, and its reply still
+    /// goes out. The child acknowledges a cancel only once every request it started has
+    /// finished; one that does not finish is killed at the kill grace.
+    #[cfg(feature = "tokio")]
+    pub fn async_handler<Req, Resp, F, Fut>(self, name: &str, f: F) -> Self
+    where
+        Req: DeserializeOwned + 'static,
+        Resp: Serialize + 'static,
+        F: Fn(Req, crate::CancelToken) -> Fut + Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Resp, String>> + 'static,
+    {
+        self.async_daemon(name, None, f)
+    }
+
+    /// [`Registry::async_handler`], serving at most `concurrency` requests at once (and never
+    /// more than `Limits::max_in_flight`); the others wait their turn in arrival order.
+    #[cfg(feature = "tokio")]
+    pub fn async_handler_limited<Req, Resp, F, Fut>(
+        self,
+        name: &str,
+        concurrency: std::num::NonZeroU32,
+        f: F,
+    ) -> Self
+    where
+        Req: DeserializeOwned + 'static,
+        Resp: Serialize + 'static,
+        F: Fn(Req, crate::CancelToken) -> Fut + Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Resp, String>> + 'static,
+    {
+        self.async_daemon(name, Some(concurrency), f)
+    }
+
+    #[cfg(feature = "tokio")]
+    fn async_daemon<Req, Resp, F, Fut>(
+        mut self,
+        name: &str,
+        concurrency: Option<std::num::NonZeroU32>,
+        f: F,
+    ) -> Self
+    where
+        Req: DeserializeOwned + 'static,
+        Resp: Serialize + 'static,
+        F: Fn(Req, crate::CancelToken) -> Fut + Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Resp, String>> + 'static,
+    {
+        let maker: Maker = Box::new(move || {
+            let f = f.clone();
+            Made::Async(crate::async_child::AsyncActor::new(
+                concurrency,
+                move |payload, cancel| {
+                    let f = f.clone();
+                    Box::pin(async move {
+                        let req: Req = decode(&payload).map_err(RemoteError::refused)?;
+                        let resp = f(req, cancel).await.map_err(RemoteError::error)?;
+                        encode(&resp).map_err(RemoteError::refused)
+                    })
+                },
+            ))
+        });
+        self.makers.insert(name.to_string(), (Role::Daemon, maker));
+        self
+    }
+
     /// This registry with every actor of `other` added (`other` wins on a name clash).
     pub fn merge(mut self, other: Registry) -> Self {
         self.makers.extend(other.makers);
@@ -104,7 +182,7 @@ impl Registry {
     }
 
     /// A fresh instance of the named actor.
-    pub fn make(&self, name: &str) -> Option<Actor> {
+    pub(crate) fn make(&self, name: &str) -> Option<Made> {
         self.makers.get(name).map(|(_, make)| make())
     }
 }

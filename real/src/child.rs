@@ -11,7 +11,7 @@ use harrow_model::driver::{ChildEvent, ChildExit, ChildOs, run_child};
 use harrow_model::exit;
 use harrow_model::wire::DEFAULT_MAX_FRAME;
 
-use crate::actor::registry_ref;
+use crate::actor::{Made, registry_ref};
 use crate::sys::{self, RecvOutcome};
 
 /// The receive buffer: a frame larger than this arrives in several reads. Small, and on the
@@ -125,15 +125,20 @@ impl ChildOs for Channel {
     /// Unwind safety: after a panic the actor is not asked to serve again (its child reports
     /// the failure and stops); only a daemon's own nursery is still torn down through it.
     fn catch_panic<R>(code: impl FnOnce() -> R) -> Result<R, String> {
-        std::panic::catch_unwind(AssertUnwindSafe(code)).map_err(|payload| {
-            let message = panic_message(payload.as_ref());
-            // Dropping the payload runs code of the actor's (its destructor), which could
-            // panic in turn, and a panic there would abort: forget it, as a child's own
-            // panic guard does.
-            std::mem::forget(payload);
-            message
-        })
+        catch(code)
     }
+}
+
+/// Runs actor code, catching a panic in it: `Err` with the panic's message if it panicked.
+pub(crate) fn catch<R>(code: impl FnOnce() -> R) -> Result<R, String> {
+    std::panic::catch_unwind(AssertUnwindSafe(code)).map_err(|payload| {
+        let message = panic_message(payload.as_ref());
+        // Dropping the payload runs code of the actor's (its destructor), which could panic
+        // in turn, and a panic there would abort: forget it, as a child's own panic guard
+        // does.
+        std::mem::forget(payload);
+        message
+    })
 }
 
 /// A panic's message: the text `panic!` was given, as the remote error's text.
@@ -153,12 +158,21 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 ///
 /// The entry of every child: forked, served by the fork server, re-executed, or on a thread.
 pub(crate) fn run_actor_as(actor: &str, channel: OwnedFd, pid: u32, limits: ChildLimits) -> i32 {
-    let Some(mut actor_impl) = registry_ref().make(actor) else {
-        eprintln!(
-            "harrow: no actor named `{actor}` is registered in this program; register it in the \
-             Registry passed to harrow_real::init"
-        );
-        return exit::UNKNOWN_ACTOR;
+    let mut actor_impl = match registry_ref().make(actor) {
+        Some(Made::Actor(actor_impl)) => actor_impl,
+        // Made again where it runs: its child may run it on a thread of its own, and an
+        // async actor's work is not `Send`.
+        #[cfg(feature = "tokio")]
+        Some(Made::Async(_)) => {
+            return crate::async_child::run_async_actor(actor, channel, pid, limits);
+        }
+        None => {
+            eprintln!(
+                "harrow: no actor named `{actor}` is registered in this program; register it \
+                 in the Registry passed to harrow_real::init"
+            );
+            return exit::UNKNOWN_ACTOR;
+        }
     };
     let _ = sys::set_nonblocking(channel.as_fd(), false);
     let mut os = Channel {

@@ -8,6 +8,8 @@ pub struct ReadmeDoctests;
 
 mod actor;
 #[cfg(feature = "tokio")]
+mod async_child;
+#[cfg(feature = "tokio")]
 mod asynk;
 mod child;
 #[cfg(feature = "internals")]
@@ -15,6 +17,8 @@ pub mod forkserver;
 #[cfg(not(feature = "internals"))]
 #[allow(unreachable_pub, dead_code, unused_imports)]
 mod forkserver;
+#[cfg(feature = "tokio")]
+mod frame;
 mod nursery;
 // `os` has items that only `internals` re-exports.
 #[cfg_attr(not(feature = "internals"), allow(unreachable_pub, dead_code))]
@@ -30,6 +34,8 @@ mod sys;
 
 pub use actor::{Registry, decode, encode};
 // The protocol's types a user meets in errors, reports and configuration.
+#[cfg(feature = "tokio")]
+pub use async_child::CancelToken;
 #[cfg(feature = "tokio")]
 pub use asynk::AsyncNursery;
 pub use harrow_model::actor::{Cancel, Daemon, Task};
