@@ -7,6 +7,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod actor;
+pub mod channels;
 pub mod child;
 pub mod coverage;
 pub mod driver;

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use harrow_model::channels::Channels;
 use harrow_model::driver::{Os, OsEvent, WaitError};
 use harrow_model::{ChildId, ExitStatus, Situation, SpawnMethod, Timestamp, Uncounted};
 
@@ -54,8 +55,6 @@ struct Child {
     /// protocol: at most `max_in_flight` requests of one frame each, and a few control
     /// messages, are outstanding per child.
     outbox: Vec<u8>,
-    eof_reported: bool,
-    watch_exit: bool,
 }
 
 /// The driver's operating system on Linux.
@@ -65,6 +64,9 @@ pub struct RealOs {
     /// The live children, by id: a child leaves when the protocol retires it, so the table
     /// (and the scan of thread children at each wake-up) follows the live children.
     children: HashMap<ChildId, Child>,
+    /// What may still be reported of each child: the rules the simulator's `SimOs` follows
+    /// too.
+    reports: Channels,
     start: Instant,
     sigint: Option<SignalPipe>,
     wake_read: OwnedFd,
@@ -111,6 +113,7 @@ impl RealOs {
             poller,
             ready: Vec::with_capacity(64),
             children: HashMap::new(),
+            reports: Channels::new(),
             start: Instant::now(),
             sigint,
             wake_read,
@@ -252,7 +255,7 @@ impl RealOs {
         loop {
             match sys::recv(fd.as_fd(), &mut self.buf) {
                 Ok(RecvOutcome::Data(n)) => {
-                    out.push(OsEvent::Bytes(id, self.buf[..n].to_vec()));
+                    self.reports.bytes(id, self.buf[..n].to_vec(), out);
                     // A short read emptied the socket: epoll is level-triggered and reports
                     // anything that arrives later, so asking again would only hear EAGAIN.
                     if n < self.buf.len() {
@@ -262,9 +265,9 @@ impl RealOs {
                 Ok(RecvOutcome::WouldBlock) => return,
                 Ok(RecvOutcome::Eof | RecvOutcome::PeerGone) | Err(_) => {
                     // Level-triggered: report the end once, then stop watching.
-                    c.eof_reported = true;
-                    let _ = self.poller.deregister(fd.as_fd());
-                    out.push(OsEvent::Eof(id));
+                    if self.reports.end_of_stream(id, out) {
+                        let _ = self.poller.deregister(fd.as_fd());
+                    }
                     return;
                 }
             }
@@ -295,13 +298,11 @@ impl RealOs {
         // Drain first, then read the flags: a flag set after the drain leaves a byte.
         let mut sink = [0u8; 256];
         while let Ok(RecvOutcome::Data(_)) = sys::recv(self.wake_read.as_fd(), &mut sink) {}
-        for (&id, c) in self.children.iter_mut() {
+        for (&id, c) in &self.children {
             if let Kind::Thread { done, .. } = &c.kind
-                && c.watch_exit
                 && done.load(Ordering::SeqCst)
             {
-                c.watch_exit = false;
-                out.push(OsEvent::Exited(id));
+                self.reports.exited(id, out);
             }
         }
     }
@@ -356,10 +357,9 @@ impl Os for RealOs {
                 kind,
                 channel: Some(ours),
                 outbox: Vec::new(),
-                eof_reported: false,
-                watch_exit: true,
             },
         );
+        self.reports.launched(child);
         watched.map_err(|e| e.to_string())
     }
 
@@ -368,7 +368,7 @@ impl Os for RealOs {
             return;
         };
         let Some(fd) = c.channel.as_ref() else { return };
-        if c.eof_reported {
+        if !self.reports.reads(child) {
             // Nobody reads this channel any more (and it is no longer watched for room).
             return;
         }
@@ -392,7 +392,7 @@ impl Os for RealOs {
         {
             // Nothing more is sent on it: a finished child keeps no buffer.
             c.outbox = Vec::new();
-            if !c.eof_reported {
+            if self.reports.closed(child) {
                 let _ = self.poller.deregister(fd.as_fd());
             }
             drop(fd);
@@ -426,7 +426,7 @@ impl Os for RealOs {
         {
             // Detached: the thread may never return and nobody will join it.
             drop(handle.take());
-            c.watch_exit = false;
+            self.reports.unwatch_exit(child);
         }
     }
 
@@ -436,7 +436,7 @@ impl Os for RealOs {
         };
         // Our end of the channel stays open until the protocol closes it (the drain reads
         // what is left).
-        c.watch_exit = false;
+        self.reports.unwatch_exit(child);
         let (status, pid) = match &mut c.kind {
             Kind::Process(p) => {
                 let _ = self.poller.deregister(p.pidfd().as_fd());
@@ -480,6 +480,7 @@ impl Os for RealOs {
         // Reaped (or a thread abandoned, or never started) and its channel closed: what is
         // left is its pid as a name, or a detached thread's flag. Dropping it frees the slot.
         self.children.remove(&child);
+        self.reports.retired(child);
     }
 
     fn wait(
@@ -516,10 +517,9 @@ impl Os for RealOs {
                         if r.readable || r.hangup || r.error {
                             self.read_channel(id, out);
                         }
-                    } else if let Some(c) = slot_mut(&mut self.children, id)
-                        && c.watch_exit
+                    } else if let Some(c) = self.children.get(&id)
+                        && self.reports.exited(id, out)
                     {
-                        c.watch_exit = false;
                         let fd = match &c.kind {
                             Kind::Process(p) => Some(p.pidfd().as_fd()),
                             Kind::Served { pidfd, .. } => Some(pidfd.as_fd()),
@@ -528,7 +528,6 @@ impl Os for RealOs {
                         if let Some(fd) = fd {
                             let _ = self.poller.deregister(fd);
                         }
-                        out.push(OsEvent::Exited(id));
                     }
                 }
             }
@@ -575,10 +574,9 @@ mod tests {
                 kind: Kind::Reaped { pid: None },
                 channel: Some(ours),
                 outbox: Vec::new(),
-                eof_reported: false,
-                watch_exit: false,
             },
         );
+        os.reports.launched(id);
         let mut events = Vec::new();
         os.read_channel(id, &mut events);
         assert!(

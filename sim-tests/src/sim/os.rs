@@ -11,6 +11,7 @@ use crate::kernel::{
     self, DeadlineOwner, Fd, Kernel, LockOutcome, Pid, ReapOutcome, RecvOutcome, Signal, ThreadId,
 };
 use crate::platform::Platform;
+use harrow_model::channels::Channels;
 use harrow_model::driver::{Os, OsEvent, WaitError};
 use harrow_model::error::ExitStatus;
 use harrow_model::flaw::Flaw;
@@ -22,11 +23,8 @@ use harrow_model::time::Timestamp;
 struct Child<P: Platform> {
     pid: Pid,
     channel: Option<Fd>,
-    /// End-of-file was reported once; a level-triggered reader must not report it again.
-    eof_reported: bool,
     pidfd: Option<Fd>,
     server_pidfd: Option<Fd>,
-    watch_exit: bool,
     thread: Option<P::JoinHandle<i32>>,
     ctx: Option<(usize, u32)>,
 }
@@ -60,6 +58,8 @@ pub struct SimOs<P: Platform, F: ActorFactory<P>> {
     me: SimProcess,
     thread: ThreadId,
     children: BTreeMap<ChildId, Child<P>>,
+    /// What may still be reported of each child: the rules `RealOs` follows too.
+    reports: Channels,
     wake: Option<(Fd, Fd)>,
     fork_server: Option<(SimProcess, ThreadId)>,
     // Immutable for the whole run, or changed only while this thread sleeps: kept here so the
@@ -128,6 +128,7 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
             me,
             thread,
             children: BTreeMap::new(),
+            reports: Channels::new(),
             wake,
             fork_server: None,
             flaws,
@@ -263,10 +264,8 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
         Ok(Child {
             pid,
             channel: Some(channel),
-            eof_reported: false,
             pidfd,
             server_pidfd,
-            watch_exit: true,
             thread: None,
             ctx: None,
         })
@@ -350,10 +349,8 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
         Ok(Child {
             pid: me,
             channel: Some(ours),
-            eof_reported: false,
             pidfd: None,
             server_pidfd: None,
-            watch_exit: true,
             thread: Some(handle),
             ctx: Some(ctx),
         })
@@ -366,13 +363,13 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
         let mut ready = Vec::new();
         for (&id, c) in &self.children {
             if let Some(fd) = c.channel
-                && !c.eof_reported
+                && self.reports.reads(id)
                 && k.readable(me, fd).unwrap_or(false)
             {
                 ready.push(Ready::Channel(id));
             }
             // Thread children announce their exit through the wake pipe, not here.
-            if c.watch_exit && c.ctx.is_none() && exited(w, me, c) {
+            if self.reports.watches_exit(id) && c.ctx.is_none() && exited(w, me, c) {
                 ready.push(Ready::Exit(id));
             }
         }
@@ -398,25 +395,21 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
                     w.kernel.recv(me, fd)
                 });
                 match got {
-                    Ok(RecvOutcome::Data(bytes)) => out.push(OsEvent::Bytes(id, bytes)),
+                    Ok(RecvOutcome::Data(bytes)) => self.reports.bytes(id, bytes, out),
                     Ok(RecvOutcome::Eof) | Err(_) => {
-                        if let Some(c) = self.children.get_mut(&id) {
-                            c.eof_reported = true;
+                        if self.reports.end_of_stream(id, out) {
+                            self.shared
+                                .with(|w| w.note(me, format_args!("parent reads EOF from {id}")));
                         }
-                        self.shared
-                            .with(|w| w.note(me, format_args!("parent reads EOF from {id}")));
-                        out.push(OsEvent::Eof(id));
                     }
                     Ok(RecvOutcome::WouldBlock) => {}
                 }
             }
             Ready::Exit(id) => {
-                if let Some(c) = self.children.get_mut(&id) {
-                    c.watch_exit = false;
+                if self.reports.exited(id, out) {
+                    self.shared
+                        .with(|w| w.note(me, format_args!("parent sees {id} exit")));
                 }
-                self.shared
-                    .with(|w| w.note(me, format_args!("parent sees {id} exit")));
-                out.push(OsEvent::Exited(id));
             }
             Ready::Wake => self.take_signals(out),
         }
@@ -460,7 +453,9 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
         let finished: Vec<ChildId> = self.shared.read(|w| {
             self.children
                 .iter()
-                .filter(|(_, c)| c.watch_exit && c.ctx.is_some() && exited(w, me, c))
+                .filter(|(id, c)| {
+                    self.reports.watches_exit(**id) && c.ctx.is_some() && exited(w, me, c)
+                })
                 .map(|(id, _)| *id)
                 .collect()
         });
@@ -683,6 +678,7 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
             self.release_env();
         }
         self.children.insert(child, c);
+        self.reports.launched(child);
         Ok(())
     }
 
@@ -708,6 +704,7 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
         let Some(c) = self.children.get_mut(&child) else {
             return;
         };
+        self.reports.closed(child);
         if let Some(fd) = c.channel.take() {
             let (process, me) = (self.me, self.me.pid);
             self.shared.with(|w| {
@@ -753,7 +750,7 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
         let Some(c) = self.children.get_mut(&child) else {
             return;
         };
-        c.watch_exit = false;
+        self.reports.unwatch_exit(child);
         // Detach: the thread may never return, and nobody will join it.
         drop(c.thread.take());
         let me = self.me.pid;
@@ -788,6 +785,7 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
     fn retire(&mut self, child: ChildId) {
         // Anything it still held (an fd) would leak from here: the end checks would see it.
         self.children.remove(&child);
+        self.reports.retired(child);
     }
 
     fn reap(&mut self, child: ChildId) -> Result<ExitStatus, String> {

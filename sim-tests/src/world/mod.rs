@@ -5,9 +5,15 @@
 //! [`Choice`]. A deterministic run always takes the first enabled choice, which gives the
 //! golden traces; the explicit-state search and proptest take the others. Processes, pipes and
 //! reaping are abstract here; the simulated kernel models them precisely.
+//!
+//! The parent runs the one [`Driver`], as over the simulated kernel and over Linux: each step
+//! that reaches it (a frame or end-of-file read, an exit noticed, a deadline, SIGINT) is what
+//! the driver's next wait reports, and the user's calls are the driver's; its commands reach
+//! the children through `PureOs` (`os.rs`), the frames through the real codec.
 
 mod effects;
 mod kid;
+mod os;
 mod symmetry;
 
 use std::collections::BTreeSet;
@@ -15,6 +21,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use harrow_model::coverage::Coverage;
+use harrow_model::driver::{Driver, OsEvent};
 use harrow_model::supervisor::{
     Event, NurseryPhase, RequestEnd, Supervisor, SupervisorConfig, TeardownCause,
 };
@@ -22,6 +29,7 @@ use harrow_model::{ChildId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 pub use kid::{Block, Kid, Proc};
+use os::PureOs;
 
 use crate::scenario::{Ending, Fault, Scenario};
 
@@ -357,8 +365,7 @@ impl<'s> World<'s> {
         }
         if !self.st.root_dead && self.st.sup.poll_deadline().is_some_and(|d| d <= now) {
             self.note("clock", || "deadline fires".into());
-            self.st.sup.handle_timeout(now);
-            self.drive_parent();
+            self.turn_with(OsEvent::Deadline);
         }
     }
 
@@ -409,22 +416,20 @@ impl<'s> World<'s> {
     }
 
     fn end_body(&mut self) {
-        let now = self.st.now;
         match self.sc.ending {
             Ending::Finish => {
                 self.note("user", || "body finishes: begin teardown".into());
-                self.st.sup.begin_teardown(now, TeardownCause::BodyFinished);
+                self.with_driver(None, |d| d.begin_teardown(TeardownCause::BodyFinished));
             }
             Ending::Fail => {
                 self.note("user", || "body fails: begin teardown".into());
-                self.st.sup.begin_teardown(now, TeardownCause::BodyFailed);
+                self.with_driver(None, |d| d.begin_teardown(TeardownCause::BodyFailed));
             }
             Ending::Interrupt => {
                 self.note("signal", || "SIGINT reaches the root".into());
-                self.st.sup.handle_interrupt(now);
+                self.turn_with(OsEvent::Interrupt);
             }
         }
-        self.drive_parent();
     }
 
     fn fault_enabled(&self, k: usize) -> bool {
@@ -452,8 +457,7 @@ impl<'s> World<'s> {
             }
             Fault::SigintRoot => {
                 self.note("signal", || "SIGINT reaches the root".into());
-                self.st.sup.handle_interrupt(self.st.now);
-                self.drive_parent();
+                self.turn_with(OsEvent::Interrupt);
             }
             Fault::SpawningThreadExits => {
                 self.note("env", || "the thread that made the spawns exits".into());
@@ -529,14 +533,53 @@ impl<'s> World<'s> {
         self.exit_kid(i, harrow_model::ExitStatus::Signaled(9));
     }
 
-    /// Drains the supervisor: executes its commands, records its events.
-    fn drive_parent(&mut self) {
-        while let Some(cmd) = self.st.sup.poll_command() {
-            self.execute(cmd);
+    /// The pure world's processes, channels and clock, borrowed as an operating system.
+    fn os(&mut self) -> PureOs<'_> {
+        PureOs {
+            sc: self.sc,
+            now: self.st.now,
+            max_frame: self.st.sup.config().max_frame,
+            kids: &mut self.st.kids,
+            alloc_held_by: &mut self.st.alloc_held_by,
+            violations: &mut self.st.violations,
+            root_dead: self.st.root_dead,
+            trace: &mut self.trace,
+            staged: Vec::new(),
         }
-        while let Some(ev) = self.st.sup.poll_event() {
+    }
+
+    /// Runs `step` on the parent's driver: the supervisor over the pure world's operating
+    /// system, whose next wait reports `staged`. Then records the events the step produced,
+    /// as the user who reads them would.
+    ///
+    /// The driver lives for this step only. Between steps it holds nothing: every frame was
+    /// delivered whole, so its decoders are empty, and its commands and events are drained.
+    fn with_driver<R>(
+        &mut self,
+        staged: Option<OsEvent>,
+        step: impl FnOnce(&mut Driver<PureOs<'_>>) -> R,
+    ) -> R {
+        let blank = Supervisor::new(*self.st.sup.config()).expect("its config is valid");
+        let sup = std::mem::replace(&mut self.st.sup, blank);
+        let (sup, result, events) = {
+            let mut os = self.os();
+            os.staged.extend(staged);
+            let mut driver = Driver::new(sup, os);
+            let result = step(&mut driver);
+            let events: Vec<Event> = std::iter::from_fn(|| driver.poll_event()).collect();
+            (driver.sup, result, events)
+        };
+        self.st.sup = sup;
+        for ev in events {
             self.record(ev);
         }
+        result
+    }
+
+    /// One turn of the parent's event loop, its wait reporting `event`.
+    fn turn_with(&mut self, event: OsEvent) {
+        self.with_driver(Some(event), |d| d.turn())
+            .expect("the pure world's wait never fails");
     }
 
     fn record(&mut self, ev: Event) {
