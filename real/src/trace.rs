@@ -5,7 +5,7 @@
 //! Tracing is on when the feature is compiled in and the environment variable
 //! [`DIR_VAR`] names a directory when a process opens its first nursery (a child: when it
 //! starts; children inherit the environment). Each nursery writes
-//! `nursery-<pid>-<n>.ndjson` there, each child `child-<pid>-<tid>.ndjson`. A trace holds at
+//! `nursery-<pid>-<n>.ndjson` there, each child `children/child-<pid>-<tid>.ndjson`. A trace holds at
 //! most [`MAX_BYTES_VAR`] bytes (default [`DEFAULT_MAX_BYTES`]); the step that would pass
 //! the limit writes a final `truncated` record instead, and nothing more is written.
 //!

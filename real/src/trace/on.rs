@@ -18,6 +18,9 @@ use serde::Serialize;
 use super::{DEFAULT_MAX_BYTES, DIR_VAR, MAX_BYTES_VAR};
 use crate::os::RealOs;
 
+/// The folder, in the trace directory, of the children's traces: a run may have many
+/// thousands, the nurseries' stay in view.
+const CHILDREN: &str = "children";
 /// The smallest trace bound accepted: room for a header and a few steps.
 const MIN_MAX_BYTES: u64 = 4096;
 /// How many processes of one pid (reused during a long run) may write traces to one
@@ -64,7 +67,7 @@ fn read_settings() -> Result<Option<Settings>, String> {
             })?,
     };
     let dir = PathBuf::from(dir);
-    std::fs::create_dir_all(&dir).map_err(|e| {
+    std::fs::create_dir_all(dir.join(CHILDREN)).map_err(|e| {
         format!(
             "{DIR_VAR}={}: cannot create that directory ({e}): name a writable one, or unset it",
             dir.display()
@@ -102,13 +105,14 @@ struct Sink {
 impl Sink {
     /// A new trace `<stem>.ndjson` in the trace directory (`<stem>-<k>.ndjson` if a process
     /// of a reused pid took the name already).
-    fn create(settings: &Settings, stem: &str) -> Result<Sink, String> {
+    fn create(settings: &Settings, folder: &str, stem: &str) -> Result<Sink, String> {
+        let dir = settings.dir.join(folder);
         for k in 0..MAX_SUFFIX {
             let name = match k {
                 0 => format!("{stem}.ndjson"),
                 _ => format!("{stem}-{k}.ndjson"),
             };
-            let path = settings.dir.join(name);
+            let path = dir.join(name);
             match OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(file) => {
                     return Ok(Sink {
@@ -126,7 +130,7 @@ impl Sink {
         }
         Err(format!(
             "{MAX_SUFFIX} traces named {stem} already exist in {}: empty that directory",
-            settings.dir.display()
+            dir.display()
         ))
     }
 
@@ -184,7 +188,7 @@ pub(crate) fn wrap(
         return Ok(Traced { os, sink: None });
     };
     let pid = std::process::id();
-    let mut sink = Sink::create(settings, &format!("nursery-{pid}-{nursery}"))?;
+    let mut sink = Sink::create(settings, ".", &format!("nursery-{pid}-{nursery}"))?;
     let now = os.now();
     let epoch = monotonic().saturating_sub(now.as_nanos());
     sink.write(&Record::Open {
@@ -363,7 +367,7 @@ fn child_sink(actor: &str) -> Option<Sink> {
         std::process::id(),
         rustix::thread::gettid().as_raw_nonzero()
     );
-    match settings().and_then(|s| s.map(|s| Sink::create(s, &stem)).transpose()) {
+    match settings().and_then(|s| s.map(|s| Sink::create(s, CHILDREN, &stem)).transpose()) {
         Ok(sink) => sink,
         Err(e) => {
             eprintln!("harrow: the child running `{actor}` is not traced: {e}");

@@ -140,13 +140,15 @@ pub fn validate(traces: &[Trace]) -> Vec<Verdict> {
         .iter()
         .filter(|t| t.kind() == Ok(Kind::Child))
         .collect();
+    let children = cross::by_pid(&children);
     traces
         .iter()
         .map(|t| match t.kind() {
             Ok(Kind::Nursery) => {
-                let mine = cross::children_of(t, &children);
-                let result = replay::replay(t).and_then(|()| cross::check(t, &mine));
-                verdict(t, mine.len(), result)
+                match replay::replay(t).and_then(|()| cross::check(t, &children)) {
+                    Ok(matched) => verdict(t, matched, Ok(())),
+                    Err(f) => verdict(t, 0, Err(f)),
+                }
             }
             _ => verdict(t, 0, rules::check_child(t)),
         })
@@ -230,18 +232,13 @@ pub fn command(paths: &[std::path::PathBuf]) -> std::process::ExitCode {
     crate::exit::verdict(failed == 0)
 }
 
-/// Every trace named: a file, or the `.ndjson` files of a folder, in name order.
+/// Every trace named: a file, or the `.ndjson` files under a folder (and its folders), in
+/// name order.
 fn load_all(paths: &[std::path::PathBuf]) -> Result<Vec<Trace>, String> {
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
-            let mut inside: Vec<_> = std::fs::read_dir(p)
-                .map_err(|e| format!("{}: cannot list it: {e}", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.extension().is_some_and(|x| x == "ndjson"))
-                .collect();
-            inside.sort();
-            files.extend(inside);
+            files_under(p, &mut files)?;
         } else {
             files.push(p.clone());
         }
@@ -250,4 +247,20 @@ fn load_all(paths: &[std::path::PathBuf]) -> Result<Vec<Trace>, String> {
         return Err("no traces given (no .ndjson file in the folders named)".into());
     }
     files.iter().map(|f| Trace::load(f)).collect()
+}
+
+fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<(), String> {
+    let mut inside: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: cannot list it: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    inside.sort();
+    for p in inside {
+        if p.is_dir() {
+            files_under(&p, out)?;
+        } else if p.extension().is_some_and(|x| x == "ndjson") {
+            out.push(p);
+        }
+    }
+    Ok(())
 }

@@ -24,11 +24,10 @@ const DETERMINISM: &str = "determinism: the model decides as recorded";
 /// What a replayed call answers once the replay has failed (the driver only unwinds then).
 const STOPPED: &str = "the replay stopped";
 
-/// A child launched in the replay: its method, and the step and real time of its launch.
+/// A child launched in the replay: the step and real time of its launch.
 #[derive(Clone, Copy, Debug)]
 struct Launched {
     child: ChildId,
-    method: SpawnMethod,
     step: usize,
     t: u64,
 }
@@ -43,8 +42,12 @@ struct ReplayOs<'t> {
     rules: Rules,
     now: Timestamp,
     max_frame: u32,
+    /// Children launched since the last step was checked.
     launched: Vec<Launched>,
-    retired: BTreeSet<ChildId>,
+    /// Children launched and not yet retired.
+    live: BTreeSet<ChildId>,
+    /// The spawn methods of every child launched.
+    methods: BTreeSet<SpawnMethod>,
 }
 
 impl<'t> ReplayOs<'t> {
@@ -126,9 +129,10 @@ impl Os for ReplayOs<'_> {
             return Err(STOPPED.into());
         };
         if result.is_ok() {
+            self.live.insert(child);
+            self.methods.insert(method);
             self.launched.push(Launched {
                 child,
-                method,
                 step: self.pos,
                 t: self.lines[self.pos - 1].t,
             });
@@ -178,7 +182,7 @@ impl Os for ReplayOs<'_> {
     }
 
     fn retire(&mut self, child: ChildId) {
-        self.retired.insert(child);
+        self.live.remove(&child);
         self.command(
             child,
             "retire",
@@ -220,8 +224,6 @@ struct Replay<'t> {
     closed: bool,
     /// Launched children not yet out of their boot.
     booting: Vec<Launched>,
-    /// How many of the launched children `booting` has taken in.
-    boot_seen: usize,
 }
 
 /// Replays a nursery's trace: `Err` with the first step that does not fit.
@@ -246,7 +248,8 @@ pub(super) fn replay(trace: &Trace) -> Result<(), Failure> {
         now: Timestamp::ZERO,
         max_frame: config.max_frame,
         launched: Vec::new(),
-        retired: BTreeSet::new(),
+        live: BTreeSet::new(),
+        methods: BTreeSet::new(),
     };
     let mut r = Replay {
         d: Driver::new(sup, os),
@@ -255,7 +258,6 @@ pub(super) fn replay(trace: &Trace) -> Result<(), Failure> {
         teardown: None,
         closed: false,
         booting: Vec::new(),
-        boot_seen: 0,
     };
     match catch_unwind(AssertUnwindSafe(|| r.run())) {
         Ok(result) => result,
@@ -376,13 +378,9 @@ impl Replay<'_> {
     fn invariants(&self, step: usize) -> Result<(), Failure> {
         let (sup, os) = (&self.d.sup, &self.d.os);
         let errors_from = sup.errors().len();
-        for l in os
-            .launched
-            .iter()
-            .filter(|l| !os.retired.contains(&l.child))
-        {
+        for child in &os.live {
             let stepped = Stepped {
-                child: l.child,
+                child: *child,
                 errors_from,
             };
             invariant::check_step(sup, stepped).map_err(|v| Failure {
@@ -397,9 +395,7 @@ impl Replay<'_> {
     /// Property 7 in real time: every launched child leaves its boot within the boot
     /// timeout (+ ε): by its handshake, its death, or being stopped.
     fn boot(&mut self, step: usize, t: u64) -> Result<(), Failure> {
-        let launched = &self.d.os.launched;
-        self.booting.extend_from_slice(&launched[self.boot_seen..]);
-        self.boot_seen = launched.len();
+        self.booting.append(&mut self.d.os.launched);
         let sup = &self.d.sup;
         self.booting.retain(|l| {
             sup.lifecycle(l.child)
@@ -446,9 +442,9 @@ impl Replay<'_> {
         let grace = self
             .d
             .os
-            .launched
+            .methods
             .iter()
-            .map(|l| timeouts.grace(l.method))
+            .map(|m| timeouts.grace(*m))
             .max()
             .unwrap_or_default();
         let bound = timeouts.cancel_ack + grace + timeouts.drain + EPSILON;

@@ -123,8 +123,20 @@ impl Rules {
         }
     }
 
-    fn facts(&mut self, step: usize, child: ChildId, what: &str) -> Result<&mut Facts, Failure> {
-        let Some(f) = self.children.get_mut(&child).filter(|f| f.launched) else {
+    /// What is known of `child`, which the step reports about (`started`: it must have
+    /// started; a command may name a child whose launch failed).
+    fn facts(
+        &mut self,
+        step: usize,
+        child: ChildId,
+        what: &str,
+        started: bool,
+    ) -> Result<&mut Facts, Failure> {
+        let Some(f) = self
+            .children
+            .get_mut(&child)
+            .filter(|f| f.launched || !started)
+        else {
             return Err(Failure {
                 step,
                 rule: rule::KNOWN,
@@ -147,13 +159,13 @@ impl Rules {
         child: ChildId,
         how: impl FnOnce(&mut Facts),
     ) -> Result<(), Failure> {
-        let f = self.facts(step, child, "a command for")?;
+        let f = self.facts(step, child, "a command for", false)?;
         how(f);
         Ok(())
     }
 
     fn reap(&mut self, step: usize, child: ChildId, reaped: bool) -> Result<(), Failure> {
-        let f = self.facts(step, child, "a reap of")?;
+        let f = self.facts(step, child, "a reap of", false)?;
         if !reaped {
             return Ok(());
         }
@@ -178,7 +190,7 @@ impl Rules {
     fn event(&mut self, step: usize, ev: &TracedEvent) -> Result<(), Failure> {
         match ev {
             TracedEvent::Bytes(c, bytes) => {
-                let f = self.facts(step, *c, "bytes from")?;
+                let f = self.facts(step, *c, "bytes from", true)?;
                 if let Some(e) = f.eof {
                     return fail(
                         step,
@@ -189,7 +201,7 @@ impl Rules {
                 messages(step, *c, f, &bytes.0)
             }
             TracedEvent::Eof(c) => {
-                let f = self.facts(step, *c, "an end-of-file from")?;
+                let f = self.facts(step, *c, "an end-of-file from", true)?;
                 if let Some(e) = f.eof {
                     return fail(
                         step,
@@ -201,7 +213,7 @@ impl Rules {
                 Ok(())
             }
             TracedEvent::Exited(c) => {
-                let f = self.facts(step, *c, "an exit of")?;
+                let f = self.facts(step, *c, "an exit of", true)?;
                 if let Some(e) = f.exited {
                     return fail(
                         step,
