@@ -294,8 +294,8 @@ impl Replay<'_> {
             if let Some(f) = self.d.os.failure.take() {
                 return Err(f);
             }
-            let at = self.d.os.pos;
-            self.after(at, lines[at - 1].t)?;
+            let last = self.d.os.pos;
+            self.after((step, line.t), (last, lines[last - 1].t))?;
         }
         Ok(())
     }
@@ -367,12 +367,14 @@ impl Replay<'_> {
         }
     }
 
-    /// After each step: the invariants, and the liveness bounds in real time `t`.
-    fn after(&mut self, step: usize, t: u64) -> Result<(), Failure> {
+    /// After each step (a user's call or a loop turn, and what it made the driver do): the
+    /// invariants, and the liveness bounds in real time. `first` and `last` are the step
+    /// numbers and times of its first and last lines.
+    fn after(&mut self, first: (usize, u64), last: (usize, u64)) -> Result<(), Failure> {
         self.drain();
-        self.invariants(step)?;
-        self.boot(step, t)?;
-        self.teardown(step, t)
+        self.invariants(last.0)?;
+        self.boot(last.0, last.1)?;
+        self.teardown(first, last)
     }
 
     fn invariants(&self, step: usize) -> Result<(), Failure> {
@@ -423,13 +425,15 @@ impl Replay<'_> {
         }
     }
 
-    fn teardown(&mut self, step: usize, t: u64) -> Result<(), Failure> {
+    /// Property 8 in real time: from the step that started teardown's bound to the one
+    /// that closed the nursery.
+    fn teardown(&mut self, first: (usize, u64), (step, t): (usize, u64)) -> Result<(), Failure> {
         let sup = &self.d.sup;
         if self.teardown.is_none()
             && sup.teardown_cause().is_some()
             && sup.report().started.is_some()
         {
-            self.teardown = Some((step, t));
+            self.teardown = Some(first);
         }
         let Some((from, t0)) = self.teardown else {
             return Ok(());
