@@ -77,7 +77,7 @@ impl Visitor<'_> for HexVisitor {
                 "a byte string holds a character that is not a hex digit",
             )),
         };
-        if v.len() % 2 != 0 {
+        if !v.len().is_multiple_of(2) {
             return Err(E::custom("a byte string has an odd number of hex digits"));
         }
         v.as_bytes()
