@@ -162,7 +162,8 @@ fn eof_after_last_line(m: &Matched<'_>, s: &Seen) -> Result<(), Failure> {
         rule: "end-of-file only after the last copy of the write end closed",
         message: format!(
             "the parent was told of {}'s end-of-file, but the child then still wrote step {} of \
-             {} ({}) {:?} later: its end was open",
+             {} ({}) {:?} later: its end was open (unless its actor shut the channel down \
+             itself, behind its loop, which the simulated kernel does not model)",
             m.child,
             m.trace.lines.len(),
             m.trace.path,
