@@ -309,6 +309,13 @@ fn tracing_to(dir: Option<&std::path::Path>) -> bool {
 /// Runs this command again with tracing on into `dir` (tracing is read from the
 /// environment, once, and every process of the run inherits it), and exits as it did.
 fn traced_again(dir: &std::path::Path) -> ExitCode {
+    if !cfg!(feature = "trace") {
+        eprintln!(
+            "harrow smoke: --trace needs the trace points, and this harrow was built without \
+             them (--no-default-features): build it with its default features"
+        );
+        return exit::usage();
+    }
     let run = std::env::current_exe().and_then(|exe| {
         std::process::Command::new(exe)
             .args(std::env::args_os().skip(1))
