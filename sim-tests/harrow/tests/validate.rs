@@ -259,3 +259,72 @@ fn a_reordered_command_is_rejected() {
         "{f}"
     );
 }
+
+/// Runs the `harrow` binary's traced smoke run of `scenario` under `Fork` into `dir`, with
+/// each trace bounded by `max_bytes`.
+fn bounded_run(scenario: &str, dir: &Path, max_bytes: &str) -> std::process::Output {
+    let _ = std::fs::remove_dir_all(dir);
+    Command::new(env!("CARGO_BIN_EXE_harrow"))
+        .args([
+            "smoke",
+            "--scenario",
+            scenario,
+            "--method",
+            "fork",
+            "--trace",
+        ])
+        .arg(dir)
+        .env("HARROW_TRACE_MAX_BYTES", max_bytes)
+        .output()
+        .expect("the harrow binary runs")
+}
+
+#[test]
+fn a_trace_over_its_bound_ends_truncated_and_does_not_fit() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("validate-bound-{}", std::process::id()));
+    // Its payloads go up to the frame limit: a megabyte a frame, two hex digits a byte.
+    let out = bounded_run("large-payloads", &dir, "65536");
+    assert!(out.status.success(), "{out:?}");
+    let path = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("nursery-"))
+        .unwrap();
+    let bytes = std::fs::metadata(&path).unwrap().len();
+    let t = Trace::load(&path).unwrap();
+    let last = t.lines.last().unwrap();
+    assert_eq!(
+        last.rec,
+        Record::Truncated { limit: 65536 },
+        "{bytes} bytes"
+    );
+    // The bound holds but for the final line that says it was reached.
+    let before: usize = t.to_text().lines().rev().skip(1).map(|l| l.len() + 1).sum();
+    assert!(before <= 65536, "{before} bytes before the truncated line");
+    let v = validate::validate(&[t]);
+    let f = v[0]
+        .result
+        .clone()
+        .expect_err("a truncated trace does not fit");
+    assert_eq!(f.step, v[0].steps, "{f}");
+    assert!(
+        f.message.contains("truncated at its limit of 65536 bytes"),
+        "{f}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_bad_trace_bound_fails_the_nursery_open_naming_the_variable() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("validate-bad-bound-{}", std::process::id()));
+    let out = bounded_run("happy-teardown", &dir, "lots");
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("HARROW_TRACE_MAX_BYTES=`lots` is not a number of bytes"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
