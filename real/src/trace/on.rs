@@ -247,14 +247,15 @@ impl Os for Traced {
 
     fn launch(&mut self, child: ChildId, actor: &str, method: SpawnMethod) -> Result<(), String> {
         let result = self.os.launch(child, actor, method);
-        let pid = self.os.pid(child).and_then(|p| u32::try_from(p).ok());
-        self.note(|| Record::Launch {
-            child,
-            actor: actor.into(),
-            method,
-            result: result.clone(),
-            pid,
-        });
+        if let Some(sink) = self.sink.as_mut() {
+            sink.write(&Record::Launch {
+                child,
+                actor: actor.into(),
+                method,
+                result: result.clone(),
+                pid: self.os.pid(child).and_then(|p| u32::try_from(p).ok()),
+            });
+        }
         result
     }
 
