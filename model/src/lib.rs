@@ -20,6 +20,7 @@ pub mod method;
 pub mod policy;
 pub mod supervisor;
 pub mod time;
+pub mod trace;
 pub mod wire;
 
 pub use error::{ChildError, ChildErrorKind, ExitStatus, Initiator};

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use harrow_model::Flaws;
 use harrow_model::child::ChildRuntime;
-use harrow_model::driver::{ChildEvent, ChildExit, ChildOs, run_child};
+use harrow_model::driver::{ChildEvent, ChildExit, ChildOs};
 use harrow_model::exit;
 use harrow_model::wire::DEFAULT_MAX_FRAME;
 
@@ -181,7 +181,7 @@ pub(crate) fn run_actor_as(actor: &str, channel: OwnedFd, pid: u32, limits: Chil
     };
 
     let runtime = ChildRuntime::new(pid, Flaws::NONE, limits.max_in_flight);
-    match run_child(&mut os, &mut actor_impl, runtime, limits.max_frame) {
+    match crate::trace::run_child(&mut os, &mut actor_impl, runtime, limits.max_frame, actor) {
         ChildExit::Code(code) => code,
         ChildExit::Killed => exit::KILLED,
     }

@@ -24,6 +24,7 @@ mod nursery;
 #[cfg_attr(not(feature = "internals"), allow(unreachable_pub, dead_code))]
 mod os;
 mod spawner;
+pub mod trace;
 // The system layer: the only module with `unsafe`. Public only to harrow's own tools.
 #[cfg(feature = "internals")]
 #[allow(unsafe_code)]

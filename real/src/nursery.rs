@@ -12,6 +12,7 @@ use harrow_model::supervisor::{
     Event, NurseryPhase, Outcome, Phase, RequestEnd, SpawnSpec, Supervisor, SupervisorConfig,
     TeardownCause, TeardownReport,
 };
+use harrow_model::trace::{Hex, Record};
 use harrow_model::wire::{DEFAULT_MAX_FRAME, RemoteError, Role};
 use harrow_model::{ChildId, Limits, RequestId, SpawnMethod, Timeouts, Timestamp};
 use serde::Serialize;
@@ -20,6 +21,7 @@ use serde::de::DeserializeOwned;
 use crate::actor::{decode, encode, registry_ref};
 use crate::child::ChildLimits;
 use crate::os::RealOs;
+use crate::trace::{self, LoopOs};
 
 #[cfg(feature = "tokio")]
 mod polled;
@@ -405,7 +407,7 @@ static NEXT_NURSERY: AtomicU64 = AtomicU64::new(0);
 pub struct Nursery {
     /// This nursery's identity in the process, carried by its handles.
     id: u64,
-    driver: Driver<RealOs>,
+    driver: Driver<LoopOs>,
     method: SpawnMethod,
     /// What [`Nursery::wait_any`] has yet to report, in the order it happened: an entry
     /// leaves when reported, or when what it announces is taken another way; failures, the
@@ -448,8 +450,10 @@ impl Nursery {
         os.set_child_limits(config.child_limits());
         // Killing and reaping what is left is the server's last act: the reap bound fits it.
         os.set_fork_server_timeout(config.timeouts.reap);
+        let id = NEXT_NURSERY.fetch_add(1, Ordering::Relaxed);
+        let os = trace::wrap(os, &sup_config, id).map_err(|e| Error::Open(e.into()))?;
         Ok(Nursery {
-            id: NEXT_NURSERY.fetch_add(1, Ordering::Relaxed),
+            id,
             driver: Driver::new(sup, os),
             method: config.method,
             completions: VecDeque::new(),
@@ -531,6 +535,7 @@ impl Nursery {
             method,
             role,
         };
+        self.driver.os.note(|| Record::Spawn { spec: spec.clone() });
         let id = self.driver.spawn(spec).map_err(Error::Spawn)?;
         Ok(self.handle(id))
     }
@@ -618,6 +623,11 @@ impl Nursery {
     ) -> Result<Ticket, Error> {
         let child = self.own(child)?;
         let deadline = timeout.map(|t| self.driver.os.now() + t);
+        self.driver.os.note(|| Record::Request {
+            child,
+            payload: Hex(payload.clone()),
+            deadline,
+        });
         let id = self
             .driver
             .request(child, payload, deadline)
@@ -677,6 +687,8 @@ impl Nursery {
             child: self.handle(ticket.child),
             id: ticket.id,
         });
+        let (child, id) = (ticket.child, ticket.id);
+        self.driver.os.note(|| Record::AbandonRequest { child, id });
         self.driver
             .abandon_request(ticket.child, ticket.id)
             .map_err(Error::Op)
@@ -751,6 +763,7 @@ impl Nursery {
             child: self.handle(child),
             id,
         });
+        self.driver.os.note(|| Record::ClaimReply { child, id });
         match self.driver.sup.claim_reply(child, id) {
             Some(RequestEnd::Answered { result: Ok(b), .. }) => Ok(b),
             Some(RequestEnd::Answered { result: Err(e), .. }) => Err(self.remote(child, e)),
@@ -820,6 +833,7 @@ impl Nursery {
         }
         self.pump(|n| n.driver.sup.has_result(child) || n.lifecycle_done(child))?;
         self.forget_completion(&Completion::Result(self.handle(child)));
+        self.driver.os.note(|| Record::ClaimResult { child });
         match self.driver.sup.claim_result(child) {
             Some(Ok(bytes)) => decode(&bytes).map_err(Error::Payload),
             Some(Err(e)) => Err(self.remote(child, e)),
@@ -830,6 +844,7 @@ impl Nursery {
     /// Cancels one child: graceful first, then SIGKILL (or abandonment) by the timeouts.
     pub fn cancel(&mut self, child: Child) -> Result<(), Error> {
         let id = self.own(child)?;
+        self.driver.os.note(|| Record::Cancel { child: id });
         self.driver.cancel(id).map_err(Error::Op)
     }
 
@@ -850,6 +865,7 @@ impl Nursery {
     /// on.
     pub fn kill(&mut self, child: Child) -> Result<(), Error> {
         let id = self.own(child)?;
+        self.driver.os.note(|| Record::HardStop { child: id });
         self.driver.hard_stop(id).map_err(Error::Op)
     }
 
@@ -926,6 +942,7 @@ impl Nursery {
     /// nursery that never takes them keeps no more). The protocol keeps them
     /// ([`Supervisor::claim_errors`]).
     pub fn take_failures(&mut self) -> Vec<ChildError> {
+        self.driver.os.note(|| Record::ClaimErrors);
         self.driver.sup.claim_errors()
     }
 
@@ -941,6 +958,7 @@ impl Nursery {
     }
 
     fn close(mut self, cause: TeardownCause) -> TeardownReport {
+        self.driver.os.note(|| Record::BeginTeardown { cause });
         self.driver.begin_teardown(cause);
         // Every wait on this path is bounded by the protocol's timeouts.
         let _ = self.pump(|n| n.report.is_some());
@@ -1164,6 +1182,7 @@ impl Nursery {
 
     fn absorb_events(&mut self) {
         while let Some(ev) = self.driver.poll_event() {
+            self.driver.os.note(|| Record::Event { event: ev.clone() });
             match ev {
                 // Answers and results are kept by the protocol until claimed.
                 Event::Ready(_) => {}

@@ -9,6 +9,7 @@
 //! [`Error::Interrupted`].
 
 use harrow_model::supervisor::{Outcome, Phase, TeardownCause, TeardownReport};
+use harrow_model::trace::Record;
 use harrow_model::wire::Role;
 
 use super::{Child, Completion, Error, Nursery, Ticket};
@@ -82,6 +83,7 @@ impl Nursery {
         }
         if self.driver.sup.has_result(id) {
             self.forget_completion(&Completion::Result(child));
+            self.driver.os.note(|| Record::ClaimResult { child: id });
             return match self.driver.sup.claim_result(id) {
                 Some(Ok(bytes)) => Some(Ok(bytes)),
                 Some(Err(e)) => Some(Err(self.remote(id, e))),
@@ -135,6 +137,7 @@ impl Nursery {
 
     /// Starts the teardown `teardown` and `fail` wait for (a second call changes nothing).
     pub(crate) fn begin_close(&mut self, cause: TeardownCause) {
+        self.driver.os.note(|| Record::BeginTeardown { cause });
         self.driver.begin_teardown(cause);
     }
 

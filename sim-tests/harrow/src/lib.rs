@@ -4,6 +4,7 @@
 //! - [`mod@bench`]: each figure of the backend beside its raw baseline, measured in the same run.
 //! - [`baseline`]: the raw costs those figures are compared against.
 //! - [`soak`]: many spawn cycles per method, and whether anything the process holds grows.
+//! - [`validate`]: real traces replayed against the model.
 //!
 //! The model checking itself lives in `harrow-sim`; `main.rs` ties both to the command line.
 
@@ -11,6 +12,7 @@ pub mod baseline;
 pub mod bench;
 pub mod smoke;
 pub mod soak;
+pub mod validate;
 
 /// The `harrow` command's exit statuses, the same for every subcommand.
 pub mod exit {

@@ -92,6 +92,20 @@ enum Command {
         harrow soak --cycles 2000 --method fork          one method\n  \
         harrow soak --cycles 10000 --no-long-lived       fresh nurseries only")]
     Soak(SoakArgs),
+    /// Check traces of real runs (written with HARROW_TRACE_DIR set, see real/README.md)
+    /// against the model: each nursery's replayed on a fresh supervisor (determinism), what
+    /// the kernel reported against the simulated kernel's rules, the invariants after every
+    /// step and the liveness bounds in real time. Exit 0 when every trace fits, 1 when one
+    /// does not (its first failing step is printed in the numbered trace), 2 when one cannot
+    /// be read.
+    #[command(after_help = "Examples:\n  \
+        harrow smoke --all --trace /tmp/t && harrow validate /tmp/t/*\n  \
+        harrow validate /tmp/t                         every .ndjson in the folder")]
+    Validate {
+        /// Trace files, or folders of them.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,6 +181,10 @@ struct SmokeCli {
     /// Only under this spawn method: fork, fork-server, exec or thread.
     #[arg(long)]
     method: Option<String>,
+    /// Write the run's traces (every nursery's and every child's) to this folder, for
+    /// `harrow validate`: the run is re-executed with HARROW_TRACE_DIR set to it.
+    #[arg(long)]
+    trace: Option<PathBuf>,
 }
 
 /// `harrow soak`'s options.
@@ -264,6 +282,11 @@ fn main() -> ExitCode {
         Some(Command::Replay { path }) => replay(&path),
         Some(Command::Corpus(CorpusCommand::Seed { dir })) => corpus_seed(&dir),
         Some(Command::Corpus(CorpusCommand::Add(args))) => corpus_add(args),
+        Some(Command::Smoke(args))
+            if args.trace.is_some() && !tracing_to(args.trace.as_deref()) =>
+        {
+            traced_again(args.trace.as_deref().unwrap_or(std::path::Path::new(".")))
+        }
         Some(Command::Smoke(args)) => harrow::smoke::smoke(&harrow::smoke::SmokeArgs {
             list: args.list,
             all: args.all,
@@ -272,7 +295,43 @@ fn main() -> ExitCode {
         }),
         Some(Command::Bench { rounds }) => bench(rounds),
         Some(Command::Soak(args)) => soak(&args),
+        Some(Command::Validate { paths }) => harrow::validate::command(&paths),
         None => scenarios(None),
+    }
+}
+
+/// Whether this process already writes its traces to `dir`.
+fn tracing_to(dir: Option<&std::path::Path>) -> bool {
+    std::env::var_os(harrow_real::trace::DIR_VAR)
+        .is_some_and(|d| Some(std::path::Path::new(&d)) == dir)
+}
+
+/// Runs this command again with tracing on into `dir` (tracing is read from the
+/// environment, once, and every process of the run inherits it), and exits as it did.
+fn traced_again(dir: &std::path::Path) -> ExitCode {
+    if !cfg!(feature = "trace") {
+        eprintln!(
+            "harrow smoke: --trace needs the trace points, and this harrow was built without \
+             them (--no-default-features): build it with its default features"
+        );
+        return exit::usage();
+    }
+    let run = std::env::current_exe().and_then(|exe| {
+        std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env(harrow_real::trace::DIR_VAR, dir)
+            .status()
+    });
+    match run {
+        Ok(status) => match status.code() {
+            Some(0) => ExitCode::SUCCESS,
+            Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+            None => ExitCode::FAILURE,
+        },
+        Err(e) => {
+            eprintln!("harrow smoke: cannot run the traced smoke run: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
