@@ -770,7 +770,7 @@ impl Nursery {
             Some(RequestEnd::TimedOut) => Err(Error::TimedOut {
                 waited: ticket.timeout.unwrap_or_default(),
                 child,
-                name: self.driver.sup.name(child).unwrap_or_default().into(),
+                name: self.name_of(child),
             }),
             Some(RequestEnd::ChildEnded) => Err(self.end_known(child)),
             Some(RequestEnd::Abandoned) | None => {
@@ -779,11 +779,17 @@ impl Nursery {
         }
     }
 
+    /// `child`'s instance name, as an error names it: empty once the protocol keeps no
+    /// record of the child.
+    fn name_of(&self, child: ChildId) -> String {
+        self.driver.sup.name(child).unwrap_or_default().into()
+    }
+
     /// The error of `child`'s handler, naming the child.
     pub(crate) fn remote(&self, child: ChildId, error: RemoteError) -> Error {
         Error::Remote {
             child,
-            name: self.driver.sup.name(child).unwrap_or_default().into(),
+            name: self.name_of(child),
             error,
         }
     }
@@ -798,7 +804,7 @@ impl Nursery {
         } else if let Some(outcome) = self.driver.sup.lifecycle(id).and_then(|l| l.outcome) {
             Error::Stopped {
                 child: id,
-                name: self.driver.sup.name(id).unwrap_or_default().into(),
+                name: self.name_of(id),
                 outcome,
             }
         } else {
