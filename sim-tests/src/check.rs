@@ -63,6 +63,12 @@ pub struct CheckOptions {
     pub max_states: usize,
     /// Every wide scope for the explicit engine ([`crate::wide::all`]), not only CI's subset.
     pub wide: bool,
+    /// Leave out the explicit engine's wide scopes altogether (their pinned counts too): the
+    /// quick check's.
+    pub no_wide: bool,
+    /// Loom only on models with at most two threads besides the root's and the clock, at a
+    /// preemption bound of 1 (the quick check's): the larger models take minutes each.
+    pub loom_small: bool,
     /// Report progress on stderr: a bar per engine on a terminal, one line per check when
     /// stderr is not a terminal.
     pub progress: bool,
@@ -77,7 +83,34 @@ impl Default for CheckOptions {
             shuttle: ShuttleBudget::default(),
             max_states: explicit::MAX_STATES,
             wide: false,
+            no_wide: false,
+            loom_small: false,
             progress: true,
+        }
+    }
+}
+
+impl CheckOptions {
+    /// `harrow check --quick`: every row of the full check (each engine over the shipped
+    /// protocol and over every flaw named for it) at a budget that takes seconds, not
+    /// minutes: the explicit search without its wide scopes, shuttle with 40 random and 40
+    /// PCT schedules per scenario, loom at a preemption bound of 1 on the models with at
+    /// most two threads besides the root's and the clock. Fast enough to
+    /// run after every edit of the protocol, and for each mutant of a mutation run
+    /// (README, "Mutation testing"); the full check stays the verdict.
+    pub fn quick() -> CheckOptions {
+        CheckOptions {
+            // The explicit search first: it is exhaustive over its scopes, and a broken
+            // protocol usually fails there in its first rows.
+            engines: vec![Engine::Explicit, Engine::Shuttle, Engine::Loom],
+            shuttle: ShuttleBudget {
+                random: 40,
+                pct: 40,
+                ..ShuttleBudget::default()
+            },
+            no_wide: true,
+            loom_small: true,
+            ..CheckOptions::default()
         }
     }
 }
@@ -111,6 +144,12 @@ pub fn loom_fits(sc: &Scenario) -> bool {
     // main (the root's driver) + the clock + the rest; loom's share is one or two children,
     // larger nurseries are shuttle's.
     !nested && sc.children.len() <= 2 && 2 + extra_threads(sc) <= 5
+}
+
+/// Whether a loom model is small enough for the quick check: at most two threads besides the
+/// root's and the clock.
+fn loom_small(sc: &Scenario) -> bool {
+    extra_threads(sc) <= 2
 }
 
 /// The shipped-protocol scenarios each engine checks.
@@ -154,7 +193,16 @@ pub struct Outcome {
 /// Runs one engine over one scenario.
 pub fn run_one(engine: Engine, sc: &Scenario, opts: &CheckOptions) -> Outcome {
     match engine {
-        Engine::Loom => summarize(engine::loom(sc, loom_budget(sc))),
+        Engine::Loom => {
+            let budget = if opts.loom_small {
+                LoomBudget {
+                    preemptions: Some(1),
+                }
+            } else {
+                loom_budget(sc)
+            };
+            summarize(engine::loom(sc, budget))
+        }
         Engine::Shuttle => summarize(engine::shuttle(sc, opts.shuttle)),
         Engine::Explicit => {
             let s = explicit::search(sc, opts.max_states);
@@ -207,10 +255,14 @@ pub fn plan(opts: &CheckOptions) -> Vec<(Engine, Scenario, Expect)> {
     let wanted = |name: &str| opts.scenario.as_deref().is_none_or(|n| n == name);
     for &engine in &opts.engines {
         if opts.flaw.is_none() {
-            for sc in shipped_for(engine).into_iter().filter(|s| wanted(&s.name)) {
+            let small = |s: &Scenario| engine != Engine::Loom || !opts.loom_small || loom_small(s);
+            for sc in shipped_for(engine)
+                .into_iter()
+                .filter(|s| wanted(&s.name) && small(s))
+            {
                 out.push((engine, sc, Expect::Holds));
             }
-            if engine == Engine::Explicit {
+            if engine == Engine::Explicit && !opts.no_wide {
                 let wide = if opts.wide { wide::all() } else { wide::ci() };
                 for sc in wide.into_iter().filter(|s| wanted(&s.name)) {
                     out.push((engine, sc, Expect::Holds));
@@ -415,7 +467,8 @@ pub fn shows(flaw: Flaw, counterexample: &str) -> bool {
         .any(|p| flaw.entry().breaks.contains(p))
 }
 
-fn row(engine: Engine, sc: &Scenario, expect: Expect, opts: &CheckOptions) -> Row {
+/// Runs one check of a [`plan`] and says whether it met its expectation.
+pub fn row(engine: Engine, sc: &Scenario, expect: Expect, opts: &CheckOptions) -> Row {
     let Outcome {
         explored,
         seconds,
@@ -459,7 +512,8 @@ pub fn pin_mismatch(name: &str, states: u64, pins: &str) -> Option<String> {
     })
 }
 
-fn verdict(r: &Row) -> String {
+/// A row's verdict in words: `as expected`, `FOUND …`, `CUT-SHORT …` and so on.
+pub fn verdict(r: &Row) -> String {
     let word = match (r.expect, r.ok) {
         _ if r.cut_short.is_some() => "CUT-SHORT",
         _ if r.pin.is_some() => "CHANGED",

@@ -34,6 +34,12 @@ fn cases(default: u32) -> u32 {
         .unwrap_or(default)
 }
 
+/// Whether this run tests a mutant of the protocol (cargo-mutants sets `INSIDE_MUTANTS`): a
+/// failure then is the mutant's, so it is neither shrunk nor recorded in the corpus.
+fn mutant_run() -> bool {
+    std::env::var_os("INSIDE_MUTANTS").is_some()
+}
+
 /// The seed of the case generator: fixed unless `PROPTEST_RNG_SEED` says otherwise.
 fn rng_seed() -> proptest::test_runner::RngSeed {
     match std::env::var("PROPTEST_RNG_SEED").ok().as_deref() {
@@ -67,10 +73,12 @@ fn check_case(sc: &Scenario, seed: u64) -> Result<(), TestCaseError> {
 
 #[test]
 fn generated_trees_hold_on_the_simulated_os_and_in_the_world() {
+    let mutant = mutant_run();
     let config = Config {
         cases: cases(1000),
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(SEEDS))),
-        max_shrink_iters: 2000,
+        failure_persistence: (!mutant)
+            .then(|| Box::new(FileFailurePersistence::Direct(SEEDS)) as Box<_>),
+        max_shrink_iters: if mutant { 0 } else { 2000 },
         // Scenarios that prove nothing are rejected (`generate::usable`); generating one
         // costs microseconds next to a shuttle run, so let long runs reject freely.
         max_local_rejects: 1_000_000,
@@ -84,6 +92,9 @@ fn generated_trees_hold_on_the_simulated_os_and_in_the_world() {
     let strategy = (generate::scenario(GenConfig::SIM), any::<u64>());
     match runner.run(&strategy, |(sc, seed)| check_case(&sc, seed)) {
         Ok(()) => {}
+        Err(TestError::Fail(why, (sc, seed))) if mutant => {
+            panic!("a generated scenario breaks this mutant: {why}\nscenario: {sc:?}\nseed {seed}")
+        }
         Err(TestError::Fail(why, (sc, seed))) => {
             let written = corpus::record_generated(&sc, seed, RANDOM, Path::new(corpus::DIR))
                 .expect("the corpus is writable");

@@ -31,9 +31,18 @@ const CORPUS: &str = concat!(
 );
 
 fn config() -> ProptestConfig {
+    // cargo-mutants sets `INSIDE_MUTANTS` when it tests a mutant of the protocol: a failure
+    // then is the mutant's, so it is neither shrunk nor persisted.
+    let mutant = std::env::var_os("INSIDE_MUTANTS").is_some();
     ProptestConfig {
         cases: 256,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(CORPUS))),
+        failure_persistence: (!mutant)
+            .then(|| Box::new(FileFailurePersistence::Direct(CORPUS)) as Box<_>),
+        max_shrink_iters: if mutant {
+            0
+        } else {
+            ProptestConfig::default().max_shrink_iters
+        },
         // The same cases every CI run; `PROPTEST_RNG_SEED=random` explores new ones.
         rng_seed: match std::env::var("PROPTEST_RNG_SEED").ok().as_deref() {
             Some("random") => proptest::test_runner::RngSeed::Random,

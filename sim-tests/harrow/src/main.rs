@@ -37,7 +37,8 @@ enum Command {
         harrow check --engine shuttle --scenario tree-3-sigint --shuttle-random 20000\n  \
         harrow check --quiet > report.txt             no progress, table only\n  \
         harrow check --coverage                       and which protocol-table cells were reached\n  \
-        harrow check --engine explicit --wide         every wide scope, against its pinned count")]
+        harrow check --engine explicit --wide         every wide scope, against its pinned count\n  \
+        harrow check --quick                          every row at a budget of seconds")]
     Check(CheckArgs),
     /// Run the canonical scenarios in the pure world and print their traces.
     Scenarios {
@@ -156,6 +157,11 @@ struct CheckArgs {
     /// (sim-tests/wide-states.txt; run from the workspace's root, with --wide).
     #[arg(long, requires = "wide")]
     write_pins: bool,
+    /// Every row at a budget of seconds, for use while editing the protocol: no wide
+    /// scopes, 40 random and 40 PCT shuttle schedules per scenario, loom at a preemption
+    /// bound of at most 1. The full check stays the verdict.
+    #[arg(long, conflicts_with_all = ["wide", "shuttle_random", "shuttle_pct"])]
+    quick: bool,
     /// No progress bars or lines on stderr.
     #[arg(long)]
     quiet: bool,
@@ -336,23 +342,34 @@ fn traced_again(dir: &std::path::Path) -> ExitCode {
 }
 
 fn check(args: CheckArgs) -> ExitCode {
+    let base = if args.quick {
+        CheckOptions::quick()
+    } else {
+        CheckOptions {
+            shuttle: ShuttleBudget {
+                random: args.shuttle_random,
+                pct: args.shuttle_pct,
+                ..ShuttleBudget::default()
+            },
+            wide: args.wide,
+            ..CheckOptions::default()
+        }
+    };
     let opts = CheckOptions {
         engines: if args.engines.is_empty() {
-            Engine::ALL.to_vec()
+            base.engines.clone()
         } else {
             args.engines
         },
         flaw: args.flaw,
         scenario: args.scenario,
         shuttle: ShuttleBudget {
-            random: args.shuttle_random,
-            pct: args.shuttle_pct,
             seed: args.shuttle_seed,
-            ..ShuttleBudget::default()
+            ..base.shuttle
         },
         max_states: args.max_states,
-        wide: args.wide,
         progress: !args.quiet,
+        ..base
     };
     let rows = check::run(&opts);
     check::flush();
