@@ -34,10 +34,10 @@ fn cases(default: u32) -> u32 {
         .unwrap_or(default)
 }
 
-/// Whether this run tests a mutant of the protocol (cargo-mutants sets `INSIDE_MUTANTS`): a
+/// Whether this run tests a mutant of the protocol (`.ci/mutants` sets `HARROW_MUTANTS`): a
 /// failure then is the mutant's, so it is neither shrunk nor recorded in the corpus.
 fn mutant_run() -> bool {
-    std::env::var_os("INSIDE_MUTANTS").is_some()
+    std::env::var_os("HARROW_MUTANTS").is_some()
 }
 
 /// The seed of the case generator: fixed unless `PROPTEST_RNG_SEED` says otherwise.

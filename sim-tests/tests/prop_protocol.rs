@@ -31,9 +31,9 @@ const CORPUS: &str = concat!(
 );
 
 fn config() -> ProptestConfig {
-    // cargo-mutants sets `INSIDE_MUTANTS` when it tests a mutant of the protocol: a failure
+    // `.ci/mutants` sets `HARROW_MUTANTS` when it tests mutants of the protocol: a failure
     // then is the mutant's, so it is neither shrunk nor persisted.
-    let mutant = std::env::var_os("INSIDE_MUTANTS").is_some();
+    let mutant = std::env::var_os("HARROW_MUTANTS").is_some();
     ProptestConfig {
         cases: 256,
         failure_persistence: (!mutant)
