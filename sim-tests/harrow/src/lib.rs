@@ -10,6 +10,7 @@
 
 pub mod baseline;
 pub mod bench;
+pub mod fromtrace;
 pub mod smoke;
 pub mod soak;
 pub mod validate;

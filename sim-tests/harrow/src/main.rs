@@ -120,6 +120,25 @@ enum CorpusCommand {
     /// Run an engine over a scenario and write what it finds as a new entry: the failure
     /// (expect found), or a schedule the protocol passes (expect passes).
     Add(AddArgs),
+    /// Turn a real nursery's trace (written with HARROW_TRACE_DIR) into a `world` entry the
+    /// simulator replays: the scenario it is a run of, and the world's choices that give each
+    /// child the trace's commands. Expects `passes` if the trace fits `harrow validate`,
+    /// `found` if it does not and the world breaks the same way; otherwise says why not.
+    #[command(after_help = "Examples:\n  \
+        harrow smoke --scenario serve-crash-stuck --method fork --trace /tmp/t\n  \
+        harrow corpus from-trace /tmp/t/nursery-*.ndjson --dir /tmp/corpus")]
+    FromTrace {
+        /// Nursery traces, or folders of traces; the children's traces are read from the
+        /// `children` folder beside each.
+        #[arg(required = true)]
+        traces: Vec<PathBuf>,
+        /// The corpus folder.
+        #[arg(long, default_value = corpus::DIR)]
+        dir: PathBuf,
+        /// The entry's scenario name and file slug (default: `trace-<the trace's file name>`).
+        #[arg(long)]
+        slug: Option<String>,
+    },
 }
 
 /// `harrow check`'s options.
@@ -282,6 +301,9 @@ fn main() -> ExitCode {
         Some(Command::Replay { path }) => replay(&path),
         Some(Command::Corpus(CorpusCommand::Seed { dir })) => corpus_seed(&dir),
         Some(Command::Corpus(CorpusCommand::Add(args))) => corpus_add(args),
+        Some(Command::Corpus(CorpusCommand::FromTrace { traces, dir, slug })) => {
+            harrow::fromtrace::command(&traces, &dir, slug.as_deref())
+        }
         Some(Command::Smoke(args))
             if args.trace.is_some() && !tracing_to(args.trace.as_deref()) =>
         {
