@@ -362,13 +362,20 @@ impl<C: ChildOs> ChildOs for TracedChild<'_, C> {
 
 /// The trace of a child running `actor`, if tracing is on; a child that cannot write one
 /// says so on its standard error and runs untraced (it has nobody to return an error to).
+/// With tracing off it names no file (no formatting, no system call).
 fn child_sink(actor: &str) -> Option<Sink> {
-    let stem = format!(
-        "child-{}-{}",
-        std::process::id(),
-        rustix::thread::gettid().as_raw_nonzero()
-    );
-    match settings().and_then(|s| s.map(|s| Sink::create(s, CHILDREN, &stem)).transpose()) {
+    let created = settings().and_then(|s| {
+        s.map(|s| {
+            let stem = format!(
+                "child-{}-{}",
+                std::process::id(),
+                rustix::thread::gettid().as_raw_nonzero()
+            );
+            Sink::create(s, CHILDREN, &stem)
+        })
+        .transpose()
+    });
+    match created {
         Ok(sink) => sink,
         Err(e) => {
             eprintln!("harrow: the child running `{actor}` is not traced: {e}");
