@@ -77,11 +77,27 @@ enum Command {
     Smoke(SmokeCli),
     /// Measure the real backend: each figure of sim-tests/harrow/PERF.md beside its raw
     /// baseline from the same run, their ratio and the target. Exit 1 if a target is missed.
+    #[command(
+        after_help = "The trace points' cost when tracing is off, in one run:\n  \
+        cargo build --profile perf -p harrow --no-default-features\n  \
+        cp target/perf/harrow /tmp/harrow-untraced\n  \
+        cargo build --profile perf -p harrow\n  \
+        target/perf/harrow bench --against /tmp/harrow-untraced --rounds 15"
+    )]
     Bench {
-        /// Timed rounds for each spawn figure (request/reply gets ten times as many).
+        /// Timed rounds for each spawn figure (request/reply gets ten times as many); with
+        /// --against, the alternating rounds of each figure.
         #[arg(long, default_value_t = 200)]
         rounds: usize,
+        /// Instead of the table: each hot figure with the trace points compiled in (tracing
+        /// off) beside the same figure measured, alternately, by the harrow at this path,
+        /// built `--no-default-features` (compiled out).
+        #[arg(long)]
+        against: Option<PathBuf>,
     },
+    /// Measure batches of a hot figure on request, for `harrow bench --against` (internal).
+    #[command(hide = true)]
+    BenchPeer,
     /// Soak the real backend: spawn → request → teardown cycles per spawn method (a fresh
     /// nursery each cycle, and one long-lived nursery), bounded in count and time. Prints
     /// descriptors, zombies, threads and resident memory after the first window and at the
@@ -315,7 +331,12 @@ fn main() -> ExitCode {
             scenario: args.scenario,
             method: args.method,
         }),
-        Some(Command::Bench { rounds }) => bench(rounds),
+        Some(Command::Bench {
+            rounds,
+            against: Some(path),
+        }) => bench_against(&path, rounds),
+        Some(Command::Bench { rounds, .. }) => bench(rounds),
+        Some(Command::BenchPeer) => harrow::bench::traceoff::serve(),
         Some(Command::Soak(args)) => soak(&args),
         Some(Command::Validate { paths }) => harrow::validate::command(&paths),
         None => scenarios(None),
@@ -467,6 +488,19 @@ fn bench(rounds: usize) -> ExitCode {
         Err(e) => {
             eprintln!("harrow bench: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench_against(path: &std::path::Path, rounds: usize) -> ExitCode {
+    match harrow::bench::traceoff::run(path, rounds) {
+        Ok((figures, notes)) => {
+            print!("{}", harrow::bench::render(&figures, &notes));
+            exit::verdict(figures.iter().all(|f| f.meets() != Some(false)))
+        }
+        Err(e) => {
+            eprintln!("harrow bench --against: {e}");
+            exit::usage()
         }
     }
 }
