@@ -140,3 +140,30 @@ fn a_child_that_ended_in_a_way_no_behaviour_does_is_refused_naming_it() {
         other => panic!("expected the child to be refused: {other:?}"),
     }
 }
+
+/// `from-trace` read the `children` folder beside a nursery's trace as one more path to
+/// load, and loading a folder with no trace in it is an error ("no traces given"): a nursery
+/// whose only child died before it could write its trace (its folder is empty) was refused
+/// before anything was read. The folder is now read only if it holds a trace.
+#[test]
+fn bug_a_nursery_whose_children_wrote_no_trace_is_still_read() {
+    let dir = folder("boot-dies");
+    let out = Command::new(env!("CARGO_BIN_EXE_harrow"))
+        .args(["smoke", "--scenario", "boot-dies", "--method", "fork"])
+        .arg("--trace")
+        .arg(&dir)
+        .output()
+        .expect("the harrow binary runs");
+    assert!(out.status.success(), "the smoke run failed: {out:?}");
+    let loaded = fromtrace::load(std::slice::from_ref(&dir));
+    std::fs::remove_dir_all(&dir).expect("the trace folder is removed");
+    let (nurseries, children) = loaded.expect("the nursery's trace loads");
+    assert_eq!((nurseries.len(), children.len()), (1, 0));
+    let made = fromtrace::make(&nurseries[0], &children, "boot-dies")
+        .unwrap_or_else(|e| panic!("refused: {e}"));
+    assert_eq!(
+        made.entry.scenario.children[0].behaviour,
+        Behaviour::CrashesBeforeHandshake { code: 7 }
+    );
+    assert_eq!(made.entry.expect, Expect::Passes);
+}

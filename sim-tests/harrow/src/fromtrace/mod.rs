@@ -1,11 +1,11 @@
 //! `harrow corpus from-trace`: a real nursery's trace becomes a corpus entry the simulator
 //! replays, so that a run seen in production becomes a checked regression.
 //!
-//! The trace is read as a [`Scenario`] ([`infer`]): the nursery's timeouts, each child's
+//! The trace is read as a [`Scenario`] (module `infer`): the nursery's timeouts, each child's
 //! spawn method, role and a behaviour that does what the child did as its parent saw it
 //! (answered its requests, failed them, failed its main, crashed before or after its
 //! handshake with its code, ignored its cancel and was killed, ...), the requests and the
-//! ending. The pure world of that scenario is then searched ([`search`]) for the choices
+//! ending. The pure world of that scenario is then searched (module `search`) for the choices
 //! whose parent gives each child the trace's commands and hears from it what the trace's
 //! heard, in the trace's order, to the end of the run. The entry is a `world` entry on those
 //! choices: it expects `passes` when the trace fits `harrow validate`, and `found` with the
@@ -270,11 +270,17 @@ fn same_commands(
 /// `children` folder beside each nursery's: the nurseries, and the children.
 pub fn load(paths: &[PathBuf]) -> Result<(Vec<Trace>, Vec<Trace>), String> {
     let mut all = validate::load_all(paths)?;
+    // A folder of children's traces may be empty: children that died before writing one.
+    let holds_traces = |d: &Path| {
+        std::fs::read_dir(d).is_ok_and(|mut r| {
+            r.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "ndjson")))
+        })
+    };
     let beside: Vec<PathBuf> = all
         .iter()
         .filter(|t| t.kind() == Ok(validate::Kind::Nursery))
         .filter_map(|t| Path::new(&t.path).parent().map(|d| d.join("children")))
-        .filter(|d| d.is_dir())
+        .filter(|d| holds_traces(d))
         .collect();
     if !beside.is_empty() {
         all.extend(validate::load_all(&beside)?);
