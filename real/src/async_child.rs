@@ -17,6 +17,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use harrow_model::child::{ChildCommand, ChildRuntime};
+use harrow_model::trace::{Hex, TracedChildEvent};
 use harrow_model::wire::{FrameError, Message, RemoteError};
 use harrow_model::{Flaws, RequestId, exit};
 use tokio::net::UnixStream;
@@ -109,7 +110,8 @@ fn serve(actor: &str, channel: OwnedFd, pid: u32, limits: ChildLimits) -> i32 {
         eprintln!("harrow: no async actor named `{actor}` is registered in this program");
         return exit::UNKNOWN_ACTOR;
     };
-    match AsyncChild::open(made, channel, pid, limits) {
+    let trace = crate::trace::ChildTrace::open(actor);
+    match AsyncChild::open(made, channel, pid, limits, trace) {
         Ok((rt, child)) => rt.block_on(child.run()),
         Err(why) => {
             eprintln!("harrow: the async actor `{actor}` cannot run: {why}");
@@ -139,6 +141,8 @@ struct AsyncChild {
     /// The work of the requests started and not finished: at most the runtime's concurrency.
     running: Vec<(RequestId, Work)>,
     cancel: watch::Sender<bool>,
+    /// What the loop read and sent, and its exit, if tracing is on.
+    trace: crate::trace::ChildTrace,
 }
 
 impl AsyncChild {
@@ -148,6 +152,7 @@ impl AsyncChild {
         channel: OwnedFd,
         pid: u32,
         limits: ChildLimits,
+        trace: crate::trace::ChildTrace,
     ) -> Result<(tokio::runtime::Runtime, AsyncChild), String> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -174,6 +179,7 @@ impl AsyncChild {
             max_frame: limits.max_frame,
             running: Vec::new(),
             cancel: watch::Sender::new(false),
+            trace,
         };
         Ok((rt, child))
     }
@@ -228,6 +234,15 @@ impl AsyncChild {
     /// callers learn that their work was dropped) and says to exit at once, so their futures
     /// are never polled again; they are dropped with the loop.
     fn feed(&mut self, happened: Happened) {
+        let max = self.max_frame;
+        match &happened {
+            // As the parent wrote it: a frame's encoding is the message's one encoding.
+            Happened::Message(m) => self
+                .trace
+                .read(|| TracedChildEvent::Bytes(Hex(m.encode_fitted(max)))),
+            Happened::ParentEof => self.trace.read(|| TracedChildEvent::Eof),
+            Happened::Malformed(_) | Happened::Done(..) => {}
+        }
         // An input the runtime refuses arrives only after it has asked to exit.
         let _ = match happened {
             Happened::Message(m) => self.runtime.handle_message(m),
@@ -247,6 +262,8 @@ impl AsyncChild {
                 // A parent that is gone is not an error here: its EOF comes next.
                 ChildCommand::Send(m) => {
                     let _ = write_frame(&mut self.writer, &m, self.max_frame).await;
+                    let max = self.max_frame;
+                    self.trace.sent(|| m.encode_fitted(max));
                 }
                 // An async daemon has no start of its own and opens no nursery.
                 ChildCommand::StartActor { .. } => {}
@@ -267,7 +284,11 @@ impl AsyncChild {
                 ChildCommand::InterruptWork => {
                     self.cancel.send_replace(true);
                 }
-                ChildCommand::Exit(code) => return Some(code),
+                ChildCommand::Exit(code) => {
+                    // Before the loop drops the channel: the parent's end-of-file comes after.
+                    self.trace.exit(code);
+                    return Some(code);
+                }
             }
         }
         None

@@ -19,8 +19,12 @@ pub const MAX_BYTES_VAR: &str = "HARROW_TRACE_MAX_BYTES";
 /// Each trace's size bound when [`MAX_BYTES_VAR`] is not set: 256 MiB.
 pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
 
+#[cfg(all(feature = "tokio", not(feature = "trace")))]
+pub(crate) use off::ChildTrace;
 #[cfg(not(feature = "trace"))]
 pub(crate) use off::{LoopOs, run_child, wrap};
+#[cfg(all(feature = "tokio", feature = "trace"))]
+pub(crate) use on::ChildTrace;
 #[cfg(feature = "trace")]
 pub(crate) use on::{LoopOs, run_child, wrap};
 
@@ -32,6 +36,8 @@ mod off {
     use harrow_model::driver::{ChildExit, ChildOs};
     use harrow_model::supervisor::SupervisorConfig;
     use harrow_model::trace::Record;
+    #[cfg(feature = "tokio")]
+    use harrow_model::trace::TracedChildEvent;
 
     use crate::os::RealOs;
 
@@ -48,6 +54,31 @@ mod off {
     #[inline(always)]
     pub(crate) fn wrap(os: RealOs, _: &SupervisorConfig, _: u64) -> Result<LoopOs, String> {
         Ok(os)
+    }
+
+    /// The trace of an async child's loop: without the feature, nothing.
+    #[cfg(feature = "tokio")]
+    pub(crate) struct ChildTrace;
+
+    #[cfg(feature = "tokio")]
+    impl ChildTrace {
+        /// Opens the trace of a child running `actor`: nothing, without the feature.
+        #[inline(always)]
+        pub(crate) fn open(_: &str) -> ChildTrace {
+            ChildTrace
+        }
+
+        /// Records a frame the child sent: nothing.
+        #[inline(always)]
+        pub(crate) fn sent(&mut self, _: impl FnOnce() -> Vec<u8>) {}
+
+        /// Records what the child's loop read: nothing.
+        #[inline(always)]
+        pub(crate) fn read(&mut self, _: impl FnOnce() -> TracedChildEvent) {}
+
+        /// Records the child's exit code: nothing.
+        #[inline(always)]
+        pub(crate) fn exit(&mut self, _: i32) {}
     }
 
     /// Runs a child's loop; without the feature, [`harrow_model::driver::run_child`] itself.

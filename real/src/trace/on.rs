@@ -11,6 +11,8 @@ use harrow_model::actor::Actor;
 use harrow_model::child::ChildRuntime;
 use harrow_model::driver::{ChildEvent, ChildExit, ChildOs, Os, OsEvent, WaitError};
 use harrow_model::supervisor::SupervisorConfig;
+#[cfg(feature = "tokio")]
+use harrow_model::trace::TracedChildEvent;
 use harrow_model::trace::{Hex, Record, VERSION};
 use harrow_model::{ChildId, ExitStatus, Situation, SpawnMethod, Timestamp};
 use serde::Serialize;
@@ -362,17 +364,73 @@ impl<C: ChildOs> ChildOs for TracedChild<'_, C> {
 
 /// The trace of a child running `actor`, if tracing is on; a child that cannot write one
 /// says so on its standard error and runs untraced (it has nobody to return an error to).
+/// With tracing off it names no file (no formatting, no system call).
 fn child_sink(actor: &str) -> Option<Sink> {
-    let stem = format!(
-        "child-{}-{}",
-        std::process::id(),
-        rustix::thread::gettid().as_raw_nonzero()
-    );
-    match settings().and_then(|s| s.map(|s| Sink::create(s, CHILDREN, &stem)).transpose()) {
+    let created = settings().and_then(|s| {
+        s.map(|s| {
+            let stem = format!(
+                "child-{}-{}",
+                std::process::id(),
+                rustix::thread::gettid().as_raw_nonzero()
+            );
+            Sink::create(s, CHILDREN, &stem)
+        })
+        .transpose()
+    });
+    match created {
         Ok(sink) => sink,
         Err(e) => {
             eprintln!("harrow: the child running `{actor}` is not traced: {e}");
             None
+        }
+    }
+}
+
+/// The trace of a child running `actor`, begun with its header, if tracing is on.
+fn child_trace(actor: &str) -> Option<Sink> {
+    let mut sink = child_sink(actor)?;
+    sink.write(&Record::ChildStart {
+        version: VERSION,
+        pid: std::process::id(),
+        actor: actor.into(),
+    });
+    Some(sink)
+}
+
+/// The trace of an async child's loop, which runs over no [`ChildOs`]: what it read and
+/// sent, and its exit code, each recorded only if tracing is on.
+#[cfg(feature = "tokio")]
+pub(crate) struct ChildTrace(Option<Sink>);
+
+#[cfg(feature = "tokio")]
+impl ChildTrace {
+    /// Opens the trace of a child running `actor`, if tracing is on.
+    pub(crate) fn open(actor: &str) -> ChildTrace {
+        ChildTrace(child_trace(actor))
+    }
+
+    /// Records a frame the child sent (`frame` is not called if tracing is off).
+    pub(crate) fn sent(&mut self, frame: impl FnOnce() -> Vec<u8>) {
+        if let Some(sink) = self.0.as_mut() {
+            sink.write(&Record::ChildSend {
+                frame: Hex(frame()),
+            });
+        }
+    }
+
+    /// Records what the child's loop read (`event` is not called if tracing is off).
+    pub(crate) fn read(&mut self, event: impl FnOnce() -> TracedChildEvent) {
+        if let Some(sink) = self.0.as_mut() {
+            sink.write(&Record::ChildEvents {
+                events: vec![event()],
+            });
+        }
+    }
+
+    /// Records the exit code the child's loop ends with, before its channel closes.
+    pub(crate) fn exit(&mut self, code: i32) {
+        if let Some(sink) = self.0.as_mut() {
+            sink.write(&Record::ChildExit { code });
         }
     }
 }
@@ -385,14 +443,9 @@ pub(crate) fn run_child<C: ChildOs>(
     max_frame: u32,
     name: &str,
 ) -> ChildExit {
-    let Some(mut sink) = child_sink(name) else {
+    let Some(sink) = child_trace(name) else {
         return harrow_model::driver::run_child(os, actor, runtime, max_frame);
     };
-    sink.write(&Record::ChildStart {
-        version: VERSION,
-        pid: std::process::id(),
-        actor: name.into(),
-    });
     let mut traced = TracedChild { os, sink };
     let exit = harrow_model::driver::run_child(&mut traced, actor, runtime, max_frame);
     let code = match exit {

@@ -11,6 +11,7 @@ use harrow_model::wire::{DEFAULT_MAX_FRAME, Message, Role};
 use harrow_model::{RequestId, SpawnMethod, Timeouts};
 
 mod asynk;
+pub mod traceoff;
 
 use crate::baseline::{self, Echo, PingPong, RawForkServer, median};
 use harrow_real::Registry;
@@ -892,9 +893,9 @@ pub fn render(figures: &[Figure], notes: &[String]) -> String {
             .map(|r| format!("{r:.2}x"))
             .unwrap_or_else(|| "-".into());
         let target = if f.speedup {
-            format!(">= {:.1}x", f.target)
+            format!(">= {}x", f.target)
         } else {
-            format!("<= {:.1}x", f.target)
+            format!("<= {}x", f.target)
         };
         let meets = match f.meets() {
             Some(true) => "yes",

@@ -5,11 +5,13 @@
 //! - [`baseline`]: the raw costs those figures are compared against.
 //! - [`soak`]: many spawn cycles per method, and whether anything the process holds grows.
 //! - [`validate`]: real traces replayed against the model.
+//! - [`fromtrace`]: a real trace turned into a corpus entry the simulator replays.
 //!
 //! The model checking itself lives in `harrow-sim`; `main.rs` ties both to the command line.
 
 pub mod baseline;
 pub mod bench;
+pub mod fromtrace;
 pub mod smoke;
 pub mod soak;
 pub mod validate;

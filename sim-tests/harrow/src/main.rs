@@ -78,11 +78,27 @@ enum Command {
     Smoke(SmokeCli),
     /// Measure the real backend: each figure of sim-tests/harrow/PERF.md beside its raw
     /// baseline from the same run, their ratio and the target. Exit 1 if a target is missed.
+    #[command(
+        after_help = "The trace points' cost when tracing is off, in one run:\n  \
+        cargo build --profile perf -p harrow --no-default-features\n  \
+        cp target/perf/harrow /tmp/harrow-untraced\n  \
+        cargo build --profile perf -p harrow\n  \
+        target/perf/harrow bench --against /tmp/harrow-untraced --rounds 15"
+    )]
     Bench {
-        /// Timed rounds for each spawn figure (request/reply gets ten times as many).
+        /// Timed rounds for each spawn figure (request/reply gets ten times as many); with
+        /// --against, the alternating rounds of each figure.
         #[arg(long, default_value_t = 200)]
         rounds: usize,
+        /// Instead of the table: each hot figure with the trace points compiled in (tracing
+        /// off) beside the same figure measured, alternately, by the harrow at this path,
+        /// built `--no-default-features` (compiled out).
+        #[arg(long)]
+        against: Option<PathBuf>,
     },
+    /// Measure batches of a hot figure on request, for `harrow bench --against` (internal).
+    #[command(hide = true)]
+    BenchPeer,
     /// Soak the real backend: spawn → request → teardown cycles per spawn method (a fresh
     /// nursery each cycle, and one long-lived nursery), bounded in count and time. Prints
     /// descriptors, zombies, threads and resident memory after the first window and at the
@@ -121,6 +137,25 @@ enum CorpusCommand {
     /// Run an engine over a scenario and write what it finds as a new entry: the failure
     /// (expect found), or a schedule the protocol passes (expect passes).
     Add(AddArgs),
+    /// Turn a real nursery's trace (written with HARROW_TRACE_DIR) into a `world` entry the
+    /// simulator replays: the scenario it is a run of, and the world's choices that give each
+    /// child the trace's commands. Expects `passes` if the trace fits `harrow validate`,
+    /// `found` if it does not and the world breaks the same way; otherwise says why not.
+    #[command(after_help = "Examples:\n  \
+        harrow smoke --scenario serve-crash-stuck --method fork --trace /tmp/t\n  \
+        harrow corpus from-trace /tmp/t/nursery-*.ndjson --dir /tmp/corpus")]
+    FromTrace {
+        /// Nursery traces, or folders of traces; the children's traces are read from the
+        /// `children` folder beside each.
+        #[arg(required = true)]
+        traces: Vec<PathBuf>,
+        /// The corpus folder.
+        #[arg(long, default_value = corpus::DIR)]
+        dir: PathBuf,
+        /// The entry's scenario name and file slug (default: `trace-<the trace's file name>`).
+        #[arg(long)]
+        slug: Option<String>,
+    },
 }
 
 /// `harrow check`'s options.
@@ -288,6 +323,9 @@ fn main() -> ExitCode {
         Some(Command::Replay { path }) => replay(&path),
         Some(Command::Corpus(CorpusCommand::Seed { dir })) => corpus_seed(&dir),
         Some(Command::Corpus(CorpusCommand::Add(args))) => corpus_add(args),
+        Some(Command::Corpus(CorpusCommand::FromTrace { traces, dir, slug })) => {
+            harrow::fromtrace::command(&traces, &dir, slug.as_deref())
+        }
         Some(Command::Smoke(args))
             if args.trace.is_some() && !tracing_to(args.trace.as_deref()) =>
         {
@@ -299,7 +337,12 @@ fn main() -> ExitCode {
             scenario: args.scenario,
             method: args.method,
         }),
-        Some(Command::Bench { rounds }) => bench(rounds),
+        Some(Command::Bench {
+            rounds,
+            against: Some(path),
+        }) => bench_against(&path, rounds),
+        Some(Command::Bench { rounds, .. }) => bench(rounds),
+        Some(Command::BenchPeer) => harrow::bench::traceoff::serve(),
         Some(Command::Soak(args)) => soak(&args),
         Some(Command::Validate { paths }) => harrow::validate::command(&paths),
         None => scenarios(None),
@@ -462,6 +505,19 @@ fn bench(rounds: usize) -> ExitCode {
         Err(e) => {
             eprintln!("harrow bench: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench_against(path: &std::path::Path, rounds: usize) -> ExitCode {
+    match harrow::bench::traceoff::run(path, rounds) {
+        Ok((figures, notes)) => {
+            print!("{}", harrow::bench::render(&figures, &notes));
+            exit::verdict(figures.iter().all(|f| f.meets() != Some(false)))
+        }
+        Err(e) => {
+            eprintln!("harrow bench --against: {e}");
+            exit::usage()
         }
     }
 }

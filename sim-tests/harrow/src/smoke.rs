@@ -155,6 +155,15 @@ pub const SCENARIOS: &[Scenario] = &[
         run: never_yields,
     },
     Scenario {
+        name: "serve-crash-stuck",
+        about: "three children started side by side, one request to each: one answers, one \
+                exits 3 after its handshake (one cancels all), one ignores its cancel and is \
+                killed; the trace `harrow corpus from-trace` turns into a corpus entry",
+        methods: PROCESS_METHODS,
+        not_for_others: "a thread child cannot exit with a code of its own",
+        run: serve_crash_stuck,
+    },
+    Scenario {
         name: "multierror-25",
         about: "25 run-to-result children that each fail, booted side by side and torn down \
                 in parallel: 25 remote errors, within one teardown bound",
@@ -367,6 +376,7 @@ pub fn registry() -> Registry {
         .daemon(MIDDLE, Middle::default)
         .daemon(GARBLER, || Garbler { on_request: false })
         .daemon(GARBLER_ON_REQUEST, || Garbler { on_request: true })
+        .daemon(CRASHER, || Crasher)
         .daemon(BOOT_EXITS, || -> Stuck { sys::exit_now(BOOT_EXIT_CODE) })
         .daemon(BOOT_PANICS, || -> Stuck {
             panic!("this actor fails on purpose before its handshake")
@@ -393,6 +403,8 @@ const MIDDLE: &str = "scenario-middle";
 const GARBLER: &str = "scenario-garbler";
 /// A daemon that writes garbage on its channel when it gets a request.
 const GARBLER_ON_REQUEST: &str = "scenario-garbler-on-request";
+/// A daemon whose start exits the process with [`CRASH_CODE`], after its handshake.
+const CRASHER: &str = "scenario-crasher";
 /// An actor whose maker exits the process with [`BOOT_EXIT_CODE`].
 const BOOT_EXITS: &str = "scenario-boot-exits";
 /// An actor whose maker panics (the thread child's way to die during boot).
@@ -400,6 +412,8 @@ const BOOT_PANICS: &str = "scenario-boot-panics";
 
 /// The exit code of [`BOOT_EXITS`].
 const BOOT_EXIT_CODE: i32 = 7;
+/// The exit code of [`CRASHER`].
+const CRASH_CODE: i32 = 3;
 /// Bytes that are no frame: a length header far above any frame limit.
 const GARBAGE: [u8; 8] = [0xff; 8];
 /// How long the sleeper sleeps.
@@ -428,6 +442,25 @@ impl Daemon for Stuck {
         _cancel: &Cancel<'_>,
     ) -> Result<Vec<u8>, RemoteError> {
         Err(RemoteError::refused("the stuck actor takes no requests"))
+    }
+}
+
+/// Exits its process with [`CRASH_CODE`] in its start, after its handshake (a process
+/// child only: a thread's exit would end the parent).
+struct Crasher;
+
+impl Daemon for Crasher {
+    fn start(&mut self, _name: &str) -> Result<(), RemoteError> {
+        sys::exit_now(CRASH_CODE)
+    }
+
+    fn handle(
+        &mut self,
+        _id: RequestId,
+        _payload: Vec<u8>,
+        _cancel: &Cancel<'_>,
+    ) -> Result<Vec<u8>, RemoteError> {
+        Err(RemoteError::refused("the crasher takes no requests"))
     }
 }
 
@@ -820,6 +853,68 @@ pub fn never_yields(method: SpawnMethod) -> Verdict {
             child.outcome.expect("checked above")
         ))
     })
+}
+
+/// Three children started side by side, each sent one request once ready: a doubler that
+/// answers, a crasher that exits 3 after its handshake (its error tears the nursery down;
+/// the body waits for it), and a stuck child that ignores its cancel and is killed. Whether
+/// the doubler's answer comes before the crash's teardown is a race; the report is not.
+pub fn serve_crash_stuck(method: SpawnMethod) -> Verdict {
+    let t = short_timeouts();
+    let ((), report) = with_nursery(open(method, t)?, |n| {
+        let kids: Vec<(&str, Child)> = [("server", DOUBLE), ("crasher", CRASHER), ("stuck", STUCK)]
+            .into_iter()
+            .filter_map(|(name, actor)| Some((name, n.spawner(actor).name(name).start().ok()?)))
+            .collect();
+        let ready: Vec<Child> = kids
+            .iter()
+            .filter(|&&(_, c)| n.ready(c).is_ok())
+            .map(|&(_, c)| c)
+            .collect();
+        let tickets: Vec<_> = ready
+            .iter()
+            .filter_map(|&c| n.start_request(c, &21u64).ok())
+            .collect();
+        if let Some(&first) = tickets.first() {
+            let _ = n.wait::<u64>(first);
+        }
+        // Its exit is an error only if seen before the body's own teardown: wait for it.
+        if let Some(&(_, crasher)) = kids.iter().find(|(name, _)| *name == "crasher") {
+            let _ = n.wait_child(crasher, Some(ms(2000)));
+        }
+        Ok(())
+    })?;
+    let outcome = |name: &str| {
+        report
+            .children
+            .iter()
+            .find(|c| c.name == name)
+            .and_then(|c| c.outcome)
+    };
+    ensure!(
+        outcome("server") == Some(Outcome::Exited(ExitStatus::Exited(0))),
+        "server: {:?}, expected Exited(0)",
+        outcome("server")
+    );
+    ensure!(
+        outcome("crasher") == Some(Outcome::Exited(ExitStatus::Exited(CRASH_CODE))),
+        "crasher: {:?}, expected Exited({CRASH_CODE})",
+        outcome("crasher")
+    );
+    ensure!(
+        forced(method, outcome("stuck"), ForceReason::CancelAckTimedOut),
+        "stuck: {:?}, expected Killed on CancelAckTimedOut",
+        outcome("stuck")
+    );
+    ensure!(
+        report.errors.len() == 1,
+        "errors {:?}, expected the crasher's",
+        report.errors
+    );
+    Ok(format!(
+        "server exited 0, crasher {CRASH_CODE}, stuck killed; teardown took {:?}",
+        duration(&report)?
+    ))
 }
 
 // ---------------------------------------------------------------------------------------

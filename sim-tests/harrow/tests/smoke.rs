@@ -78,6 +78,10 @@ scenario_tests! {
     exec_happy_teardown => "happy-teardown", Exec;
     thread_happy_teardown => "happy-teardown", Thread;
 
+    fork_serve_crash_stuck_answers_fails_all_and_kills => "serve-crash-stuck", Fork;
+    fork_server_serve_crash_stuck_answers_fails_all_and_kills => "serve-crash-stuck", ForkServer;
+    exec_serve_crash_stuck_answers_fails_all_and_kills => "serve-crash-stuck", Exec;
+
     fork_large_payloads_echo_and_over_the_limit_is_typed => "large-payloads", Fork;
     fork_server_large_payloads_echo_and_over_the_limit_is_typed => "large-payloads", ForkServer;
     exec_large_payloads_echo_and_over_the_limit_is_typed => "large-payloads", Exec;

@@ -25,6 +25,7 @@ use harrow_model::driver::{Driver, OsEvent};
 use harrow_model::supervisor::{
     Event, NurseryPhase, RequestEnd, Supervisor, SupervisorConfig, TeardownCause,
 };
+use harrow_model::trace::Record;
 use harrow_model::{ChildId, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -157,12 +158,14 @@ pub struct State {
     pub violations: Vec<String>,
 }
 
-/// A scenario being run, with an optional trace of readable lines.
+/// A scenario being run, with an optional trace of readable lines and an optional log of
+/// the parent's operating-system calls.
 #[derive(Debug)]
 pub struct World<'s> {
     sc: &'s Scenario,
     st: State,
     trace: Option<Vec<String>>,
+    log: Option<Vec<Record>>,
 }
 
 impl<'s> World<'s> {
@@ -189,6 +192,7 @@ impl<'s> World<'s> {
             sc,
             st,
             trace: None,
+            log: None,
         }
     }
 
@@ -206,7 +210,23 @@ impl<'s> World<'s> {
             sc,
             st,
             trace: None,
+            log: None,
         }
+    }
+
+    /// The same world, logging every call its parent's driver makes on the operating system
+    /// from now on, as the real backend's trace records them (`launch`, `send`, `close`,
+    /// `kill`, `abandon`, `reap`, `retire`, and each `wait` with what it reported).
+    pub fn logged(self) -> Self {
+        World {
+            log: Some(Vec::new()),
+            ..self
+        }
+    }
+
+    /// Takes the calls logged since the last take (none unless [`World::logged`]).
+    pub fn take_log(&mut self) -> Vec<Record> {
+        self.log.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// The current state.
@@ -544,6 +564,7 @@ impl<'s> World<'s> {
             violations: &mut self.st.violations,
             root_dead: self.st.root_dead,
             trace: &mut self.trace,
+            log: &mut self.log,
             staged: Vec::new(),
         }
     }

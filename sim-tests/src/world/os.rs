@@ -11,6 +11,7 @@
 use harrow_model::child::ChildRuntime;
 use harrow_model::driver::{Os, OsEvent, WaitError};
 use harrow_model::method::Situation;
+use harrow_model::trace::{Hex, Record};
 use harrow_model::wire::FrameDecoder;
 use harrow_model::{ChildId, ExitStatus, Flaw, SpawnMethod, Timestamp};
 
@@ -38,6 +39,8 @@ pub(super) struct PureOs<'a> {
     pub(super) violations: &'a mut Vec<String>,
     pub(super) root_dead: bool,
     pub(super) trace: &'a mut Option<Vec<String>>,
+    /// The parent's calls, as a real trace records them, if they are logged.
+    pub(super) log: &'a mut Option<Vec<Record>>,
     /// What the next wait reports: the step being taken.
     pub(super) staged: Vec<OsEvent>,
 }
@@ -51,6 +54,13 @@ impl PureOs<'_> {
                 self.now.to_string(),
                 what()
             ));
+        }
+    }
+
+    /// Logs a call of the parent's driver, if calls are logged.
+    fn log(&mut self, rec: impl FnOnce() -> Record) {
+        if let Some(log) = self.log.as_mut() {
+            log.push(rec());
         }
     }
 
@@ -135,6 +145,13 @@ impl Os for PureOs<'_> {
         assert_eq!(self.kids.len(), i, "children launch in spawn order");
         self.kids.push(Kid::new(plan, method, behaviour, runtime));
         self.note("driver", || format!("launch {child} by {method}"));
+        self.log(|| Record::Launch {
+            child,
+            actor: actor.into(),
+            method,
+            result: Ok(()),
+            pid: None,
+        });
         self.after_fork(i, method);
         Ok(())
     }
@@ -154,6 +171,10 @@ impl Os for PureOs<'_> {
         self.note("driver", || {
             format!("send {} to {}", message.name(), kid_name(i))
         });
+        self.log(|| Record::Send {
+            child,
+            frame: Hex(frame.to_vec()),
+        });
         let kid = &mut self.kids[i];
         // A send to a child whose end is gone fails with EPIPE; its EOF and exit are what the
         // parent acts on, so the lost message is of no consequence.
@@ -167,6 +188,7 @@ impl Os for PureOs<'_> {
         self.note("driver", || {
             format!("close our end of {}'s channel", kid_name(i))
         });
+        self.log(|| Record::Close { child });
         let kid = &mut self.kids[i];
         kid.parent_end = false;
         kid.outbox.clear();
@@ -174,6 +196,7 @@ impl Os for PureOs<'_> {
 
     fn kill(&mut self, child: ChildId) {
         let i = child.0 as usize;
+        self.log(|| Record::Kill { child });
         if self.kids[i].stolen {
             self.violate(format!(
                 "SIGKILL by raw pid to {} after a second reaper took it: the pid now names an \
@@ -193,6 +216,7 @@ impl Os for PureOs<'_> {
         self.note("driver", || {
             format!("abandon {}'s thread (leaked, counted)", kid_name(i))
         });
+        self.log(|| Record::Abandon { child });
         self.kids[i].abandoned = true;
     }
 
@@ -214,6 +238,10 @@ impl Os for PureOs<'_> {
             "join the thread of"
         };
         self.note("driver", || format!("{what} {child}: {status}"));
+        self.log(|| Record::Reap {
+            child,
+            result: Ok(status),
+        });
         Ok(status)
     }
 
@@ -221,6 +249,7 @@ impl Os for PureOs<'_> {
     /// process reaped (or its thread abandoned), or the driver would drop what it still holds.
     fn retire(&mut self, child: ChildId) {
         self.note("driver", || format!("retire {child}"));
+        self.log(|| Record::Retire { child });
         let kid = &self.kids[child.0 as usize];
         let ended = matches!(kid.proc, Proc::Reaped(_)) || kid.abandoned;
         if kid.parent_end || !ended {
@@ -236,9 +265,17 @@ impl Os for PureOs<'_> {
     /// Hands back what the world staged for this step; the pure world never blocks.
     fn wait(
         &mut self,
-        _deadline: Option<Timestamp>,
+        deadline: Option<Timestamp>,
         out: &mut Vec<OsEvent>,
     ) -> Result<(), WaitError> {
+        if let Some(log) = self.log.as_mut() {
+            log.push(Record::Wait {
+                deadline,
+                events: self.staged.iter().map(Into::into).collect(),
+                now: self.now,
+                failed: None,
+            });
+        }
         out.append(&mut self.staged);
         Ok(())
     }

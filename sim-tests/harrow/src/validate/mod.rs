@@ -234,7 +234,7 @@ pub fn command(paths: &[std::path::PathBuf]) -> std::process::ExitCode {
 
 /// Every trace named: a file, or the `.ndjson` files under a folder (and its folders), in
 /// name order.
-fn load_all(paths: &[std::path::PathBuf]) -> Result<Vec<Trace>, String> {
+pub(crate) fn load_all(paths: &[std::path::PathBuf]) -> Result<Vec<Trace>, String> {
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
