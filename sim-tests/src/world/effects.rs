@@ -247,7 +247,6 @@ impl World<'_> {
             self.note("parent", || format!("reads {} from {child}", msg.name()));
             OsEvent::Bytes(child, msg.encode_fitted(max_frame))
         } else {
-            kid.eof_delivered = true;
             self.note("parent", || format!("reads EOF from {child}"));
             OsEvent::Eof(child)
         };
@@ -255,7 +254,6 @@ impl World<'_> {
     }
 
     pub(super) fn report_exit(&mut self, i: usize) {
-        self.st.kids[i].exit_delivered = true;
         let child = ChildId(i as u32);
         self.note("parent", || format!("sees {child} exit (pidfd readable)"));
         self.turn_with(OsEvent::Exited(child));

@@ -57,10 +57,6 @@ pub struct Kid {
     pub child_end: bool,
     /// Whether the child has seen the parent's EOF.
     pub eof_seen_by_child: bool,
-    /// Whether the parent has seen the child's EOF.
-    pub eof_delivered: bool,
-    /// Whether the parent has been told of the exit.
-    pub exit_delivered: bool,
     /// Whether its actor is refusing to yield.
     pub block: Block,
     /// Requests started on the actor, not yet finished. The child's loop runs a request's
@@ -106,8 +102,6 @@ impl Kid {
             parent_end: true,
             child_end: true,
             eof_seen_by_child: false,
-            eof_delivered: false,
-            exit_delivered: false,
             block: Block::No,
             work: VecDeque::new(),
             answered: Vec::new(),
@@ -149,16 +143,18 @@ impl Kid {
         alive && live_runtime && has_work
     }
 
-    /// Whether the parent has something to read from its channel.
-    pub fn can_deliver(&self) -> bool {
-        let eof = !self.child_end && self.helper_until.is_none() && !self.eof_delivered;
-        self.parent_end && (!self.outbox.is_empty() || eof)
+    /// Whether the parent has something to read from its channel, given whether its
+    /// operating system still reads it (open, its end-of-file not yet reported).
+    pub fn can_deliver(&self, read: bool) -> bool {
+        let eof = !self.child_end && self.helper_until.is_none();
+        read && (!self.outbox.is_empty() || eof)
     }
 
-    /// Whether its exit is there for the parent to notice (its pidfd, or the stolen status).
-    pub fn can_report_exit(&self) -> bool {
+    /// Whether its exit is there for the parent to notice (its pidfd, or the stolen status),
+    /// given whether the parent's operating system still watches it.
+    pub fn can_report_exit(&self, watched: bool) -> bool {
         let exited = matches!(self.proc, Proc::Exited(_)) || self.stolen;
-        exited && !self.exit_delivered && !self.abandoned
+        exited && watched
     }
 
     /// Whether nothing of it remains: reaped, or an abandoned thread (leaked on purpose).
@@ -184,7 +180,6 @@ impl Kid {
     pub fn parent_died(&mut self) {
         self.parent_end = false;
         self.outbox.clear();
-        self.exit_delivered = true;
         if let Proc::Exited(s) = self.proc {
             self.proc = Proc::Reaped(s);
         }

@@ -20,6 +20,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
+use harrow_model::channels::Channels;
 use harrow_model::coverage::Coverage;
 use harrow_model::driver::{Driver, OsEvent};
 use harrow_model::supervisor::{
@@ -143,6 +144,8 @@ pub struct State {
     pub sup: Supervisor,
     /// The children, by spawn order.
     pub kids: Vec<Kid>,
+    /// What the root's operating system may still report of each child's channel and exit.
+    pub reports: Channels,
     /// The body's progress.
     pub body: Body,
     /// Children that reported ready.
@@ -178,6 +181,7 @@ impl<'s> World<'s> {
             now: Timestamp::ZERO,
             sup,
             kids: Vec::new(),
+            reports: Channels::new(),
             body: Body::Spawning(0),
             ready: BTreeSet::new(),
             faults_done: BTreeSet::new(),
@@ -256,14 +260,16 @@ impl<'s> World<'s> {
                 .map(Choice::Run),
         );
         if !self.st.root_dead {
+            let (kids, reports) = (&self.st.kids, &self.st.reports);
+            let id = |i: usize| ChildId(i as u32);
             out.extend(
                 (0..n)
-                    .filter(|&i| self.st.kids[i].can_deliver())
+                    .filter(|&i| kids[i].can_deliver(reports.reads(id(i))))
                     .map(Choice::Deliver),
             );
             out.extend(
                 (0..n)
-                    .filter(|&i| self.st.kids[i].can_report_exit())
+                    .filter(|&i| kids[i].can_report_exit(reports.watches_exit(id(i))))
                     .map(Choice::Exit),
             );
         }
@@ -468,8 +474,10 @@ impl<'s> World<'s> {
             Fault::ParentDeath => {
                 self.note("env", || "the root is SIGKILLed".into());
                 self.st.root_dead = true;
-                for kid in &mut self.st.kids {
+                for (i, kid) in self.st.kids.iter_mut().enumerate() {
                     kid.parent_died();
+                    // A dead root watches nothing: init reaps its orphans.
+                    self.st.reports.unwatch_exit(ChildId(i as u32));
                 }
                 for i in 0..self.st.kids.len() {
                     self.dies_with_the_root(i);
@@ -540,6 +548,7 @@ impl<'s> World<'s> {
             now: self.st.now,
             max_frame: self.st.sup.config().max_frame,
             kids: &mut self.st.kids,
+            reports: &mut self.st.reports,
             alloc_held_by: &mut self.st.alloc_held_by,
             violations: &mut self.st.violations,
             root_dead: self.st.root_dead,

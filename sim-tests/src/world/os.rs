@@ -8,6 +8,7 @@
 //! simulated kernel would. The driver is then taken apart again: between steps every frame
 //! has been delivered whole, so its decoders hold nothing and nothing of it is state.
 
+use harrow_model::channels::Channels;
 use harrow_model::child::ChildRuntime;
 use harrow_model::driver::{Os, OsEvent, WaitError};
 use harrow_model::method::Situation;
@@ -34,6 +35,8 @@ pub(super) struct PureOs<'a> {
     /// The frame size limit of every channel, the supervisor's.
     pub(super) max_frame: u32,
     pub(super) kids: &'a mut Vec<Kid>,
+    /// What may still be reported of each child: the rules every `Os` follows.
+    pub(super) reports: &'a mut Channels,
     pub(super) alloc_held_by: &'a mut Option<usize>,
     pub(super) violations: &'a mut Vec<String>,
     pub(super) root_dead: bool,
@@ -134,6 +137,7 @@ impl Os for PureOs<'_> {
         let runtime = ChildRuntime::new(pid, self.sc.flaws, MAX_IN_FLIGHT);
         assert_eq!(self.kids.len(), i, "children launch in spawn order");
         self.kids.push(Kid::new(plan, method, behaviour, runtime));
+        self.reports.launched(child);
         self.note("driver", || format!("launch {child} by {method}"));
         self.after_fork(i, method);
         Ok(())
@@ -170,6 +174,7 @@ impl Os for PureOs<'_> {
         let kid = &mut self.kids[i];
         kid.parent_end = false;
         kid.outbox.clear();
+        self.reports.closed(child);
     }
 
     fn kill(&mut self, child: ChildId) {
@@ -194,6 +199,7 @@ impl Os for PureOs<'_> {
             format!("abandon {}'s thread (leaked, counted)", kid_name(i))
         });
         self.kids[i].abandoned = true;
+        self.reports.unwatch_exit(child);
     }
 
     fn reap(&mut self, child: ChildId) -> Result<ExitStatus, String> {
@@ -205,6 +211,7 @@ impl Os for PureOs<'_> {
             _ => panic!("the protocol ordered a reap of {child}, which has not exited"),
         };
         kid.proc = Proc::Reaped(status);
+        self.reports.unwatch_exit(child);
         if !kid.stolen {
             kid.reaps += 1;
         }
@@ -221,6 +228,7 @@ impl Os for PureOs<'_> {
     /// process reaped (or its thread abandoned), or the driver would drop what it still holds.
     fn retire(&mut self, child: ChildId) {
         self.note("driver", || format!("retire {child}"));
+        self.reports.retired(child);
         let kid = &self.kids[child.0 as usize];
         let ended = matches!(kid.proc, Proc::Reaped(_)) || kid.abandoned;
         if kid.parent_end || !ended {
@@ -233,13 +241,25 @@ impl Os for PureOs<'_> {
         }
     }
 
-    /// Hands back what the world staged for this step; the pure world never blocks.
+    /// Hands back what the world staged for this step, as far as [`Channels`] lets it be
+    /// reported; the pure world never blocks.
     fn wait(
         &mut self,
         _deadline: Option<Timestamp>,
         out: &mut Vec<OsEvent>,
     ) -> Result<(), WaitError> {
-        out.append(&mut self.staged);
+        for ev in self.staged.drain(..) {
+            match ev {
+                OsEvent::Bytes(child, bytes) => self.reports.bytes(child, bytes, out),
+                OsEvent::Eof(child) => {
+                    self.reports.end_of_stream(child, out);
+                }
+                OsEvent::Exited(child) => {
+                    self.reports.exited(child, out);
+                }
+                OsEvent::Interrupt | OsEvent::Deadline => out.push(ev),
+            }
+        }
         Ok(())
     }
 }

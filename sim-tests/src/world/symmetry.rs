@@ -95,6 +95,7 @@ impl World<'_> {
         let mut h = DefaultHasher::new();
         kid.hash(&mut h);
         self.st.sup.hash_history(ChildId(i as u32), &mut h);
+        self.st.reports.hash_child(ChildId(i as u32), &mut h);
         self.st.ready.contains(&i).hash(&mut h);
         (self.st.alloc_held_by == Some(i)).hash(&mut h);
         h.finish()
@@ -125,6 +126,7 @@ impl World<'_> {
             now: st.now,
             sup,
             kids,
+            reports: st.reports.relabelled(to),
             body: st.body,
             ready: st.ready.iter().map(|&i| map(i)).collect(),
             faults_done: st.faults_done.clone(),
