@@ -9,7 +9,9 @@ use std::sync::OnceLock;
 
 use harrow_model::actor::Actor;
 use harrow_model::child::ChildRuntime;
-use harrow_model::driver::{ChildEvent, ChildExit, ChildOs, Os, OsEvent, WaitError};
+use harrow_model::driver::{
+    BlockingChildOs, ChildEvent, ChildExit, ChildOs, Os, OsEvent, WaitError,
+};
 use harrow_model::supervisor::SupervisorConfig;
 use harrow_model::trace::{Hex, Record, VERSION};
 use harrow_model::{ChildId, ExitStatus, Situation, SpawnMethod, Timestamp};
@@ -329,18 +331,20 @@ impl<C: ChildOs> TracedChild<'_, C> {
     }
 }
 
+impl<C: BlockingChildOs> BlockingChildOs for TracedChild<'_, C> {
+    fn wait(&mut self, out: &mut Vec<ChildEvent>) {
+        let from = out.len();
+        self.os.wait(out);
+        self.note_events(&out[from..]);
+    }
+}
+
 impl<C: ChildOs> ChildOs for TracedChild<'_, C> {
     fn send(&mut self, frame: &[u8]) {
         self.os.send(frame);
         self.sink.write(&Record::ChildSend {
             frame: Hex(frame.to_vec()),
         });
-    }
-
-    fn wait(&mut self, out: &mut Vec<ChildEvent>) {
-        let from = out.len();
-        self.os.wait(out);
-        self.note_events(&out[from..]);
     }
 
     fn poll(&mut self, out: &mut Vec<ChildEvent>) {
@@ -378,7 +382,7 @@ fn child_sink(actor: &str) -> Option<Sink> {
 }
 
 /// Runs a child's loop ([`harrow_model::driver::run_child`]), traced if tracing is on.
-pub(crate) fn run_child<C: ChildOs>(
+pub(crate) fn run_child<C: BlockingChildOs>(
     os: &mut C,
     actor: &mut Actor,
     runtime: ChildRuntime,
