@@ -9,8 +9,12 @@
 //! The parent runs the one [`Driver`], as over the simulated kernel and over Linux: each step
 //! that reaches it (a frame or end-of-file read, an exit noticed, a deadline, SIGINT) is what
 //! the driver's next wait reports, and the user's calls are the driver's; its commands reach
-//! the children through `PureOs` (`os.rs`), the frames through the real codec.
+//! the children through `PureOs` (`os.rs`), the frames through the real codec. Each child
+//! runs the one child loop ([`harrow_model::child_loop::ChildLoop`]), as over the simulated
+//! kernel and over Linux, a step at a time: it reads its parent's frames through its decoder
+//! and writes frames the parent's driver decodes; its actor is a script (`child.rs`).
 
+mod child;
 mod effects;
 mod kid;
 mod os;
@@ -29,7 +33,7 @@ use harrow_model::supervisor::{
 use harrow_model::{ChildId, Timestamp};
 use serde::{Deserialize, Serialize};
 
-pub use kid::{Block, Kid, Proc};
+pub use kid::{Block, Frames, Kid, Proc};
 use os::PureOs;
 
 use crate::scenario::{Ending, Fault, Scenario};
@@ -232,7 +236,7 @@ impl<'s> World<'s> {
     pub fn take_coverage(&mut self) -> Coverage {
         let mut coverage = self.st.sup.take_coverage();
         for k in &mut self.st.kids {
-            coverage.merge(&k.runtime.take_coverage());
+            coverage.merge(&k.child_loop.runtime_mut().take_coverage());
         }
         coverage
     }
@@ -321,11 +325,7 @@ impl<'s> World<'s> {
 
     fn note(&mut self, who: &str, what: impl FnOnce() -> String) {
         if let Some(trace) = &mut self.trace {
-            trace.push(format!(
-                "[{:>10}] {who:<9} {}",
-                self.st.now.to_string(),
-                what()
-            ));
+            trace.push(line(self.st.now, who, &what()));
         }
     }
 
@@ -650,6 +650,11 @@ impl World<'_> {
             ));
         }
     }
+}
+
+/// A line of the trace: at `now`, `who` did `what`.
+fn line(now: Timestamp, who: &str, what: &str) -> String {
+    format!("[{:>10}] {who:<9} {what}", now.to_string())
 }
 
 fn kid_name(i: usize) -> String {

@@ -10,9 +10,10 @@
 
 use harrow_model::channels::Channels;
 use harrow_model::child::ChildRuntime;
+use harrow_model::child_loop::ChildLoop;
 use harrow_model::driver::{Os, OsEvent, WaitError};
 use harrow_model::method::Situation;
-use harrow_model::wire::FrameDecoder;
+use harrow_model::wire::{FrameDecoder, Message};
 use harrow_model::{ChildId, ExitStatus, Flaw, SpawnMethod, Timestamp};
 
 use super::{Kid, Proc, kid_name};
@@ -49,11 +50,7 @@ impl PureOs<'_> {
     /// Adds a line to the trace, if one is recorded.
     pub(super) fn note(&mut self, who: &str, what: impl FnOnce() -> String) {
         if let Some(trace) = self.trace.as_mut() {
-            trace.push(format!(
-                "[{:>10}] {who:<9} {}",
-                self.now.to_string(),
-                what()
-            ));
+            trace.push(super::line(self.now, who, &what()));
         }
     }
 
@@ -135,34 +132,29 @@ impl Os for PureOs<'_> {
             PROCESS_PID
         };
         let runtime = ChildRuntime::new(pid, self.sc.flaws, MAX_IN_FLIGHT);
+        let child_loop = ChildLoop::new(runtime, self.max_frame);
         assert_eq!(self.kids.len(), i, "children launch in spawn order");
-        self.kids.push(Kid::new(plan, method, behaviour, runtime));
+        self.kids
+            .push(Kid::new(plan, method, behaviour, child_loop));
         self.reports.launched(child);
         self.note("driver", || format!("launch {child} by {method}"));
         self.after_fork(i, method);
         Ok(())
     }
 
-    /// Decodes the frame with the real codec into the child's inbox: the child's side of the
-    /// pure world reads messages.
+    /// Puts the frame in the child's inbox, for its loop to read at a later step.
     fn send(&mut self, child: ChildId, frame: &[u8]) {
         let i = child.0 as usize;
-        let mut decoder = FrameDecoder::new(self.max_frame);
-        let message = decoder
-            .push(frame)
-            .and_then(|()| decoder.next_message())
-            .ok()
-            .flatten()
-            .expect("the driver sends whole, well-formed frames");
-        assert_eq!(decoder.next_message(), Ok(None), "one frame per send");
+        let max_frame = self.max_frame;
         self.note("driver", || {
-            format!("send {} to {}", message.name(), kid_name(i))
+            let name = frame_message(frame, max_frame).name();
+            format!("send {name} to {}", kid_name(i))
         });
         let kid = &mut self.kids[i];
         // A send to a child whose end is gone fails with EPIPE; its EOF and exit are what the
         // parent acts on, so the lost message is of no consequence.
         if kid.child_end {
-            kid.inbox.push_back(message);
+            kid.inbox.push_back(frame.to_vec());
         }
     }
 
@@ -262,4 +254,18 @@ impl Os for PureOs<'_> {
         }
         Ok(())
     }
+}
+
+/// The message of one whole frame, decoded with the real codec: what the trace names, and
+/// what the symmetry reduction reads. Both sides write whole, well-formed frames, one a write.
+pub(super) fn frame_message(frame: &[u8], max_frame: u32) -> Message {
+    let mut decoder = FrameDecoder::new(max_frame);
+    let message = decoder
+        .push(frame)
+        .and_then(|()| decoder.next_message())
+        .ok()
+        .flatten()
+        .expect("the pure world writes whole, well-formed frames");
+    assert_eq!(decoder.next_message(), Ok(None), "one frame a write");
+    message
 }
