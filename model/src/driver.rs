@@ -397,8 +397,8 @@ pub trait ChildOs {
     fn send(&mut self, frame: &[u8]);
     /// Appends what has arrived from the parent without blocking: nothing if nothing has.
     ///
-    /// What a [`Cancel`] reads while actor code runs. It may leave part of what arrived for
-    /// a later call (its reads are bounded); it never blocks.
+    /// What a [`Cancel`](crate::actor::Cancel) reads while actor code runs. It may leave part
+    /// of what arrived for a later call (its reads are bounded); it never blocks.
     fn poll(&mut self, out: &mut Vec<ChildEvent>);
     /// Whether this process may go on after its actor's code returned.
     ///

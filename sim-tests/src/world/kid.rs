@@ -1,4 +1,4 @@
-//! A child in the pure world: its runtime, its actor's script, and both ends of its channel.
+//! A child in the pure world: its event loop, its actor's script, and both ends of its channel.
 
 use std::collections::VecDeque;
 use std::fmt;

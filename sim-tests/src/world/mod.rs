@@ -1,4 +1,4 @@
-//! The pure world: the supervisor, real child runtimes and scripted actors, with no threads.
+//! The pure world: the supervisor, real child loops and runtimes, scripted actors, no threads.
 //!
 //! Every step that could happen in either order in reality (a child runs, a message reaches
 //! the parent, an exit is noticed, time jumps to the next deadline, a fault strikes) is a
