@@ -1,8 +1,9 @@
 //! What a child runs: a daemon that serves requests, or a task that runs to a result; and the
 //! [`Cancel`] token through which either learns that its work should stop.
 //!
-//! The child's event loop ([`crate::driver::run_child`]) calls actor code inline, one call
-//! at a time. While a call runs, the loop reads nothing from the parent by itself: only a
+//! The child's event loop ([`crate::driver::run_child`], over
+//! [`crate::child_loop::ChildLoop`]) calls actor code inline, one call at a time, through
+//! [`ActorCode`]. While a call runs, the loop reads nothing from the parent by itself: only a
 //! [`Cancel`] the code asks looks at the channel. A call that panics is caught by the
 //! platform ([`crate::driver::ChildOs::catch_panic`]): in a request, its caller gets the
 //! panic as a remote error of kind `Panic`; anywhere, the actor has failed, and the child
@@ -10,6 +11,7 @@
 //! it serves nothing more).
 
 use alloc::boxed::Box;
+use alloc::format;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::fmt;
@@ -84,6 +86,87 @@ impl Actor {
 impl fmt::Debug for Actor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Actor::{:?}", self.role())
+    }
+}
+
+/// What a request's or a main function's work ends with: the reply's payload (the result),
+/// or the error its caller gets.
+pub type Reply = Result<Vec<u8>, RemoteError>;
+
+/// When actor work the child's loop started ended.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Ends<T> {
+    /// It has ended, with this.
+    Now(T),
+    /// It goes on: whoever runs it tells the loop how it ended, later
+    /// ([`crate::child_loop::ChildLoop::work_ended`], `main_ended`).
+    Later,
+}
+
+/// The actor as the child's event loop ([`crate::child_loop::ChildLoop`]) runs it: one call
+/// per runtime command, each actor code, run under the platform's panic catch.
+///
+/// [`Actor`] runs every call to its end, inline; a scripted actor of a step-wise world may
+/// let a request's or a main function's work end later.
+pub trait ActorCode {
+    /// Starts a daemon ([`Daemon::start`]): whether it opened a nursery of its own
+    /// ([`Daemon::supervises`]), or why it failed.
+    fn start_daemon(&mut self, name: &str) -> Result<bool, RemoteError>;
+    /// Prepares a run-to-result actor ([`Task::start`]).
+    fn start_main(&mut self, name: &str) -> Result<(), RemoteError>;
+    /// Runs a run-to-result actor's main function ([`Task::run`]).
+    fn run_main(&mut self, cancel: &Cancel<'_>) -> Ends<Reply>;
+    /// Serves one request ([`Daemon::handle`]).
+    fn handle(&mut self, id: RequestId, payload: Vec<u8>, cancel: &Cancel<'_>) -> Ends<Reply>;
+    /// Tears a daemon's own nursery down, blocking until it has closed.
+    fn teardown_subtree(&mut self);
+}
+
+impl ActorCode for Actor {
+    /// A run-to-result actor refuses to start as a daemon.
+    fn start_daemon(&mut self, name: &str) -> Result<bool, RemoteError> {
+        match self {
+            Actor::Daemon(daemon) => daemon.start(name).map(|()| daemon.supervises()),
+            Actor::Task(_) => Err(RemoteError::refused(format!(
+                "actor `{name}` runs to a result: spawn it with Role::RunToResult"
+            ))),
+        }
+    }
+
+    /// A daemon refuses to run to a result.
+    fn start_main(&mut self, name: &str) -> Result<(), RemoteError> {
+        match self {
+            Actor::Task(task) => task.start(name),
+            Actor::Daemon(_) => Err(RemoteError::refused(format!(
+                "actor `{name}` is a daemon: spawn it with Role::Daemon"
+            ))),
+        }
+    }
+
+    /// Only a task that started runs (the loop runs a main only after its start).
+    fn run_main(&mut self, cancel: &Cancel<'_>) -> Ends<Reply> {
+        match self {
+            Actor::Task(task) => Ends::Now(task.run(cancel)),
+            Actor::Daemon(_) => {
+                Ends::Now(Err(RemoteError::refused("a daemon has no main function")))
+            }
+        }
+    }
+
+    /// A run-to-result actor answers every request with a refusal.
+    fn handle(&mut self, id: RequestId, payload: Vec<u8>, cancel: &Cancel<'_>) -> Ends<Reply> {
+        match self {
+            Actor::Daemon(daemon) => Ends::Now(daemon.handle(id, payload, cancel)),
+            Actor::Task(_) => Ends::Now(Err(RemoteError::refused(
+                "a run-to-result actor takes no requests",
+            ))),
+        }
+    }
+
+    fn teardown_subtree(&mut self) {
+        if let Actor::Daemon(daemon) = self {
+            daemon.teardown_subtree();
+        }
     }
 }
 

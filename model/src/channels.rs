@@ -17,6 +17,7 @@
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use core::hash::{Hash, Hasher};
 
 use crate::driver::OsEvent;
 use crate::id::ChildId;
@@ -128,6 +129,25 @@ impl Channels {
     pub fn retired(&mut self, child: ChildId) {
         self.children.remove(&child);
     }
+
+    /// Hashes what is still reported of `child` (nothing, for a child not in the table) into
+    /// `state`: the part of a search's state that is `child`'s, named by no id.
+    pub fn hash_child<H: Hasher>(&self, child: ChildId, state: &mut H) {
+        self.children.get(&child).hash(state);
+    }
+
+    /// The same table with some children's entries moved: the entry of `j` becomes `to[&j]`'s
+    /// (`to` a permutation of the ids it names). Ids `to` does not name keep their own.
+    pub fn relabelled(&self, to: &BTreeMap<ChildId, ChildId>) -> Channels {
+        let moved = |id: &ChildId| to.get(id).copied().unwrap_or(*id);
+        Channels {
+            children: self
+                .children
+                .iter()
+                .map(|(id, w)| (moved(id), *w))
+                .collect(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -212,6 +232,20 @@ mod tests {
             assert!(!t.closed(child));
         }
         assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn a_relabelled_table_moves_entries_and_keeps_the_rest() {
+        let mut t = launched();
+        t.launched(ChildId(4));
+        t.launched(ChildId(5));
+        let mut out = Vec::new();
+        assert!(t.end_of_stream(C, &mut out));
+        let to = BTreeMap::from([(C, ChildId(4)), (ChildId(4), C)]);
+        let r = t.relabelled(&to);
+        assert!(!r.reads(ChildId(4)), "3's ended channel is now 4's");
+        assert!(r.reads(C) && r.reads(ChildId(5)));
+        assert_eq!(r.relabelled(&to), t, "a swap undone");
     }
 
     #[test]

@@ -7,19 +7,19 @@
 //! exactly what the model checkers explore.
 
 use alloc::collections::{BTreeMap, VecDeque};
-use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::actor::{Actor, Cancel, Checkpoint};
-use crate::child::{ChildCommand, ChildRuntime};
+use crate::actor::{Actor, ActorCode};
+use crate::child::ChildRuntime;
+use crate::child_loop::ChildLoop;
 use crate::error::ExitStatus;
 use crate::id::{ChildId, RequestId};
 use crate::method::{Situation, SpawnMethod};
 use crate::supervisor::{Command, Event, Supervisor};
 use crate::time::Timestamp;
-use crate::wire::{FrameDecoder, FrameError, Message, RemoteError};
+use crate::wire::{FrameDecoder, FrameError, Message};
 
 /// Something the operating system reports to a supervising process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -391,16 +391,14 @@ pub enum ChildEvent {
     Killed,
 }
 
-/// The operating system as a child's driver sees it.
+/// The operating system as a child's loop ([`ChildLoop`]) sees it.
 pub trait ChildOs {
     /// Sends bytes to the parent; a parent that is gone is not an error here.
     fn send(&mut self, frame: &[u8]);
-    /// Blocks until at least one event, appending them to `out`.
-    fn wait(&mut self, out: &mut Vec<ChildEvent>);
     /// Appends what has arrived from the parent without blocking: nothing if nothing has.
     ///
-    /// What a [`Cancel`] reads while actor code runs. It may leave part of what arrived for
-    /// a later call (its reads are bounded); it never blocks.
+    /// What a [`Cancel`](crate::actor::Cancel) reads while actor code runs. It may leave part
+    /// of what arrived for a later call (its reads are bounded); it never blocks.
     fn poll(&mut self, out: &mut Vec<ChildEvent>);
     /// Whether this process may go on after its actor's code returned.
     ///
@@ -418,6 +416,13 @@ pub trait ChildOs {
         Self: Sized;
 }
 
+/// The operating system of a child whose loop waits for its events ([`drive_child`]): on
+/// Linux and over the simulated kernel.
+pub trait BlockingChildOs: ChildOs {
+    /// Blocks until at least one event, appending them to `out`.
+    fn wait(&mut self, out: &mut Vec<ChildEvent>);
+}
+
 /// How a child's event loop ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChildExit {
@@ -428,209 +433,34 @@ pub enum ChildExit {
 }
 
 /// Runs a child's event loop until its runtime exits or it is killed.
-pub fn run_child<C: ChildOs>(
+pub fn run_child<C: BlockingChildOs>(
     os: &mut C,
     actor: &mut Actor,
-    mut runtime: ChildRuntime,
+    runtime: ChildRuntime,
     max_frame: u32,
 ) -> ChildExit {
-    drive_child(os, actor, &mut runtime, max_frame)
+    drive_child(os, actor, &mut ChildLoop::new(runtime, max_frame))
 }
 
-/// [`run_child`] over a runtime the caller keeps, to read what it covered afterwards
-/// ([`ChildRuntime::take_coverage`]).
-pub fn drive_child<C: ChildOs>(
+/// [`run_child`] over a loop the caller keeps, to read what its runtime covered afterwards
+/// ([`ChildRuntime::take_coverage`]): starts it, then feeds it every event the operating
+/// system reports, until it says to stop.
+pub fn drive_child<C: BlockingChildOs>(
     os: &mut C,
-    actor: &mut Actor,
-    runtime: &mut ChildRuntime,
-    max_frame: u32,
+    actor: &mut impl ActorCode,
+    child: &mut ChildLoop,
 ) -> ChildExit {
-    let mut child = ChildLoop {
-        os,
-        runtime,
-        decoder: FrameDecoder::new(max_frame),
-        max_frame,
-        killed: false,
-    };
-    if child.runtime.start().is_err() {
-        return ChildExit::Code(crate::exit::PROTOCOL_ERROR);
-    }
-    if let Some(exit) = child.execute(actor) {
+    if let Some(exit) = child.start(os, actor) {
         return exit;
     }
     let mut events = Vec::new();
     loop {
         events.clear();
-        child.os.wait(&mut events);
+        os.wait(&mut events);
         for ev in events.drain(..) {
-            child.feed(ev);
-            if let Some(exit) = child.execute(actor) {
+            if let Some(exit) = child.feed(os, actor, ev) {
                 return exit;
             }
-        }
-    }
-}
-
-/// A child's event loop: its runtime, the decoder of its parent channel, and the operating
-/// system under them. The actor is kept apart, so that its code can be handed a [`Cancel`]
-/// that reaches the loop while the loop runs that code.
-struct ChildLoop<'o, C: ChildOs> {
-    os: &'o mut C,
-    runtime: &'o mut ChildRuntime,
-    decoder: FrameDecoder,
-    max_frame: u32,
-    /// This process was killed, or died in its actor's code (the simulator's cooperative death).
-    killed: bool,
-}
-
-impl<C: ChildOs> ChildLoop<'_, C> {
-    /// Feeds one event to the runtime.
-    fn feed(&mut self, ev: ChildEvent) {
-        // An input the runtime refuses arrives only after it has asked to exit.
-        let _ = match ev {
-            ChildEvent::Killed => {
-                self.killed = true;
-                Ok(())
-            }
-            ChildEvent::Bytes(bytes) => feed_child_bytes(self.runtime, &mut self.decoder, &bytes),
-            ChildEvent::Eof => self.runtime.handle_parent_eof().map_err(drop),
-        };
-    }
-
-    /// Executes the runtime's commands; `Some` once the child must stop running.
-    fn execute(&mut self, actor: &mut Actor) -> Option<ChildExit> {
-        while let Some(cmd) = self.runtime.poll_command() {
-            if self.killed {
-                return Some(ChildExit::Killed);
-            }
-            // A refused input can only follow the runtime's own exit, which returns here.
-            let _ = match cmd {
-                ChildCommand::Send(m) => {
-                    self.os.send(&m.encode_fitted(self.max_frame));
-                    Ok(())
-                }
-                ChildCommand::StartActor { actor: name } => self.start_daemon(actor, &name),
-                ChildCommand::StartMain { actor: name } => self.run_task(actor, &name),
-                ChildCommand::StartRequest { id, payload } => self.run_request(actor, id, payload),
-                // Work runs inline, so by the time this command is read the work it concerns
-                // has returned; while it ran, its `Cancel` asked the runtime directly.
-                ChildCommand::InterruptWork => Ok(()),
-                ChildCommand::TeardownSubtree => self.teardown_subtree(actor),
-                ChildCommand::Exit(code) => return Some(ChildExit::Code(code)),
-            };
-        }
-        self.killed.then_some(ChildExit::Killed)
-    }
-
-    fn start_daemon(&mut self, actor: &mut Actor, name: &str) -> Result<(), ()> {
-        let Actor::Daemon(daemon) = actor else {
-            return self.fail(RemoteError::refused(format!(
-                "actor `{name}` runs to a result: spawn it with Role::RunToResult"
-            )));
-        };
-        match C::catch_panic(|| daemon.start(name).map(|()| daemon.supervises())) {
-            Ok(Ok(true)) => self.runtime.supervise().map_err(drop),
-            Ok(Ok(false)) => Ok(()),
-            Ok(Err(e)) => self.fail(e),
-            Err(panic) => self.fail(RemoteError::panic(panic)),
-        }
-    }
-
-    fn run_task(&mut self, actor: &mut Actor, name: &str) -> Result<(), ()> {
-        let Actor::Task(task) = actor else {
-            return self.fail(RemoteError::refused(format!(
-                "actor `{name}` is a daemon: spawn it with Role::Daemon"
-            )));
-        };
-        match C::catch_panic(|| task.start(name)) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return self.fail(e),
-            Err(panic) => return self.fail(RemoteError::panic(panic)),
-        }
-        let result = C::catch_panic(|| task.run(&Cancel::new(self)));
-        if self.died_in_actor_code() {
-            return Ok(());
-        }
-        match result {
-            Ok(result) => self.runtime.handle_main_done(result).map_err(drop),
-            Err(panic) => self.fail(RemoteError::panic(panic)),
-        }
-    }
-
-    fn run_request(
-        &mut self,
-        actor: &mut Actor,
-        id: RequestId,
-        payload: Vec<u8>,
-    ) -> Result<(), ()> {
-        let Actor::Daemon(daemon) = actor else {
-            let refused = RemoteError::refused("a run-to-result actor takes no requests");
-            return self
-                .runtime
-                .handle_work_done(id, Err(refused))
-                .map_err(drop);
-        };
-        let result = C::catch_panic(|| daemon.handle(id, payload, &Cancel::new(self)));
-        if self.died_in_actor_code() {
-            return Ok(());
-        }
-        match result {
-            Ok(result) => self.runtime.handle_work_done(id, result),
-            Err(panic) => self
-                .runtime
-                .handle_work_panicked(id, RemoteError::panic(panic)),
-        }
-        .map_err(drop)
-    }
-
-    fn teardown_subtree(&mut self, actor: &mut Actor) -> Result<(), ()> {
-        if let Actor::Daemon(daemon) = actor
-            && let Err(panic) = C::catch_panic(|| daemon.teardown_subtree())
-        {
-            let _ = self.fail(RemoteError::panic(panic));
-        }
-        self.runtime.handle_subtree_closed().map_err(drop)
-    }
-
-    /// Whether this process died while its actor's code ran: then it runs nothing more, not
-    /// even the commands its runtime queued before (a dead process sends nothing).
-    fn died_in_actor_code(&mut self) -> bool {
-        if !self.os.alive() {
-            self.killed = true;
-        }
-        self.killed
-    }
-
-    /// The actor failed outside any request.
-    fn fail(&mut self, err: RemoteError) -> Result<(), ()> {
-        self.runtime.handle_actor_failed(err).map_err(drop)
-    }
-}
-
-impl<C: ChildOs> Checkpoint for ChildLoop<'_, C> {
-    fn interrupted(&mut self) -> bool {
-        let mut events = Vec::new();
-        self.os.poll(&mut events);
-        for ev in events {
-            self.feed(ev);
-        }
-        self.killed || self.runtime.stop_cause().is_some()
-    }
-}
-
-fn feed_child_bytes(
-    runtime: &mut ChildRuntime,
-    decoder: &mut FrameDecoder,
-    bytes: &[u8],
-) -> Result<(), ()> {
-    if let Err(e) = decoder.push(bytes) {
-        return runtime.handle_malformed(e).map_err(|_| ());
-    }
-    loop {
-        match decoder.next_message() {
-            Ok(Some(m)) => runtime.handle_message(m).map_err(|_| ())?,
-            Ok(None) => return Ok(()),
-            Err(e) => return runtime.handle_malformed(e).map_err(|_| ()),
         }
     }
 }

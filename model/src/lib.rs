@@ -9,6 +9,7 @@ extern crate std;
 pub mod actor;
 pub mod channels;
 pub mod child;
+pub mod child_loop;
 pub mod coverage;
 pub mod driver;
 pub mod error;

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use harrow_model::Flaws;
 use harrow_model::child::ChildRuntime;
-use harrow_model::driver::{ChildEvent, ChildExit, ChildOs};
+use harrow_model::driver::{BlockingChildOs, ChildEvent, ChildExit, ChildOs};
 use harrow_model::exit;
 use harrow_model::wire::DEFAULT_MAX_FRAME;
 
@@ -96,15 +96,6 @@ impl ChildOs for Channel {
         let _ = sys::send_all_blocking(self.fd.as_fd(), frame);
     }
 
-    fn wait(&mut self, out: &mut Vec<ChildEvent>) {
-        match sys::recv_blocking(self.fd.as_fd(), &mut self.buf) {
-            Ok(RecvOutcome::Data(n)) => out.push(ChildEvent::Bytes(self.buf[..n].to_vec())),
-            Ok(RecvOutcome::Eof | RecvOutcome::PeerGone | RecvOutcome::WouldBlock) | Err(_) => {
-                out.push(ChildEvent::Eof)
-            }
-        }
-    }
-
     fn poll(&mut self, out: &mut Vec<ChildEvent>) {
         for _ in 0..MAX_POLL_READS {
             match sys::recv(self.fd.as_fd(), &mut self.buf) {
@@ -126,6 +117,17 @@ impl ChildOs for Channel {
     /// the failure and stops); only a daemon's own nursery is still torn down through it.
     fn catch_panic<R>(code: impl FnOnce() -> R) -> Result<R, String> {
         catch(code)
+    }
+}
+
+impl BlockingChildOs for Channel {
+    fn wait(&mut self, out: &mut Vec<ChildEvent>) {
+        match sys::recv_blocking(self.fd.as_fd(), &mut self.buf) {
+            Ok(RecvOutcome::Data(n)) => out.push(ChildEvent::Bytes(self.buf[..n].to_vec())),
+            Ok(RecvOutcome::Eof | RecvOutcome::PeerGone | RecvOutcome::WouldBlock) | Err(_) => {
+                out.push(ChildEvent::Eof)
+            }
+        }
     }
 }
 

@@ -33,7 +33,7 @@ pub(crate) use on::{LoopOs, run_child, wrap};
 mod off {
     use harrow_model::actor::Actor;
     use harrow_model::child::ChildRuntime;
-    use harrow_model::driver::{ChildExit, ChildOs};
+    use harrow_model::driver::{BlockingChildOs, ChildExit};
     use harrow_model::supervisor::SupervisorConfig;
     use harrow_model::trace::Record;
     #[cfg(feature = "tokio")]
@@ -83,7 +83,7 @@ mod off {
 
     /// Runs a child's loop; without the feature, [`harrow_model::driver::run_child`] itself.
     #[inline(always)]
-    pub(crate) fn run_child<C: ChildOs>(
+    pub(crate) fn run_child<C: BlockingChildOs>(
         os: &mut C,
         actor: &mut Actor,
         runtime: ChildRuntime,

@@ -9,7 +9,9 @@ use std::sync::OnceLock;
 
 use harrow_model::actor::Actor;
 use harrow_model::child::ChildRuntime;
-use harrow_model::driver::{ChildEvent, ChildExit, ChildOs, Os, OsEvent, WaitError};
+use harrow_model::driver::{
+    BlockingChildOs, ChildEvent, ChildExit, ChildOs, Os, OsEvent, WaitError,
+};
 use harrow_model::supervisor::SupervisorConfig;
 #[cfg(feature = "tokio")]
 use harrow_model::trace::TracedChildEvent;
@@ -331,18 +333,20 @@ impl<C: ChildOs> TracedChild<'_, C> {
     }
 }
 
+impl<C: BlockingChildOs> BlockingChildOs for TracedChild<'_, C> {
+    fn wait(&mut self, out: &mut Vec<ChildEvent>) {
+        let from = out.len();
+        self.os.wait(out);
+        self.note_events(&out[from..]);
+    }
+}
+
 impl<C: ChildOs> ChildOs for TracedChild<'_, C> {
     fn send(&mut self, frame: &[u8]) {
         self.os.send(frame);
         self.sink.write(&Record::ChildSend {
             frame: Hex(frame.to_vec()),
         });
-    }
-
-    fn wait(&mut self, out: &mut Vec<ChildEvent>) {
-        let from = out.len();
-        self.os.wait(out);
-        self.note_events(&out[from..]);
     }
 
     fn poll(&mut self, out: &mut Vec<ChildEvent>) {
@@ -436,7 +440,7 @@ impl ChildTrace {
 }
 
 /// Runs a child's loop ([`harrow_model::driver::run_child`]), traced if tracing is on.
-pub(crate) fn run_child<C: ChildOs>(
+pub(crate) fn run_child<C: BlockingChildOs>(
     os: &mut C,
     actor: &mut Actor,
     runtime: ChildRuntime,

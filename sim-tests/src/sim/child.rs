@@ -8,7 +8,8 @@ use crate::kernel::{DeadlineOwner, Fd, LockId, LockOutcome, Pid, RecvOutcome, Si
 use crate::platform::Platform;
 use harrow_model::actor::Actor;
 use harrow_model::child::ChildRuntime;
-use harrow_model::driver::{ChildEvent, ChildExit, ChildOs, drive_child};
+use harrow_model::child_loop::ChildLoop;
+use harrow_model::driver::{BlockingChildOs, ChildEvent, ChildExit, ChildOs, drive_child};
 use harrow_model::exit;
 use harrow_model::time::Timestamp;
 use harrow_model::wire::DEFAULT_MAX_FRAME;
@@ -280,11 +281,6 @@ impl<P: Platform> ChildOs for SimChildOs<P> {
         });
     }
 
-    fn wait(&mut self, out: &mut Vec<ChildEvent>) {
-        let ev = self.shared.wait_for(|w| self.next_event(w));
-        self.report(ev, out);
-    }
-
     fn poll(&mut self, out: &mut Vec<ChildEvent>) {
         if let Some(ev) = self.shared.with(|w| self.next_event(w)) {
             self.report(ev, out);
@@ -304,6 +300,13 @@ impl<P: Platform> ChildOs for SimChildOs<P> {
                 Err(other) => std::panic::resume_unwind(other),
             },
         )
+    }
+}
+
+impl<P: Platform> BlockingChildOs for SimChildOs<P> {
+    fn wait(&mut self, out: &mut Vec<ChildEvent>) {
+        let ev = self.shared.wait_for(|w| self.next_event(w));
+        self.report(ev, out);
     }
 }
 
@@ -386,9 +389,9 @@ pub(crate) fn process_body<P: Platform, F: ActorFactory<P>>(
             eof_reported: false,
         };
         let flaws = shared.read(|w| w.config.flaws);
-        let mut runtime = ChildRuntime::new(pid.0, flaws, 64);
-        let ended = drive_child(&mut os, &mut actor, &mut runtime, DEFAULT_MAX_FRAME);
-        shared.hand_in(&runtime.take_coverage());
+        let mut child = ChildLoop::new(ChildRuntime::new(pid.0, flaws, 64), DEFAULT_MAX_FRAME);
+        let ended = drive_child(&mut os, &mut actor, &mut child);
+        shared.hand_in(&child.runtime_mut().take_coverage());
         shared.with(|w| {
             if let ChildExit::Code(code) = ended
                 && w.runs(me)
@@ -528,9 +531,9 @@ pub(crate) fn thread_body<P: Platform, F: ActorFactory<P>>(
         Ok(()) => {
             let mut actor = factory.make(env, &name);
             let flaws = shared.read(|w| w.config.flaws);
-            let mut runtime = ChildRuntime::new(0, flaws, 64);
-            let ended = drive_child(&mut os, &mut actor, &mut runtime, DEFAULT_MAX_FRAME);
-            shared.hand_in(&runtime.take_coverage());
+            let mut child = ChildLoop::new(ChildRuntime::new(0, flaws, 64), DEFAULT_MAX_FRAME);
+            let ended = drive_child(&mut os, &mut actor, &mut child);
+            shared.hand_in(&child.runtime_mut().take_coverage());
             match ended {
                 ChildExit::Code(c) => c,
                 ChildExit::Killed => exit::KILLED,

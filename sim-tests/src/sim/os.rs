@@ -793,6 +793,8 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
         let Some(c) = self.children.get_mut(&child) else {
             return Err(format!("{child} was never launched here"));
         };
+        // Reaped (or joined), it has no exit left to report, as on Linux.
+        self.reports.unwatch_exit(child);
         if let Some(handle) = c.thread.take() {
             let code = P::join(handle);
             let ctx = c.ctx;

@@ -1,13 +1,18 @@
 //! What each choice does: the user's calls and the deliveries go to the parent's driver, the
-//! rest is the children's side and the actors' scripts.
+//! children's steps to their loops, over their actors' scripts (`child.rs`).
 
-use harrow_model::child::{ChildCommand, ChildInputError};
-use harrow_model::driver::OsEvent;
+use std::cell::RefCell;
+
+use harrow_model::child::ChildInputError;
+use harrow_model::child_loop::{Busy, ChildLoop};
+use harrow_model::driver::{ChildEvent, ChildExit, OsEvent};
 use harrow_model::supervisor::SpawnSpec;
-use harrow_model::wire::{Message, RemoteError, RemoteErrorKind};
+use harrow_model::wire::{RemoteError, RemoteErrorKind};
 use harrow_model::{ChildId, ExitStatus, RequestId};
 
-use super::{Block, Kid, Proc, World, kid_name};
+use super::child::{KidOs, Script, Trace, main_result};
+use super::os::frame_message;
+use super::{Proc, World, kid_name};
 use crate::scenario::{ABORTED, Behaviour};
 
 impl World<'_> {
@@ -90,151 +95,112 @@ impl World<'_> {
             return;
         }
         self.note(&kid_name(i), || "boots".into());
-        self.st.kids[i]
-            .runtime
-            .start()
-            .expect("a new runtime starts");
-        self.drive_child(i);
+        self.step_child(i, |lp, os, script| Ok(lp.start(os, script)));
     }
 
+    /// Child `i`'s loop takes one thing: an actor failure its script raises, the next frame
+    /// from its parent, the end of the work it is busy with, or its parent's end-of-file.
     pub(super) fn run_kid(&mut self, i: usize) {
         let kid = &mut self.st.kids[i];
-        let result = if let Some(err) = kid.failure.take() {
-            kid.runtime.handle_actor_failed(err)
-        } else if let Some(msg) = kid.inbox.pop_front() {
-            let name = msg.name();
-            let r = kid.runtime.handle_message(msg);
-            self.note(&kid_name(i), || format!("reads {name}"));
-            r
-        } else if let Some(id) = self.st.kids[i].work.pop_front() {
-            self.work_done(i, id)
-        } else if let Some(result) = self.st.kids[i].main.take() {
-            self.st.kids[i].runtime.handle_main_done(result)
+        if let Some(err) = kid.failure.take() {
+            self.step_child(i, |lp, os, script| lp.actor_failed(os, script, err));
+        } else if let Some(frame) = kid.inbox.pop_front() {
+            let max_frame = self.st.sup.config().max_frame;
+            self.note(&kid_name(i), || {
+                format!("reads {}", frame_message(&frame, max_frame).name())
+            });
+            let ev = ChildEvent::Bytes(frame);
+            self.step_child(i, |lp, os, script| Ok(lp.feed(os, script, ev)));
+        } else if let Some(Busy::Request(id)) = kid.child_loop.busy() {
+            self.work_done(i, id);
+        } else if let Some(Busy::Main) = kid.child_loop.busy() {
+            let result = main_result(&kid.behaviour);
+            self.step_child(i, |lp, os, script| lp.main_ended(os, script, Ok(result)));
         } else {
-            let kid = &mut self.st.kids[i];
             kid.eof_seen_by_child = true;
-            let r = kid.runtime.handle_parent_eof();
             self.note(&kid_name(i), || "reads EOF from its parent".into());
-            r
-        };
-        result.expect("the world only feeds inputs the child runtime accepts");
-        self.drive_child(i);
+            self.step_child(i, |lp, os, script| Ok(lp.feed(os, script, ChildEvent::Eof)));
+        }
     }
 
     /// Child `i` finishes request `id` as its behaviour says.
-    fn work_done(&mut self, i: usize, id: RequestId) -> Result<(), ChildInputError> {
+    fn work_done(&mut self, i: usize, id: RequestId) {
         let kid = &mut self.st.kids[i];
-        let result = match &kid.behaviour {
-            Behaviour::FailsRequests => {
-                Err(RemoteError::new(RemoteErrorKind::Error, "request failed"))
-            }
+        let ended = match &kid.behaviour {
+            Behaviour::FailsRequests => Ok(Err(RemoteError::new(
+                RemoteErrorKind::Error,
+                "request failed",
+            ))),
             Behaviour::CrashesInRequest { nth } if kid.is_process() => {
                 if kid.answered.len() == *nth as usize {
                     self.note(&kid_name(i), || "aborts in a request".into());
                     self.exit_kid(i, ExitStatus::Exited(ABORTED));
-                    return Ok(());
+                    return;
                 }
                 kid.answered.push(id);
-                Ok(b"pong".to_vec())
+                Ok(Ok(b"pong".to_vec()))
             }
             Behaviour::PanicsInRequests { message } => {
-                let panic = RemoteError::new(RemoteErrorKind::Panic, message);
-                // The failed actor runs nothing more: the runtime refuses the rest.
-                kid.work.clear();
-                let accepted = kid.runtime.handle_work_panicked(id, panic);
+                let message = message.clone();
                 self.note(&kid_name(i), || "panics in a request".into());
-                return accepted;
+                Err(message)
             }
-            _ => Ok(b"pong".to_vec()),
+            _ => Ok(Ok(b"pong".to_vec())),
         };
-        kid.runtime.handle_work_done(id, result)
+        self.step_child(i, |lp, os, script| lp.work_ended(os, script, id, ended));
     }
 
-    /// Executes the child runtime's commands, as its loop does: in order, none while a
-    /// request's work runs (the loop runs it inline, so the ones behind a start wait for it),
-    /// and none once its process has died (a dead process sends nothing).
-    fn drive_child(&mut self, i: usize) {
-        while self.st.kids[i].work.is_empty()
-            && self.st.kids[i].proc == Proc::Running
-            && let Some(cmd) = self.st.kids[i].runtime.poll_command()
-        {
-            match cmd {
-                ChildCommand::Send(msg) => {
-                    self.note(&kid_name(i), || format!("sends {}", msg.name()));
-                    let kid = &mut self.st.kids[i];
-                    // A child that reports its failure twice writes it once more itself.
-                    let again = matches!(msg, Message::Failed(_))
-                        && matches!(kid.behaviour, Behaviour::ReportsFailureTwice { .. });
-                    if kid.parent_end && again {
-                        kid.outbox.push_back(msg.clone());
-                    }
-                    if kid.parent_end {
-                        kid.outbox.push_back(msg);
-                    }
-                }
-                ChildCommand::StartMain { .. } | ChildCommand::StartActor { .. } => {
-                    self.start_actor(i)
-                }
-                ChildCommand::StartRequest { id, .. } => self.st.kids[i].work.push_back(id),
-                ChildCommand::InterruptWork => {}
-                ChildCommand::TeardownSubtree => {
-                    self.st.kids[i]
-                        .runtime
-                        .handle_subtree_closed()
-                        .expect("subtree was open");
-                }
-                ChildCommand::Exit(code) => self.exit_kid(i, ExitStatus::Exited(code)),
-            }
-        }
-    }
-
-    fn start_actor(&mut self, i: usize) {
-        let now = self.st.now;
-        if self.st.alloc_held_by == Some(i) {
+    /// Runs one step of child `i`'s loop, lent its channel end and its actor's script; then
+    /// ends its process if the script crashed it or the loop says to exit.
+    fn step_child(
+        &mut self,
+        i: usize,
+        step: impl FnOnce(
+            &mut ChildLoop,
+            &mut KidOs<'_>,
+            &mut Script<'_>,
+        ) -> Result<Option<ChildExit>, ChildInputError>,
+    ) {
+        let (now, max_frame) = (self.st.now, self.st.sup.config().max_frame);
+        let trace: Trace = RefCell::new(self.trace.take());
+        let who = kid_name(i);
+        let kid = &mut self.st.kids[i];
+        let mut os = KidOs {
+            who: &who,
+            now,
+            max_frame,
+            trace: &trace,
+            outbox: &mut kid.outbox.0,
+            parent_end: kid.parent_end,
+            reports_twice: matches!(kid.behaviour, Behaviour::ReportsFailureTwice { .. }),
+        };
+        let mut script = Script {
+            who: &who,
+            now,
+            trace: &trace,
+            behaviour: &kid.behaviour,
+            is_process: kid.method != harrow_model::SpawnMethod::Thread,
+            block: &mut kid.block,
+            helper_until: &mut kid.helper_until,
+            failure: &mut kid.failure,
+            started: false,
+            crash: None,
+        };
+        let ended = step(&mut kid.child_loop, &mut os, &mut script)
+            .expect("the world only feeds inputs the child's loop accepts");
+        let (started, crash) = (script.started, script.crash);
+        self.trace = trace.into_inner();
+        if started && self.st.alloc_held_by == Some(i) {
             self.st.alloc_held_by = None;
         }
-        let kid = &mut self.st.kids[i];
-        let role = self.sc.children[kid.plan].role;
-        let main_result = |kid: &Kid| match &kid.behaviour {
-            Behaviour::FailsMain { message } => {
-                Err(RemoteError::new(RemoteErrorKind::Error, message))
-            }
-            _ => Ok(b"done".to_vec()),
+        let status = match ended {
+            Some(ChildExit::Code(code)) => Some(ExitStatus::Exited(code)),
+            Some(ChildExit::Killed) => unreachable!("the world kills a child between its steps"),
+            None => crash,
         };
-        match kid.behaviour.clone() {
-            Behaviour::Blocks { ms } => {
-                kid.block = Block::Until(now + std::time::Duration::from_millis(ms))
-            }
-            Behaviour::BlocksForever => kid.block = Block::Forever,
-            Behaviour::LeaksChannel { hold_ms } => {
-                // A detached helper in its own group keeps the channel open; the actor hangs.
-                if kid.is_process() {
-                    kid.helper_until = Some(now + std::time::Duration::from_millis(hold_ms));
-                }
-                kid.block = Block::Forever;
-            }
-            Behaviour::CrashesAfterHandshake { code } => {
-                self.note(&kid_name(i), || "crashes after its handshake".into());
-                self.exit_kid(i, ExitStatus::Exited(code));
-                return;
-            }
-            Behaviour::FailsActor { message } | Behaviour::ReportsFailureTwice { message } => {
-                kid.failure = Some(RemoteError::new(RemoteErrorKind::Panic, &message))
-            }
-            _ => {}
+        if let Some(status) = status {
+            self.exit_kid(i, status);
         }
-        let kid = &mut self.st.kids[i];
-        if role == harrow_model::wire::Role::RunToResult {
-            kid.main = Some(main_result(kid));
-        }
-        let blocked = kid.block != Block::No;
-        self.note(&kid_name(i), || {
-            if blocked {
-                "starts its actor, which stops yielding".into()
-            } else {
-                "starts its actor".into()
-            }
-        });
     }
 
     /// The parent reads one thing from child `i`'s channel: the next frame its child wrote,
@@ -243,11 +209,13 @@ impl World<'_> {
         let child = ChildId(i as u32);
         let max_frame = self.st.sup.config().max_frame;
         let kid = &mut self.st.kids[i];
-        let event = if let Some(msg) = kid.outbox.pop_front() {
-            self.note("parent", || format!("reads {} from {child}", msg.name()));
-            OsEvent::Bytes(child, msg.encode_fitted(max_frame))
+        let event = if let Some(frame) = kid.outbox.pop_front() {
+            self.note("parent", || {
+                let name = frame_message(&frame, max_frame).name();
+                format!("reads {name} from {child}")
+            });
+            OsEvent::Bytes(child, frame)
         } else {
-            kid.eof_delivered = true;
             self.note("parent", || format!("reads EOF from {child}"));
             OsEvent::Eof(child)
         };
@@ -255,7 +223,6 @@ impl World<'_> {
     }
 
     pub(super) fn report_exit(&mut self, i: usize) {
-        self.st.kids[i].exit_delivered = true;
         let child = ChildId(i as u32);
         self.note("parent", || format!("sees {child} exit (pidfd readable)"));
         self.turn_with(OsEvent::Exited(child));

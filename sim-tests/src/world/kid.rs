@@ -1,12 +1,53 @@
-//! A child in the pure world: its runtime, its actor's script, and both ends of its channel.
+//! A child in the pure world: its event loop, its actor's script, and both ends of its channel.
 
 use std::collections::VecDeque;
+use std::fmt;
+use std::ops::{Deref, DerefMut};
 
-use harrow_model::child::{ChildPhase, ChildRuntime};
-use harrow_model::wire::{Message, RemoteError};
+use harrow_model::child::ChildPhase;
+use harrow_model::child_loop::ChildLoop;
+use harrow_model::wire::{FrameDecoder, RemoteError};
 use harrow_model::{ExitStatus, RequestId, SpawnMethod, Timestamp};
 
 use crate::scenario::Behaviour;
+
+/// The frames written to one end of a channel and not yet read, one per write, oldest first.
+///
+/// Shown decoded: a state's text names the messages in flight, their request ids included
+/// (what the symmetry test renames).
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Frames(pub VecDeque<Vec<u8>>);
+
+impl Deref for Frames {
+    type Target = VecDeque<Vec<u8>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl DerefMut for Frames {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl fmt::Debug for Frames {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let decoded = |frame: &Vec<u8>| {
+            let mut decoder = FrameDecoder::new(u32::MAX);
+            decoder.push(frame).and_then(|()| decoder.next_message())
+        };
+        let mut list = f.debug_list();
+        for frame in &self.0 {
+            match decoded(frame) {
+                Ok(Some(message)) => list.entry(&message),
+                _ => list.entry(frame),
+            };
+        }
+        list.finish()
+    }
+}
 
 /// Whether the child's actor is refusing to yield.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -39,38 +80,30 @@ pub struct Kid {
     pub method: SpawnMethod,
     /// Its actor's script.
     pub behaviour: Behaviour,
-    /// The protocol's child side.
-    pub runtime: ChildRuntime,
+    /// Its event loop: the protocol's child side, the decoder of its channel, the work it
+    /// is busy with (a request's or its main function's, which ends at a later step).
+    pub child_loop: ChildLoop,
     /// Whether it has booted.
     pub booted: bool,
     /// Its process state.
     pub proc: Proc,
     /// Whether the parent abandoned its thread.
     pub abandoned: bool,
-    /// Messages from the parent not yet read.
-    pub inbox: VecDeque<Message>,
-    /// Messages to the parent not yet read.
-    pub outbox: VecDeque<Message>,
+    /// Frames from the parent not yet read.
+    pub inbox: Frames,
+    /// Frames to the parent not yet read.
+    pub outbox: Frames,
     /// Whether the parent's end of the channel is open.
     pub parent_end: bool,
     /// Whether the child's end of the channel is open.
     pub child_end: bool,
     /// Whether the child has seen the parent's EOF.
     pub eof_seen_by_child: bool,
-    /// Whether the parent has seen the child's EOF.
-    pub eof_delivered: bool,
-    /// Whether the parent has been told of the exit.
-    pub exit_delivered: bool,
     /// Whether its actor is refusing to yield.
     pub block: Block,
-    /// Requests started on the actor, not yet finished. The child's loop runs a request's
-    /// work inline, so its runtime's later commands wait until that work is done.
-    pub work: VecDeque<RequestId>,
     /// Requests answered by an actor that dies in a later one (`CrashesInRequest`): each
     /// must reach its caller as that answer (property 15).
     pub answered: Vec<RequestId>,
-    /// A main function running, with the result it will return.
-    pub main: Option<Result<Vec<u8>, RemoteError>>,
     /// An actor failure about to be raised.
     pub failure: Option<RemoteError>,
     /// How many times it was reaped by its parent.
@@ -91,27 +124,23 @@ impl Kid {
         plan: usize,
         method: SpawnMethod,
         behaviour: Behaviour,
-        runtime: ChildRuntime,
+        child_loop: ChildLoop,
     ) -> Self {
         Kid {
             plan,
             method,
             behaviour,
-            runtime,
+            child_loop,
             booted: false,
             proc: Proc::Running,
             abandoned: false,
-            inbox: VecDeque::new(),
-            outbox: VecDeque::new(),
+            inbox: Frames::default(),
+            outbox: Frames::default(),
             parent_end: true,
             child_end: true,
             eof_seen_by_child: false,
-            eof_delivered: false,
-            exit_delivered: false,
             block: Block::No,
-            work: VecDeque::new(),
             answered: Vec::new(),
-            main: None,
             failure: None,
             reaps: 0,
             parent_end_copies: std::collections::BTreeSet::new(),
@@ -140,25 +169,26 @@ impl Kid {
     /// Whether its actor has something to do and is free to do it.
     pub fn can_run(&self, copies_held: bool) -> bool {
         let alive = self.booted && self.proc == Proc::Running && self.block == Block::No;
-        let live_runtime = self.runtime.phase() != ChildPhase::Exited;
+        let live_runtime = self.child_loop.runtime().phase() != ChildPhase::Exited;
         let has_work = !self.inbox.is_empty()
             || self.eof_pending(copies_held)
-            || !self.work.is_empty()
-            || self.main.is_some()
+            || self.child_loop.busy().is_some()
             || self.failure.is_some();
         alive && live_runtime && has_work
     }
 
-    /// Whether the parent has something to read from its channel.
-    pub fn can_deliver(&self) -> bool {
-        let eof = !self.child_end && self.helper_until.is_none() && !self.eof_delivered;
-        self.parent_end && (!self.outbox.is_empty() || eof)
+    /// Whether the parent has something to read from its channel, given whether its
+    /// operating system still reads it (open, its end-of-file not yet reported).
+    pub fn can_deliver(&self, read: bool) -> bool {
+        let eof = !self.child_end && self.helper_until.is_none();
+        read && (!self.outbox.is_empty() || eof)
     }
 
-    /// Whether its exit is there for the parent to notice (its pidfd, or the stolen status).
-    pub fn can_report_exit(&self) -> bool {
+    /// Whether its exit is there for the parent to notice (its pidfd, or the stolen status),
+    /// given whether the parent's operating system still watches it.
+    pub fn can_report_exit(&self, watched: bool) -> bool {
         let exited = matches!(self.proc, Proc::Exited(_)) || self.stolen;
-        exited && !self.exit_delivered && !self.abandoned
+        exited && watched
     }
 
     /// Whether nothing of it remains: reaped, or an abandoned thread (leaked on purpose).
@@ -174,8 +204,7 @@ impl Kid {
         self.proc = Proc::Exited(status);
         self.child_end = false;
         self.inbox.clear();
-        self.work.clear();
-        self.main = None;
+        self.child_loop.kill();
         self.failure = None;
         self.block = Block::No;
     }
@@ -184,7 +213,6 @@ impl Kid {
     pub fn parent_died(&mut self) {
         self.parent_end = false;
         self.outbox.clear();
-        self.exit_delivered = true;
         if let Proc::Exited(s) = self.proc {
             self.proc = Proc::Reaped(s);
         }

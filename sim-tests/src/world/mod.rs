@@ -1,4 +1,4 @@
-//! The pure world: the supervisor, real child runtimes and scripted actors, with no threads.
+//! The pure world: the supervisor, real child loops and runtimes, scripted actors, no threads.
 //!
 //! Every step that could happen in either order in reality (a child runs, a message reaches
 //! the parent, an exit is noticed, time jumps to the next deadline, a fault strikes) is a
@@ -9,8 +9,12 @@
 //! The parent runs the one [`Driver`], as over the simulated kernel and over Linux: each step
 //! that reaches it (a frame or end-of-file read, an exit noticed, a deadline, SIGINT) is what
 //! the driver's next wait reports, and the user's calls are the driver's; its commands reach
-//! the children through `PureOs` (`os.rs`), the frames through the real codec.
+//! the children through `PureOs` (`os.rs`), the frames through the real codec. Each child
+//! runs the one child loop ([`harrow_model::child_loop::ChildLoop`]), as over the simulated
+//! kernel and over Linux, a step at a time: it reads its parent's frames through its decoder
+//! and writes frames the parent's driver decodes; its actor is a script (`child.rs`).
 
+mod child;
 mod effects;
 mod kid;
 mod os;
@@ -20,6 +24,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
+use harrow_model::channels::Channels;
 use harrow_model::coverage::Coverage;
 use harrow_model::driver::{Driver, OsEvent};
 use harrow_model::supervisor::{
@@ -29,7 +34,7 @@ use harrow_model::trace::Record;
 use harrow_model::{ChildId, Timestamp};
 use serde::{Deserialize, Serialize};
 
-pub use kid::{Block, Kid, Proc};
+pub use kid::{Block, Frames, Kid, Proc};
 use os::PureOs;
 
 use crate::scenario::{Ending, Fault, Scenario};
@@ -144,6 +149,8 @@ pub struct State {
     pub sup: Supervisor,
     /// The children, by spawn order.
     pub kids: Vec<Kid>,
+    /// What the root's operating system may still report of each child's channel and exit.
+    pub reports: Channels,
     /// The body's progress.
     pub body: Body,
     /// Children that reported ready.
@@ -181,6 +188,7 @@ impl<'s> World<'s> {
             now: Timestamp::ZERO,
             sup,
             kids: Vec::new(),
+            reports: Channels::new(),
             body: Body::Spawning(0),
             ready: BTreeSet::new(),
             faults_done: BTreeSet::new(),
@@ -248,7 +256,7 @@ impl<'s> World<'s> {
     pub fn take_coverage(&mut self) -> Coverage {
         let mut coverage = self.st.sup.take_coverage();
         for k in &mut self.st.kids {
-            coverage.merge(&k.runtime.take_coverage());
+            coverage.merge(&k.child_loop.runtime_mut().take_coverage());
         }
         coverage
     }
@@ -276,14 +284,16 @@ impl<'s> World<'s> {
                 .map(Choice::Run),
         );
         if !self.st.root_dead {
+            let (kids, reports) = (&self.st.kids, &self.st.reports);
+            let id = |i: usize| ChildId(i as u32);
             out.extend(
                 (0..n)
-                    .filter(|&i| self.st.kids[i].can_deliver())
+                    .filter(|&i| kids[i].can_deliver(reports.reads(id(i))))
                     .map(Choice::Deliver),
             );
             out.extend(
                 (0..n)
-                    .filter(|&i| self.st.kids[i].can_report_exit())
+                    .filter(|&i| kids[i].can_report_exit(reports.watches_exit(id(i))))
                     .map(Choice::Exit),
             );
         }
@@ -335,11 +345,7 @@ impl<'s> World<'s> {
 
     fn note(&mut self, who: &str, what: impl FnOnce() -> String) {
         if let Some(trace) = &mut self.trace {
-            trace.push(format!(
-                "[{:>10}] {who:<9} {}",
-                self.st.now.to_string(),
-                what()
-            ));
+            trace.push(line(self.st.now, who, &what()));
         }
     }
 
@@ -488,8 +494,10 @@ impl<'s> World<'s> {
             Fault::ParentDeath => {
                 self.note("env", || "the root is SIGKILLed".into());
                 self.st.root_dead = true;
-                for kid in &mut self.st.kids {
+                for (i, kid) in self.st.kids.iter_mut().enumerate() {
                     kid.parent_died();
+                    // A dead root watches nothing: init reaps its orphans.
+                    self.st.reports.unwatch_exit(ChildId(i as u32));
                 }
                 for i in 0..self.st.kids.len() {
                     self.dies_with_the_root(i);
@@ -560,6 +568,7 @@ impl<'s> World<'s> {
             now: self.st.now,
             max_frame: self.st.sup.config().max_frame,
             kids: &mut self.st.kids,
+            reports: &mut self.st.reports,
             alloc_held_by: &mut self.st.alloc_held_by,
             violations: &mut self.st.violations,
             root_dead: self.st.root_dead,
@@ -662,6 +671,11 @@ impl World<'_> {
             ));
         }
     }
+}
+
+/// A line of the trace: at `now`, `who` did `what`.
+fn line(now: Timestamp, who: &str, what: &str) -> String {
+    format!("[{:>10}] {who:<9} {what}", now.to_string())
 }
 
 fn kid_name(i: usize) -> String {

@@ -8,11 +8,13 @@
 //! simulated kernel would. The driver is then taken apart again: between steps every frame
 //! has been delivered whole, so its decoders hold nothing and nothing of it is state.
 
+use harrow_model::channels::Channels;
 use harrow_model::child::ChildRuntime;
+use harrow_model::child_loop::ChildLoop;
 use harrow_model::driver::{Os, OsEvent, WaitError};
 use harrow_model::method::Situation;
 use harrow_model::trace::{Hex, Record};
-use harrow_model::wire::FrameDecoder;
+use harrow_model::wire::{FrameDecoder, Message};
 use harrow_model::{ChildId, ExitStatus, Flaw, SpawnMethod, Timestamp};
 
 use super::{Kid, Proc, kid_name};
@@ -35,6 +37,8 @@ pub(super) struct PureOs<'a> {
     /// The frame size limit of every channel, the supervisor's.
     pub(super) max_frame: u32,
     pub(super) kids: &'a mut Vec<Kid>,
+    /// What may still be reported of each child: the rules every `Os` follows.
+    pub(super) reports: &'a mut Channels,
     pub(super) alloc_held_by: &'a mut Option<usize>,
     pub(super) violations: &'a mut Vec<String>,
     pub(super) root_dead: bool,
@@ -49,11 +53,7 @@ impl PureOs<'_> {
     /// Adds a line to the trace, if one is recorded.
     pub(super) fn note(&mut self, who: &str, what: impl FnOnce() -> String) {
         if let Some(trace) = self.trace.as_mut() {
-            trace.push(format!(
-                "[{:>10}] {who:<9} {}",
-                self.now.to_string(),
-                what()
-            ));
+            trace.push(super::line(self.now, who, &what()));
         }
     }
 
@@ -142,8 +142,11 @@ impl Os for PureOs<'_> {
             PROCESS_PID
         };
         let runtime = ChildRuntime::new(pid, self.sc.flaws, MAX_IN_FLIGHT);
+        let child_loop = ChildLoop::new(runtime, self.max_frame);
         assert_eq!(self.kids.len(), i, "children launch in spawn order");
-        self.kids.push(Kid::new(plan, method, behaviour, runtime));
+        self.kids
+            .push(Kid::new(plan, method, behaviour, child_loop));
+        self.reports.launched(child);
         self.note("driver", || format!("launch {child} by {method}"));
         self.log(|| Record::Launch {
             child,
@@ -156,20 +159,13 @@ impl Os for PureOs<'_> {
         Ok(())
     }
 
-    /// Decodes the frame with the real codec into the child's inbox: the child's side of the
-    /// pure world reads messages.
+    /// Puts the frame in the child's inbox, for its loop to read at a later step.
     fn send(&mut self, child: ChildId, frame: &[u8]) {
         let i = child.0 as usize;
-        let mut decoder = FrameDecoder::new(self.max_frame);
-        let message = decoder
-            .push(frame)
-            .and_then(|()| decoder.next_message())
-            .ok()
-            .flatten()
-            .expect("the driver sends whole, well-formed frames");
-        assert_eq!(decoder.next_message(), Ok(None), "one frame per send");
+        let max_frame = self.max_frame;
         self.note("driver", || {
-            format!("send {} to {}", message.name(), kid_name(i))
+            let name = frame_message(frame, max_frame).name();
+            format!("send {name} to {}", kid_name(i))
         });
         self.log(|| Record::Send {
             child,
@@ -179,7 +175,7 @@ impl Os for PureOs<'_> {
         // A send to a child whose end is gone fails with EPIPE; its EOF and exit are what the
         // parent acts on, so the lost message is of no consequence.
         if kid.child_end {
-            kid.inbox.push_back(message);
+            kid.inbox.push_back(frame.to_vec());
         }
     }
 
@@ -192,6 +188,7 @@ impl Os for PureOs<'_> {
         let kid = &mut self.kids[i];
         kid.parent_end = false;
         kid.outbox.clear();
+        self.reports.closed(child);
     }
 
     fn kill(&mut self, child: ChildId) {
@@ -218,6 +215,7 @@ impl Os for PureOs<'_> {
         });
         self.log(|| Record::Abandon { child });
         self.kids[i].abandoned = true;
+        self.reports.unwatch_exit(child);
     }
 
     fn reap(&mut self, child: ChildId) -> Result<ExitStatus, String> {
@@ -229,6 +227,7 @@ impl Os for PureOs<'_> {
             _ => panic!("the protocol ordered a reap of {child}, which has not exited"),
         };
         kid.proc = Proc::Reaped(status);
+        self.reports.unwatch_exit(child);
         if !kid.stolen {
             kid.reaps += 1;
         }
@@ -250,6 +249,7 @@ impl Os for PureOs<'_> {
     fn retire(&mut self, child: ChildId) {
         self.note("driver", || format!("retire {child}"));
         self.log(|| Record::Retire { child });
+        self.reports.retired(child);
         let kid = &self.kids[child.0 as usize];
         let ended = matches!(kid.proc, Proc::Reaped(_)) || kid.abandoned;
         if kid.parent_end || !ended {
@@ -262,21 +262,48 @@ impl Os for PureOs<'_> {
         }
     }
 
-    /// Hands back what the world staged for this step; the pure world never blocks.
+    /// Hands back what the world staged for this step, as far as [`Channels`] lets it be
+    /// reported; the pure world never blocks.
     fn wait(
         &mut self,
         deadline: Option<Timestamp>,
         out: &mut Vec<OsEvent>,
     ) -> Result<(), WaitError> {
+        let start = out.len();
+        for ev in self.staged.drain(..) {
+            match ev {
+                OsEvent::Bytes(child, bytes) => self.reports.bytes(child, bytes, out),
+                OsEvent::Eof(child) => {
+                    self.reports.end_of_stream(child, out);
+                }
+                OsEvent::Exited(child) => {
+                    self.reports.exited(child, out);
+                }
+                OsEvent::Interrupt | OsEvent::Deadline => out.push(ev),
+            }
+        }
         if let Some(log) = self.log.as_mut() {
             log.push(Record::Wait {
                 deadline,
-                events: self.staged.iter().map(Into::into).collect(),
+                events: out[start..].iter().map(Into::into).collect(),
                 now: self.now,
                 failed: None,
             });
         }
-        out.append(&mut self.staged);
         Ok(())
     }
+}
+
+/// The message of one whole frame, decoded with the real codec: what the trace names, and
+/// what the symmetry reduction reads. Both sides write whole, well-formed frames, one a write.
+pub(super) fn frame_message(frame: &[u8], max_frame: u32) -> Message {
+    let mut decoder = FrameDecoder::new(max_frame);
+    let message = decoder
+        .push(frame)
+        .and_then(|()| decoder.next_message())
+        .ok()
+        .flatten()
+        .expect("the pure world writes whole, well-formed frames");
+    assert_eq!(decoder.next_message(), Ok(None), "one frame a write");
+    message
 }

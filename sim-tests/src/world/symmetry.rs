@@ -6,7 +6,7 @@
 //! representative of each such class, as stateright's `symmetry()` does: the state with the
 //! interchangeable children sorted by what happened to each, every reference to a child
 //! (the supervisor's tables, the body's ready set, the descriptor copies, the spawn specs in
-//! flight) relabelled to match, while each slot keeps its own plan and name.
+//! flight, re-encoded) relabelled to match, while each slot keeps its own plan and name.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,6 +16,7 @@ use harrow_model::ChildId;
 use harrow_model::supervisor::Supervisor;
 use harrow_model::wire::Message;
 
+use super::os::frame_message;
 use super::{State, World};
 use crate::scenario::{ChildPlan, Fault};
 
@@ -87,14 +88,14 @@ impl World<'_> {
         let mut kid = self.st.kids[i].clone();
         kid.plan = 0;
         kid.parent_end_copies.clear();
-        for m in &mut kid.inbox {
-            if let Message::SpawnSpec { actor, .. } = m {
-                actor.clear();
-            }
+        let max_frame = self.st.sup.config().max_frame;
+        for frame in kid.inbox.iter_mut() {
+            respell(frame, max_frame, "");
         }
         let mut h = DefaultHasher::new();
         kid.hash(&mut h);
         self.st.sup.hash_history(ChildId(i as u32), &mut h);
+        self.st.reports.hash_child(ChildId(i as u32), &mut h);
         self.st.ready.contains(&i).hash(&mut h);
         (self.st.alloc_held_by == Some(i)).hash(&mut h);
         h.finish()
@@ -110,10 +111,8 @@ impl World<'_> {
             let mut kid = old[from].clone();
             kid.plan = old[slot].plan;
             let name = &self.sc.children[kid.plan].name;
-            for m in &mut kid.inbox {
-                if let Message::SpawnSpec { actor, .. } = m {
-                    actor.clone_from(name);
-                }
+            for frame in kid.inbox.iter_mut() {
+                respell(frame, self.st.sup.config().max_frame, name);
             }
             kids[slot] = kid;
         }
@@ -125,6 +124,7 @@ impl World<'_> {
             now: st.now,
             sup,
             kids,
+            reports: st.reports.relabelled(to),
             body: st.body,
             ready: st.ready.iter().map(|&i| map(i)).collect(),
             faults_done: st.faults_done.clone(),
@@ -132,6 +132,18 @@ impl World<'_> {
             alloc_held_by: st.alloc_held_by.map(map),
             violations: Vec::new(),
         }
+    }
+}
+
+/// Rewrites a frame that carries a spawn spec to name the actor `name`; leaves any other
+/// frame as it is.
+fn respell(frame: &mut Vec<u8>, max_frame: u32, name: &str) {
+    if let Message::SpawnSpec { role, .. } = frame_message(frame, max_frame) {
+        let spec = Message::SpawnSpec {
+            actor: name.to_owned(),
+            role,
+        };
+        *frame = spec.encode_fitted(max_frame);
     }
 }
 
