@@ -151,6 +151,15 @@ impl ChildLoop {
         Ok(Step { lp: self, os }.execute(actor))
     }
 
+    /// The work the loop is busy with asks its [`Cancel`] at a checkpoint, later than the
+    /// call that started it (a step-wise world's long work): what the operating system has
+    /// from the parent is read and fed to the runtime, and the answer is whether the work
+    /// should stop. The runtime's commands wait for the work's end, as they do while work
+    /// runs inline.
+    pub fn checkpoint<C: ChildOs>(&mut self, os: &mut C) -> bool {
+        Step { lp: self, os }.interrupted()
+    }
+
     /// This process was killed between the loop's steps (a step-wise world ends it): it
     /// runs nothing more, and the work it was busy with is gone.
     pub fn kill(&mut self) {

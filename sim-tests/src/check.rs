@@ -157,6 +157,7 @@ pub fn shipped_for(engine: Engine) -> Vec<Scenario> {
     let mut out: Vec<Scenario> = scenario::canonical();
     out.extend(flaws::catalogue().iter().map(flaws::fixed));
     out.extend(scenario::requests());
+    out.extend(scenario::user());
     match engine {
         Engine::Loom => {
             out.extend(scenario::loom_matrix());

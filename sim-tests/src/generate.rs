@@ -1,10 +1,11 @@
 //! Generated scenarios: proptest strategies over [`Scenario`], and the two ways each one runs.
 //!
 //! The strategies draw the tree (root children, and for the simulated-OS engines one level of
-//! grandchildren), each child's spawn method, role and behaviour, the requests, the body's
-//! ending, the environment's faults and the flaw switches. Every choice shrinks towards the
-//! simplest case: fewer children, no grandchildren, no faults, `Serves`, `Exec`, `Daemon`,
-//! `Finish`, shorter blocks, and (when flaws are drawn) the first flaw.
+//! grandchildren), each child's spawn method, role and behaviour, the requests, the user's
+//! calls on single children, the body's ending, the environment's faults and the flaw
+//! switches. Every choice shrinks towards the simplest case: fewer children, no
+//! grandchildren, no faults, no calls, `Serves`, `Exec`, `Daemon`, `Finish`, shorter blocks,
+//! and (when flaws are drawn) the first flaw.
 //!
 //! A generated scenario runs in two places:
 //! - [`run_world`]: the pure world directly, under a schedule picked by a seeded generator (the
@@ -17,7 +18,7 @@ use proptest::prelude::*;
 
 use crate::engine::{self, EngineRun, ShuttleBudget};
 use crate::run::{self, RunReport};
-use crate::scenario::{Behaviour, ChildPlan, Ending, Fault, Scenario};
+use crate::scenario::{Behaviour, ChildPlan, Ending, Fault, Scenario, UserAct};
 use crate::world::{Choice, World};
 
 /// Which flaw switches generated scenarios carry.
@@ -85,6 +86,17 @@ pub fn behaviour() -> impl Strategy<Value = Behaviour> {
         1 => Just(Behaviour::FailsRequests),
         1 => Just(Behaviour::FailsActor { message: "actor failed".into() }),
         1 => (0..2000u64).prop_map(|hold_ms| Behaviour::LeaksChannel { hold_ms }),
+        2 => (0..3000u64).prop_map(|ms| Behaviour::Works { ms }),
+    ]
+}
+
+/// A user's call on one child; the child index is taken modulo the number of children when
+/// the scenario is built.
+pub fn user_act() -> impl Strategy<Value = UserAct> {
+    prop_oneof![
+        (0..6usize).prop_map(|child| UserAct::Cancel { child }),
+        (0..6usize).prop_map(|child| UserAct::HardStop { child }),
+        (0..6usize).prop_map(|child| UserAct::GiveUp { child }),
     ]
 }
 
@@ -155,8 +167,9 @@ pub fn scenario(cfg: GenConfig) -> impl Strategy<Value = Scenario> {
         ending(),
         prop::collection::vec(fault(), 0..=cfg.max_faults),
         flaws(cfg.flaws),
+        prop::collection::vec(user_act(), 0..=2),
     )
-        .prop_map(|(kids, requests, ending, faults, flaws)| {
+        .prop_map(|(kids, requests, ending, faults, flaws, user)| {
             let n = kids.len();
             let children = kids
                 .into_iter()
@@ -177,11 +190,20 @@ pub fn scenario(cfg: GenConfig) -> impl Strategy<Value = Scenario> {
                     other => other,
                 })
                 .collect();
+            let user = user
+                .into_iter()
+                .map(|a| match a {
+                    UserAct::Cancel { child } => UserAct::Cancel { child: child % n },
+                    UserAct::HardStop { child } => UserAct::HardStop { child: child % n },
+                    UserAct::GiveUp { child } => UserAct::GiveUp { child: child % n },
+                })
+                .collect();
             Scenario {
                 name: "gen".into(),
                 flaws,
                 requests,
                 faults,
+                user,
                 ..Scenario::new("gen", children, ending)
             }
         })

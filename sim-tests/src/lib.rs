@@ -15,5 +15,6 @@ pub mod run;
 pub mod scenario;
 pub mod sim;
 pub mod table;
+pub mod user;
 pub mod wide;
 pub mod world;

@@ -8,7 +8,7 @@ use harrow_model::coverage::Coverage;
 use harrow_model::invariant::Violation;
 use harrow_model::supervisor::TeardownReport;
 
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, UserAct};
 use crate::world::{Choice, Proc, World};
 
 /// The most steps one run may take; hitting it is a failure (a livelock).
@@ -208,6 +208,19 @@ pub fn end_checks(world: &World<'_>) -> Vec<Problem> {
     for (i, k) in st.kids.iter().enumerate() {
         if st.root_dead && k.proc == Proc::Running && !k.abandoned {
             problems.push(Problem::Orphan(i));
+        }
+        let hard_stopped = matches!(k.stop_asked, Some((UserAct::HardStop { .. }, _)));
+        if k.forced && k.behaviour.cooperates() && !hard_stopped {
+            problems.push(Problem::World(format!(
+                "child#{i} was {} though its actor ({:?}) cooperates with its cancel, and no \
+                 hard stop was asked: force only when needed (property 16)",
+                if k.is_process() {
+                    "killed"
+                } else {
+                    "abandoned"
+                },
+                k.behaviour
+            )));
         }
         if !st.root_dead && !k.abandoned && world.is_finished() && k.reaps != 1 {
             problems.push(Problem::ReapCount {

@@ -68,6 +68,69 @@ pub enum Behaviour {
         /// How many requests it answers before the one it dies in.
         nth: u32,
     },
+    /// Each request (or its main function) works this long, asking its cancel token at
+    /// checkpoints; once the token says stop, the work returns at once with what it has
+    /// (`stopped early`). The actor that cooperates with a cancel: it is never killed.
+    Works {
+        /// How long one piece of work takes when nothing stops it.
+        ms: u64,
+    },
+}
+
+impl Behaviour {
+    /// Whether its actor always yields and stops when asked: its child, unless the user
+    /// hard-stops it, must end without being killed or abandoned (property 16). Those that
+    /// block, leak their channel or write a second failure report do not; those that crash
+    /// end by themselves.
+    pub fn cooperates(&self) -> bool {
+        !matches!(
+            self,
+            Behaviour::Blocks { .. }
+                | Behaviour::BlocksForever
+                | Behaviour::LeaksChannel { .. }
+                | Behaviour::ReportsFailureTwice { .. }
+        )
+    }
+}
+
+/// What the payload of work that its cancel token stopped says (`Behaviour::Works`).
+pub const STOPPED_EARLY: &[u8] = b"stopped early";
+
+/// A call the user's code makes on one child while the nursery runs: from the body or from
+/// another of its threads, so at any moment once the child is spawned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserAct {
+    /// `cancel(child)`: it is asked to stop, and must end within `cancel_ack` plus its grace;
+    /// the body waits for it to end before it ends itself (property 17).
+    Cancel {
+        /// Which child, by spawn order.
+        child: usize,
+    },
+    /// `hard_stop(child)`: it is killed (or its thread abandoned) now, and ends at once; the
+    /// body waits for it to end before it ends itself (property 17).
+    HardStop {
+        /// Which child, by spawn order.
+        child: usize,
+    },
+    /// The caller of the first request to `child` still waiting gives it up: the request ends
+    /// at once, as given up (property 14), and its late reply answers nothing (property 13).
+    /// The body waits to give it up, unless every request to `child` ends first.
+    GiveUp {
+        /// Which child, by spawn order.
+        child: usize,
+    },
+}
+
+impl UserAct {
+    /// The child it acts on, by spawn order.
+    pub fn child(self) -> usize {
+        match self {
+            UserAct::Cancel { child } | UserAct::HardStop { child } | UserAct::GiveUp { child } => {
+                child
+            }
+        }
+    }
 }
 
 /// The exit status of a child that aborts (`CrashesInRequest`), as a shell reports an abort
@@ -170,6 +233,10 @@ pub struct Scenario {
     /// Faults the environment may inject.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<Fault>,
+    /// The user's calls on single children, each made once, at any moment after the child is
+    /// spawned and before the body ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user: Vec<UserAct>,
     /// Whether each child process's prelude arms the parent-death signal and re-checks its
     /// parent, as the real backend's does (`real/LINUX.md`, fact 4): a process dies with its
     /// parent. Off, the platform has no such signal and an orphan has only the protocol's own
@@ -213,6 +280,7 @@ impl Scenario {
             request_timeout_ms: None,
             ending,
             faults: Vec::new(),
+            user: Vec::new(),
             parent_death_signal: true,
         }
     }
@@ -407,6 +475,61 @@ pub fn requests() -> Vec<Scenario> {
         )
     };
     vec![times_out, pipelined, aborts]
+}
+
+/// The user's calls on single children, for every engine: a cancel of a child busy with long
+/// work while its sibling works on, a hard stop of a child that never yields and of a thread
+/// child at work, a request given up; and a run-to-result child cancelled in its main
+/// function. The workers ask their cancel tokens: a cancel, the user's or the teardown's,
+/// stops their work early and none of them is killed (property 16); each stop ends its child
+/// within its bound (property 17), each request given up ends at once (property 14).
+pub fn user() -> Vec<Scenario> {
+    let works = Behaviour::Works { ms: 2000 };
+    let cancel = Scenario {
+        requests: 1,
+        user: vec![UserAct::Cancel { child: 0 }],
+        ..Scenario::new(
+            "user-cancels-a-worker",
+            vec![
+                ChildPlan::daemon("w0", SpawnMethod::Fork, works.clone()),
+                ChildPlan::daemon("w1", SpawnMethod::Exec, works.clone()),
+            ],
+            Ending::Finish,
+        )
+    };
+    let hard_stop = Scenario {
+        requests: 1,
+        user: vec![
+            UserAct::HardStop { child: 0 },
+            UserAct::HardStop { child: 1 },
+        ],
+        ..Scenario::new(
+            "user-hard-stops",
+            vec![
+                ChildPlan::daemon("spinner", SpawnMethod::ForkServer, Behaviour::BlocksForever),
+                ChildPlan::daemon("t", SpawnMethod::Thread, works.clone()),
+            ],
+            Ending::Finish,
+        )
+    };
+    let give_up = Scenario {
+        requests: 2,
+        user: vec![UserAct::GiveUp { child: 0 }],
+        ..Scenario::new(
+            "user-gives-up-a-request",
+            vec![ChildPlan::daemon("w", SpawnMethod::Exec, works.clone())],
+            Ending::Finish,
+        )
+    };
+    let main = Scenario {
+        user: vec![UserAct::Cancel { child: 0 }],
+        ..Scenario::new(
+            "user-cancels-a-main",
+            vec![ChildPlan::run_to_result("m", SpawnMethod::Thread, works)],
+            Ending::Finish,
+        )
+    };
+    vec![cancel, hard_stop, give_up, main]
 }
 
 /// shuttle's large scenarios: a 25-child nursery of mixed behaviours, and three-level trees.

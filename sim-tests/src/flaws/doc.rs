@@ -226,6 +226,9 @@ fn behaviour_words(b: &Behaviour) -> String {
         Behaviour::CrashesInRequest { nth } => {
             format!("answers {nth} requests, then aborts in the next one's handler")
         }
+        Behaviour::Works { ms } => {
+            format!("works {ms} ms on each request, stopping early when its cancel token says so")
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use harrow_model::supervisor::{Supervisor, SupervisorConfig, TeardownCause};
 use harrow_model::wire::{DEFAULT_MAX_FRAME, Message, RemoteError, RemoteErrorKind, Role};
 use harrow_model::{Flaws, RequestId};
 
-use crate::scenario::{ABORTED, Behaviour, ChildPlan, Scenario};
+use crate::scenario::{ABORTED, Behaviour, ChildPlan, STOPPED_EARLY, Scenario};
 
 /// Makes each child's scripted actor from the scenario's plans, looked up by actor name.
 #[derive(Debug)]
@@ -154,16 +154,42 @@ impl<P: Platform> Scripted<P> {
     }
 }
 
+/// How often long work (`Behaviour::Works`) asks its cancel token.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+impl<P: Platform> Scripted<P> {
+    /// Long work: `ms` of it, asking `cancel` every [`CHECKPOINT_EVERY`]; `done` when it ran
+    /// to its end, [`STOPPED_EARLY`] when the token said stop (or the process died under it).
+    fn work(&self, ms: u64, cancel: &Cancel<'_>, done: &[u8]) -> Vec<u8> {
+        let env = &self.env;
+        let until = env.now() + Duration::from_millis(ms);
+        loop {
+            if cancel.is_cancelled() {
+                return STOPPED_EARLY.to_vec();
+            }
+            let now = env.now();
+            if now >= until {
+                return done.to_vec();
+            }
+            let next = until.min(now + CHECKPOINT_EVERY);
+            if !env.actor_code(|| env.block(Some(next))) {
+                return STOPPED_EARLY.to_vec();
+            }
+        }
+    }
+}
+
 impl<P: Platform> Task for Scripted<P> {
     fn start(&mut self, _name: &str) -> Result<(), RemoteError> {
         self.begin()
     }
 
-    fn run(&mut self, _cancel: &Cancel<'_>) -> Result<Vec<u8>, RemoteError> {
+    fn run(&mut self, cancel: &Cancel<'_>) -> Result<Vec<u8>, RemoteError> {
         let result = match self.plan.as_ref().map(|p| &p.behaviour) {
             Some(Behaviour::FailsMain { message }) => {
                 Err(RemoteError::new(RemoteErrorKind::Error, message))
             }
+            Some(&Behaviour::Works { ms }) => Ok(self.work(ms, cancel, b"done")),
             _ => Ok(b"done".to_vec()),
         };
         // A run-to-result actor's nursery belongs to its main, as a harrow-real `Nursery`
@@ -192,9 +218,12 @@ impl<P: Platform> Daemon for Scripted<P> {
         &mut self,
         id: RequestId,
         _payload: Vec<u8>,
-        _cancel: &Cancel<'_>,
+        cancel: &Cancel<'_>,
     ) -> Result<Vec<u8>, RemoteError> {
         let behaviour = self.plan.as_ref().map(|p| &p.behaviour);
+        if let Some(&Behaviour::Works { ms }) = behaviour {
+            return Ok(self.work(ms, cancel, b"pong"));
+        }
         if let Some(&Behaviour::CrashesInRequest { nth }) = behaviour
             && !self.env.is_thread
         {

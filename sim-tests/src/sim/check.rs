@@ -171,6 +171,7 @@ pub(super) fn outcome(
         problems.push(format!("the root's body stopped early: {why}"));
     }
     problems.extend(answers_lost_in_a_crash(w, &root));
+    problems.extend(root.problems.iter().cloned());
     if let Some(report) = &root.report {
         check_report(sc, w, report, &mut problems);
     } else if !root_may_die && w.hung.is_none() {

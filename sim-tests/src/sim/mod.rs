@@ -19,6 +19,7 @@ mod check;
 mod child;
 mod clock;
 mod os;
+mod user;
 mod world;
 
 pub use child::{ActorFactory, ScriptedPanic, SimChildOs, SimEnv};
@@ -156,6 +157,8 @@ pub struct RootResult {
     pub stopped: Option<String>,
     /// How each request the body sent ended, claimed from the nursery's events at the end.
     pub ends: Vec<(RequestId, Option<RequestEnd>)>,
+    /// What the user's calls on single children broke (`Scenario::user`).
+    pub problems: Vec<String>,
 }
 
 /// The root's driver running the scenario's body: spawn, settle, request, end, close.
@@ -195,7 +198,7 @@ fn root_body<P: Platform>(
         os,
     );
     let mut result = RootResult::default();
-    let outcome = nursery_body(&mut d, sc, &mut result.refused);
+    let outcome = nursery_body(&mut d, sc, &mut result.refused, &mut result.problems);
     if let Err(e) = outcome {
         result.stopped = Some(e.to_string());
     }
@@ -219,11 +222,14 @@ pub fn request_deadline(sc: &Scenario, r: u32, now: Timestamp) -> Option<Timesta
     Some(now + std::time::Duration::from_millis(ms))
 }
 
-/// The root's nursery body: spawn and settle, send the requests, end as the scenario says.
+/// The root's nursery body: spawn and settle, send the requests, make the user's calls on
+/// single children, end as the scenario says. Spawns refused go to `refused`, what the
+/// user's calls broke to `problems`.
 pub fn nursery_body<O: harrow_model::driver::Os + ServesUntilInterrupt>(
     d: &mut Driver<O>,
     sc: &Scenario,
     refused: &mut Vec<String>,
+    problems: &mut Vec<String>,
 ) -> Result<(), harrow_model::driver::DriveError> {
     let ids = spawn_and_settle(d, &sc.children, refused)?;
     for (&child, &role) in &ids {
@@ -238,10 +244,10 @@ pub fn nursery_body<O: harrow_model::driver::Os + ServesUntilInterrupt>(
             }
         }
     }
+    user::user_calls(d, sc, problems)?;
     match sc.ending {
         Ending::Finish => d.begin_teardown(TeardownCause::BodyFinished),
         Ending::Fail => d.begin_teardown(TeardownCause::BodyFailed),
-        // The body serves until SIGINT starts the teardown; a lost SIGINT is a hang.
         // The body serves until SIGINT starts the teardown; a lost SIGINT is a hang.
         Ending::Interrupt => {
             d.os.serving_until_interrupt();

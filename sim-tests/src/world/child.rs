@@ -16,7 +16,7 @@ use harrow_model::{ExitStatus, RequestId, Timestamp};
 
 use super::os::frame_message;
 use super::{Block, line};
-use crate::scenario::Behaviour;
+use crate::scenario::{Behaviour, STOPPED_EARLY};
 
 /// The trace, shared by a step's operating system and script (it is `None` when not kept).
 pub(super) type Trace = RefCell<Option<Vec<String>>>;
@@ -33,6 +33,9 @@ pub(super) struct KidOs<'a> {
     pub(super) parent_end: bool,
     /// The actor writes its failure report once more itself (`ReportsFailureTwice`).
     pub(super) reports_twice: bool,
+    /// What the next poll reads from the parent: the frame or end-of-file the step hands to
+    /// the cancel token of work in progress (`Behaviour::Works`).
+    pub(super) pending: Option<ChildEvent>,
 }
 
 impl ChildOs for KidOs<'_> {
@@ -51,8 +54,11 @@ impl ChildOs for KidOs<'_> {
         self.outbox.push_back(frame.to_vec());
     }
 
-    /// The parent's frames are steps of their own: none arrives while actor code runs.
-    fn poll(&mut self, _: &mut Vec<ChildEvent>) {}
+    /// The parent's frames are steps of their own: the one a step hands to a checkpoint of
+    /// long work, and none while other actor code runs.
+    fn poll(&mut self, out: &mut Vec<ChildEvent>) {
+        out.extend(self.pending.take());
+    }
 
     /// A script never ends its process inside a call of the loop's: its deaths are steps of
     /// their own, or follow the call ([`Script::crash`]).
@@ -81,6 +87,10 @@ pub(super) struct Script<'a> {
     pub(super) started: bool,
     /// Its process dies, right after the call (`CrashesAfterHandshake`).
     pub(super) crash: Option<ExitStatus>,
+    /// When the work it started is over, for an actor that works a while (`Works`).
+    pub(super) work_until: &'a mut Option<Timestamp>,
+    /// Its work stopped at once, its cancel token saying stop when it started.
+    pub(super) stopped_at_start: bool,
 }
 
 impl Script<'_> {
@@ -124,6 +134,25 @@ impl Script<'_> {
     }
 }
 
+impl Script<'_> {
+    /// Starts a request's or the main function's work, which ends at a later step. Long work
+    /// (`Works`) asks its cancel token first, and stops at once if it says stop.
+    fn work(&mut self, cancel: &Cancel<'_>) -> Ends<Reply> {
+        let Behaviour::Works { ms } = *self.behaviour else {
+            return Ends::Later;
+        };
+        if cancel.is_cancelled() {
+            self.stopped_at_start = true;
+            note(self.trace, self.now, self.who, || {
+                "its work asks its cancel token: stop; it returns at once".into()
+            });
+            return Ends::Now(Ok(STOPPED_EARLY.to_vec()));
+        }
+        *self.work_until = Some(self.now + std::time::Duration::from_millis(ms));
+        Ends::Later
+    }
+}
+
 impl ActorCode for Script<'_> {
     fn start_daemon(&mut self, _: &str) -> Result<bool, RemoteError> {
         self.start();
@@ -136,13 +165,13 @@ impl ActorCode for Script<'_> {
     }
 
     /// Its main function returns at a later step ([`main_result`]).
-    fn run_main(&mut self, _: &Cancel<'_>) -> Ends<Reply> {
-        Ends::Later
+    fn run_main(&mut self, cancel: &Cancel<'_>) -> Ends<Reply> {
+        self.work(cancel)
     }
 
     /// Its requests end at a later step.
-    fn handle(&mut self, _: RequestId, _: Vec<u8>, _: &Cancel<'_>) -> Ends<Reply> {
-        Ends::Later
+    fn handle(&mut self, _: RequestId, _: Vec<u8>, cancel: &Cancel<'_>) -> Ends<Reply> {
+        self.work(cancel)
     }
 
     /// A scripted actor opens no nursery of its own.

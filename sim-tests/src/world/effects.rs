@@ -13,7 +13,7 @@ use harrow_model::{ChildId, ExitStatus, RequestId};
 use super::child::{KidOs, Script, Trace, main_result};
 use super::os::frame_message;
 use super::{Proc, World, kid_name};
-use crate::scenario::{ABORTED, Behaviour};
+use crate::scenario::{ABORTED, Behaviour, STOPPED_EARLY};
 
 impl World<'_> {
     pub(super) fn spawn(&mut self, i: usize) {
@@ -95,31 +95,109 @@ impl World<'_> {
             return;
         }
         self.note(&kid_name(i), || "boots".into());
-        self.step_child(i, |lp, os, script| Ok(lp.start(os, script)));
+        self.step_child(i, None, |lp, os, script| Ok(lp.start(os, script)));
     }
 
-    /// Child `i`'s loop takes one thing: an actor failure its script raises, the next frame
-    /// from its parent, the end of the work it is busy with, or its parent's end-of-file.
+    /// Child `i`'s loop takes one thing: an actor failure its script raises, a checkpoint of
+    /// the long work it is busy with, the next frame from its parent, the end of the work it
+    /// is busy with, or its parent's end-of-file.
     pub(super) fn run_kid(&mut self, i: usize) {
         let kid = &mut self.st.kids[i];
         if let Some(err) = kid.failure.take() {
-            self.step_child(i, |lp, os, script| lp.actor_failed(os, script, err));
+            self.step_child(i, None, |lp, os, script| lp.actor_failed(os, script, err));
+        } else if kid.work_until.is_some() {
+            self.checkpoint(i);
         } else if let Some(frame) = kid.inbox.pop_front() {
-            let max_frame = self.st.sup.config().max_frame;
-            self.note(&kid_name(i), || {
-                format!("reads {}", frame_message(&frame, max_frame).name())
-            });
+            self.note_read(i, &frame);
             let ev = ChildEvent::Bytes(frame);
-            self.step_child(i, |lp, os, script| Ok(lp.feed(os, script, ev)));
+            self.step_child(i, None, |lp, os, script| Ok(lp.feed(os, script, ev)));
         } else if let Some(Busy::Request(id)) = kid.child_loop.busy() {
             self.work_done(i, id);
         } else if let Some(Busy::Main) = kid.child_loop.busy() {
             let result = main_result(&kid.behaviour);
-            self.step_child(i, |lp, os, script| lp.main_ended(os, script, Ok(result)));
+            self.step_child(i, None, |lp, os, script| {
+                lp.main_ended(os, script, Ok(result))
+            });
         } else {
             kid.eof_seen_by_child = true;
             self.note(&kid_name(i), || "reads EOF from its parent".into());
-            self.step_child(i, |lp, os, script| Ok(lp.feed(os, script, ChildEvent::Eof)));
+            self.step_child(i, None, |lp, os, script| {
+                Ok(lp.feed(os, script, ChildEvent::Eof))
+            });
+        }
+    }
+
+    fn note_read(&mut self, i: usize, frame: &[u8]) {
+        let max_frame = self.st.sup.config().max_frame;
+        self.note(&kid_name(i), || {
+            format!("reads {}", frame_message(frame, max_frame).name())
+        });
+    }
+
+    /// Child `i`'s long work (`Behaviour::Works`) asks its cancel token, which reads what
+    /// came from the parent (one frame, or end-of-file); the work stops early if the token
+    /// says stop, ends if its time is over, and goes on otherwise.
+    fn checkpoint(&mut self, i: usize) {
+        let copies_held = self.copies_held(i);
+        let kid = &mut self.st.kids[i];
+        let pending = if let Some(frame) = kid.inbox.pop_front() {
+            self.note_read(i, &frame);
+            Some(ChildEvent::Bytes(frame))
+        } else if kid.eof_pending(copies_held) {
+            kid.eof_seen_by_child = true;
+            self.note(&kid_name(i), || "reads EOF from its parent".into());
+            Some(ChildEvent::Eof)
+        } else {
+            None
+        };
+        let mut stop = false;
+        self.step_child(i, pending, |lp, os, _| {
+            stop = lp.checkpoint(os);
+            Ok(None)
+        });
+        let now = self.st.now;
+        let kid = &mut self.st.kids[i];
+        if stop {
+            self.note(&kid_name(i), || {
+                "its work asks its cancel token: stop; it returns early".into()
+            });
+            self.token_said_stop(i);
+            self.end_long_work(i, STOPPED_EARLY.to_vec());
+        } else if kid.work_until.is_some_and(|t| t <= now) {
+            self.end_long_work(i, b"pong".to_vec());
+        } else {
+            self.note(&kid_name(i), || {
+                "its work asks its cancel token: go on".into()
+            });
+        }
+    }
+
+    /// Child `i`'s long work ends, its request answered (or its main function returning)
+    /// with `payload`.
+    fn end_long_work(&mut self, i: usize, payload: Vec<u8>) {
+        let kid = &mut self.st.kids[i];
+        kid.work_until = None;
+        match kid.child_loop.busy() {
+            Some(Busy::Request(id)) => self.step_child(i, None, |lp, os, script| {
+                lp.work_ended(os, script, id, Ok(Ok(payload)))
+            }),
+            Some(Busy::Main) => self.step_child(i, None, |lp, os, script| {
+                lp.main_ended(os, script, Ok(Ok(payload)))
+            }),
+            None => {}
+        }
+    }
+
+    /// Property 16: a cancel token says stop only once something asked the child to stop
+    /// (a cancel, its parent's end, a broken protocol, its actor's failure), as its runtime
+    /// records.
+    fn token_said_stop(&mut self, i: usize) {
+        if self.st.kids[i].child_loop.runtime().stop_cause().is_none() {
+            self.st.violations.push(format!(
+                "{}'s cancel token told its work to stop, but nothing asked the child to stop \
+                 (property 16)",
+                kid_name(i)
+            ));
         }
     }
 
@@ -147,14 +225,18 @@ impl World<'_> {
             }
             _ => Ok(Ok(b"pong".to_vec())),
         };
-        self.step_child(i, |lp, os, script| lp.work_ended(os, script, id, ended));
+        self.step_child(i, None, |lp, os, script| {
+            lp.work_ended(os, script, id, ended)
+        });
     }
 
-    /// Runs one step of child `i`'s loop, lent its channel end and its actor's script; then
-    /// ends its process if the script crashed it or the loop says to exit.
+    /// Runs one step of child `i`'s loop, lent its channel end (whose next poll reads
+    /// `pending`) and its actor's script; then ends its process if the script crashed it or
+    /// the loop says to exit.
     fn step_child(
         &mut self,
         i: usize,
+        pending: Option<ChildEvent>,
         step: impl FnOnce(
             &mut ChildLoop,
             &mut KidOs<'_>,
@@ -173,6 +255,7 @@ impl World<'_> {
             outbox: &mut kid.outbox.0,
             parent_end: kid.parent_end,
             reports_twice: matches!(kid.behaviour, Behaviour::ReportsFailureTwice { .. }),
+            pending,
         };
         let mut script = Script {
             who: &who,
@@ -185,11 +268,16 @@ impl World<'_> {
             failure: &mut kid.failure,
             started: false,
             crash: None,
+            work_until: &mut kid.work_until,
+            stopped_at_start: false,
         };
         let ended = step(&mut kid.child_loop, &mut os, &mut script)
             .expect("the world only feeds inputs the child's loop accepts");
-        let (started, crash) = (script.started, script.crash);
+        let (started, crash, stopped) = (script.started, script.crash, script.stopped_at_start);
         self.trace = trace.into_inner();
+        if stopped {
+            self.token_said_stop(i);
+        }
         if started && self.st.alloc_held_by == Some(i) {
             self.st.alloc_held_by = None;
         }

@@ -9,7 +9,7 @@ use harrow_model::child_loop::ChildLoop;
 use harrow_model::wire::{FrameDecoder, RemoteError};
 use harrow_model::{ExitStatus, RequestId, SpawnMethod, Timestamp};
 
-use crate::scenario::Behaviour;
+use crate::scenario::{Behaviour, UserAct};
 
 /// The frames written to one end of a channel and not yet read, one per write, oldest first.
 ///
@@ -116,6 +116,14 @@ pub struct Kid {
     pub wedged: bool,
     /// Reaped behind the parent's back by a second reaper; its pid now names a bystander (F5).
     pub stolen: bool,
+    /// When the work its actor is busy with is over, for an actor that works a while
+    /// (`Behaviour::Works`); until then the work only asks its cancel token.
+    pub work_until: Option<Timestamp>,
+    /// Its parent killed it, or abandoned its thread.
+    pub forced: bool,
+    /// The user's cancel or hard stop of it, and when it was asked: the first cancel, or
+    /// the last hard stop (a cancel after a hard stop does not undo the force it allows).
+    pub stop_asked: Option<(UserAct, Timestamp)>,
 }
 
 impl Kid {
@@ -147,6 +155,9 @@ impl Kid {
             helper_until: None,
             wedged: false,
             stolen: false,
+            work_until: None,
+            forced: false,
+            stop_asked: None,
         }
     }
 
@@ -166,13 +177,15 @@ impl Kid {
         !self.parent_end && !copies_held && self.inbox.is_empty() && !self.eof_seen_by_child
     }
 
-    /// Whether its actor has something to do and is free to do it.
-    pub fn can_run(&self, copies_held: bool) -> bool {
+    /// Whether its actor has something to do at `now` and is free to do it. Long work
+    /// (`Behaviour::Works`) has something to do when it is over, or when its cancel token has
+    /// something to read.
+    pub fn can_run(&self, copies_held: bool, now: Timestamp) -> bool {
         let alive = self.booted && self.proc == Proc::Running && self.block == Block::No;
         let live_runtime = self.child_loop.runtime().phase() != ChildPhase::Exited;
         let has_work = !self.inbox.is_empty()
             || self.eof_pending(copies_held)
-            || self.child_loop.busy().is_some()
+            || self.child_loop.busy().is_some() && self.work_until.is_none_or(|t| t <= now)
             || self.failure.is_some();
         alive && live_runtime && has_work
     }
@@ -207,6 +220,7 @@ impl Kid {
         self.child_loop.kill();
         self.failure = None;
         self.block = Block::No;
+        self.work_until = None;
     }
 
     /// The root died: its end of every channel closes, and init reaps whatever exits.

@@ -19,6 +19,7 @@ mod effects;
 mod kid;
 mod os;
 mod symmetry;
+mod user;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -42,7 +43,7 @@ use crate::scenario::{Ending, Fault, Scenario};
 /// One step the world can take next.
 ///
 /// Serialized (in corpus entries) as its [`Display`](fmt::Display) text: `body`, `boot 0`,
-/// `run 1`, `deliver 0`, `exit 2`, `fault 0`, `second-reap 0`, `tick`.
+/// `run 1`, `deliver 0`, `exit 2`, `fault 0`, `second-reap 0`, `tick`, `user 0`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub enum Choice {
@@ -62,6 +63,8 @@ pub enum Choice {
     SecondReap(usize),
     /// Time jumps to the earliest deadline, which fires.
     Tick,
+    /// The user makes call `k` of the scenario's (`Scenario::user`).
+    User(usize),
 }
 
 impl fmt::Display for Choice {
@@ -75,6 +78,7 @@ impl fmt::Display for Choice {
             Choice::Fault(k) => write!(f, "fault {k}"),
             Choice::SecondReap(i) => write!(f, "second-reap {i}"),
             Choice::Tick => f.write_str("tick"),
+            Choice::User(k) => write!(f, "user {k}"),
         }
     }
 }
@@ -102,6 +106,7 @@ impl FromStr for Choice {
             "exit" => Choice::Exit(index()?),
             "fault" => Choice::Fault(index()?),
             "second-reap" => Choice::SecondReap(index()?),
+            "user" => Choice::User(index()?),
             _ => return Err(format!("`{s}` is not a choice")),
         };
         if matches!(choice, Choice::Body | Choice::Tick) && arg.is_some() {
@@ -157,6 +162,8 @@ pub struct State {
     pub ready: BTreeSet<usize>,
     /// Faults already injected.
     pub faults_done: BTreeSet<usize>,
+    /// The user's calls already made.
+    pub user_done: BTreeSet<usize>,
     /// Whether the root was killed.
     pub root_dead: bool,
     /// The thread child holding the root's allocator lock during its start-up (F3).
@@ -192,6 +199,7 @@ impl<'s> World<'s> {
             body: Body::Spawning(0),
             ready: BTreeSet::new(),
             faults_done: BTreeSet::new(),
+            user_done: BTreeSet::new(),
             root_dead: false,
             alloc_held_by: None,
             violations: Vec::new(),
@@ -280,7 +288,7 @@ impl<'s> World<'s> {
         );
         out.extend(
             (0..n)
-                .filter(|&i| self.st.kids[i].can_run(self.copies_held(i)))
+                .filter(|&i| self.st.kids[i].can_run(self.copies_held(i), self.st.now))
                 .map(Choice::Run),
         );
         if !self.st.root_dead {
@@ -304,6 +312,11 @@ impl<'s> World<'s> {
             (0..self.sc.faults.len())
                 .filter(|&k| self.fault_enabled(k))
                 .map(Choice::Fault),
+        );
+        out.extend(
+            (0..self.sc.user.len())
+                .filter(|&k| self.user_enabled(k))
+                .map(Choice::User),
         );
         if self.sc.flaws.has(harrow_model::Flaw::KillAndReapByPid) {
             let stealable =
@@ -340,6 +353,7 @@ impl<'s> World<'s> {
             Choice::Fault(k) => self.inject(k),
             Choice::Tick => self.tick(),
             Choice::SecondReap(i) => self.second_reap(i),
+            Choice::User(k) => self.user_call(k),
         }
     }
 
@@ -365,7 +379,7 @@ impl<'s> World<'s> {
         };
         let kids = self.st.kids.iter().filter_map(|k| match k.block {
             Block::Until(t) if k.proc == Proc::Running => Some(t),
-            _ => None,
+            _ => k.work_until,
         });
         let helpers = self.st.kids.iter().filter_map(|k| k.helper_until);
         sup.into_iter().chain(kids).chain(helpers).min()
@@ -401,6 +415,7 @@ impl<'s> World<'s> {
         }
         match self.st.body {
             Body::Settling => (0..self.st.kids.len()).all(|i| self.settled(i)),
+            Body::Ending => self.user_calls_over(),
             Body::Done => false,
             _ => true,
         }
@@ -632,7 +647,10 @@ impl<'s> World<'s> {
                 });
             }
             Event::Failed(err) => self.note("user", || format!("error: {err}")),
-            Event::Ended(c) => self.note("user", || format!("{c} ended")),
+            Event::Ended(c) => {
+                self.note("user", || format!("{c} ended"));
+                self.stop_carried_out(c.0 as usize);
+            }
             Event::Closed(report) => self.note("user", || {
                 let took = report
                     .duration()

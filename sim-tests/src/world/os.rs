@@ -205,6 +205,7 @@ impl Os for PureOs<'_> {
         self.note("driver", || {
             format!("SIGKILL {} via its pidfd", kid_name(i))
         });
+        self.kids[i].forced |= self.kids[i].proc == Proc::Running;
         self.exit_kid(i, ExitStatus::Signaled(9));
     }
 
@@ -214,6 +215,7 @@ impl Os for PureOs<'_> {
             format!("abandon {}'s thread (leaked, counted)", kid_name(i))
         });
         self.log(|| Record::Abandon { child });
+        self.kids[i].forced |= self.kids[i].proc == Proc::Running;
         self.kids[i].abandoned = true;
         self.reports.unwatch_exit(child);
     }

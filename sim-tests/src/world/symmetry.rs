@@ -1,7 +1,7 @@
 //! Symmetry: children spawned from equal plans are interchangeable.
 //!
 //! Two children whose plans differ only in their names (same method, role and behaviour,
-//! and no fault aimed at either) behave alike: a state and the same state with their
+//! and no fault or user's call aimed at either) behave alike: a state and the same state with their
 //! histories exchanged have the same futures, exchanged. The explicit search stores one
 //! representative of each such class, as stateright's `symmetry()` does: the state with the
 //! interchangeable children sorted by what happened to each, every reference to a child
@@ -23,14 +23,14 @@ use crate::scenario::{ChildPlan, Fault};
 impl World<'_> {
     /// The children interchangeable now, in classes of two or more slots, each ascending.
     pub fn symmetric_classes(&self) -> Vec<Vec<usize>> {
-        let aimed: BTreeSet<usize> = self
-            .sc
-            .faults
-            .iter()
-            .filter_map(|f| match *f {
-                Fault::SigkillChild { child } => Some(child),
-                _ => None,
-            })
+        let faults = self.sc.faults.iter().filter_map(|f| match *f {
+            Fault::SigkillChild { child } => Some(child),
+            _ => None,
+        });
+        // The user's calls name their children too (they are never exchanged, so the calls
+        // made need no relabelling).
+        let aimed: BTreeSet<usize> = faults
+            .chain(self.sc.user.iter().map(|a| a.child()))
             .collect();
         let mut classes: Vec<Vec<usize>> = Vec::new();
         for (i, kid) in self.st.kids.iter().enumerate() {
@@ -128,6 +128,7 @@ impl World<'_> {
             body: st.body,
             ready: st.ready.iter().map(|&i| map(i)).collect(),
             faults_done: st.faults_done.clone(),
+            user_done: st.user_done.clone(),
             root_dead: st.root_dead,
             alloc_held_by: st.alloc_held_by.map(map),
             violations: Vec::new(),
