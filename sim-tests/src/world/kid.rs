@@ -121,6 +121,8 @@ pub struct Kid {
     pub work_until: Option<Timestamp>,
     /// Its parent killed it, or abandoned its thread.
     pub forced: bool,
+    /// Its parent forgot it (retired its record).
+    pub retired: bool,
     /// The user's cancel or hard stop of it, and when it was asked: the first cancel, or
     /// the last hard stop (a cancel after a hard stop does not undo the force it allows).
     pub stop_asked: Option<(UserAct, Timestamp)>,
@@ -157,6 +159,7 @@ impl Kid {
             stolen: false,
             work_until: None,
             forced: false,
+            retired: false,
             stop_asked: None,
         }
     }

@@ -18,6 +18,7 @@ mod child;
 mod effects;
 mod kid;
 mod os;
+mod queries;
 mod symmetry;
 mod user;
 
@@ -618,6 +619,7 @@ impl<'s> World<'s> {
         for ev in events {
             self.record(ev);
         }
+        self.check_queries();
         result
     }
 
@@ -635,18 +637,21 @@ impl<'s> World<'s> {
             }
             // The user claims every answer as it comes, as a caller would.
             Event::RequestEnded { child, id } => {
-                let end = self.st.sup.claim_reply(*child, *id);
+                let end = self.claim_reply_checked(*child, *id);
                 self.answer_kept(*child, *id, end.as_ref());
                 self.note("user", || show_end(*child, *id, end));
             }
             Event::Finished(child) => {
-                let result = self.st.sup.claim_result(*child);
+                let result = self.claim_result_checked(*child);
                 self.note("user", || {
                     let shown = result.as_ref().map_or("none".into(), show_result);
                     format!("result of {child}: {shown}")
                 });
             }
-            Event::Failed(err) => self.note("user", || format!("error: {err}")),
+            Event::Failed(err) => {
+                self.note("user", || format!("error: {err}"));
+                self.error_kept(err);
+            }
             Event::Ended(c) => {
                 self.note("user", || format!("{c} ended"));
                 self.stop_carried_out(c.0 as usize);

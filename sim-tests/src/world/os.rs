@@ -252,6 +252,7 @@ impl Os for PureOs<'_> {
         self.note("driver", || format!("retire {child}"));
         self.log(|| Record::Retire { child });
         self.reports.retired(child);
+        self.kids[child.0 as usize].retired = true;
         let kid = &self.kids[child.0 as usize];
         let ended = matches!(kid.proc, Proc::Reaped(_)) || kid.abandoned;
         if kid.parent_end || !ended {
