@@ -231,10 +231,32 @@ impl<C: ChildOs> Step<'_, C> {
 
     fn start_daemon(&mut self, actor: &mut impl ActorCode, name: &str) -> Result<(), ()> {
         match C::catch_panic(|| actor.start_daemon(name)) {
-            Ok(Ok(true)) => self.lp.runtime.supervise().map_err(drop),
+            Ok(Ok(true)) => self.supervise(actor),
             Ok(Ok(false)) => Ok(()),
             Ok(Err(e)) => self.fail(e),
             Err(panic) => self.fail(RemoteError::panic(panic)),
+        }
+    }
+
+    /// The daemon's start opened a nursery: the runtime is told, so that a cancel closes it
+    /// before the acknowledgement.
+    ///
+    /// A stop the runtime read with the spawn spec (a cancel in the same bytes, or the
+    /// parent's end) came before this start ran: the runtime, knowing of no nursery, refuses
+    /// the report and has queued its acknowledgement and exit behind this start. The nursery
+    /// is torn down here, inline, so it is closed before they go out.
+    fn supervise(&mut self, actor: &mut impl ActorCode) -> Result<(), ()> {
+        match self.lp.runtime.supervise() {
+            Ok(()) => Ok(()),
+            // A process that died in its start runs nothing more.
+            Err(_) if self.died_in_actor_code() => Ok(()),
+            Err(_) if self.lp.runtime.stop_cause().is_some() => {
+                if let Err(panic) = C::catch_panic(|| actor.teardown_subtree()) {
+                    let _ = self.fail(RemoteError::panic(panic));
+                }
+                Ok(())
+            }
+            Err(_) => Err(()),
         }
     }
 
@@ -469,6 +491,63 @@ mod tests {
             "{:?}",
             os.0
         );
+    }
+
+    /// A daemon whose start opens a nursery of its own; counts the nurseries it opened and
+    /// those it tore down.
+    #[derive(Default)]
+    struct Branch {
+        opened: u32,
+        torn_down: u32,
+    }
+
+    impl ActorCode for Branch {
+        fn start_daemon(&mut self, _: &str) -> Result<bool, RemoteError> {
+            self.opened += 1;
+            Ok(true)
+        }
+        fn start_main(&mut self, _: &str) -> Result<(), RemoteError> {
+            Ok(())
+        }
+        fn run_main(&mut self, _: &Cancel<'_>) -> Ends<Reply> {
+            Ends::Now(Ok(Vec::new()))
+        }
+        fn handle(&mut self, _: RequestId, _: Vec<u8>, _: &Cancel<'_>) -> Ends<Reply> {
+            Ends::Now(Ok(Vec::new()))
+        }
+        fn teardown_subtree(&mut self) {
+            self.torn_down += 1;
+        }
+    }
+
+    /// A cancel read in the same bytes as the spawn spec (the parent sends both before the
+    /// child reads, and a read takes every byte queued) reached the runtime before the queued
+    /// start of the actor ran: the runtime, still unaware of any nursery, acknowledged and
+    /// asked to exit; then the start ran and opened a nursery, whose report (`supervise`) it
+    /// refused, and the child exited without tearing that nursery down, its children left to
+    /// init. Found by property 11's subtree check on shuttle's three-level trees. The fix: a
+    /// start that opened a nursery after the stop was decided tears it down at once, inside
+    /// its own step, ahead of the acknowledgement and exit queued behind it.
+    #[test]
+    fn bug_cancel_read_with_the_spawn_spec_left_a_nursery_open() {
+        let mut lp = ChildLoop::new(ChildRuntime::new(9, Flaws::NONE, 4), DEFAULT_MAX_FRAME);
+        let (mut os, mut actor) = (Sent::default(), Branch::default());
+        assert_eq!(lp.start(&mut os, &mut actor), None);
+        let mut both = Message::SpawnSpec {
+            actor: "a".into(),
+            role: Role::Daemon,
+        }
+        .encode(DEFAULT_MAX_FRAME)
+        .unwrap();
+        both.extend(Message::Cancel.encode(DEFAULT_MAX_FRAME).unwrap());
+        let ended = lp.feed(&mut os, &mut actor, ChildEvent::Bytes(both));
+        assert_eq!(ended, Some(ChildExit::Code(exit::CLEAN)));
+        assert_eq!(actor.opened, 1, "the actor started");
+        assert_eq!(
+            actor.torn_down, 1,
+            "the child exited with the nursery its actor opened still open"
+        );
+        assert_eq!(os.0.last(), Some(&Message::CancelAck));
     }
 
     #[test]

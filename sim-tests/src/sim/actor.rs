@@ -102,12 +102,18 @@ impl<P: Platform> Scripted<P> {
     }
 }
 
-/// Hands what a closed nursery's supervisor covered to the world. (A nursery whose process is
-/// killed before it closes hands in nothing: coverage is a lower bound.)
-fn hand_in_coverage<P: Platform>(
+/// Tears the actor's nursery down, first recording that its teardown began (a supervisor
+/// killed while it tears down is excused by property 11's subtree check), then hands what
+/// its supervisor covered to the world. (A nursery whose process is killed before it closes
+/// hands in nothing: coverage is a lower bound.)
+fn close_nursery<P: Platform>(
     env: &SimEnv<P, ScriptFactory>,
     d: &mut Driver<SimOs<P, ScriptFactory>>,
+    cause: TeardownCause,
 ) {
+    env.shared.begin_closing((env.process, env.thread));
+    d.begin_teardown(cause);
+    let _ = d.run_to_close();
     env.shared.hand_in(&d.sup.take_coverage());
 }
 
@@ -201,9 +207,7 @@ impl<P: Platform> Task for Scripted<P> {
             TeardownCause::BodyFailed
         };
         if let Some(mut d) = self.nursery.take() {
-            d.begin_teardown(cause);
-            let _ = d.run_to_close();
-            hand_in_coverage(&self.env, &mut d);
+            close_nursery(&self.env, &mut d, cause);
         }
         result
     }
@@ -256,9 +260,7 @@ impl<P: Platform> Daemon for Scripted<P> {
 
     fn teardown_subtree(&mut self) {
         if let Some(d) = &mut self.nursery {
-            d.begin_teardown(TeardownCause::BodyFinished);
-            let _ = d.run_to_close();
-            hand_in_coverage(&self.env, d);
+            close_nursery(&self.env, d, TeardownCause::BodyFinished);
         }
     }
 }

@@ -1,7 +1,8 @@
-//! What must hold at the end of every execution (properties 3–11 of `model/PROPERTIES.md`).
+//! What must hold at the end of every execution (properties 3–11 of `model/PROPERTIES.md`),
+//! and property 11's subtree check, made as each supervisor ends.
 
-use crate::kernel::{Fd, Pid};
-use crate::sim::{CtxState, SimProcess, SimWorld};
+use crate::kernel::{Fd, Pid, ProcState};
+use crate::sim::{CtxState, NurseryChild, NurserySeat, SimProcess, SimWorld};
 use harrow_model::RequestId;
 use harrow_model::supervisor::{RequestEnd, TeardownReport};
 
@@ -101,6 +102,86 @@ pub(super) fn leftovers(l: &Leftovers) -> Vec<String> {
         ));
     }
     problems
+}
+
+/// Property 11 as the supervisor at `seat` ends its own loop (its process exits, or its
+/// thread returns): a problem for each child its nursery launched and has not ended. Its
+/// cancel (or its own failure) had it tear the nursery down first; whatever is left outlives
+/// it, a process handed to init, a thread killed mid-work with its process.
+pub(super) fn exited_with_subtree(w: &SimWorld, seat: NurserySeat) -> Vec<String> {
+    let branch = seat_name(w, seat);
+    untorn(w, seat)
+        .map(|child| {
+            format!(
+                "{child} outlived the nursery of {branch}, which exited without tearing it \
+                 down (property 11)"
+            )
+        })
+        .collect()
+}
+
+/// Property 11 as the supervisor at `by` kills its process child on `pid`: a problem for each
+/// child of that child's own nursery not ended yet, unless that nursery had begun its
+/// teardown (`closing`). A killed supervisor cannot finish tearing down; one that is killed
+/// before it even began did not act on its cancel, and its subtree is left to init.
+pub(super) fn killed_before_teardown(
+    w: &SimWorld,
+    by: NurserySeat,
+    pid: Pid,
+    closing: impl Fn(NurserySeat) -> bool,
+) -> Vec<String> {
+    let Some(killed) = w
+        .nursery_children
+        .iter()
+        .find(|c| c.nursery == by && c.ctx.is_none() && c.seat.0.pid == pid && w.runs(c.seat.0))
+    else {
+        return Vec::new();
+    };
+    if closing(killed.seat) {
+        return Vec::new();
+    }
+    let branch = seat_name(w, killed.seat);
+    untorn(w, killed.seat)
+        .map(|child| {
+            format!(
+                "{branch} was killed by its supervisor before it began tearing its nursery \
+                 down: {child} outlived it (property 11)"
+            )
+        })
+        .collect()
+}
+
+/// The children the nursery at `seat` launched and has not ended, named: a process not
+/// reaped yet, a thread neither joined nor abandoned.
+fn untorn(w: &SimWorld, seat: NurserySeat) -> impl Iterator<Item = String> + '_ {
+    w.nursery_children
+        .iter()
+        .filter(move |c| c.nursery == seat && !ended(w, c))
+        .map(|c| match c.ctx {
+            Some(_) => format!("`{}` (a thread)", c.name),
+            None => format!("`{}` ({})", c.name, c.seat.0.pid),
+        })
+}
+
+/// Whether its nursery has ended the child: reaped it, or joined or abandoned its thread
+/// (a context slot given to another child was freed by the join first).
+fn ended(w: &SimWorld, c: &NurseryChild) -> bool {
+    match c.ctx {
+        Some((slot, generation)) => {
+            let ctx = w.contexts[slot];
+            ctx.generation != generation || matches!(ctx.state, CtxState::Freed | CtxState::Leaked)
+        }
+        None => w.kernel.serial_state(c.seat.0.serial) == Some(ProcState::Reaped),
+    }
+}
+
+/// The supervisor at `seat`, named by the child it is (the root launched by no nursery).
+fn seat_name(w: &SimWorld, seat: NurserySeat) -> String {
+    match w.nursery_children.iter().find(|c| c.seat == seat) {
+        Some(c) if c.ctx.is_some() => format!("`{}` (a thread of {})", c.name, seat.0.pid),
+        Some(c) => format!("`{}` ({})", c.name, seat.0.pid),
+        None => format!("the root ({})", seat.0.pid),
+    }
 }
 
 /// Once every thread has ended, the root keeps exactly its SIGINT self-pipe.

@@ -396,6 +396,9 @@ pub(crate) fn process_body<P: Platform, F: ActorFactory<P>>(
             if let ChildExit::Code(code) = ended
                 && w.runs(me)
             {
+                for problem in super::check::exited_with_subtree(w, (me, thread)) {
+                    w.violate(problem);
+                }
                 w.note(pid, format_args!("child exits with code {code}"));
                 let _ = w.kernel.exit(pid, code);
             }

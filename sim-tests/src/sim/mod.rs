@@ -25,7 +25,10 @@ mod world;
 pub use child::{ActorFactory, ScriptedPanic, SimChildOs, SimEnv};
 pub use clock::clock_thread;
 pub use os::{Seat, SimOs};
-pub use world::{CtxState, EnvAction, Shared, SimConfig, SimProcess, SimWorld, ThreadCtx};
+pub use world::{
+    CtxState, EnvAction, NurseryChild, NurserySeat, Shared, SimConfig, SimProcess, SimWorld,
+    ThreadCtx,
+};
 
 use crate::kernel::{Fd, LockId, ThreadId};
 use harrow_model::flaw::{Flaw, Flaws};
@@ -95,6 +98,12 @@ pub const KERNEL: KernelConfig = KernelConfig {
 
 /// Runs one execution of `sc` on platform `P` and checks the properties at its end.
 pub fn execute<P: Platform>(sc: &Scenario) -> Outcome {
+    execute_with::<P, ScriptFactory>(sc, ScriptFactory::new(sc))
+}
+
+/// [`execute`] with the actors `factory` makes instead of the scenario's scripted ones: a
+/// test's own actors, to show a check fails on a behaviour no scenario scripts.
+pub fn execute_with<P: Platform, F: ActorFactory<P>>(sc: &Scenario, factory: F) -> Outcome {
     let config = SimConfig {
         kernel: KERNEL,
         flaws: sc.flaws,
@@ -103,13 +112,13 @@ pub fn execute<P: Platform>(sc: &Scenario) -> Outcome {
         max_trace: 400,
     };
     let shared = Shared::<P>::new(config);
-    let factory = P::arc(ScriptFactory::new(sc));
+    let factory = P::arc(factory);
     let clock = {
         let s = shared.clone();
         P::spawn(move || clock_thread::<P>(s))
     };
     shared.with(|w| w.env_pending = env_actions(sc));
-    let root = root_body::<P>(shared.clone(), factory, sc);
+    let root = root_body::<P, F>(shared.clone(), factory, sc);
     let root_dead = shared.read(|w| !w.runs(w.root));
     if root_dead {
         // Orphans must end by themselves: waiting here for them is a hang if they do not.
@@ -162,9 +171,9 @@ pub struct RootResult {
 }
 
 /// The root's driver running the scenario's body: spawn, settle, request, end, close.
-fn root_body<P: Platform>(
+fn root_body<P: Platform, F: ActorFactory<P>>(
     shared: P::Arc<Shared<P>>,
-    factory: P::Arc<ScriptFactory>,
+    factory: P::Arc<F>,
     sc: &Scenario,
 ) -> RootResult {
     let (root, thread) = shared.with(|w| {
@@ -187,7 +196,7 @@ fn root_body<P: Platform>(
     if sc.faults.contains(&Fault::SpawningThreadExits) {
         shared.with(|w| w.spawning_thread = w.kernel.spawn_thread(root.pid).ok());
     }
-    let os = SimOs::<P, ScriptFactory>::new(shared.clone(), factory, root, thread, Seat::Root);
+    let os = SimOs::<P, F>::new(shared.clone(), factory, root, thread, Seat::Root);
     let config = SupervisorConfig {
         timeouts: sc.timeouts,
         flaws: sc.flaws,

@@ -5,7 +5,7 @@ use std::string::{String, ToString};
 use std::vec::Vec;
 
 use super::child::{ActorFactory, ChildStart, ThreadStart, process_body, thread_body};
-use super::world::{CtxState, EnvAction, Shared, SimProcess, SimWorld};
+use super::world::{CtxState, EnvAction, NurseryChild, Shared, SimProcess, SimWorld};
 use super::{ACTOR_LOCK, DRIVER_SLOT, spawns_from_callers_thread};
 use crate::kernel::{
     self, DeadlineOwner, Fd, Kernel, LockOutcome, Pid, ReapOutcome, RecvOutcome, Signal, ThreadId,
@@ -247,6 +247,12 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
                 ),
             );
             w.live_threads += 1;
+            w.nursery_children.push(NurseryChild {
+                nursery: (self.me, self.thread),
+                name: actor.into(),
+                seat: (process, spawned.thread),
+                ctx: None,
+            });
             let forked = method != SpawnMethod::Exec;
             let start = ChildStart {
                 actor: actor.into(),
@@ -306,6 +312,7 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
         let process = self.me;
         let me = process.pid;
         let wake_end = self.wake.map(|(_, wr)| wr);
+        let nursery = (process, self.thread);
         let (tid, ours, theirs, ctx, wake) = self.shared.with(|w| -> Result<_, String> {
             if !w.runs(process) {
                 return Err(kernel::Errno::ESRCH.to_string());
@@ -332,6 +339,12 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
                 ),
             );
             w.live_threads += 1;
+            w.nursery_children.push(NurseryChild {
+                nursery,
+                name: actor.into(),
+                seat: (process, tid),
+                ctx: Some(ctx),
+            });
             Ok((tid, ours, theirs, ctx, wake))
         })?;
         let (s, f) = (self.shared.clone(), self.factory.clone());
@@ -584,9 +597,17 @@ impl<P: Platform, F: ActorFactory<P>> Drop for SimOs<P, F> {
             fds.extend(c.pidfd.take());
         }
         let (me, server) = (self.me, self.fork_server.take());
+        let seat = (self.me, self.thread);
         self.shared.with(|w| {
             if !w.runs(me) {
                 return;
+            }
+            // Its thread child's loop has ended, by the protocol's decision unless the
+            // scenario is over: its nursery must have been torn down.
+            if !w.over {
+                for problem in super::check::exited_with_subtree(w, seat) {
+                    w.violate(problem);
+                }
             }
             for &(pidfd, ours) in &processes {
                 if w.kernel
@@ -725,9 +746,14 @@ impl<P: Platform, F: ActorFactory<P>> Os for SimOs<P, F> {
             return;
         };
         let (process, me, pid, pidfd) = (self.me, self.me.pid, c.pid, c.pidfd);
-        self.shared.with(|w| {
+        let (seat, shared) = ((self.me, self.thread), &self.shared);
+        shared.with(|w| {
             if !w.runs(process) {
                 return;
+            }
+            let closing = |s| shared.is_closing(s);
+            for problem in super::check::killed_before_teardown(w, seat, pid, closing) {
+                w.violate(problem);
             }
             match pidfd {
                 Some(fd) => {

@@ -93,6 +93,27 @@ impl core::fmt::Display for SimProcess {
     }
 }
 
+/// A supervising driver, named by where it runs: the process and the thread of its loop.
+///
+/// A process child's own nursery runs on its process's first thread; a thread child's, on
+/// that thread, inside its parent's process.
+pub type NurserySeat = (SimProcess, ThreadId);
+
+/// A child some nursery launched, kept for property 11's subtree check: a supervisor tears
+/// its subtree down before it exits (`sim/check.rs`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NurseryChild {
+    /// The nursery that launched it.
+    pub nursery: NurserySeat,
+    /// Its actor's name.
+    pub name: String,
+    /// Where the child's own nursery runs, if it opens one: its process and its first
+    /// thread (a process child), or its parent's process and its own thread (a thread child).
+    pub seat: NurserySeat,
+    /// A thread child's context slot and generation; `None` for a process child.
+    pub ctx: Option<(usize, u32)>,
+}
+
 /// Everything the simulated threads share.
 #[derive(Debug)]
 pub struct SimWorld {
@@ -126,6 +147,8 @@ pub struct SimWorld {
     /// Children launched by the root, by spawn order, if they are processes (for faults that
     /// target one).
     pub launched: Vec<Option<SimProcess>>,
+    /// Every child any nursery launched, in launch order.
+    pub nursery_children: Vec<NurseryChild>,
     /// Fork-server processes started so far.
     pub servers: Vec<SimProcess>,
     /// The worker thread of the root's process that its body's spawn calls come from, until
@@ -171,6 +194,7 @@ impl SimWorld {
             stolen: Vec::new(),
             next_slot: 1,
             launched: Vec::new(),
+            nursery_children: Vec::new(),
             servers: Vec::new(),
             spawning_thread: None,
             env_threads: 0,
@@ -295,6 +319,11 @@ pub struct Shared<P: Platform> {
     /// scheduling point for loom or shuttle and no change to the world, so it leaves every
     /// schedule (and the corpus's recorded ones) as it was.
     coverage: std::sync::Mutex<Coverage>,
+    /// The nested nurseries whose teardown has begun, recorded by the actors that own them
+    /// (property 11's subtree check excuses a supervisor killed while tearing down). Outside
+    /// the simulation too, as the coverage is: an observation for the checks, no scheduling
+    /// point.
+    closing: std::sync::Mutex<Vec<NurserySeat>>,
 }
 
 impl<P: Platform> core::fmt::Debug for Shared<P> {
@@ -311,7 +340,22 @@ impl<P: Platform> Shared<P> {
             cv: P::condvar(),
             clock_cv: P::condvar(),
             coverage: std::sync::Mutex::default(),
+            closing: std::sync::Mutex::default(),
         })
+    }
+
+    /// The nursery at `seat` begins its teardown.
+    pub fn begin_closing(&self, seat: NurserySeat) {
+        let mut closing = self.closing.lock().unwrap_or_else(|p| p.into_inner());
+        if !closing.contains(&seat) {
+            closing.push(seat);
+        }
+    }
+
+    /// Whether the nursery at `seat` has begun its teardown.
+    pub fn is_closing(&self, seat: NurserySeat) -> bool {
+        let closing = self.closing.lock().unwrap_or_else(|p| p.into_inner());
+        closing.contains(&seat)
     }
 
     /// Adds what a supervisor or a child runtime covered to the execution's tally.
