@@ -205,6 +205,9 @@ pub fn end_checks(world: &World<'_>) -> Vec<Problem> {
             problems.push(Problem::TeardownTooSlow { took, bound });
         }
     }
+    if let Some(p) = records_outlive_teardown(world) {
+        problems.push(Problem::World(p));
+    }
     for (i, k) in st.kids.iter().enumerate() {
         if st.root_dead && k.proc == Proc::Running && !k.abandoned {
             problems.push(Problem::Orphan(i));
@@ -230,4 +233,31 @@ pub fn end_checks(world: &World<'_>) -> Vec<Problem> {
         }
     }
     problems
+}
+
+/// Property 11 for the supervisor's own tables: once the nursery has closed it holds no
+/// live child's record (each was retired when it was over), except those of children killed
+/// whose exit was never seen, which stay until a late reap. A nursery that keeps the records
+/// of ended children grows with every child it ever ran.
+fn records_outlive_teardown(world: &World<'_>) -> Option<String> {
+    let sup = &world.state().sup;
+    if !sup.is_closed() {
+        return None;
+    }
+    let held: Vec<String> = (0..world.state().kids.len())
+        .map(|i| harrow_model::ChildId(i as u32))
+        .filter(|&c| !world.state().kids[c.0 as usize].retired)
+        .filter(|&c| {
+            sup.lifecycle(c)
+                .is_some_and(|l| l.outcome != Some(harrow_model::supervisor::Outcome::Unreaped))
+        })
+        .map(|c| c.to_string())
+        .collect();
+    (!held.is_empty()).then(|| {
+        format!(
+            "the nursery closed still holding the records of {}: nothing outlives teardown, \
+             the supervisor's own tables included (property 11)",
+            held.join(", ")
+        )
+    })
 }

@@ -122,8 +122,9 @@ pub(super) fn exited_with_subtree(w: &SimWorld, seat: NurserySeat) -> Vec<String
 
 /// Property 11 as the supervisor at `by` kills its process child on `pid`: a problem for each
 /// child of that child's own nursery not ended yet, unless that nursery had begun its
-/// teardown (`closing`). A killed supervisor cannot finish tearing down; one that is killed
-/// before it even began did not act on its cancel, and its subtree is left to init.
+/// teardown (`closing`) or the user hard-stopped it. A killed supervisor cannot finish tearing
+/// down; one that is killed before it even began did not act on its cancel, and its subtree
+/// is left to init.
 pub(super) fn killed_before_teardown(
     w: &SimWorld,
     by: NurserySeat,
@@ -137,7 +138,7 @@ pub(super) fn killed_before_teardown(
     else {
         return Vec::new();
     };
-    if closing(killed.seat) {
+    if closing(killed.seat) || w.hard_stopped.contains(&pid) {
         return Vec::new();
     }
     let branch = seat_name(w, killed.seat);

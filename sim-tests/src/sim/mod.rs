@@ -234,7 +234,7 @@ pub fn request_deadline(sc: &Scenario, r: u32, now: Timestamp) -> Option<Timesta
 /// The root's nursery body: spawn and settle, send the requests, make the user's calls on
 /// single children, end as the scenario says. Spawns refused go to `refused`, what the
 /// user's calls broke to `problems`.
-pub fn nursery_body<O: harrow_model::driver::Os + ServesUntilInterrupt>(
+pub fn nursery_body<O: harrow_model::driver::Os + BodyEnv>(
     d: &mut Driver<O>,
     sc: &Scenario,
     refused: &mut Vec<String>,
@@ -267,15 +267,24 @@ pub fn nursery_body<O: harrow_model::driver::Os + ServesUntilInterrupt>(
     d.run_to_close()
 }
 
-/// A body that serves until SIGINT tells its environment so (the simulator's Ctrl-C waits).
-pub trait ServesUntilInterrupt {
-    /// The body now serves until SIGINT.
+/// What the root's body tells its environment (the simulator) of what its user does.
+pub trait BodyEnv {
+    /// The body now serves until SIGINT: the user's Ctrl-C may come.
     fn serving_until_interrupt(&mut self) {}
+    /// The user hard-stops `child`: its kill is the user's decision, which leaves it no
+    /// chance to tear its own nursery down.
+    fn hard_stop_asked(&mut self, child: ChildId) {
+        let _ = child;
+    }
 }
 
-impl<P: Platform, F: crate::sim::ActorFactory<P>> ServesUntilInterrupt for SimOs<P, F> {
+impl<P: Platform, F: crate::sim::ActorFactory<P>> BodyEnv for SimOs<P, F> {
     fn serving_until_interrupt(&mut self) {
         SimOs::serving_until_interrupt(self);
+    }
+
+    fn hard_stop_asked(&mut self, child: ChildId) {
+        SimOs::hard_stop_asked(self, child);
     }
 }
 

@@ -138,6 +138,15 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
         }
     }
 
+    /// The user hard-stops `child`: the simulator excuses its subtree from property 11's
+    /// check at its kill (it is killed by decision, before it could tear anything down).
+    pub fn hard_stop_asked(&mut self, child: ChildId) {
+        if let Some(c) = self.children.get(&child) {
+            let pid = c.pid;
+            self.shared.with(|w| w.hard_stopped.push(pid));
+        }
+    }
+
     /// The body now serves until SIGINT: the user's Ctrl-C may come.
     pub fn serving_until_interrupt(&mut self) {
         self.shared.with(|w| w.awaiting_sigint = true);

@@ -5,11 +5,12 @@
 use harrow_model::ChildId;
 use harrow_model::driver::{DriveError, Driver, Os};
 
+use super::BodyEnv;
 use crate::scenario::{Scenario, UserAct};
 use crate::user::{ended, give_up_problem, late_stop, stop_bound, waiting_request};
 
 /// Makes the scenario's calls in order; what they broke goes to `problems`.
-pub(super) fn user_calls<O: Os>(
+pub(super) fn user_calls<O: Os + BodyEnv>(
     d: &mut Driver<O>,
     sc: &Scenario,
     problems: &mut Vec<String>,
@@ -25,6 +26,7 @@ pub(super) fn user_calls<O: Os>(
                 let result = if matches!(act, UserAct::Cancel { .. }) {
                     d.cancel(child)
                 } else {
+                    d.os.hard_stop_asked(child);
                     d.hard_stop(child)
                 };
                 if result.is_err() {

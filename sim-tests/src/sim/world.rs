@@ -149,6 +149,9 @@ pub struct SimWorld {
     pub launched: Vec<Option<SimProcess>>,
     /// Every child any nursery launched, in launch order.
     pub nursery_children: Vec<NurseryChild>,
+    /// The root's process children the user hard-stopped: killed by decision, with no
+    /// chance to tear their own nurseries down (property 11 excuses them).
+    pub hard_stopped: Vec<Pid>,
     /// Fork-server processes started so far.
     pub servers: Vec<SimProcess>,
     /// The worker thread of the root's process that its body's spawn calls come from, until
@@ -195,6 +198,7 @@ impl SimWorld {
             next_slot: 1,
             launched: Vec::new(),
             nursery_children: Vec::new(),
+            hard_stopped: Vec::new(),
             servers: Vec::new(),
             spawning_thread: None,
             env_threads: 0,
