@@ -17,8 +17,7 @@ use harrow_model::{RequestId, SpawnMethod};
 use harrow_sim::platform::Shuttle;
 use harrow_sim::scenario::{Behaviour, ChildPlan, Ending, Scenario};
 use harrow_sim::sim::{
-    ActorFactory, Outcome, ScriptFactory, Seat, SimEnv, SimOs, execute, execute_with,
-    spawn_and_settle,
+    ActorFactory, Outcome, ScriptFactory, SimEnv, SimOs, execute, execute_with, spawn_and_settle,
 };
 
 /// How the test's branch neglects its nursery.
@@ -73,16 +72,8 @@ struct Branch {
 
 impl Daemon for Branch {
     fn start(&mut self, _name: &str) -> Result<(), RemoteError> {
-        let env = &self.env;
-        let os = SimOs::new(
-            env.shared.clone(),
-            env.factory.clone(),
-            env.process,
-            env.thread,
-            Seat::Process,
-        );
         let sup = Supervisor::new(SupervisorConfig::default()).expect("the default config");
-        let mut d = Driver::new(sup, os);
+        let mut d = Driver::new(sup, self.env.nursery_os());
         let _ = spawn_and_settle(&mut d, &self.children, &mut Vec::new());
         self.nursery = Some(d);
         Ok(())

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::platform::Platform;
-use crate::sim::{ActorFactory, ScriptedPanic, Seat, SimEnv, SimOs};
+use crate::sim::{ActorFactory, ScriptedPanic, SimEnv, SimOs};
 use harrow_model::actor::{Actor, Cancel, Daemon, Task};
 use harrow_model::driver::Driver;
 use harrow_model::policy::Timeouts;
@@ -82,20 +82,8 @@ struct Scripted<P: Platform> {
 
 impl<P: Platform> Scripted<P> {
     fn open_nursery(&mut self, plans: &[ChildPlan]) {
-        let env = &self.env;
-        let os = SimOs::new(
-            env.shared.clone(),
-            env.factory.clone(),
-            env.process,
-            env.thread,
-            if env.is_thread {
-                Seat::Thread
-            } else {
-                Seat::Process
-            },
-        );
         let sup = Supervisor::new(self.config).expect("scenario timeouts are valid");
-        let mut d = Driver::new(sup, os);
+        let mut d = Driver::new(sup, self.env.nursery_os());
         let mut refused = Vec::new();
         let _ = super::spawn_and_settle(&mut d, plans, &mut refused);
         self.nursery = Some(d);

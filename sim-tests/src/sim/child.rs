@@ -61,6 +61,23 @@ impl<P: Platform, F: ActorFactory<P>> core::fmt::Debug for SimEnv<P, F> {
 }
 
 impl<P: Platform, F: ActorFactory<P>> SimEnv<P, F> {
+    /// The operating system of a nursery the actor opens: its own process and thread, seated
+    /// as a thread child's or a process child's nursery.
+    pub fn nursery_os(&self) -> super::SimOs<P, F> {
+        let seat = if self.is_thread {
+            super::Seat::Thread
+        } else {
+            super::Seat::Process
+        };
+        super::SimOs::new(
+            self.shared.clone(),
+            self.factory.clone(),
+            self.process,
+            self.thread,
+            seat,
+        )
+    }
+
     /// The pid of the process the actor runs in.
     pub fn pid(&self) -> Pid {
         self.process.pid
