@@ -158,6 +158,7 @@ pub fn shipped_for(engine: Engine) -> Vec<Scenario> {
     out.extend(flaws::catalogue().iter().map(flaws::fixed));
     out.extend(scenario::requests());
     out.extend(scenario::user());
+    out.extend(scenario::limits());
     match engine {
         Engine::Loom => {
             out.extend(scenario::loom_matrix());

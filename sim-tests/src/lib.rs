@@ -2,6 +2,7 @@
 
 extern crate alloc;
 
+pub mod accounts;
 pub mod check;
 pub mod corpus;
 pub mod coverage;

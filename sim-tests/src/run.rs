@@ -208,6 +208,22 @@ pub fn end_checks(world: &World<'_>) -> Vec<Problem> {
     if let Some(p) = records_outlive_teardown(world) {
         problems.push(Problem::World(p));
     }
+    if st.sup.is_closed() {
+        let retired: Vec<harrow_model::ChildId> = (0..st.kids.len())
+            .filter(|&i| st.kids[i].retired)
+            .map(|i| harrow_model::ChildId(i as u32))
+            .collect();
+        let max_ended = st.sup.config().limits.max_ended;
+        let report = st.sup.report();
+        let found = crate::accounts::report_problems(
+            &report,
+            st.sup.child_count(),
+            &retired,
+            st.failures,
+            max_ended,
+        );
+        problems.extend(found.into_iter().map(Problem::World));
+    }
     for (i, k) in st.kids.iter().enumerate() {
         if st.root_dead && k.proc == Proc::Running && !k.abandoned {
             problems.push(Problem::Orphan(i));

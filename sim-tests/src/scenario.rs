@@ -3,7 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use harrow_model::policy::Timeouts;
+use harrow_model::policy::{Limits, Timeouts};
+use harrow_model::supervisor::SupervisorConfig;
 use harrow_model::wire::Role;
 use harrow_model::{Flaws, SpawnMethod};
 use serde::{Deserialize, Serialize};
@@ -244,6 +245,14 @@ pub struct Scenario {
     /// this way.
     #[serde(default = "yes", skip_serializing_if = "is_yes")]
     pub parent_death_signal: bool,
+    /// The requests one child may hold (`Limits::max_in_flight`), if not the default: the
+    /// body's requests past it are refused, sending nothing (property 19).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+    /// The retired children whose records and errors the nursery keeps (`Limits::max_ended`),
+    /// if not the default: older ones are only counted (property 19).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ended: Option<u32>,
 }
 
 fn default_timeouts() -> Timeouts {
@@ -282,6 +291,23 @@ impl Scenario {
             faults: Vec::new(),
             user: Vec::new(),
             parent_death_signal: true,
+            max_in_flight: None,
+            max_ended: None,
+        }
+    }
+
+    /// The root nursery's configuration: the scenario's timeouts, flaws and limits.
+    pub fn config(&self) -> SupervisorConfig {
+        let d = SupervisorConfig::default();
+        SupervisorConfig {
+            timeouts: self.timeouts,
+            flaws: self.flaws,
+            limits: Limits {
+                max_in_flight: self.max_in_flight.unwrap_or(d.limits.max_in_flight),
+                max_ended: self.max_ended.unwrap_or(d.limits.max_ended),
+                ..d.limits
+            },
+            ..d
         }
     }
 
@@ -530,6 +556,50 @@ pub fn user() -> Vec<Scenario> {
         )
     };
     vec![cancel, hard_stop, give_up, main]
+}
+
+/// The nursery's bounds and accounts, for every engine: requests past a child's limit,
+/// refused exactly there (one child answers at once, the other is busy); and a window of
+/// retired records smaller than the nursery, whose dropped records' errors must still be
+/// counted, with a body that fails after a child's failure began the teardown, whose cause
+/// must stay that first failure (property 19).
+pub fn limits() -> Vec<Scenario> {
+    let request_limit = Scenario {
+        requests: 3,
+        max_in_flight: Some(2),
+        ..Scenario::new(
+            "request-limit",
+            vec![
+                ChildPlan::daemon("echo", SpawnMethod::Exec, Behaviour::Serves),
+                ChildPlan::daemon("slow", SpawnMethod::Fork, Behaviour::Blocks { ms: 300 }),
+            ],
+            Ending::Finish,
+        )
+    };
+    let window = Scenario {
+        requests: 1,
+        max_ended: Some(1),
+        ..Scenario::new(
+            "ended-window",
+            vec![
+                ChildPlan::daemon(
+                    "fails",
+                    SpawnMethod::Fork,
+                    Behaviour::FailsActor {
+                        message: "bad state".into(),
+                    },
+                ),
+                ChildPlan::daemon(
+                    "crashes",
+                    SpawnMethod::Exec,
+                    Behaviour::CrashesAfterHandshake { code: 3 },
+                ),
+                ChildPlan::daemon("t", SpawnMethod::Thread, Behaviour::FailsRequests),
+            ],
+            Ending::Fail,
+        )
+    };
+    vec![request_limit, window]
 }
 
 /// shuttle's large scenarios: a 25-child nursery of mixed behaviours, and three-level trees.

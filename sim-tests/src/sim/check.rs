@@ -255,7 +255,7 @@ pub(super) fn outcome(
     problems.extend(answers_lost_in_a_crash(w, &root));
     problems.extend(root.problems.iter().cloned());
     if let Some(report) = &root.report {
-        check_report(sc, w, report, &mut problems);
+        check_report(sc, w, &root, report, &mut problems);
     } else if !root_may_die && w.hung.is_none() {
         problems.push("the root's nursery never closed".to_string());
     }
@@ -290,7 +290,13 @@ fn answers_lost_in_a_crash(w: &SimWorld, root: &RootResult) -> Vec<String> {
         .collect()
 }
 
-fn check_report(sc: &Scenario, w: &SimWorld, report: &TeardownReport, problems: &mut Vec<String>) {
+fn check_report(
+    sc: &Scenario,
+    w: &SimWorld,
+    root: &RootResult,
+    report: &TeardownReport,
+    problems: &mut Vec<String>,
+) {
     if let Some(took) = report.duration() {
         // ε: a reaped child's channel may take up to the drain bound to reach EOF.
         let bound = sc.teardown_bound() + sc.timeouts.drain;
@@ -306,4 +312,11 @@ fn check_report(sc: &Scenario, w: &SimWorld, report: &TeardownReport, problems: 
             w.abandoned, report.abandoned
         ));
     }
+    problems.extend(crate::accounts::report_problems(
+        report,
+        root.spawned,
+        &root.retired,
+        root.failures,
+        sc.config().limits.max_ended,
+    ));
 }

@@ -72,8 +72,7 @@ use crate::kernel::KernelConfig;
 use crate::platform::Platform;
 use harrow_model::driver::Driver;
 use harrow_model::supervisor::{
-    Event, NurseryPhase, RequestEnd, SpawnSpec, Supervisor, SupervisorConfig, TeardownCause,
-    TeardownReport,
+    Event, NurseryPhase, RequestEnd, SpawnSpec, Supervisor, TeardownCause, TeardownReport,
 };
 use harrow_model::wire::Role;
 use harrow_model::{ChildId, RequestId, Timestamp};
@@ -166,8 +165,15 @@ pub struct RootResult {
     pub stopped: Option<String>,
     /// How each request the body sent ended, claimed from the nursery's events at the end.
     pub ends: Vec<(RequestId, Option<RequestEnd>)>,
-    /// What the user's calls on single children broke (`Scenario::user`).
+    /// What the user's calls on single children broke (`Scenario::user`), and the body's
+    /// requests (property 19).
     pub problems: Vec<String>,
+    /// The failure events the nursery emitted, all taken at the end.
+    pub failures: u64,
+    /// The children it spawned, by id from zero.
+    pub spawned: usize,
+    /// The children it retired (its operating system let go of them).
+    pub retired: Vec<ChildId>,
 }
 
 /// The root's driver running the scenario's body: spawn, settle, request, end, close.
@@ -197,13 +203,8 @@ fn root_body<P: Platform, F: ActorFactory<P>>(
         shared.with(|w| w.spawning_thread = w.kernel.spawn_thread(root.pid).ok());
     }
     let os = SimOs::<P, F>::new(shared.clone(), factory, root, thread, Seat::Root);
-    let config = SupervisorConfig {
-        timeouts: sc.timeouts,
-        flaws: sc.flaws,
-        ..SupervisorConfig::default()
-    };
     let mut d = Driver::new(
-        Supervisor::new(config).expect("scenario timeouts are valid"),
+        Supervisor::new(sc.config()).expect("scenario timeouts are valid"),
         os,
     );
     let mut result = RootResult::default();
@@ -213,10 +214,19 @@ fn root_body<P: Platform, F: ActorFactory<P>>(
     }
     result.violation = d.sup.violation().cloned();
     while let Some(ev) = d.poll_event() {
-        if let Event::RequestEnded { child, id } = ev {
-            result.ends.push((id, d.sup.claim_reply(child, id)));
+        match ev {
+            Event::RequestEnded { child, id } => {
+                result.ends.push((id, d.sup.claim_reply(child, id)));
+            }
+            Event::Failed(_) => result.failures += 1,
+            _ => {}
         }
     }
+    result.spawned = d.sup.child_count();
+    result.retired = (0..d.sup.child_count() as u32)
+        .map(ChildId)
+        .filter(|c| !d.os.holds(*c))
+        .collect();
     shared.hand_in(&d.sup.take_coverage());
     if d.sup.is_closed() {
         result.report = Some(d.sup.report());
@@ -247,9 +257,15 @@ pub fn nursery_body<O: harrow_model::driver::Os + BodyEnv>(
             .lifecycle(child)
             .is_some_and(|l| l.phase == harrow_model::supervisor::Phase::Serving);
         if role == Role::Daemon && serving {
+            let max = d.sup.config().limits.max_in_flight;
+            let mut accepted = 0;
             for r in 0..sc.requests {
                 let deadline = request_deadline(sc, r, d.os.now());
-                let _ = d.request(child, format!("ping {r}").into_bytes(), deadline);
+                let result = d.request(child, format!("ping {r}").into_bytes(), deadline);
+                problems.extend(crate::accounts::request_limit(
+                    child, accepted, max, &result,
+                ));
+                accepted += u32::from(result.is_ok());
             }
         }
     }

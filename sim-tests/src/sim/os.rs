@@ -147,6 +147,11 @@ impl<P: Platform, F: ActorFactory<P>> SimOs<P, F> {
         }
     }
 
+    /// Whether it still holds `child`: launched and not yet retired by its supervisor.
+    pub fn holds(&self, child: ChildId) -> bool {
+        self.children.contains_key(&child)
+    }
+
     /// The body now serves until SIGINT: the user's Ctrl-C may come.
     pub fn serving_until_interrupt(&mut self) {
         self.shared.with(|w| w.awaiting_sigint = true);

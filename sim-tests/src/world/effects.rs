@@ -47,13 +47,22 @@ impl World<'_> {
             })
             .collect();
         let (sc, now) = (self.sc, self.st.now);
+        let max = self.st.sup.config().limits.max_in_flight;
+        let mut problems = Vec::new();
         self.with_driver(None, |d| {
             for i in daemons {
+                let child = ChildId(i as u32);
+                let mut accepted = 0;
                 for r in 0..sc.requests {
                     let payload = format!("ping {r}").into_bytes();
                     let deadline = crate::sim::request_deadline(sc, r, now);
-                    match d.request(ChildId(i as u32), payload, deadline) {
+                    let result = d.request(child, payload, deadline);
+                    problems.extend(crate::accounts::request_limit(
+                        child, accepted, max, &result,
+                    ));
+                    match result {
                         Ok(id) => {
+                            accepted += 1;
                             d.os.note("user", || format!("request {id} to {}", kid_name(i)))
                         }
                         Err(e) => d.os.note("user", || format!("request refused: {e}")),
@@ -61,6 +70,7 @@ impl World<'_> {
                 }
             }
         });
+        self.st.violations.extend(problems);
     }
 
     /// Child `i`'s process (or thread) ends with `status`, if it still runs.

@@ -29,9 +29,7 @@ use std::str::FromStr;
 use harrow_model::channels::Channels;
 use harrow_model::coverage::Coverage;
 use harrow_model::driver::{Driver, OsEvent};
-use harrow_model::supervisor::{
-    Event, NurseryPhase, RequestEnd, Supervisor, SupervisorConfig, TeardownCause,
-};
+use harrow_model::supervisor::{Event, NurseryPhase, RequestEnd, Supervisor, TeardownCause};
 use harrow_model::trace::Record;
 use harrow_model::{ChildId, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -169,6 +167,8 @@ pub struct State {
     pub root_dead: bool,
     /// The thread child holding the root's allocator lock during its start-up (F3).
     pub alloc_held_by: Option<usize>,
+    /// Failure events the user has taken (property 19: the report accounts for each).
+    pub failures: u64,
     /// Properties broken outside the protocol (bystanders signalled, wedged forks).
     pub violations: Vec<String>,
 }
@@ -186,12 +186,7 @@ pub struct World<'s> {
 impl<'s> World<'s> {
     /// The scenario's initial state.
     pub fn new(sc: &'s Scenario) -> Self {
-        let config = SupervisorConfig {
-            timeouts: sc.timeouts,
-            flaws: sc.flaws,
-            ..SupervisorConfig::default()
-        };
-        let sup = Supervisor::new(config).expect("scenario timeouts are valid");
+        let sup = Supervisor::new(sc.config()).expect("scenario timeouts are valid");
         let st = State {
             now: Timestamp::ZERO,
             sup,
@@ -203,6 +198,7 @@ impl<'s> World<'s> {
             user_done: BTreeSet::new(),
             root_dead: false,
             alloc_held_by: None,
+            failures: 0,
             violations: Vec::new(),
         };
         World {
@@ -423,14 +419,13 @@ impl<'s> World<'s> {
     }
 
     fn settled(&self, i: usize) -> bool {
-        let life = self
+        // A child whose record the window of retired ones dropped is long over.
+        let stopping = self
             .st
             .sup
             .lifecycle(ChildId(i as u32))
-            .expect("every kid has a lifecycle");
-        self.st.ready.contains(&i)
-            || life.is_stopping()
-            || self.st.sup.phase() != NurseryPhase::Open
+            .is_none_or(|life| life.is_stopping());
+        self.st.ready.contains(&i) || stopping || self.st.sup.phase() != NurseryPhase::Open
     }
 
     fn body_step(&mut self) {
@@ -605,6 +600,7 @@ impl<'s> World<'s> {
         staged: Option<OsEvent>,
         step: impl FnOnce(&mut Driver<PureOs<'_>>) -> R,
     ) -> R {
+        let cause_before = self.st.sup.teardown_cause();
         let blank = Supervisor::new(*self.st.sup.config()).expect("its config is valid");
         let sup = std::mem::replace(&mut self.st.sup, blank);
         let (sup, result, events) = {
@@ -616,10 +612,16 @@ impl<'s> World<'s> {
             (driver.sup, result, events)
         };
         self.st.sup = sup;
+        let mut failed = Vec::new();
         for ev in events {
+            if let Event::Failed(err) = &ev {
+                failed.push(err.clone());
+            }
             self.record(ev);
         }
         self.check_queries();
+        self.cause_kept(cause_before);
+        self.claim_errors_checked(failed);
         result
     }
 
@@ -649,6 +651,7 @@ impl<'s> World<'s> {
                 });
             }
             Event::Failed(err) => {
+                self.st.failures += 1;
                 self.note("user", || format!("error: {err}"));
                 self.error_kept(err);
             }

@@ -7,6 +7,7 @@ use harrow_model::supervisor::NurseryPhase;
 use harrow_model::{ChildId, RequestId};
 
 use super::{World, kid_name};
+use crate::accounts;
 
 impl World<'_> {
     /// Records a broken query's problem.
@@ -29,11 +30,27 @@ impl World<'_> {
                 sup.live_count()
             ));
         }
+        // Property 19: the retired children's records kept are the last-spawned ones.
+        let retired: Vec<ChildId> = (0..self.st.kids.len())
+            .filter(|&i| self.st.kids[i].retired)
+            .map(|i| ChildId(i as u32))
+            .collect();
+        let kept = accounts::kept_window(&retired, sup.config().limits.max_ended);
+        let mut window = Vec::new();
         for (i, kid) in self.st.kids.iter().enumerate() {
             let plan = &self.sc.children[kid.plan].name;
             let name = sup.name(ChildId(i as u32));
-            if !kid.retired && name != Some(plan.as_str()) {
+            let known = !kid.retired || kept.contains(&ChildId(i as u32));
+            if known && name != Some(plan.as_str()) {
                 lies.push(format!("name({}) is {name:?}, not `{plan}`", kid_name(i)));
+            }
+            if !known && name.is_some() {
+                window.push(format!(
+                    "name({}) is {name:?}, but its record is older than the last {} retired \
+                     and must be dropped (property 19)",
+                    kid_name(i),
+                    sup.config().limits.max_ended
+                ));
             }
         }
         let tearing_down = sup.phase() != NurseryPhase::Open;
@@ -47,6 +64,7 @@ impl World<'_> {
         for what in lies {
             self.query_lies(what);
         }
+        self.st.violations.extend(window);
     }
 
     /// A request ended: before the user claims its end, `peek_reply` shows that end and
@@ -80,9 +98,47 @@ impl World<'_> {
         end
     }
 
+    /// Across a step, the teardown's cause changes only from none to one, or from a clean
+    /// body exit to an error: the report names the first thing that went wrong, which a
+    /// later failure in the teardown it started must not hide.
+    pub(super) fn cause_kept(&mut self, before: Option<harrow_model::supervisor::TeardownCause>) {
+        let after = self.st.sup.teardown_cause();
+        let upgrade = before.is_some_and(|b| !b.is_error()) && after.is_some_and(|a| a.is_error());
+        if before.is_some() && after != before && !upgrade {
+            self.st.violations.push(format!(
+                "teardown_cause() went from {before:?} to {after:?}: once set, it changes only \
+                 from a clean body exit to the first error (property 19)"
+            ));
+        }
+    }
+
+    /// After a step, the user claims the errors it reported: `claim_errors` hands out each
+    /// once, in order, except those whose child's record the window has dropped since.
+    pub(super) fn claim_errors_checked(&mut self, failed: Vec<harrow_model::ChildError>) {
+        let sup = &mut self.st.sup;
+        let expected: Vec<_> = failed
+            .into_iter()
+            .filter(|e| sup.name(e.child).is_some())
+            .collect();
+        let claimed = sup.claim_errors();
+        if claimed != expected {
+            let show = |errs: &[harrow_model::ChildError]| {
+                let all: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+                format!("[{}]", all.join("; "))
+            };
+            self.query_lies(format!(
+                "claim_errors() handed out {}, but the step reported {} (of children still kept)",
+                show(&claimed),
+                show(&expected)
+            ));
+        }
+    }
+
     /// A child error was reported: `errors` keeps it.
     pub(super) fn error_kept(&mut self, err: &harrow_model::ChildError) {
-        if !self.st.sup.errors().contains(err) {
+        // Unless the window dropped its child's record (and its errors) in the same step.
+        let kept = self.st.sup.name(err.child).is_some();
+        if kept && !self.st.sup.errors().contains(err) {
             self.query_lies(format!("errors() lacks the error just reported: {err}"));
         }
     }
