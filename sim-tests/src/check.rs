@@ -159,6 +159,7 @@ pub fn shipped_for(engine: Engine) -> Vec<Scenario> {
     out.extend(scenario::requests());
     out.extend(scenario::user());
     out.extend(scenario::limits());
+    out.extend(scenario::out_of_turn());
     match engine {
         Engine::Loom => {
             out.extend(scenario::loom_matrix());

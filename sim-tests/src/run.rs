@@ -241,6 +241,14 @@ pub fn end_checks(world: &World<'_>) -> Vec<Problem> {
                 k.behaviour
             )));
         }
+        if k.stray_read_out_of_turn && !k.violation_reported {
+            problems.push(Problem::World(format!(
+                "child#{i}'s actor wrote a message out of turn ({:?}) and its parent read it \
+                 there, but no protocol violation of child#{i} was reported: a message out of \
+                 turn is a violation (property 20)",
+                k.behaviour
+            )));
+        }
         if !st.root_dead && !k.abandoned && world.is_finished() && k.reaps != 1 {
             problems.push(Problem::ReapCount {
                 child: i,

@@ -76,13 +76,50 @@ pub enum Behaviour {
         /// How long one piece of work takes when nothing stops it.
         ms: u64,
     },
+    /// A hostile or broken daemon: once its actor starts, the actor writes a message on its
+    /// channel itself, behind its runtime's back, that the protocol does not allow there;
+    /// then it serves. Its parent must take it for the violation it is (property 20). A
+    /// thread child, which has no channel descriptor of its own, writes nothing.
+    WritesOutOfTurn {
+        /// What it writes.
+        message: OutOfTurn,
+    },
+}
+
+/// A message a child writes out of turn (`Behaviour::WritesOutOfTurn`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutOfTurn {
+    /// A second handshake.
+    Handshake,
+    /// A result, from a daemon, which has none.
+    Finished,
+    /// A cancel acknowledgement nobody asked for (unless it crosses a cancel on its way).
+    CancelAck,
+}
+
+impl OutOfTurn {
+    /// The message written.
+    pub fn message(self) -> harrow_model::wire::Message {
+        use harrow_model::wire::Message;
+        match self {
+            OutOfTurn::Handshake => Message::Handshake {
+                version: harrow_model::wire::PROTOCOL_VERSION,
+                pid: 0,
+            },
+            OutOfTurn::Finished => Message::Finished {
+                result: Ok(b"out of turn".to_vec()),
+            },
+            OutOfTurn::CancelAck => Message::CancelAck,
+        }
+    }
 }
 
 impl Behaviour {
     /// Whether its actor always yields and stops when asked: its child, unless the user
     /// hard-stops it, must end without being killed or abandoned (property 16). Those that
-    /// block, leak their channel or write a second failure report do not; those that crash
-    /// end by themselves.
+    /// block, leak their channel, write a second failure report or any other message out of
+    /// turn do not; those that crash end by themselves.
     pub fn cooperates(&self) -> bool {
         !matches!(
             self,
@@ -90,6 +127,7 @@ impl Behaviour {
                 | Behaviour::BlocksForever
                 | Behaviour::LeaksChannel { .. }
                 | Behaviour::ReportsFailureTwice { .. }
+                | Behaviour::WritesOutOfTurn { .. }
         )
     }
 }
@@ -600,6 +638,37 @@ pub fn limits() -> Vec<Scenario> {
         )
     };
     vec![request_limit, window]
+}
+
+/// Hostile children, for every engine: a daemon whose actor writes a message out of turn on
+/// its channel (a second handshake, a result, an unasked cancel ack), beside a thread
+/// sibling that serves. Each must be reported as a protocol violation when its parent reads
+/// it out of turn (property 20), and stopped like any failed child.
+pub fn out_of_turn() -> Vec<Scenario> {
+    let one = |name: &str, method: SpawnMethod, message: OutOfTurn| Scenario {
+        requests: 1,
+        ..Scenario::new(
+            name,
+            vec![
+                ChildPlan::daemon("rogue", method, Behaviour::WritesOutOfTurn { message }),
+                ChildPlan::daemon("t", SpawnMethod::Thread, Behaviour::Serves),
+            ],
+            Ending::Finish,
+        )
+    };
+    vec![
+        one("second-handshake", SpawnMethod::Fork, OutOfTurn::Handshake),
+        one(
+            "daemon-sends-a-result",
+            SpawnMethod::Exec,
+            OutOfTurn::Finished,
+        ),
+        one(
+            "unasked-cancel-ack",
+            SpawnMethod::ForkServer,
+            OutOfTurn::CancelAck,
+        ),
+    ]
 }
 
 /// shuttle's large scenarios: a 25-child nursery of mixed behaviours, and three-level trees.

@@ -229,6 +229,12 @@ fn behaviour_words(b: &Behaviour) -> String {
         Behaviour::Works { ms } => {
             format!("works {ms} ms on each request, stopping early when its cancel token says so")
         }
+        Behaviour::WritesOutOfTurn { message } => {
+            format!(
+                "writes a {} out of turn, then serves",
+                message.message().name()
+            )
+        }
     }
 }
 

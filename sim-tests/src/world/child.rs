@@ -91,6 +91,8 @@ pub(super) struct Script<'a> {
     pub(super) work_until: &'a mut Option<Timestamp>,
     /// Its work stopped at once, its cancel token saying stop when it started.
     pub(super) stopped_at_start: bool,
+    /// What its actor writes on its channel itself as it starts (`WritesOutOfTurn`).
+    pub(super) stray: Option<Message>,
 }
 
 impl Script<'_> {
@@ -120,6 +122,9 @@ impl Script<'_> {
             }
             Behaviour::FailsActor { message } | Behaviour::ReportsFailureTwice { message } => {
                 *self.failure = Some(RemoteError::new(RemoteErrorKind::Panic, &message))
+            }
+            Behaviour::WritesOutOfTurn { message } if self.is_process => {
+                self.stray = Some(message.message());
             }
             _ => {}
         }

@@ -13,7 +13,7 @@ use harrow_model::{ChildId, ExitStatus, RequestId};
 use super::child::{KidOs, Script, Trace, main_result};
 use super::os::frame_message;
 use super::{Proc, World, kid_name};
-use crate::scenario::{ABORTED, Behaviour, STOPPED_EARLY};
+use crate::scenario::{ABORTED, Behaviour, OutOfTurn, STOPPED_EARLY};
 
 impl World<'_> {
     pub(super) fn spawn(&mut self, i: usize) {
@@ -280,10 +280,24 @@ impl World<'_> {
             crash: None,
             work_until: &mut kid.work_until,
             stopped_at_start: false,
+            stray: None,
         };
         let ended = step(&mut kid.child_loop, &mut os, &mut script)
             .expect("the world only feeds inputs the child's loop accepts");
         let (started, crash, stopped) = (script.started, script.crash, script.stopped_at_start);
+        if let Some(message) = script.stray.take() {
+            // Behind its runtime's back: the frame goes after whatever the runtime sent.
+            if kid.parent_end {
+                kid.stray_ahead = Some(kid.outbox.0.len() as u32);
+                kid.outbox.0.push_back(message.encode_fitted(max_frame));
+            }
+            let name = message.name();
+            let who = &who;
+            let t = &trace;
+            super::child::note(t, now, who, || {
+                format!("its actor writes a {name} on its channel itself, out of turn")
+            });
+        }
         self.trace = trace.into_inner();
         if stopped {
             self.token_said_stop(i);
@@ -306,6 +320,7 @@ impl World<'_> {
     pub(super) fn deliver(&mut self, i: usize) {
         let child = ChildId(i as u32);
         let max_frame = self.st.sup.config().max_frame;
+        self.stray_read(i);
         let kid = &mut self.st.kids[i];
         let event = if let Some(frame) = kid.outbox.pop_front() {
             self.note("parent", || {
@@ -318,6 +333,34 @@ impl World<'_> {
             OsEvent::Eof(child)
         };
         self.turn_with(event);
+    }
+
+    /// Before the parent reads child `i`'s next frame: if it is the one its actor wrote out
+    /// of turn, whether the protocol allowed it there (property 20). A second handshake never
+    /// is (unless the first came too late to count), nor a daemon's result; an unasked cancel
+    /// ack is, once the cancel it answers went out (the two crossed).
+    fn stray_read(&mut self, i: usize) {
+        let kid = &mut self.st.kids[i];
+        match kid.stray_ahead {
+            Some(0) => kid.stray_ahead = None,
+            Some(n) => {
+                kid.stray_ahead = Some(n - 1);
+                return;
+            }
+            None => return,
+        }
+        let Behaviour::WritesOutOfTurn { message } = kid.behaviour else {
+            return;
+        };
+        let Some(life) = self.st.sup.lifecycle(ChildId(i as u32)) else {
+            return;
+        };
+        let out_of_turn = match message {
+            OutOfTurn::Handshake => life.handshake_done,
+            OutOfTurn::Finished => true,
+            OutOfTurn::CancelAck => !life.cancel_sent,
+        };
+        self.st.kids[i].stray_read_out_of_turn |= out_of_turn;
     }
 
     pub(super) fn report_exit(&mut self, i: usize) {

@@ -123,6 +123,13 @@ pub struct Kid {
     pub forced: bool,
     /// Its parent forgot it (retired its record).
     pub retired: bool,
+    /// How many frames its parent reads before the one its actor wrote out of turn
+    /// (`WritesOutOfTurn`), until the parent reads it.
+    pub stray_ahead: Option<u32>,
+    /// Its parent read that frame while the protocol did not allow it (property 20).
+    pub stray_read_out_of_turn: bool,
+    /// A protocol violation of its was reported.
+    pub violation_reported: bool,
     /// The user's cancel or hard stop of it, and when it was asked: the first cancel, or
     /// the last hard stop (a cancel after a hard stop does not undo the force it allows).
     pub stop_asked: Option<(UserAct, Timestamp)>,
@@ -160,6 +167,9 @@ impl Kid {
             work_until: None,
             forced: false,
             retired: false,
+            stray_ahead: None,
+            stray_read_out_of_turn: false,
+            violation_reported: false,
             stop_asked: None,
         }
     }

@@ -652,6 +652,11 @@ impl<'s> World<'s> {
             }
             Event::Failed(err) => {
                 self.st.failures += 1;
+                if matches!(err.kind, harrow_model::ChildErrorKind::Protocol(_))
+                    && let Some(kid) = self.st.kids.get_mut(err.child.0 as usize)
+                {
+                    kid.violation_reported = true;
+                }
                 self.note("user", || format!("error: {err}"));
                 self.error_kept(err);
             }
