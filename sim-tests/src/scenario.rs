@@ -538,7 +538,21 @@ pub fn requests() -> Vec<Scenario> {
             Ending::Finish,
         )
     };
-    vec![times_out, pipelined, aborts]
+    // Answered in time: its deadline must be disarmed, not fire later, while a busy sibling
+    // holds the teardown open past it.
+    let answered = Scenario {
+        requests: 1,
+        request_timeout_ms: Some(100),
+        ..Scenario::new(
+            "request-answered-before-its-deadline",
+            vec![
+                ChildPlan::daemon("echo", SpawnMethod::Exec, Behaviour::Serves),
+                ChildPlan::daemon("busy", SpawnMethod::Fork, Behaviour::Blocks { ms: 300 }),
+            ],
+            Ending::Finish,
+        )
+    };
+    vec![times_out, pipelined, aborts, answered]
 }
 
 /// The user's calls on single children, for every engine: a cancel of a child busy with long

@@ -88,6 +88,14 @@ impl World<'_> {
                 "peek_reply({child}, {id}) still shows an end once it was claimed"
             ));
         }
+        // Property 19: nothing is kept for a caller who stopped listening; a kept give-up
+        // would count against the child's limit until a claim that never comes.
+        if end == Some(harrow_model::supervisor::RequestEnd::Abandoned) {
+            self.st.violations.push(format!(
+                "{id} to {child} was given up, but its end was kept for a claim: its caller \
+                 stopped listening, so nothing may be kept for it (property 19)"
+            ));
+        }
         // A retired child's answers are kept apart from what the live children hold.
         let live = !self.st.kids[child.0 as usize].retired;
         if end.is_some() && live && held_after + 1 != held {
