@@ -184,19 +184,11 @@ pub const LIFECYCLE_UNREACHABLE: &[Unreachable<Phase, InputKind>] = &[
         reason: "the child runtime sends its handshake first, and the handshake ends this phase",
     },
     Unreachable {
-        phases: &[
-            Phase::Serving,
-            Phase::AwaitingCancelAck,
-            Phase::AwaitingExit,
-        ],
+        phases: &[Phase::AwaitingExit],
         inputs: Inputs::Only(&[InputKind::Message(MessageKind::Handshake)]),
-        reason: "the child runtime sends one handshake: these phases come after it, or (an \
-                 AwaitingExit entered while awaiting it) after the end of its channel",
-    },
-    Unreachable {
-        phases: &[Phase::Serving],
-        inputs: Inputs::Only(&[InputKind::Message(MessageKind::CancelAck)]),
-        reason: "the child runtime acknowledges only a cancel, and sending one ends Serving",
+        reason: "the child runtime sends one handshake, and a second one written out of turn \
+                 comes after it: this phase begins at the end of the channel, or at a \
+                 violation, which closes our end",
     },
     Unreachable {
         phases: &[

@@ -76,6 +76,12 @@ pub enum Behaviour {
         /// How long one piece of work takes when nothing stops it.
         ms: u64,
     },
+    /// Once its actor starts, the actor closes its end of the channel (a daemon that closes
+    /// every descriptor it did not open, say) and stops yielding: its process lives on with
+    /// no channel. Its parent sees the channel's end and must stop it like a child that died,
+    /// by the grace bound, though no exit comes. A thread child, which shares its parent's
+    /// descriptors, closes nothing and only stops yielding.
+    ClosesChannel,
     /// A hostile or broken daemon: once its actor starts, the actor writes a message on its
     /// channel itself, behind its runtime's back, that the protocol does not allow there;
     /// then it serves. Its parent must take it for the violation it is (property 20). A
@@ -128,6 +134,7 @@ impl Behaviour {
                 | Behaviour::LeaksChannel { .. }
                 | Behaviour::ReportsFailureTwice { .. }
                 | Behaviour::WritesOutOfTurn { .. }
+                | Behaviour::ClosesChannel
         )
     }
 }
@@ -375,6 +382,7 @@ impl Scenario {
                         | (Behaviour::ReportsFailureTwice { .. }, _)
                         | (Behaviour::FailsMain { .. }, Role::RunToResult)
                         | (Behaviour::CrashesAfterHandshake { .. }, Role::RunToResult)
+                        | (Behaviour::ClosesChannel, Role::RunToResult)
                 )
         });
         let rescued = self.ending != Ending::Finish
@@ -657,7 +665,9 @@ pub fn limits() -> Vec<Scenario> {
 /// Hostile children, for every engine: a daemon whose actor writes a message out of turn on
 /// its channel (a second handshake, a result, an unasked cancel ack), beside a thread
 /// sibling that serves. Each must be reported as a protocol violation when its parent reads
-/// it out of turn (property 20), and stopped like any failed child.
+/// it out of turn (property 20), and stopped like any failed child. And a run-to-result
+/// child whose actor closes its channel and lives on: the body's join of its result must
+/// end (a hang otherwise), by the grace bound and a kill.
 pub fn out_of_turn() -> Vec<Scenario> {
     let one = |name: &str, method: SpawnMethod, message: OutOfTurn| Scenario {
         requests: 1,
@@ -670,6 +680,16 @@ pub fn out_of_turn() -> Vec<Scenario> {
             Ending::Finish,
         )
     };
+    // Its channel ends, its process does not: the body's join of its result must still end,
+    // by the grace bound and a kill.
+    let closes = Scenario::new(
+        "main-closes-its-channel",
+        vec![
+            ChildPlan::run_to_result("rogue", SpawnMethod::Exec, Behaviour::ClosesChannel),
+            ChildPlan::daemon("t", SpawnMethod::Thread, Behaviour::Serves),
+        ],
+        Ending::Finish,
+    );
     vec![
         one("second-handshake", SpawnMethod::Fork, OutOfTurn::Handshake),
         one(
@@ -682,6 +702,7 @@ pub fn out_of_turn() -> Vec<Scenario> {
             SpawnMethod::ForkServer,
             OutOfTurn::CancelAck,
         ),
+        closes,
     ]
 }
 

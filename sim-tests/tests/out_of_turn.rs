@@ -59,3 +59,18 @@ fn property_20_fails_when_the_violation_goes_unreported() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn a_main_that_closes_its_channel_and_lives_on_is_killed_and_the_join_ends() {
+    let sc = scenario::out_of_turn()
+        .into_iter()
+        .find(|s| s.name == "main-closes-its-channel")
+        .expect("a shipped scenario");
+    let r = run::deterministic(&sc);
+    assert!(r.holds(), "{:?}\n{}", r.problems, r.trace.join("\n"));
+    let t = r.trace.join("\n");
+    assert!(t.contains("its actor closes its end of the channel"), "{t}");
+    assert!(t.contains("parent    reads EOF from child#0"), "{t}");
+    assert!(t.contains("SIGKILL child#0"), "{t}");
+    assert!(t.contains("nursery closed"), "{t}");
+}

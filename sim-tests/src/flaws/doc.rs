@@ -229,6 +229,7 @@ fn behaviour_words(b: &Behaviour) -> String {
         Behaviour::Works { ms } => {
             format!("works {ms} ms on each request, stopping early when its cancel token says so")
         }
+        Behaviour::ClosesChannel => "closes its end of the channel and stops yielding".into(),
         Behaviour::WritesOutOfTurn { message } => {
             format!(
                 "writes a {} out of turn, then serves",

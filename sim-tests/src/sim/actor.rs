@@ -139,6 +139,10 @@ impl<P: Platform> Scripted<P> {
                 env.spawn_helper(Duration::from_millis(*hold_ms));
                 env.actor_code(|| env.block(None));
             }
+            Behaviour::ClosesChannel => {
+                env.close_channel();
+                env.actor_code(|| env.block(None));
+            }
             Behaviour::WritesOutOfTurn { message } => {
                 env.send_raw(&message.message().encode_fitted(DEFAULT_MAX_FRAME));
                 env.actor_code(|| ());

@@ -185,6 +185,20 @@ impl<P: Platform, F: ActorFactory<P>> SimEnv<P, F> {
         });
     }
 
+    /// Closes the process child's end of its channel, behind its runtime's back (a thread
+    /// child shares its parent's descriptors, and closes nothing).
+    pub fn close_channel(&self) {
+        if self.is_thread {
+            return;
+        }
+        let (me, pid) = (self.process, self.process.pid);
+        self.shared.with(|w| {
+            if w.runs(me) && w.kernel.close(pid, CHANNEL_FD).is_ok() {
+                w.note(pid, format_args!("actor closes its channel"));
+            }
+        });
+    }
+
     /// Ends the actor's process with `code`, as a crash would (a thread child cannot).
     pub fn exit_process(&self, code: i32) {
         if self.is_thread {

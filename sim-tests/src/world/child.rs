@@ -93,6 +93,8 @@ pub(super) struct Script<'a> {
     pub(super) stopped_at_start: bool,
     /// What its actor writes on its channel itself as it starts (`WritesOutOfTurn`).
     pub(super) stray: Option<Message>,
+    /// Its actor closes its end of the channel as it starts (`ClosesChannel`).
+    pub(super) closes_channel: bool,
 }
 
 impl Script<'_> {
@@ -122,6 +124,10 @@ impl Script<'_> {
             }
             Behaviour::FailsActor { message } | Behaviour::ReportsFailureTwice { message } => {
                 *self.failure = Some(RemoteError::new(RemoteErrorKind::Panic, &message))
+            }
+            Behaviour::ClosesChannel => {
+                self.closes_channel = self.is_process;
+                *self.block = Block::Forever;
             }
             Behaviour::WritesOutOfTurn { message } if self.is_process => {
                 self.stray = Some(message.message());

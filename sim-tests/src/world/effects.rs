@@ -281,10 +281,19 @@ impl World<'_> {
             work_until: &mut kid.work_until,
             stopped_at_start: false,
             stray: None,
+            closes_channel: false,
         };
         let ended = step(&mut kid.child_loop, &mut os, &mut script)
             .expect("the world only feeds inputs the child's loop accepts");
         let (started, crash, stopped) = (script.started, script.crash, script.stopped_at_start);
+        if script.closes_channel {
+            // What it wrote before stays readable; then its parent reads the end.
+            kid.child_end = false;
+            kid.inbox.clear();
+            super::child::note(&trace, now, &who, || {
+                "its actor closes its end of the channel".into()
+            });
+        }
         if let Some(message) = script.stray.take() {
             // Behind its runtime's back: the frame goes after whatever the runtime sent.
             if kid.parent_end {
