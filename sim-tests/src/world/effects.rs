@@ -301,9 +301,7 @@ impl World<'_> {
                 kid.outbox.0.push_back(message.encode_fitted(max_frame));
             }
             let name = message.name();
-            let who = &who;
-            let t = &trace;
-            super::child::note(t, now, who, || {
+            super::child::note(&trace, now, &who, || {
                 format!("its actor writes a {name} on its channel itself, out of turn")
             });
         }
